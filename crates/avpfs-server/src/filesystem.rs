@@ -1,0 +1,407 @@
+//! The [`FileSystem`] trait: one method per FUSE operation.
+//!
+//! The server decodes a request, checks it, and calls one of these methods;
+//! the implementation never sees wire structs of requests, only typed
+//! arguments. Every method has a default that fails with `ENOSYS`, so a file
+//! system implements what it supports and the kernel learns the rest.
+
+use std::ffi::CStr;
+use std::io;
+use std::time::Duration;
+
+use fuse_abi::{Attr, FileLock, Kstatfs, Statx};
+
+use crate::transport::{ZeroCopyReader, ZeroCopyWriter};
+
+/// A node id handed to the client (the kernel's `nodeid`). `1` is the root.
+pub type NodeId = u64;
+/// A file or directory handle handed to the client (the kernel's `fh`).
+pub type Handle = u64;
+
+/// Who sent a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The caller's file system user id.
+    pub uid: u32,
+    /// The caller's file system group id.
+    pub gid: u32,
+    /// The caller's process id in the client (0 when unknown).
+    pub pid: u32,
+    /// Supplementary groups, when the client sent them (FUSE_EXT_GROUPS).
+    pub groups: Option<Vec<u32>>,
+}
+
+/// The reply to an operation that creates a client reference to a node
+/// (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK, CREATE, TMPFILE, READDIRPLUS).
+///
+/// Each `Entry` with a non-zero `nodeid` returned to the client counts as one
+/// lookup reference that a later FORGET releases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// The node id; 0 means a negative entry ("does not exist", cacheable).
+    pub nodeid: NodeId,
+    /// Generation, so that a reused node id is told apart.
+    pub generation: u64,
+    /// The node's attributes.
+    pub attr: Attr,
+    /// How long the client may cache the attributes.
+    pub attr_timeout: Duration,
+    /// How long the client may cache the name.
+    pub entry_timeout: Duration,
+}
+
+/// Flags the file system returns from OPEN, OPENDIR and CREATE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenReply {
+    /// The handle for later requests on this open file.
+    pub handle: Handle,
+    /// FOPEN_* flags.
+    pub open_flags: u32,
+}
+
+/// Which attributes a SETATTR changes, with their new values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetattrIn {
+    /// New mode (permission and type bits; only permission bits apply).
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size.
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<TimeSpec>,
+    /// New modification time.
+    pub mtime: Option<TimeSpec>,
+    /// New change time (only settable as a side effect on Linux; accepted).
+    pub ctime: Option<(u64, u32)>,
+    /// The open handle when the change was made through a file descriptor.
+    pub handle: Option<Handle>,
+    /// Clear setuid/setgid as the kernel would (FATTR_KILL_SUIDGID).
+    pub kill_suidgid: bool,
+}
+
+/// A time to set with SETATTR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSpec {
+    /// The current time (UTIME_NOW).
+    Now,
+    /// Seconds and nanoseconds since the epoch.
+    At(u64, u32),
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, Copy)]
+pub struct DirEntry<'a> {
+    /// Inode number as shown to the client (`d_ino`).
+    pub ino: u64,
+    /// Offset of the *next* entry, as the client will pass back to continue.
+    pub offset: u64,
+    /// File type (`DT_*`).
+    pub typ: u32,
+    /// The name, without NUL.
+    pub name: &'a [u8],
+}
+
+/// The reply buffer of a READDIR or READDIRPLUS.
+pub trait DirSink {
+    /// True for READDIRPLUS: each entry needs an [`Entry`] (a lookup reference).
+    fn is_plus(&self) -> bool;
+    /// Whether an entry with a name of `namelen` bytes still fits.
+    fn has_room(&self, namelen: usize) -> bool;
+    /// Adds an entry; returns `false` and adds nothing when it does not fit.
+    /// `plus` must be given for READDIRPLUS (a `nodeid` of 0 adds no reference).
+    fn add(&mut self, entry: DirEntry<'_>, plus: Option<&Entry>) -> bool;
+}
+
+/// Options the client and server agreed on in FUSE_INIT, given to [`FileSystem::init`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InitOptions {
+    /// The negotiated protocol minor version.
+    pub minor: u32,
+    /// The capabilities the client offered (FUSE_INIT flags, 64 bit).
+    pub client_flags: u64,
+}
+
+/// What a file system wants enabled, returned by [`FileSystem::init`].
+/// The server enables a flag only if the client offered it.
+pub type WantedFlags = u64;
+
+/// A POSIX lock request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockRequest {
+    /// The handle the lock is taken through.
+    pub handle: Handle,
+    /// The lock owner as the client identifies it.
+    pub owner: u64,
+    /// The lock (type F_RDLCK/F_WRLCK/F_UNLCK, range, pid).
+    pub lock: FileLock,
+    /// A BSD flock rather than a POSIX record lock.
+    pub flock: bool,
+}
+
+/// A file system served over FUSE. Every method defaults to `ENOSYS`.
+///
+/// Methods take `&self`: the server calls them from many threads at once.
+#[allow(unused_variables)]
+pub trait FileSystem: Send + Sync {
+    /// Called once on FUSE_INIT; returns the FUSE_INIT flags it wants.
+    fn init(&self, opts: InitOptions) -> io::Result<WantedFlags> {
+        Ok(0)
+    }
+    /// Called on FUSE_DESTROY or when the client goes away: drop every
+    /// node reference and open handle of this client.
+    fn destroy(&self) {}
+    /// Looks up `name` in directory `parent`, taking one lookup reference.
+    fn lookup(&self, ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<Entry> {
+        Err(enosys())
+    }
+    /// Drops `count` lookup references of `node`.
+    fn forget(&self, node: NodeId, count: u64) {}
+    /// Drops many lookup references at once.
+    fn batch_forget(&self, requests: &[(NodeId, u64)]) {
+        for &(node, count) in requests {
+            self.forget(node, count);
+        }
+    }
+    /// Returns the attributes of `node` and how long they may be cached.
+    fn getattr(&self, ctx: &Context, node: NodeId, handle: Option<Handle>) -> io::Result<(Attr, Duration)> {
+        Err(enosys())
+    }
+    /// Changes attributes of `node`.
+    fn setattr(&self, ctx: &Context, node: NodeId, set: SetattrIn) -> io::Result<(Attr, Duration)> {
+        Err(enosys())
+    }
+    /// Returns the target of the symlink `node`.
+    fn readlink(&self, ctx: &Context, node: NodeId) -> io::Result<Vec<u8>> {
+        Err(enosys())
+    }
+    /// Creates the symlink `name` in `parent` pointing to `target`.
+    fn symlink(&self, ctx: &Context, target: &CStr, parent: NodeId, name: &CStr) -> io::Result<Entry> {
+        Err(enosys())
+    }
+    /// Creates a regular file, fifo, socket or device node.
+    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, rdev: u32, umask: u32) -> io::Result<Entry> {
+        Err(enosys())
+    }
+    /// Creates a directory.
+    fn mkdir(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, umask: u32) -> io::Result<Entry> {
+        Err(enosys())
+    }
+    /// Removes a non-directory.
+    fn unlink(&self, ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Removes an empty directory.
+    fn rmdir(&self, ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Renames `olddir/oldname` to `newdir/newname`; `flags` are renameat2 flags.
+    fn rename(
+        &self,
+        ctx: &Context,
+        olddir: NodeId,
+        oldname: &CStr,
+        newdir: NodeId,
+        newname: &CStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Creates a hard link to `node` as `newparent/newname`.
+    fn link(&self, ctx: &Context, node: NodeId, newparent: NodeId, newname: &CStr) -> io::Result<Entry> {
+        Err(enosys())
+    }
+    /// Opens a file; `flags` are open(2) flags, `kill_suidgid` asks to clear setuid/setgid on O_TRUNC.
+    fn open(&self, ctx: &Context, node: NodeId, flags: u32, kill_suidgid: bool) -> io::Result<OpenReply> {
+        Err(enosys())
+    }
+    /// Creates and opens a file.
+    fn create(
+        &self,
+        ctx: &Context,
+        parent: NodeId,
+        name: &CStr,
+        mode: u32,
+        flags: u32,
+        umask: u32,
+    ) -> io::Result<(Entry, OpenReply)> {
+        Err(enosys())
+    }
+    /// Creates an unnamed temporary file in `parent` (O_TMPFILE) and opens it.
+    fn tmpfile(
+        &self,
+        ctx: &Context,
+        parent: NodeId,
+        mode: u32,
+        flags: u32,
+        umask: u32,
+    ) -> io::Result<(Entry, OpenReply)> {
+        Err(enosys())
+    }
+    /// Reads up to `size` bytes at `offset` into `w`. Returns the bytes read.
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &self,
+        ctx: &Context,
+        node: NodeId,
+        handle: Handle,
+        w: &mut dyn ZeroCopyWriter,
+        size: u32,
+        offset: u64,
+        flags: u32,
+    ) -> io::Result<usize> {
+        Err(enosys())
+    }
+    /// Writes `size` bytes from `r` at `offset`. Returns the bytes written.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        ctx: &Context,
+        node: NodeId,
+        handle: Handle,
+        r: &mut dyn ZeroCopyReader,
+        size: u32,
+        offset: u64,
+        kill_suidgid: bool,
+        flags: u32,
+    ) -> io::Result<usize> {
+        Err(enosys())
+    }
+    /// Called on each close(2) of a descriptor of the open file.
+    fn flush(&self, ctx: &Context, node: NodeId, handle: Handle, lock_owner: u64) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Called when the last descriptor of the open file is closed.
+    fn release(
+        &self,
+        ctx: &Context,
+        node: NodeId,
+        handle: Handle,
+        flags: u32,
+        flock_unlock_owner: Option<u64>,
+    ) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Syncs a file; `datasync` asks for fdatasync.
+    fn fsync(&self, ctx: &Context, node: NodeId, handle: Handle, datasync: bool) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Returns file system statistics.
+    fn statfs(&self, ctx: &Context, node: NodeId) -> io::Result<Kstatfs> {
+        Err(enosys())
+    }
+    /// Sets an extended attribute.
+    fn setxattr(
+        &self,
+        ctx: &Context,
+        node: NodeId,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
+        kill_sgid: bool,
+    ) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Returns the value of an extended attribute. The server applies the
+    /// size-probe protocol and ERANGE.
+    fn getxattr(&self, ctx: &Context, node: NodeId, name: &CStr) -> io::Result<Vec<u8>> {
+        Err(enosys())
+    }
+    /// Returns the NUL-separated names of the extended attributes.
+    fn listxattr(&self, ctx: &Context, node: NodeId) -> io::Result<Vec<u8>> {
+        Err(enosys())
+    }
+    /// Removes an extended attribute.
+    fn removexattr(&self, ctx: &Context, node: NodeId, name: &CStr) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Opens a directory.
+    fn opendir(&self, ctx: &Context, node: NodeId, flags: u32) -> io::Result<OpenReply> {
+        Err(enosys())
+    }
+    /// Lists directory entries starting after `offset` into `sink`.
+    fn readdir(
+        &self,
+        ctx: &Context,
+        node: NodeId,
+        handle: Handle,
+        offset: u64,
+        sink: &mut dyn DirSink,
+    ) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Closes a directory handle.
+    fn releasedir(&self, ctx: &Context, node: NodeId, handle: Handle, flags: u32) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Syncs a directory.
+    fn fsyncdir(&self, ctx: &Context, node: NodeId, handle: Handle, datasync: bool) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Tests for a lock; returns the conflicting lock or one of type F_UNLCK.
+    fn getlk(&self, ctx: &Context, node: NodeId, req: LockRequest) -> io::Result<FileLock> {
+        Err(enosys())
+    }
+    /// Takes or releases a lock; `wait` blocks until it is granted (SETLKW).
+    fn setlk(&self, ctx: &Context, node: NodeId, req: LockRequest, wait: bool) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Checks access permission (access(2) `mask`).
+    fn access(&self, ctx: &Context, node: NodeId, mask: u32) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Allocates or deallocates space (fallocate(2)).
+    fn fallocate(
+        &self,
+        ctx: &Context,
+        node: NodeId,
+        handle: Handle,
+        mode: u32,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Finds data or holes (SEEK_DATA/SEEK_HOLE) or plain seeks.
+    fn lseek(&self, ctx: &Context, node: NodeId, handle: Handle, offset: u64, whence: u32) -> io::Result<u64> {
+        Err(enosys())
+    }
+    /// Copies a range between two open files.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_file_range(
+        &self,
+        ctx: &Context,
+        node_in: NodeId,
+        handle_in: Handle,
+        off_in: u64,
+        node_out: NodeId,
+        handle_out: Handle,
+        off_out: u64,
+        len: u64,
+        flags: u64,
+    ) -> io::Result<usize> {
+        Err(enosys())
+    }
+    /// Syncs the whole file system.
+    fn syncfs(&self, ctx: &Context, node: NodeId) -> io::Result<()> {
+        Err(enosys())
+    }
+    /// Returns extended attributes (statx).
+    fn statx(
+        &self,
+        ctx: &Context,
+        node: NodeId,
+        handle: Option<Handle>,
+        flags: u32,
+        mask: u32,
+    ) -> io::Result<(Statx, Duration)> {
+        Err(enosys())
+    }
+}
+
+/// The `ENOSYS` error every unimplemented operation returns.
+pub fn enosys() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOSYS)
+}

@@ -1,0 +1,22 @@
+//! The avpfs FUSE protocol server.
+//!
+//! It reads one request from a [`Reader`], calls a [`FileSystem`], and writes
+//! the reply into a [`Writer`]. No transport type appears here: the same
+//! server answers the host kernel through `/dev/fuse` and guests through
+//! virtqueues.
+
+#![deny(missing_docs)]
+
+pub mod args;
+pub mod filesystem;
+pub mod interrupt;
+pub mod reply;
+pub mod server;
+pub mod transport;
+
+pub use filesystem::{
+    enosys, Context, DirEntry, DirSink, Entry, FileSystem, Handle, InitOptions, LockRequest, NodeId, OpenReply,
+    SetattrIn, TimeSpec, WantedFlags,
+};
+pub use server::{Error, Handled, Server, MAX_REQUEST_SIZE, MAX_WRITE};
+pub use transport::{Reader, SliceReader, VecWriter, Writer, ZeroCopyReader, ZeroCopyWriter};

@@ -1,0 +1,546 @@
+//! [`Server`]: decodes one FUSE request from a [`Reader`], calls the
+//! [`FileSystem`], and encodes the reply into a [`Writer`].
+
+use std::ffi::CStr;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use fuse_abi::{self as abi, init_flags as init, opcode};
+use log::{debug, warn};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::args::{self, Args};
+use crate::filesystem::{Context, FileSystem, InitOptions, LockRequest, SetattrIn, TimeSpec};
+use crate::interrupt::Interrupts;
+use crate::reply::{entry_out, reply_error, reply_ok, timeout_parts, DirBuffer, OUT_HEADER_SIZE};
+use crate::transport::{Reader, Writer};
+
+/// Size of the request header.
+pub const IN_HEADER_SIZE: usize = core::mem::size_of::<abi::InHeader>();
+/// Largest WRITE payload we accept (and announce as max_write).
+pub const MAX_WRITE: u32 = 1 << 20;
+/// Largest request body other than a WRITE payload (SETXATTR value + name,
+/// BATCH_FORGET lists).
+pub const MAX_ARGS: usize = 256 * 1024;
+/// Size of a buffer that holds any request: header, WRITE header, payload, slack.
+pub const MAX_REQUEST_SIZE: usize = MAX_WRITE as usize + 4096;
+
+/// Errors that leave a request without any reply.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is shorter than its header: there is no `unique` to reply to.
+    #[error("request of {0} bytes is shorter than the FUSE header")]
+    ShortHeader(usize),
+    /// Writing the reply failed (the reply buffer is too small even for an error).
+    #[error("cannot write the reply: {0}")]
+    Reply(#[source] io::Error),
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// A reply of this many bytes was written.
+    Reply(usize),
+    /// The request takes no reply (FORGET, BATCH_FORGET, INTERRUPT, NOTIFY_REPLY).
+    NoReply,
+}
+
+/// The protocol state agreed in FUSE_INIT.
+#[derive(Debug, Default)]
+struct Session {
+    initialized: AtomicBool,
+    minor: AtomicU32,
+    flags: AtomicU64,
+}
+
+/// A FUSE protocol server over a file system `F`, shared by all worker threads.
+pub struct Server<F: FileSystem> {
+    fs: F,
+    session: Session,
+    interrupts: Interrupts,
+    destroy_lock: Mutex<()>,
+}
+
+impl<F: FileSystem> Server<F> {
+    /// Serves `fs`.
+    pub fn new(fs: F) -> Self {
+        Server { fs, session: Session::default(), interrupts: Interrupts::new(), destroy_lock: Mutex::new(()) }
+    }
+
+    /// The file system being served.
+    pub fn fs(&self) -> &F {
+        &self.fs
+    }
+
+    /// Whether FUSE_INIT has completed.
+    pub fn is_initialized(&self) -> bool {
+        self.session.initialized.load(Ordering::Acquire)
+    }
+
+    /// The negotiated FUSE_INIT flags (64 bit).
+    pub fn negotiated_flags(&self) -> u64 {
+        self.session.flags.load(Ordering::Acquire)
+    }
+
+    /// The client went away (device reset, disconnect, unmount): drop every
+    /// reference and handle it held, and wait for a new FUSE_INIT.
+    pub fn reset(&self) {
+        let _g = self.destroy_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.session.initialized.store(false, Ordering::Release);
+        self.fs.destroy();
+    }
+
+    /// Handles one request read from `r`, writing the reply to `w`.
+    pub fn handle_message(&self, r: &mut dyn Reader, w: &mut dyn Writer) -> Result<Handled, Error> {
+        let total = r.remaining();
+        let mut hb = [0u8; IN_HEADER_SIZE];
+        r.read_exact(&mut hb).map_err(|_| Error::ShortHeader(total))?;
+        let h = abi::InHeader::read_from_bytes(&hb[..]).map_err(|_| Error::ShortHeader(total))?;
+        debug!("<- {} unique={} node={} len={}", opcode::name(h.opcode), h.unique, h.nodeid, h.len);
+        let result = self.dispatch(&h, total, r, w);
+        let handled = match result {
+            Ok(h) => h,
+            Err(errno) => {
+                if matches!(h.opcode, opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT | opcode::NOTIFY_REPLY)
+                {
+                    warn!("dropping malformed {} request: errno {errno}", opcode::name(h.opcode));
+                    Handled::NoReply
+                } else {
+                    Handled::Reply(reply_error(w, h.unique, errno).map_err(Error::Reply)?)
+                }
+            }
+        };
+        Ok(handled)
+    }
+
+    fn dispatch(
+        &self,
+        h: &abi::InHeader,
+        total: usize,
+        r: &mut dyn Reader,
+        w: &mut dyn Writer,
+    ) -> Result<Handled, i32> {
+        let len = h.len as usize;
+        if len < IN_HEADER_SIZE || len > total {
+            warn!("{}: length field {} does not match the request size {}", opcode::name(h.opcode), len, total);
+            return Err(libc::EINVAL);
+        }
+        let body_len = len - IN_HEADER_SIZE;
+        let ext_len = h.total_extlen as usize * 8;
+        let args_len = body_len.checked_sub(ext_len).ok_or(libc::EINVAL)?;
+
+        if h.opcode != opcode::INIT && !self.is_initialized() {
+            return Err(libc::EIO);
+        }
+
+        if h.opcode == opcode::WRITE {
+            return self.do_write(h, args_len, r, w);
+        }
+        if body_len > MAX_ARGS {
+            return Err(libc::E2BIG);
+        }
+        let mut body = vec![0u8; body_len];
+        r.read_exact(&mut body).map_err(|_| libc::EINVAL)?;
+        let (arg_bytes, ext_bytes) = body.split_at(args_len);
+        let groups = if ext_len > 0 { args::parse_extensions(ext_bytes)? } else { None };
+        let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups };
+        let mut a = Args::new(arg_bytes);
+        let node = h.nodeid;
+        let fs = &self.fs;
+        let ok = |w: &mut dyn Writer, parts: &[&[u8]]| -> Result<Handled, i32> {
+            reply_ok(w, h.unique, parts).map(Handled::Reply).map_err(|_| libc::ERANGE)
+        };
+        let empty = |w: &mut dyn Writer| ok(w, &[]);
+        let entry = |w: &mut dyn Writer, e: crate::filesystem::Entry| ok(w, &[entry_out(&e).as_bytes()]);
+
+        match h.opcode {
+            opcode::INIT => self.do_init(h, &mut a, w),
+            opcode::DESTROY => {
+                self.reset();
+                empty(w)
+            }
+            opcode::LOOKUP => entry(w, fs.lookup(&ctx, node, a.name()?).map_err(errno)?),
+            opcode::FORGET => {
+                let f: abi::ForgetIn = a.fetch()?;
+                fs.forget(node, f.nlookup);
+                Ok(Handled::NoReply)
+            }
+            opcode::BATCH_FORGET => {
+                let b: abi::BatchForgetIn = a.fetch()?;
+                let rest = a.rest();
+                let n = (b.count as usize).min(rest.len() / core::mem::size_of::<abi::ForgetOne>());
+                if n < b.count as usize {
+                    warn!("BATCH_FORGET: count {} but room for {n}", b.count);
+                }
+                let list: Vec<(u64, u64)> = rest
+                    .chunks_exact(core::mem::size_of::<abi::ForgetOne>())
+                    .take(n)
+                    .filter_map(|c| abi::ForgetOne::read_from_bytes(c).ok())
+                    .map(|f| (f.nodeid, f.nlookup))
+                    .collect();
+                fs.batch_forget(&list);
+                Ok(Handled::NoReply)
+            }
+            opcode::GETATTR => {
+                let g: abi::GetattrIn = a.fetch()?;
+                let fh = (g.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(g.fh);
+                let (attr, t) = fs.getattr(&ctx, node, fh).map_err(errno)?;
+                ok(w, &[attr_out(attr, t).as_bytes()])
+            }
+            opcode::SETATTR => {
+                let s: abi::SetattrIn = a.fetch()?;
+                let (attr, t) = fs.setattr(&ctx, node, setattr_in(&s)).map_err(errno)?;
+                ok(w, &[attr_out(attr, t).as_bytes()])
+            }
+            opcode::READLINK => {
+                let target = fs.readlink(&ctx, node).map_err(errno)?;
+                ok(w, &[&target])
+            }
+            opcode::SYMLINK => {
+                let name = a.name()?;
+                let target = a.cstr(args::PATH_MAX)?;
+                if target.is_empty() {
+                    return Err(libc::ENOENT);
+                }
+                entry(w, fs.symlink(&ctx, target, node, name).map_err(errno)?)
+            }
+            opcode::MKNOD => {
+                let m: abi::MknodIn = a.fetch()?;
+                entry(w, fs.mknod(&ctx, node, a.name()?, m.mode, m.rdev, m.umask).map_err(errno)?)
+            }
+            opcode::MKDIR => {
+                let m: abi::MkdirIn = a.fetch()?;
+                entry(w, fs.mkdir(&ctx, node, a.name()?, m.mode, m.umask).map_err(errno)?)
+            }
+            opcode::UNLINK => {
+                fs.unlink(&ctx, node, a.name()?).map_err(errno)?;
+                empty(w)
+            }
+            opcode::RMDIR => {
+                fs.rmdir(&ctx, node, a.name()?).map_err(errno)?;
+                empty(w)
+            }
+            opcode::RENAME | opcode::RENAME2 => {
+                let (newdir, flags) = if h.opcode == opcode::RENAME {
+                    (a.fetch::<abi::RenameIn>()?.newdir, 0)
+                } else {
+                    let r: abi::Rename2In = a.fetch()?;
+                    (r.newdir, r.flags)
+                };
+                let oldname = a.name()?;
+                let newname = a.name()?;
+                fs.rename(&ctx, node, oldname, newdir, newname, flags).map_err(errno)?;
+                empty(w)
+            }
+            opcode::LINK => {
+                let l: abi::LinkIn = a.fetch()?;
+                entry(w, fs.link(&ctx, l.oldnodeid, node, a.name()?).map_err(errno)?)
+            }
+            opcode::OPEN => {
+                let o: abi::OpenIn = a.fetch()?;
+                let kill = o.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0;
+                let reply = fs.open(&ctx, node, o.flags, kill).map_err(errno)?;
+                ok(w, &[open_out(reply).as_bytes()])
+            }
+            opcode::CREATE => {
+                let c: abi::CreateIn = a.fetch()?;
+                let name = a.name()?;
+                let (e, o) = fs.create(&ctx, node, name, c.mode, c.flags, c.umask).map_err(errno)?;
+                ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
+            }
+            opcode::TMPFILE => {
+                let c: abi::CreateIn = a.fetch()?;
+                let (e, o) = fs.tmpfile(&ctx, node, c.mode, c.flags, c.umask).map_err(errno)?;
+                ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
+            }
+            opcode::READ => self.do_read(h, &ctx, &mut a, w),
+            opcode::STATFS => {
+                let st = fs.statfs(&ctx, node).map_err(errno)?;
+                ok(w, &[abi::StatfsOut { st }.as_bytes()])
+            }
+            opcode::RELEASE | opcode::RELEASEDIR => {
+                let rel: abi::ReleaseIn = a.fetch()?;
+                if h.opcode == opcode::RELEASE {
+                    let owner = (rel.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK != 0).then_some(rel.lock_owner);
+                    if rel.release_flags & abi::FUSE_RELEASE_FLUSH != 0 {
+                        ignore_enosys(fs.flush(&ctx, node, rel.fh, rel.lock_owner)).map_err(errno)?;
+                    }
+                    fs.release(&ctx, node, rel.fh, rel.flags, owner).map_err(errno)?;
+                } else {
+                    fs.releasedir(&ctx, node, rel.fh, rel.flags).map_err(errno)?;
+                }
+                empty(w)
+            }
+            opcode::FSYNC | opcode::FSYNCDIR => {
+                let f: abi::FsyncIn = a.fetch()?;
+                let datasync = f.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
+                if h.opcode == opcode::FSYNC {
+                    fs.fsync(&ctx, node, f.fh, datasync).map_err(errno)?;
+                } else {
+                    fs.fsyncdir(&ctx, node, f.fh, datasync).map_err(errno)?;
+                }
+                empty(w)
+            }
+            opcode::SETXATTR => {
+                let ext = self.negotiated_flags() & init::SETXATTR_EXT != 0;
+                let size = if ext { core::mem::size_of::<abi::SetxattrIn>() } else { abi::SETXATTR_IN_COMPAT_SIZE };
+                let s: abi::SetxattrIn = a.fetch_prefix(size)?;
+                let name = xattr_name(&mut a)?;
+                if s.size as usize > args::XATTR_SIZE_MAX {
+                    return Err(libc::E2BIG);
+                }
+                let value = a.bytes(s.size as usize)?;
+                let kill_sgid = s.setxattr_flags & abi::FUSE_SETXATTR_ACL_KILL_SGID != 0;
+                fs.setxattr(&ctx, node, name, value, s.flags, kill_sgid).map_err(errno)?;
+                empty(w)
+            }
+            opcode::GETXATTR | opcode::LISTXATTR => {
+                let g: abi::GetxattrIn = a.fetch()?;
+                let value = if h.opcode == opcode::GETXATTR {
+                    let name = xattr_name(&mut a)?;
+                    fs.getxattr(&ctx, node, name).map_err(errno)?
+                } else {
+                    fs.listxattr(&ctx, node).map_err(errno)?
+                };
+                if g.size == 0 {
+                    ok(w, &[abi::GetxattrOut { size: value.len() as u32, padding: 0 }.as_bytes()])
+                } else if value.len() > g.size as usize {
+                    Err(libc::ERANGE)
+                } else {
+                    ok(w, &[&value])
+                }
+            }
+            opcode::REMOVEXATTR => {
+                let name = xattr_name(&mut a)?;
+                fs.removexattr(&ctx, node, name).map_err(errno)?;
+                empty(w)
+            }
+            opcode::FLUSH => {
+                let f: abi::FlushIn = a.fetch()?;
+                fs.flush(&ctx, node, f.fh, f.lock_owner).map_err(errno)?;
+                empty(w)
+            }
+            opcode::OPENDIR => {
+                let o: abi::OpenIn = a.fetch()?;
+                let reply = fs.opendir(&ctx, node, o.flags).map_err(errno)?;
+                ok(w, &[open_out(reply).as_bytes()])
+            }
+            opcode::READDIR | opcode::READDIRPLUS => {
+                let rd: abi::ReadIn = a.fetch()?;
+                let room = w.available().saturating_sub(OUT_HEADER_SIZE);
+                let mut buf = DirBuffer::new((rd.size as usize).min(room), h.opcode == opcode::READDIRPLUS);
+                fs.readdir(&ctx, node, rd.fh, rd.offset, &mut buf).map_err(errno)?;
+                ok(w, &[buf.as_bytes()])
+            }
+            opcode::GETLK => {
+                let lk: abi::LkIn = a.fetch()?;
+                let lock = fs.getlk(&ctx, node, lock_request(&lk)).map_err(errno)?;
+                ok(w, &[abi::LkOut { lk: lock }.as_bytes()])
+            }
+            opcode::SETLK | opcode::SETLKW => {
+                let lk: abi::LkIn = a.fetch()?;
+                let wait = h.opcode == opcode::SETLKW;
+                let res = if wait {
+                    let _guard = self.interrupts.register(h.unique);
+                    fs.setlk(&ctx, node, lock_request(&lk), true)
+                } else {
+                    fs.setlk(&ctx, node, lock_request(&lk), false)
+                };
+                res.map_err(errno)?;
+                empty(w)
+            }
+            opcode::ACCESS => {
+                let acc: abi::AccessIn = a.fetch()?;
+                fs.access(&ctx, node, acc.mask).map_err(errno)?;
+                empty(w)
+            }
+            opcode::INTERRUPT => {
+                let i: abi::InterruptIn = a.fetch()?;
+                self.interrupts.interrupt(i.unique);
+                Ok(Handled::NoReply)
+            }
+            opcode::FALLOCATE => {
+                let f: abi::FallocateIn = a.fetch()?;
+                fs.fallocate(&ctx, node, f.fh, f.mode, f.offset, f.length).map_err(errno)?;
+                empty(w)
+            }
+            opcode::LSEEK => {
+                let l: abi::LseekIn = a.fetch()?;
+                let offset = fs.lseek(&ctx, node, l.fh, l.offset, l.whence).map_err(errno)?;
+                ok(w, &[abi::LseekOut { offset }.as_bytes()])
+            }
+            opcode::COPY_FILE_RANGE => {
+                let c: abi::CopyFileRangeIn = a.fetch()?;
+                let len = c.len.min(u64::from(u32::MAX) & !0xfff);
+                let n = fs
+                    .copy_file_range(&ctx, node, c.fh_in, c.off_in, c.nodeid_out, c.fh_out, c.off_out, len, c.flags)
+                    .map_err(errno)?;
+                ok(w, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
+            }
+            opcode::SYNCFS => {
+                let _: abi::SyncfsIn = a.fetch()?;
+                fs.syncfs(&ctx, node).map_err(errno)?;
+                empty(w)
+            }
+            opcode::STATX => {
+                let s: abi::StatxIn = a.fetch()?;
+                let fh = (s.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(s.fh);
+                let (stat, t) = fs.statx(&ctx, node, fh, s.sx_flags, s.sx_mask).map_err(errno)?;
+                let (secs, nsecs) = timeout_parts(t);
+                let out = abi::StatxOut { attr_valid: secs, attr_valid_nsec: nsecs, flags: 0, spare: [0; 2], stat };
+                ok(w, &[out.as_bytes()])
+            }
+            opcode::NOTIFY_REPLY => Ok(Handled::NoReply),
+            other => {
+                debug!("unsupported opcode {other} ({})", opcode::name(other));
+                Err(libc::ENOSYS)
+            }
+        }
+    }
+
+    fn do_init(&self, h: &abi::InHeader, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
+        let i: abi::InitIn = a.fetch_prefix(abi::INIT_IN_COMPAT_SIZE.max(a.rest().len()))?;
+        if i.major < abi::KERNEL_VERSION {
+            warn!("FUSE_INIT: unsupported major version {}", i.major);
+            return Err(libc::EPROTO);
+        }
+        let mut out =
+            abi::InitOut { major: abi::KERNEL_VERSION, minor: abi::KERNEL_MINOR_VERSION, ..Default::default() };
+        if i.major > abi::KERNEL_VERSION {
+            // The client will retry with our major version.
+            return reply_ok(w, h.unique, &[out.as_bytes()]).map(Handled::Reply).map_err(|_| libc::ERANGE);
+        }
+        if i.minor < abi::MIN_KERNEL_MINOR_VERSION {
+            warn!("FUSE_INIT: protocol 7.{} is older than 7.{}", i.minor, abi::MIN_KERNEL_MINOR_VERSION);
+            return Err(libc::EPROTO);
+        }
+        let mut client = u64::from(i.flags);
+        if client & init::INIT_EXT != 0 {
+            client |= u64::from(i.flags2) << 32;
+        }
+        let minor = i.minor.min(abi::KERNEL_MINOR_VERSION);
+        let wanted = self.fs.init(InitOptions { minor, client_flags: client }).map_err(errno)?;
+        let ours = init::INIT_EXT | init::MAX_PAGES | init::BIG_WRITES;
+        let enabled = (wanted | ours) & client;
+        out.minor = minor;
+        out.max_readahead = i.max_readahead;
+        out.flags = enabled as u32;
+        out.flags2 = (enabled >> 32) as u32;
+        out.max_background = 256;
+        out.congestion_threshold = 192;
+        out.max_write = MAX_WRITE;
+        out.time_gran = 1;
+        out.max_pages = abi::FUSE_DEFAULT_MAX_PAGES;
+        self.session.minor.store(minor, Ordering::Release);
+        self.session.flags.store(enabled, Ordering::Release);
+        self.session.initialized.store(true, Ordering::Release);
+        log::info!("FUSE_INIT: protocol 7.{minor}, flags {enabled:#x}");
+        reply_ok(w, h.unique, &[out.as_bytes()]).map(Handled::Reply).map_err(|_| libc::ERANGE)
+    }
+
+    fn do_read(&self, h: &abi::InHeader, ctx: &Context, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
+        let rd: abi::ReadIn = a.fetch()?;
+        if w.available() < OUT_HEADER_SIZE {
+            return Err(libc::ERANGE);
+        }
+        let size = (rd.size as usize).min(w.available() - OUT_HEADER_SIZE).min(MAX_REQUEST_SIZE);
+        if rd.offset > i64::MAX as u64 {
+            return Err(libc::EINVAL);
+        }
+        // Reserve the header; it is written once the payload length is known.
+        w.write_all(&[0u8; OUT_HEADER_SIZE]).map_err(|_| libc::ERANGE)?;
+        let n = self.fs.read(ctx, h.nodeid, rd.fh, w, size as u32, rd.offset, rd.flags).map_err(errno)?;
+        let len = OUT_HEADER_SIZE + n;
+        let hdr = abi::OutHeader { len: len as u32, error: 0, unique: h.unique };
+        w.write_at(0, hdr.as_bytes()).map_err(|_| libc::EIO)?;
+        Ok(Handled::Reply(len))
+    }
+
+    fn do_write(
+        &self,
+        h: &abi::InHeader,
+        args_len: usize,
+        r: &mut dyn Reader,
+        w: &mut dyn Writer,
+    ) -> Result<Handled, i32> {
+        let mut wb = [0u8; core::mem::size_of::<abi::WriteIn>()];
+        if args_len < wb.len() {
+            return Err(libc::EINVAL);
+        }
+        r.read_exact(&mut wb).map_err(|_| libc::EINVAL)?;
+        let wi = abi::WriteIn::read_from_bytes(&wb[..]).map_err(|_| libc::EINVAL)?;
+        if wi.size as usize != args_len - wb.len() || wi.size > MAX_WRITE {
+            warn!("WRITE: size {} but payload of {} bytes", wi.size, args_len - wb.len());
+            return Err(libc::EINVAL);
+        }
+        if wi.offset.checked_add(u64::from(wi.size)).is_none_or(|end| end > i64::MAX as u64) {
+            return Err(libc::EFBIG);
+        }
+        let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups: None };
+        let kill = wi.write_flags & abi::FUSE_WRITE_KILL_SUIDGID != 0;
+        let n = self.fs.write(&ctx, h.nodeid, wi.fh, r, wi.size, wi.offset, kill, wi.flags).map_err(errno)?;
+        reply_ok(w, h.unique, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
+            .map(Handled::Reply)
+            .map_err(|_| libc::ERANGE)
+    }
+}
+
+/// The errno of an I/O error (EIO when it carries none).
+pub fn errno(e: io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn ignore_enosys(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        other => other,
+    }
+}
+
+fn xattr_name<'a>(a: &mut Args<'a>) -> Result<&'a CStr, i32> {
+    let name = a.cstr(args::XATTR_NAME_MAX).map_err(|e| if e == libc::ENAMETOOLONG { libc::ERANGE } else { e })?;
+    if name.is_empty() {
+        return Err(libc::ERANGE);
+    }
+    Ok(name)
+}
+
+fn attr_out(attr: abi::Attr, t: std::time::Duration) -> abi::AttrOut {
+    let (secs, nsecs) = timeout_parts(t);
+    abi::AttrOut { attr_valid: secs, attr_valid_nsec: nsecs, dummy: 0, attr }
+}
+
+fn open_out(o: crate::filesystem::OpenReply) -> abi::OpenOut {
+    abi::OpenOut { fh: o.handle, open_flags: o.open_flags, backing_id: 0 }
+}
+
+fn lock_request(lk: &abi::LkIn) -> LockRequest {
+    LockRequest { handle: lk.fh, owner: lk.owner, lock: lk.lk, flock: lk.lk_flags & abi::FUSE_LK_FLOCK != 0 }
+}
+
+/// Turns the wire SETATTR into the typed change set.
+pub fn setattr_in(s: &abi::SetattrIn) -> SetattrIn {
+    use abi::fattr;
+    let v = s.valid;
+    let time = |set: u32, now: u32, secs: u64, nsecs: u32| {
+        if v & now != 0 {
+            Some(TimeSpec::Now)
+        } else if v & set != 0 {
+            Some(TimeSpec::At(secs, nsecs))
+        } else {
+            None
+        }
+    };
+    SetattrIn {
+        mode: (v & fattr::MODE != 0).then_some(s.mode),
+        uid: (v & fattr::UID != 0).then_some(s.uid),
+        gid: (v & fattr::GID != 0).then_some(s.gid),
+        size: (v & fattr::SIZE != 0).then_some(s.size),
+        atime: time(fattr::ATIME, fattr::ATIME_NOW, s.atime, s.atimensec),
+        mtime: time(fattr::MTIME, fattr::MTIME_NOW, s.mtime, s.mtimensec),
+        ctime: (v & fattr::CTIME != 0).then_some((s.ctime, s.ctimensec)),
+        handle: (v & fattr::FH != 0).then_some(s.fh),
+        kill_suidgid: v & fattr::KILL_SUIDGID != 0,
+    }
+}

@@ -1,0 +1,21 @@
+# avpfs: the two commands are `make demo` (the main job) and `make test` (all tests).
+CARGO ?= cargo
+
+.PHONY: all build demo test lint unit fuse-demo
+
+all: build
+
+build:
+	scripts/install-deps.sh build
+	$(CARGO) build --release --bin avpfs
+
+## The main job: build avpfs and show a share working.
+demo: build
+	scripts/demo.sh
+
+## Every test: formatting, lints, unit tests, the POSIX suite through /dev/fuse.
+test:
+	scripts/install-deps.sh build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace

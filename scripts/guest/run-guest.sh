@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Boots a small Linux guest under QEMU (TCG) with a virtio-fs device (or QEMU's
+# own 9p server), runs a job script in it, and prints its serial console.
+#
+# Usage: run-guest.sh --kernel DIR --job SCRIPT [--socket SOCK --tag TAG]
+#                     [--9p DIR --tag TAG] [--queues N] [--smp N] [--mem SIZE]
+#                     [--bin FILE]... [--shell] [--timeout SECONDS]
+# The job runs as root in the guest with the share mounted on /mnt; its exit
+# status is printed as "AVPFS-EXIT <n>" and becomes this script's exit status.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+kernel="" job="" socket="" tag=avpfs ninep="" queues=1 smp=2 mem=1G shell=0 timeout=600 qemu=${QEMU:-qemu-system-x86_64}
+bins=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kernel) kernel=$2; shift 2 ;;
+    --job) job=$2; shift 2 ;;
+    --socket) socket=$2; shift 2 ;;
+    --tag) tag=$2; shift 2 ;;
+    --9p) ninep=$2; shift 2 ;;
+    --queues) queues=$2; shift 2 ;;
+    --smp) smp=$2; shift 2 ;;
+    --mem) mem=$2; shift 2 ;;
+    --bin) bins+=("$2"); shift 2 ;;
+    --shell) shell=1; shift ;;
+    --timeout) timeout=$2; shift 2 ;;
+    *) echo "run-guest: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$kernel" ] && [ -n "$job" ] || { echo "run-guest: --kernel and --job are required" >&2; exit 2; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,lib/modules,proc,sys,dev,mnt,tmp}
+cp /bin/busybox "$root/bin/busybox"
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci fuse virtiofs netfs fscache 9pnet 9pnet_virtio 9p; do
+  f=$(find "$kernel/modules/kernel" -name "$m.ko" -o -name "$m.ko.xz" | head -n1)
+  [ -n "$f" ] || continue
+  case "$f" in
+    *.xz) xz -dc "$f" > "$root/lib/modules/$m.ko" ;;
+    *) cp "$f" "$root/lib/modules/$m.ko" ;;
+  esac
+  echo "$m" >> "$root/lib/modules/order"
+done
+for b in "${bins[@]}"; do cp "$b" "$root/bin/"; done
+cp "$job" "$root/job.sh"
+chmod +x "$root/job.sh"
+if [ -n "$ninep" ]; then fstype=9p; else fstype=virtiofs; fi
+cat > "$root/init" <<INIT
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+[ -f /lib/modules/order ] && for m in \$(cat /lib/modules/order); do insmod /lib/modules/\$m.ko 2>/dev/null; done
+if [ "$fstype" = 9p ]; then
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=none $tag /mnt
+else
+  mount -t virtiofs $tag /mnt
+fi || echo "AVPFS-MOUNT-FAILED"
+cd /mnt
+if [ $shell = 1 ]; then
+  echo "avpfs guest: the share is mounted on /mnt; exit the shell to power off"
+  setsid cttyhack sh
+  rc=0
+else
+  sh /job.sh
+  rc=\$?
+fi
+cd /
+sync
+umount /mnt 2>/dev/null
+echo "AVPFS-EXIT \$rc"
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.gz"
+
+args=(-accel tcg -nic none -m "$mem" -smp "$smp" -nographic -no-reboot
+      -kernel "$kernel/vmlinuz" -initrd "$work/initrd.gz"
+      -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable"
+      -object "memory-backend-memfd,id=mem,size=$mem,share=on" -numa node,memdev=mem)
+if [ -n "$ninep" ]; then
+  args+=(-fsdev "local,id=f0,path=$ninep,security_model=none" -device "virtio-9p-pci,fsdev=f0,mount_tag=$tag")
+else
+  [ -n "$socket" ] || { echo "run-guest: --socket or --9p is required" >&2; exit 2; }
+  args+=(-chardev "socket,id=c0,path=$socket" -device "vhost-user-fs-pci,chardev=c0,tag=$tag,queue-size=1024,num-request-queues=$queues")
+fi
+if [ $shell = 1 ]; then
+  exec "$qemu" "${args[@]}"
+fi
+set +e
+timeout "$timeout" "$qemu" "${args[@]}" < /dev/null | tee "$work/console" | tr -d '\r'
+set -e
+rc=$(sed -n 's/.*AVPFS-EXIT \([0-9]*\).*/\1/p' "$work/console" | tail -n1)
+[ -n "$rc" ] || { echo "run-guest: the guest did not finish (timeout or crash)" >&2; exit 124; }
+exit "$rc"

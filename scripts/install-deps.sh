@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what avpfs needs to build and test, idempotently and quietly.
+# Usage: scripts/install-deps.sh [build|guest|bench]...
+set -euo pipefail
+
+want_pkgs=(gcc make pkg-config)
+for what in "$@"; do
+  case "$what" in
+    build) ;;
+    guest) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip) ;;
+    bench) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip libseccomp-dev libcap-ng-dev fio) ;;
+    *) echo "install-deps: unknown group $what" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
+if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
+[ -e /dev/fuse ] || { echo "install-deps: /dev/fuse is missing (modprobe fuse)" >&2; exit 1; }

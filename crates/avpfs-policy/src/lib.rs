@@ -1,12 +1,13 @@
 //! The avpfs share policy: what a guest may see and do on a share.
 //!
-//! This crate is pure logic: the rules ([`Policy`]), how they are read from a
-//! TOML file ([`config`]), and the questions the enforcement layer asks of
-//! them. It does no file system I/O.
+//! The rules ([`Policy`]), how they are read from a TOML file ([`config`]),
+//! and [`PolicyFs`], the one layer between the FUSE server and the
+//! passthrough file system where they are enforced. No host I/O happens here.
 
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod enforce;
 pub mod idmap;
 pub mod paths;
 pub mod xattr;
@@ -15,6 +16,7 @@ use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
 pub use config::{parse, ConfigError};
+pub use enforce::PolicyFs;
 pub use idmap::{IdMap, IdRange, Unmapped};
 pub use paths::{Access, PathRules, Position};
 pub use xattr::{XattrAction, XattrRule, XattrRules};

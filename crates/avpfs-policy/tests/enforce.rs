@@ -1,0 +1,202 @@
+//! PolicyFs against a recording file system double: a denied operation must
+//! never reach the inner file system, and allowed ones must arrive translated.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use avpfs_policy::{parse, PolicyFs};
+use avpfs_server::{Context, DirEntry, DirSink, Entry, FileSystem, Handle, NodeId, OpenReply, SetattrIn};
+use fuse_abi::Attr;
+
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<String>>,
+    next: Mutex<u64>,
+}
+
+impl Recorder {
+    fn log(&self, s: String) {
+        self.calls.lock().unwrap().push(s);
+    }
+    fn entry(&self, mode: u32, uid: u32) -> Entry {
+        let mut n = self.next.lock().unwrap();
+        *n += 1;
+        Entry { nodeid: 100 + *n, attr: Attr { mode, uid, gid: uid, ..Default::default() }, ..Default::default() }
+    }
+}
+
+impl FileSystem for Recorder {
+    fn lookup(&self, ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<Entry> {
+        self.log(format!("lookup {parent} {} as {}", name.to_str().unwrap(), ctx.uid));
+        Ok(self.entry(libc::S_IFDIR | 0o755, 100_000))
+    }
+    fn forget(&self, node: NodeId, count: u64) {
+        self.log(format!("forget {node} {count}"));
+    }
+    fn mknod(&self, ctx: &Context, _: NodeId, name: &CStr, mode: u32, _: u32, _: u32) -> io::Result<Entry> {
+        self.log(format!("mknod {} {mode:o} as {}", name.to_str().unwrap(), ctx.uid));
+        Ok(self.entry(mode, ctx.uid))
+    }
+    fn mkdir(&self, _: &Context, _: NodeId, name: &CStr, mode: u32, _: u32) -> io::Result<Entry> {
+        self.log(format!("mkdir {} {mode:o}", name.to_str().unwrap()));
+        Ok(self.entry(libc::S_IFDIR | mode, 0))
+    }
+    fn setattr(&self, _: &Context, _: NodeId, set: SetattrIn) -> io::Result<(Attr, Duration)> {
+        self.log(format!("setattr mode={:?} uid={:?}", set.mode.map(|m| format!("{m:o}")), set.uid));
+        Ok((Attr::default(), Duration::ZERO))
+    }
+    fn open(&self, _: &Context, node: NodeId, _: u32, _: bool) -> io::Result<OpenReply> {
+        self.log(format!("open {node}"));
+        Ok(OpenReply { handle: node * 10, open_flags: 0 })
+    }
+    fn release(&self, _: &Context, _: NodeId, h: Handle, _: u32, _: Option<u64>) -> io::Result<()> {
+        self.log(format!("release {h}"));
+        Ok(())
+    }
+    fn unlink(&self, _: &Context, _: NodeId, name: &CStr) -> io::Result<()> {
+        self.log(format!("unlink {}", name.to_str().unwrap()));
+        Ok(())
+    }
+    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, _: &[u8], _: u32, _: bool) -> io::Result<()> {
+        self.log(format!("setxattr {}", name.to_str().unwrap()));
+        Ok(())
+    }
+    fn listxattr(&self, _: &Context, _: NodeId) -> io::Result<Vec<u8>> {
+        Ok(b"user.a\0security.selinux\0user.avpfs.security.selinux\0".to_vec())
+    }
+    fn readdir(&self, _: &Context, _: NodeId, _: Handle, _: u64, sink: &mut dyn DirSink) -> io::Result<()> {
+        for (i, name) in ["visible", "secrets", "other"].iter().enumerate() {
+            let e = self.entry(libc::S_IFREG | 0o644, 0);
+            sink.add(DirEntry { ino: 1, offset: i as u64 + 1, typ: 8, name: name.as_bytes() }, Some(&e));
+        }
+        Ok(())
+    }
+}
+
+struct Sink(Vec<(String, u64)>);
+impl DirSink for Sink {
+    fn is_plus(&self) -> bool {
+        true
+    }
+    fn has_room(&self, _: usize) -> bool {
+        true
+    }
+    fn add(&mut self, e: DirEntry<'_>, plus: Option<&Entry>) -> bool {
+        self.0.push((String::from_utf8_lossy(e.name).into_owned(), plus.map_or(0, |p| p.nodeid)));
+        true
+    }
+}
+
+fn fs(policy: &str) -> PolicyFs<Recorder> {
+    PolicyFs::new(Recorder::default(), parse(policy).unwrap())
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+fn root() -> Context {
+    Context { uid: 0, gid: 0, pid: 1, groups: None }
+}
+
+fn calls(p: &PolicyFs<Recorder>) -> Vec<String> {
+    p.inner().calls.lock().unwrap().clone()
+}
+
+fn errno<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+    r.unwrap_err().raw_os_error().unwrap()
+}
+
+#[test]
+fn hidden_lookup_never_reaches_the_file_system() {
+    let p = fs("[paths]\nhidden = [\"secrets\"]\n");
+    assert_eq!(errno(p.lookup(&root(), 1, &c("secrets"))), libc::ENOENT);
+    assert!(calls(&p).is_empty());
+    p.lookup(&root(), 1, &c("open")).unwrap();
+    assert_eq!(calls(&p), ["lookup 1 open as 0"]);
+}
+
+#[test]
+fn readdirplus_leaves_hidden_entries_out_and_returns_their_reference() {
+    let p = fs("[paths]\nhidden = [\"secrets\"]\n");
+    let mut sink = Sink(Vec::new());
+    p.readdir(&root(), 1, 0, 0, &mut sink).unwrap();
+    let names: Vec<&str> = sink.0.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["visible", "other"]);
+    // The hidden entry's lookup reference was given back to the inner file system.
+    assert!(calls(&p).contains(&"forget 102 1".to_string()), "{:?}", calls(&p));
+    assert_eq!(p.node_count(), 2);
+}
+
+#[test]
+fn creation_rules_and_setuid_stripping() {
+    let p = fs("[share]\ncreate = [\"file\", \"dir\"]\n");
+    assert_eq!(errno(p.mknod(&root(), 1, &c("fifo"), libc::S_IFIFO | 0o644, 0, 0)), libc::EPERM);
+    assert_eq!(errno(p.mknod(&root(), 1, &c("dev"), libc::S_IFCHR | 0o644, 0x0103, 0)), libc::EPERM);
+    assert!(calls(&p).is_empty());
+    p.mknod(&root(), 1, &c("f"), libc::S_IFREG | 0o4755, 0, 0).unwrap();
+    p.mkdir(&root(), 1, &c("d"), 0o2775, 0).unwrap();
+    let set = SetattrIn { mode: Some(0o6755), ..Default::default() };
+    p.setattr(&root(), 101, set).unwrap();
+    assert_eq!(calls(&p), ["mknod f 100755 as 0", "mkdir d 775", "setattr mode=Some(\"755\") uid=None"]);
+}
+
+#[test]
+fn readonly_share_refuses_every_modification_first() {
+    let p = fs("[share]\nreadonly = true\n");
+    assert_eq!(errno(p.unlink(&root(), 1, &c("x"))), libc::EROFS);
+    assert_eq!(errno(p.mkdir(&root(), 1, &c("x"), 0o755, 0)), libc::EROFS);
+    assert_eq!(errno(p.setxattr(&root(), 1, &c("user.x"), b"v", 0, false)), libc::EROFS);
+    assert_eq!(errno(p.open(&root(), 1, libc::O_WRONLY as u32, false)), libc::EROFS);
+    assert!(calls(&p).is_empty());
+    p.open(&root(), 1, libc::O_RDONLY as u32, false).unwrap();
+}
+
+#[test]
+fn ids_are_translated_on_the_way_in_and_out() {
+    let p = fs("[uid]\nmap = [{ guest = 0, host = 100000, count = 1000 }]\n[gid]\nunmapped = \"identity\"\n");
+    let e = p.lookup(&root(), 1, &c("a")).unwrap();
+    assert_eq!(e.attr.uid, 0, "host 100000 shows as guest 0");
+    let stranger = Context { uid: 5000, gid: 0, pid: 1, groups: None };
+    assert_eq!(errno(p.lookup(&stranger, 1, &c("b"))), libc::EPERM);
+    let set = SetattrIn { uid: Some(5000), ..Default::default() };
+    assert_eq!(errno(p.setattr(&root(), 1, set)), libc::EPERM);
+    let set = SetattrIn { uid: Some(7), ..Default::default() };
+    p.setattr(&root(), 1, set).unwrap();
+    assert_eq!(calls(&p), ["lookup 1 a as 100000", "setattr mode=None uid=Some(100007)"]);
+}
+
+#[test]
+fn xattr_names_are_mapped_and_filtered() {
+    let p = fs("[xattr]\nrules = [{ prefix = \"security.\", rename = \"user.avpfs.security.\" }, { prefix = \"user.avpfs.\", action = \"deny\" }]\n");
+    p.setxattr(&root(), 1, &c("security.selinux"), b"x", 0, false).unwrap();
+    assert_eq!(errno(p.setxattr(&root(), 1, &c("user.avpfs.security.selinux"), b"x", 0, false)), libc::EPERM);
+    assert_eq!(calls(&p), ["setxattr user.avpfs.security.selinux"]);
+    assert_eq!(p.listxattr(&root(), 1).unwrap(), b"user.a\0security.selinux\0");
+}
+
+#[test]
+fn limits_on_nodes_and_handles() {
+    let p = fs("[share]\nmax_inodes = 2\nmax_open_files = 1\n");
+    p.lookup(&root(), 1, &c("a")).unwrap();
+    p.lookup(&root(), 1, &c("b")).unwrap();
+    assert_eq!(errno(p.lookup(&root(), 1, &c("c"))), libc::ENFILE);
+    assert!(calls(&p).contains(&"forget 103 1".to_string()), "the refused reference is returned");
+    p.forget(101, 1);
+    p.lookup(&root(), 1, &c("c")).unwrap();
+
+    let h = p.open(&root(), 101, 0, false).unwrap();
+    assert_eq!(errno(p.open(&root(), 102, 0, false)), libc::EMFILE);
+    p.release(&root(), 101, h.handle, 0, None).unwrap();
+    p.open(&root(), 102, 0, false).unwrap();
+}
+
+#[test]
+fn renames_across_rules_are_exdev() {
+    let p = fs("[paths]\nreadonly = [\"ro\"]\nhidden = [\"h\"]\n");
+    assert_eq!(errno(p.rename(&root(), 1, &c("a"), 1, &c("ro"), 0)), libc::EROFS);
+    assert_eq!(errno(p.rename(&root(), 1, &c("h"), 1, &c("x"), 0)), libc::ENOENT);
+    assert!(calls(&p).is_empty());
+}

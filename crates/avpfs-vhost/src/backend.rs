@@ -1,0 +1,462 @@
+//! [`VhostUserFsBackend`]: the virtio-fs device model behind the vhost-user
+//! protocol.
+//!
+//! The device has one high-priority queue (index 0: FORGET, INTERRUPT) and
+//! `num_request_queues` request queues (1..). vhost-user-backend runs one
+//! epoll worker thread per queue ([`VhostUserBackend::queues_per_thread`]),
+//! so worker thread `i` serves queue `i` and the request queues are served in
+//! parallel. Each worker drains its queue in batches: it pops every available
+//! chain, hands each to the FUSE [`Server`], puts the replies in the used ring,
+//! and signals the guest once per batch (when EVENT_IDX says the guest wants
+//! it).
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+use avpfs_server::{FileSystem, Handled, Server, Writer};
+use fuse_abi::{InHeader, OutHeader};
+use log::{debug, error, info, warn};
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::Backend;
+use vhost_user_backend::{VhostUserBackend, VringMutex, VringState, VringT};
+use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_queue::{QueueOwnedT, QueueT};
+use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::descriptor_chain::{walk_chain, Buffer, ChainReader, ChainWriter, SplitChain};
+
+/// Guest memory as the backend maps it (no dirty-page bitmap: no migration yet).
+pub type GuestMemory = GuestMemoryMmap<()>;
+/// The guest memory shared between the vhost-user thread and the workers.
+pub type GuestMemoryShared = GuestMemoryAtomic<GuestMemory>;
+
+/// Length of the `tag` field of the virtio-fs configuration space.
+pub const TAG_LEN: usize = 36;
+/// Index of the high-priority queue.
+pub const HIPRIO_QUEUE: usize = 0;
+/// Most queues one device can have: vhost-user-backend assigns queues to
+/// worker threads with a 64-bit mask.
+pub const MAX_QUEUES: usize = 64;
+/// In a batch longer than this, the guest is signalled every this many replies.
+const SIGNAL_EVERY: usize = 32;
+/// How long a reset waits for requests in progress before it drops the nodes anyway.
+const QUIESCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configuration errors of the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The tag is empty or longer than [`TAG_LEN`] bytes.
+    #[error("the tag must be 1 to {TAG_LEN} bytes of UTF-8, not {0}")]
+    InvalidTag(usize),
+    /// Zero request queues, or more than `MAX_QUEUES - 1`.
+    #[error("the number of request queues must be 1 to {max}, not {0}", max = MAX_QUEUES - 1)]
+    InvalidQueueCount(usize),
+    /// The queue size is not a power of two in 1..=32768.
+    #[error("the queue size must be a power of two up to 32768, not {0}")]
+    InvalidQueueSize(u16),
+}
+
+/// Settings of one virtio-fs device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// The mount tag (`mount -t virtiofs TAG /mnt`), 1 to 36 bytes.
+    pub tag: String,
+    /// Number of request queues (the hiprio queue comes on top).
+    pub num_request_queues: usize,
+    /// Largest queue size the front end may set.
+    pub queue_size: u16,
+}
+
+impl DeviceConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.tag.is_empty() || self.tag.len() > TAG_LEN {
+            return Err(Error::InvalidTag(self.tag.len()));
+        }
+        if self.num_request_queues == 0 || self.num_request_queues >= MAX_QUEUES {
+            return Err(Error::InvalidQueueCount(self.num_request_queues));
+        }
+        if !self.queue_size.is_power_of_two() {
+            return Err(Error::InvalidQueueSize(self.queue_size));
+        }
+        Ok(())
+    }
+
+    /// The device configuration space (VIRTIO 1.2, 5.11.4): the tag padded
+    /// with NUL bytes, then `num_request_queues` as le32.
+    pub fn config_space(&self) -> [u8; TAG_LEN + 4] {
+        let mut space = [0u8; TAG_LEN + 4];
+        let tag = self.tag.as_bytes();
+        let n = tag.len().min(TAG_LEN);
+        space[..n].copy_from_slice(&tag[..n]);
+        let queues = u32::try_from(self.num_request_queues).unwrap_or(u32::MAX);
+        space[TAG_LEN..].copy_from_slice(&queues.to_le_bytes());
+        space
+    }
+}
+
+/// Counts the batches being processed, so that a reset can wait for them.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        InFlightGuard(self)
+    }
+
+    /// Waits until no batch is in progress; false on timeout.
+    fn wait_idle(&self, timeout: Duration) -> bool {
+        let guard = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let (_guard, result) =
+            self.idle.wait_timeout_while(guard, timeout, |n| *n > 0).unwrap_or_else(|e| e.into_inner());
+        !result.timed_out()
+    }
+}
+
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.count.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// The vhost-user-fs device backend for one front-end connection.
+///
+/// Create one per connection ([`crate::serve`] does): the guest memory and the
+/// negotiated features belong to the connection, the [`Server`] (and with it
+/// the file system) outlives it.
+pub struct VhostUserFsBackend<F: FileSystem> {
+    server: Arc<Server<F>>,
+    config: DeviceConfig,
+    mem: RwLock<Option<GuestMemoryShared>>,
+    event_idx: AtomicBool,
+    in_flight: InFlight,
+    /// The back-end request channel (for later use: DAX mappings, notifications).
+    backend_req: Mutex<Option<Backend>>,
+}
+
+impl<F: FileSystem> VhostUserFsBackend<F> {
+    /// A backend that serves `server` with the device settings `config`.
+    pub fn new(server: Arc<Server<F>>, config: DeviceConfig) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(VhostUserFsBackend {
+            server,
+            config,
+            mem: RwLock::new(None),
+            event_idx: AtomicBool::new(false),
+            in_flight: InFlight::default(),
+            backend_req: Mutex::new(None),
+        })
+    }
+
+    /// The FUSE server.
+    pub fn server(&self) -> &Arc<Server<F>> {
+        &self.server
+    }
+
+    /// Waits (bounded) for the requests in progress, then drops every node
+    /// and handle the guest held.
+    pub fn reset_server(&self) {
+        if !self.in_flight.wait_idle(QUIESCE_TIMEOUT) {
+            warn!("reset: requests still in progress after {QUIESCE_TIMEOUT:?}; resetting anyway");
+        }
+        self.server.reset();
+    }
+
+    /// Drains queue `queue` until it is empty (with EVENT_IDX: until no new
+    /// chain arrived while notifications were being re-enabled). Each pass
+    /// takes every available chain, answers them, and signals the guest once
+    /// (every [`SIGNAL_EVERY`] replies in long batches).
+    fn process_queue(&self, queue: usize, vring: &VringMutex<GuestMemoryShared>) {
+        let _busy = self.in_flight.enter();
+        let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            warn!("queue {queue}: kicked before any memory table was set");
+            return;
+        };
+        let event_idx = self.event_idx.load(Ordering::Acquire);
+        loop {
+            if event_idx {
+                if let Err(e) = vring.disable_notification() {
+                    warn!("queue {queue}: cannot disable notifications: {e}");
+                }
+            }
+            let (heads, desc_table, size) = pop_available(queue, &mut vring.get_mut(), &atomic.memory());
+            // One memory snapshot per batch, taken after the chains were
+            // popped: a region the front end added before publishing a chain
+            // is in it, and the mappings stay valid until the batch is done.
+            let mem = atomic.memory();
+            if !heads.is_empty() {
+                debug!("queue {queue}: batch of {}", heads.len());
+                for (n, head) in heads.into_iter().enumerate() {
+                    let len = self.process_chain(queue, &mem, desc_table, size, head);
+                    if let Err(e) = vring.add_used(head, len) {
+                        warn!("queue {queue}: cannot return descriptor {head}: {e}");
+                    }
+                    // In a long batch, let the guest see the first replies early.
+                    if (n + 1) % SIGNAL_EVERY == 0 {
+                        notify(queue, vring);
+                    }
+                }
+                notify(queue, vring);
+            }
+            if !event_idx {
+                break;
+            }
+            match vring.enable_notification() {
+                // More chains arrived while notifications were off.
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    warn!("queue {queue}: cannot enable notifications: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Serves one chain; returns the number of bytes written to its writable part.
+    fn process_chain(
+        &self,
+        queue: usize,
+        mem: &GuestMemoryLoadGuard<GuestMemory>,
+        desc_table: GuestAddress,
+        size: u16,
+        head: u16,
+    ) -> u32 {
+        let chain = match walk_chain(&**mem, desc_table, size, head) {
+            Ok(chain) => chain,
+            Err(bad) => {
+                warn!("queue {queue}: bad descriptor chain at head {head}: {}", bad.error);
+                return error_reply(mem, &bad.valid, libc::EIO);
+            }
+        };
+        let (mut r, mut w) = match (ChainReader::new(&**mem, &chain), ChainWriter::new(&**mem, &chain)) {
+            (Ok(r), Ok(w)) => (r, w),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!("queue {queue}: descriptor chain at head {head}: {e}");
+                return 0;
+            }
+        };
+        match self.server.handle_message(&mut r, &mut w) {
+            Ok(Handled::Reply(len)) => u32::try_from(len.min(w.bytes_written())).unwrap_or(0),
+            Ok(Handled::NoReply) => 0,
+            Err(avpfs_server::Error::ShortHeader(n)) => {
+                warn!("queue {queue}: request of {n} bytes has no complete FUSE header");
+                error_reply(mem, &chain, libc::EIO)
+            }
+            Err(e) => {
+                warn!("queue {queue}: {e}");
+                0
+            }
+        }
+    }
+}
+
+/// Pops every available chain head; returns them with the descriptor table
+/// address and the queue size.
+fn pop_available(
+    queue: usize,
+    state: &mut VringState<GuestMemoryShared>,
+    mem: &GuestMemoryLoadGuard<GuestMemory>,
+) -> (Vec<u16>, GuestAddress, u16) {
+    let q = state.get_queue_mut();
+    let desc_table = GuestAddress(q.desc_table());
+    let size = q.size();
+    let heads = match q.iter(&**mem) {
+        Ok(iter) => iter.map(|chain| chain.head_index()).collect(),
+        Err(e) => {
+            warn!("queue {queue}: cannot read the available ring: {e}");
+            Vec::new()
+        }
+    };
+    (heads, desc_table, size)
+}
+
+/// Signals the guest if it wants to know about the new used entries
+/// (always without EVENT_IDX; with it, when `used_event` was passed).
+fn notify(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
+    match vring.needs_notification() {
+        Ok(false) => {}
+        Ok(true) => signal(queue, vring),
+        Err(e) => {
+            warn!("queue {queue}: cannot read used_event ({e}); signalling");
+            signal(queue, vring);
+        }
+    }
+}
+
+fn signal(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
+    if let Err(e) = vring.signal_used_queue() {
+        warn!("queue {queue}: cannot signal the guest: {e}");
+    }
+}
+
+/// Writes an error reply into the writable part of a chain the server could
+/// not take, when it has room for a reply header. The `unique` comes from the
+/// request header when the readable part holds one (0 otherwise: the guest
+/// matches replies by chain, not by `unique`). Returns the used length.
+fn error_reply(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain, errno: i32) -> u32 {
+    let mut unique = 0;
+    let readable = SplitChain { readable: chain.readable.clone(), writable: Vec::<Buffer>::new() };
+    if let Ok(mut r) = ChainReader::<()>::new(&**mem, &readable) {
+        let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
+        if avpfs_server::Reader::read_exact(&mut r, &mut hdr).is_ok() {
+            unique = InHeader::read_from_bytes(&hdr[..]).map(|h| h.unique).unwrap_or(0);
+        }
+    }
+    let Ok(mut w) = ChainWriter::<()>::from_buffers(&**mem, &chain.writable) else {
+        return 0;
+    };
+    let len = std::mem::size_of::<OutHeader>() as u32;
+    let out = OutHeader { len, error: -errno, unique };
+    match w.write_all(out.as_bytes()) {
+        Ok(()) => len,
+        Err(_) => 0,
+    }
+}
+
+impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
+    type Bitmap = ();
+    type Vring = VringMutex<GuestMemoryShared>;
+
+    fn num_queues(&self) -> usize {
+        self.config.num_request_queues + 1
+    }
+
+    fn max_queue_size(&self) -> usize {
+        usize::from(self.config.queue_size)
+    }
+
+    fn features(&self) -> u64 {
+        (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+    }
+
+    fn acked_features(&self, features: u64) {
+        info!("front end acked virtio features {features:#x}");
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::BACKEND_REQ
+            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+            | VhostUserProtocolFeatures::RESET_DEVICE
+    }
+
+    fn reset_device(&self) {
+        info!("device reset: dropping the guest's nodes and handles");
+        self.reset_server();
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.event_idx.store(enabled, Ordering::Release);
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        let space = self.config.config_space();
+        let (offset, size) = (offset as usize, size as usize);
+        if offset >= space.len() {
+            // An empty answer tells the front end the request failed.
+            return Vec::new();
+        }
+        let mut out: Vec<u8> = space[offset..].iter().copied().take(size).collect();
+        out.resize(size, 0);
+        out
+    }
+
+    fn set_config(&self, _offset: u32, _buf: &[u8]) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::PermissionDenied, "the virtio-fs configuration space is read-only"))
+    }
+
+    fn update_memory(&self, mem: GuestMemoryShared) -> io::Result<()> {
+        *self.mem.write().unwrap_or_else(|e| e.into_inner()) = Some(mem);
+        Ok(())
+    }
+
+    fn set_backend_req_fd(&self, backend: Backend) {
+        *self.backend_req.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend);
+    }
+
+    fn queues_per_thread(&self) -> Vec<u64> {
+        // One worker thread per queue: thread `i` serves queue `i`.
+        (0..self.num_queues()).map(|i| 1u64 << i).collect()
+    }
+
+    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                error!("worker {thread_index}: cannot create its exit event ({e}); it will outlive the connection");
+                None
+            }
+        }
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[Self::Vring],
+        thread_id: usize,
+    ) -> io::Result<()> {
+        if evset != EventSet::IN {
+            warn!("queue {thread_id}: unexpected event set {evset:?}");
+            return Ok(());
+        }
+        // Each worker owns exactly one vring, so the event index is 0 and the
+        // queue index is the thread index.
+        match vrings.get(usize::from(device_event)) {
+            Some(vring) => self.process_queue(thread_id, vring),
+            None => warn!("queue {thread_id}: event {device_event} for no vring"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(tag: &str, queues: usize, size: u16) -> DeviceConfig {
+        DeviceConfig { tag: tag.into(), num_request_queues: queues, queue_size: size }
+    }
+
+    #[test]
+    fn validates_settings() {
+        assert!(config("fs", 1, 1024).validate().is_ok());
+        assert!(matches!(config("", 1, 1024).validate(), Err(Error::InvalidTag(0))));
+        assert!(matches!(config(&"x".repeat(37), 1, 1024).validate(), Err(Error::InvalidTag(37))));
+        assert!(config(&"x".repeat(36), 1, 1024).validate().is_ok());
+        assert!(matches!(config("fs", 0, 1024).validate(), Err(Error::InvalidQueueCount(0))));
+        assert!(matches!(config("fs", 64, 1024).validate(), Err(Error::InvalidQueueCount(64))));
+        assert!(matches!(config("fs", 1, 1000).validate(), Err(Error::InvalidQueueSize(1000))));
+        assert!(matches!(config("fs", 1, 0).validate(), Err(Error::InvalidQueueSize(0))));
+    }
+
+    #[test]
+    fn config_space_layout() {
+        let space = config("myfs", 3, 1024).config_space();
+        assert_eq!(&space[..4], b"myfs");
+        assert!(space[4..36].iter().all(|&b| b == 0));
+        assert_eq!(&space[36..], &3u32.to_le_bytes());
+    }
+}

@@ -1,0 +1,381 @@
+//! Shared test setup: an in-memory file system double and a backend started
+//! in-process on a socket in a temporary directory.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use avpfs_server::{Context, Entry, FileSystem, Handle, InitOptions, NodeId, OpenReply, Server};
+use avpfs_server::{ZeroCopyReader, ZeroCopyWriter};
+use avpfs_vhost::{Stopper, VhostDaemon, VhostOptions};
+use fuse_abi::{self as abi, init_flags};
+use vhost_harness::{Harness, HarnessConfig};
+
+fn enoent() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOENT)
+}
+
+enum Kind {
+    Dir,
+    /// File data lives in an unlinked temporary file, so that READ and WRITE
+    /// go through the zero-copy `preadv`/`pwritev` path.
+    File(File),
+}
+
+struct Node {
+    parent: NodeId,
+    name: Vec<u8>,
+    kind: Kind,
+    mode: u32,
+    lookups: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    nodes: HashMap<NodeId, Node>,
+    next_node: NodeId,
+    handles: HashMap<Handle, NodeId>,
+    next_handle: Handle,
+}
+
+/// An in-memory file system: directories and regular files, lookup counts
+/// and open handles tracked so that tests can see a reset drop them.
+pub struct MemFs {
+    inner: Mutex<Inner>,
+    destroys: AtomicUsize,
+    threads: Mutex<HashSet<ThreadId>>,
+}
+
+impl MemFs {
+    pub fn new() -> Self {
+        let mut inner = Inner { next_node: 2, next_handle: 1, ..Default::default() };
+        inner.nodes.insert(
+            abi::ROOT_ID,
+            Node { parent: abi::ROOT_ID, name: Vec::new(), kind: Kind::Dir, mode: libc::S_IFDIR | 0o755, lookups: 0 },
+        );
+        MemFs { inner: Mutex::new(inner), destroys: AtomicUsize::new(0), threads: Mutex::default() }
+    }
+
+    /// Lookup references the client holds, summed over all nodes.
+    pub fn lookups(&self) -> u64 {
+        self.inner.lock().unwrap().nodes.values().map(|n| n.lookups).sum()
+    }
+
+    /// Open handles.
+    pub fn open_handles(&self) -> usize {
+        self.inner.lock().unwrap().handles.len()
+    }
+
+    /// How many times the server reset the file system.
+    pub fn destroys(&self) -> usize {
+        self.destroys.load(Ordering::SeqCst)
+    }
+
+    /// The threads that served LOOKUP, READ or WRITE.
+    pub fn serving_threads(&self) -> HashSet<ThreadId> {
+        self.threads.lock().unwrap().clone()
+    }
+
+    fn note_thread(&self) {
+        self.threads.lock().unwrap().insert(std::thread::current().id());
+    }
+
+    /// Adds a file with `data` under the root (as if created on the host).
+    pub fn add_file(&self, name: &str, data: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(data, 0).unwrap();
+        let mut inner = self.inner.lock().unwrap();
+        let id = inner.next_node;
+        inner.next_node += 1;
+        inner.nodes.insert(
+            id,
+            Node {
+                parent: abi::ROOT_ID,
+                name: name.as_bytes().to_vec(),
+                kind: Kind::File(f),
+                mode: libc::S_IFREG | 0o644,
+                lookups: 0,
+            },
+        );
+    }
+
+    fn attr(id: NodeId, n: &Node) -> abi::Attr {
+        let size = match &n.kind {
+            Kind::Dir => 4096,
+            Kind::File(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
+        };
+        abi::Attr {
+            ino: id,
+            size,
+            blocks: size.div_ceil(512),
+            mode: n.mode,
+            nlink: 1,
+            blksize: 4096,
+            ..Default::default()
+        }
+    }
+
+    fn entry(id: NodeId, n: &mut Node) -> Entry {
+        n.lookups += 1;
+        Entry {
+            nodeid: id,
+            generation: 1,
+            attr: Self::attr(id, n),
+            attr_timeout: Duration::from_secs(1),
+            entry_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn add(&self, parent: NodeId, name: &CStr, kind: Kind, mode: u32) -> io::Result<(NodeId, Entry)> {
+        let mut inner = self.inner.lock().unwrap();
+        match inner.nodes.get(&parent) {
+            Some(Node { kind: Kind::Dir, .. }) => {}
+            Some(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            None => return Err(enoent()),
+        }
+        if inner.nodes.values().any(|n| n.parent == parent && n.name == name.to_bytes()) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let id = inner.next_node;
+        inner.next_node += 1;
+        let mut node = Node { parent, name: name.to_bytes().to_vec(), kind, mode, lookups: 0 };
+        let e = Self::entry(id, &mut node);
+        inner.nodes.insert(id, node);
+        Ok((id, e))
+    }
+
+    fn with_file<T>(&self, handle: Handle, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
+        let inner = self.inner.lock().unwrap();
+        let node = inner.handles.get(&handle).ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        match inner.nodes.get(node).map(|n| &n.kind) {
+            Some(Kind::File(file)) => f(file),
+            Some(Kind::Dir) => Err(io::Error::from_raw_os_error(libc::EISDIR)),
+            None => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+}
+
+impl FileSystem for MemFs {
+    fn init(&self, _: InitOptions) -> io::Result<u64> {
+        Ok(init_flags::ASYNC_READ | init_flags::BIG_WRITES | init_flags::MAX_PAGES)
+    }
+
+    fn destroy(&self) {
+        self.destroys.fetch_add(1, Ordering::SeqCst);
+        let mut inner = self.inner.lock().unwrap();
+        inner.handles.clear();
+        for n in inner.nodes.values_mut() {
+            n.lookups = 0;
+        }
+    }
+
+    fn lookup(&self, _: &Context, parent: NodeId, name: &CStr) -> io::Result<Entry> {
+        self.note_thread();
+        let mut inner = self.inner.lock().unwrap();
+        let (&id, node) = inner
+            .nodes
+            .iter_mut()
+            .find(|(&id, n)| id != abi::ROOT_ID && n.parent == parent && n.name == name.to_bytes())
+            .ok_or_else(enoent)?;
+        Ok(Self::entry(id, node))
+    }
+
+    fn forget(&self, node: NodeId, count: u64) {
+        if let Some(n) = self.inner.lock().unwrap().nodes.get_mut(&node) {
+            n.lookups = n.lookups.saturating_sub(count);
+        }
+    }
+
+    fn getattr(&self, _: &Context, node: NodeId, _: Option<Handle>) -> io::Result<(abi::Attr, Duration)> {
+        let inner = self.inner.lock().unwrap();
+        let n = inner.nodes.get(&node).ok_or_else(enoent)?;
+        Ok((Self::attr(node, n), Duration::from_secs(1)))
+    }
+
+    fn mkdir(&self, _: &Context, parent: NodeId, name: &CStr, mode: u32, umask: u32) -> io::Result<Entry> {
+        Ok(self.add(parent, name, Kind::Dir, libc::S_IFDIR | (mode & !umask & 0o7777))?.1)
+    }
+
+    fn create(
+        &self,
+        _: &Context,
+        parent: NodeId,
+        name: &CStr,
+        mode: u32,
+        _flags: u32,
+        umask: u32,
+    ) -> io::Result<(Entry, OpenReply)> {
+        let (id, e) =
+            self.add(parent, name, Kind::File(tempfile::tempfile()?), libc::S_IFREG | (mode & !umask & 0o7777))?;
+        let mut inner = self.inner.lock().unwrap();
+        let h = inner.next_handle;
+        inner.next_handle += 1;
+        inner.handles.insert(h, id);
+        Ok((e, OpenReply { handle: h, open_flags: 0 }))
+    }
+
+    fn open(&self, _: &Context, node: NodeId, _: u32, _: bool) -> io::Result<OpenReply> {
+        let mut inner = self.inner.lock().unwrap();
+        if !inner.nodes.contains_key(&node) {
+            return Err(enoent());
+        }
+        let h = inner.next_handle;
+        inner.next_handle += 1;
+        inner.handles.insert(h, node);
+        Ok(OpenReply { handle: h, open_flags: 0 })
+    }
+
+    fn read(
+        &self,
+        _: &Context,
+        _: NodeId,
+        handle: Handle,
+        w: &mut dyn ZeroCopyWriter,
+        size: u32,
+        offset: u64,
+        _: u32,
+    ) -> io::Result<usize> {
+        self.note_thread();
+        self.with_file(handle, |f| {
+            let mut done = 0;
+            while done < size as usize {
+                let n = w.write_from(f.as_fd(), size as usize - done, offset + done as u64)?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+            Ok(done)
+        })
+    }
+
+    fn write(
+        &self,
+        _: &Context,
+        _: NodeId,
+        handle: Handle,
+        r: &mut dyn ZeroCopyReader,
+        size: u32,
+        offset: u64,
+        _: bool,
+        _: u32,
+    ) -> io::Result<usize> {
+        self.note_thread();
+        self.with_file(handle, |f| {
+            let mut done = 0;
+            while done < size as usize {
+                let n = r.read_to(f.as_fd(), size as usize - done, offset + done as u64)?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+            Ok(done)
+        })
+    }
+
+    fn release(&self, _: &Context, _: NodeId, handle: Handle, _: u32, _: Option<u64>) -> io::Result<()> {
+        self.inner
+            .lock()
+            .unwrap()
+            .handles
+            .remove(&handle)
+            .map(drop)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    fn statfs(&self, _: &Context, _: NodeId) -> io::Result<abi::Kstatfs> {
+        Ok(abi::Kstatfs {
+            blocks: 1000,
+            bfree: 500,
+            bavail: 500,
+            bsize: 4096,
+            namelen: 255,
+            frsize: 4096,
+            ..Default::default()
+        })
+    }
+}
+
+/// A backend serving a [`MemFs`] in a thread of this process.
+pub struct Backend {
+    pub socket: PathBuf,
+    pub server: Arc<Server<MemFs>>,
+    stopper: Stopper,
+    thread: Option<JoinHandle<Result<(), avpfs_vhost::Error>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Backend {
+    /// Starts a backend with `num_request_queues` request queues that keeps
+    /// listening after a disconnect.
+    pub fn start(num_request_queues: usize) -> Backend {
+        Self::start_with(VhostOptions {
+            tag: "testfs".into(),
+            num_request_queues,
+            queue_size: 1024,
+            keep_listening_after_disconnect: true,
+        })
+    }
+
+    pub fn start_with(options: VhostOptions) -> Backend {
+        static LOG: Once = Once::new();
+        LOG.call_once(|| {
+            let _ = env_logger::builder().is_test(true).try_init();
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("vhost.sock");
+        let server = Arc::new(Server::new(MemFs::new()));
+        // Bound before the thread starts: the harness can connect at once.
+        let daemon = VhostDaemon::new(socket.as_path(), server.clone(), options).unwrap();
+        let stopper = daemon.stopper();
+        let thread = std::thread::spawn(move || daemon.run());
+        Backend { socket, server, stopper, thread: Some(thread), _dir: dir }
+    }
+
+    pub fn fs(&self) -> &MemFs {
+        self.server.fs()
+    }
+
+    /// Connects a harness with `num_queues` queues.
+    pub fn connect(&self, num_queues: usize) -> Harness {
+        Harness::connect(&self.socket, HarnessConfig { num_queues, ..Default::default() }).unwrap()
+    }
+
+    /// Waits until the daemon returns on its own.
+    pub fn wait_exit(mut self) -> Result<(), avpfs_vhost::Error> {
+        self.thread.take().unwrap().join().unwrap()
+    }
+
+    /// Stops the daemon and returns what `run` returned.
+    pub fn stop(mut self) -> Result<(), avpfs_vhost::Error> {
+        self.stopper.stop();
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stopper.stop();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits until `cond` holds (at most 5 s).
+pub fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

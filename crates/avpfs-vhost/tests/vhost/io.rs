@@ -1,0 +1,146 @@
+//! Data through the queues: round trips with large payloads split over many
+//! descriptors, indirect tables, and several request queues in parallel.
+
+use std::collections::HashSet;
+use std::sync::Barrier;
+
+use fuse_abi::{self as abi, opcode};
+use vhost_harness::fuse::{request, FuseClient, Reply};
+use vhost_harness::{Chain, Harness, HarnessConfig, Layout};
+use zerocopy::IntoBytes;
+
+use crate::common::Backend;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
+}
+
+#[test]
+fn create_write_read_round_trip() {
+    let b = Backend::start(1);
+    let h = b.connect(2);
+    let c = FuseClient::new(&h, 1);
+    c.init().unwrap();
+
+    let dir = c.mkdir(abi::ROOT_ID, "d", 0o755).unwrap();
+    let (entry, open) = c.create(dir.nodeid, "f", 0o644, libc::O_RDWR as u32).unwrap();
+    assert_eq!(entry.attr.mode & libc::S_IFMT, libc::S_IFREG);
+
+    let data = pattern(200 * 1024 + 123, 7);
+    assert_eq!(c.write(entry.nodeid, open.fh, 0, &data).unwrap(), data.len() as u32);
+    assert_eq!(c.getattr(entry.nodeid).unwrap().attr.size, data.len() as u64);
+    assert_eq!(c.lookup(dir.nodeid, "f").unwrap().nodeid, entry.nodeid);
+
+    let back = c.read(entry.nodeid, open.fh, 0, data.len() as u32).unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "read data differs from written data");
+    // A read at an offset, and past the end.
+    assert_eq!(c.read(entry.nodeid, open.fh, 1000, 4096).unwrap(), &data[1000..5096]);
+    assert!(c.read(entry.nodeid, open.fh, data.len() as u64 + 10, 4096).unwrap().is_empty());
+    c.release(entry.nodeid, open.fh).unwrap();
+    assert_eq!(b.fs().open_handles(), 0);
+}
+
+/// WRITE and READ with the payload in many small descriptors (as a guest
+/// with scattered pages sends them), directly and through an indirect table.
+#[test]
+fn payloads_split_over_many_descriptors() {
+    let b = Backend::start(1);
+    let h = b.connect(2);
+    let c = FuseClient::new(&h, 1);
+    c.init().unwrap();
+    let (entry, open) = c.create(abi::ROOT_ID, "split", 0o644, libc::O_RDWR as u32).unwrap();
+
+    for (i, layout) in [
+        Layout { max_segment: Some(4096), ..Default::default() },
+        Layout { max_segment: Some(1000), ..Default::default() },
+        Layout { max_segment: Some(4096), indirect: true, ..Default::default() },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = pattern(96 * 1024 + i, i as u8);
+        let offset = (i * 300 * 1024) as u64;
+        let w = abi::WriteIn { fh: open.fh, offset, size: data.len() as u32, ..Default::default() };
+        let req = request(opcode::WRITE, 100 + i as u64, entry.nodeid, &[w.as_bytes(), &data]);
+        let reply = Reply::parse(&h.request_with(1, &req, 4096, layout).unwrap()).unwrap();
+        assert_eq!(reply.decode::<abi::WriteOut>().unwrap().size, data.len() as u32, "{layout:?}");
+
+        let r = abi::ReadIn { fh: open.fh, offset, size: data.len() as u32, ..Default::default() };
+        let req = request(opcode::READ, 200 + i as u64, entry.nodeid, &[r.as_bytes()]);
+        let cap = 16 + data.len();
+        let reply = Reply::parse(&h.request_with(1, &req, cap, layout).unwrap()).unwrap();
+        assert_eq!(reply.header.unique, 200 + i as u64);
+        assert!(reply.ok().unwrap() == data, "{layout:?}: data differs");
+    }
+}
+
+/// Several threads, each on its own request queue, plus two threads sharing
+/// one queue, all at once. Each request queue has its own worker thread.
+#[test]
+fn requests_spread_over_queues_in_parallel() {
+    const QUEUES: usize = 4;
+    const ROUNDS: usize = 30;
+    let b = Backend::start(QUEUES);
+    let h = b.connect(QUEUES + 1);
+    FuseClient::new(&h, 1).init().unwrap();
+
+    let workers: Vec<(usize, usize)> = (1..=QUEUES).map(|q| (q, 0)).chain([(1, 1)]).collect();
+    let barrier = Barrier::new(workers.len());
+    std::thread::scope(|s| {
+        for &(queue, n) in &workers {
+            let (h, barrier) = (&h, &barrier);
+            s.spawn(move || {
+                let c = FuseClient::new(h, queue);
+                let name = format!("q{queue}-{n}");
+                let (entry, open) = c.create(abi::ROOT_ID, &name, 0o644, libc::O_RDWR as u32).unwrap();
+                barrier.wait();
+                for round in 0..ROUNDS {
+                    let data = pattern(8192 + round * 100, (queue * 10 + n) as u8);
+                    let off = (round * 16384) as u64;
+                    assert_eq!(c.write(entry.nodeid, open.fh, off, &data).unwrap(), data.len() as u32);
+                    assert!(c.read(entry.nodeid, open.fh, off, data.len() as u32).unwrap() == data);
+                    assert_eq!(c.lookup(abi::ROOT_ID, &name).unwrap().nodeid, entry.nodeid);
+                }
+                c.release(entry.nodeid, open.fh).unwrap();
+            });
+        }
+    });
+    assert_eq!(b.fs().open_handles(), 0);
+    // Every request queue was served by its own worker thread.
+    let threads: HashSet<_> = b.fs().serving_threads();
+    assert!(threads.len() >= QUEUES, "only {} worker threads served {QUEUES} queues", threads.len());
+}
+
+/// Many chains in flight on a small queue (more than one signal interval),
+/// in indirect tables, several times around the ring,
+/// with and without EVENT_IDX: every chain is answered once, in batches.
+#[test]
+fn full_queue_batches_wrap_the_ring() {
+    for event_idx in [true, false] {
+        let b = Backend::start(1);
+        b.fs().add_file("hello", b"hi\n");
+        let cfg = HarnessConfig { num_queues: 2, queue_size: 64, event_idx, ..Default::default() };
+        let h = Harness::connect(&b.socket, cfg).unwrap();
+        assert_eq!(h.acked_features() & (1 << 29) != 0, event_idx);
+        FuseClient::new(&h, 1).init().unwrap();
+        for round in 0..5u64 {
+            let mut pending = Vec::new();
+            for i in 0..40u64 {
+                let unique = 1000 + round * 100 + i;
+                let req = h.alloc(64).unwrap();
+                h.write_guest(req, &request(opcode::LOOKUP, unique, abi::ROOT_ID, &[b"hello\0"])).unwrap();
+                let reply = h.alloc(4096).unwrap();
+                let chain = Chain { readable: vec![(req, 46)], writable: vec![(reply, 4096)], indirect: true };
+                pending.push((unique, reply, h.submit(1, &chain).unwrap()));
+            }
+            for (unique, reply, token) in pending {
+                let used = h.wait(token).unwrap();
+                let r = Reply::parse(&h.read_guest(reply, used as usize).unwrap()).unwrap();
+                assert_eq!(r.header.unique, unique);
+                assert_eq!(r.decode::<abi::EntryOut>().unwrap().attr.size, 3);
+            }
+        }
+        assert_eq!(b.fs().lookups(), 200);
+    }
+}

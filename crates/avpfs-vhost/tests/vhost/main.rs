@@ -1,0 +1,9 @@
+//! The vhost-user-fs backend driven through the real vhost-user protocol by
+//! an in-process front end (vhost-harness) playing the VMM and the guest's
+//! virtio-fs driver.
+
+mod common;
+mod io;
+mod lifecycle;
+mod malformed;
+mod protocol;

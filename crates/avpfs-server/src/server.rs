@@ -419,6 +419,12 @@ impl<F: FileSystem> Server<F> {
         if client & init::INIT_EXT != 0 {
             client |= u64::from(i.flags2) << 32;
         }
+        if self.is_initialized() {
+            // A second FUSE_INIT without DESTROY: the guest rebooted. Drop
+            // everything the previous session held before starting anew.
+            log::info!("FUSE_INIT on an initialized session: resetting");
+            self.reset();
+        }
         let minor = i.minor.min(abi::KERNEL_MINOR_VERSION);
         let wanted = self.fs.init(InitOptions { minor, client_flags: client }).map_err(errno)?;
         let ours = init::INIT_EXT | init::MAX_PAGES | init::BIG_WRITES;

@@ -50,6 +50,9 @@ impl FileSystem for Double {
             entry_timeout: Duration::from_secs(1),
         })
     }
+    fn destroy(&self) {
+        self.log("destroy".into());
+    }
     fn forget(&self, node: NodeId, count: u64) {
         self.log(format!("forget {node} {count}"));
     }
@@ -466,6 +469,14 @@ fn destroy_requires_a_new_init() {
     assert_eq!(send(&s, &request(opcode::DESTROY, 48, 0, &[])).unwrap().0.error, 0);
     assert!(!s.is_initialized());
     assert_eq!(errno_of(&s, &request(opcode::LOOKUP, 49, 1, &[b"a\0"])), libc::EIO);
+}
+
+#[test]
+fn a_second_init_resets_the_previous_session() {
+    let s = initialized();
+    send(&s, &init_request(2, 7, 41, 0)).unwrap();
+    assert!(s.is_initialized());
+    assert_eq!(s.fs().calls().last().unwrap(), "destroy");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 pub mod args;
 pub mod filesystem;
 pub mod interrupt;
+pub mod ratelimit;
 pub mod reply;
 pub mod server;
 pub mod transport;

@@ -104,7 +104,7 @@ impl<F: FileSystem> Server<F> {
             Err(errno) => {
                 if matches!(h.opcode, opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT | opcode::NOTIFY_REPLY)
                 {
-                    warn!("dropping malformed {} request: errno {errno}", opcode::name(h.opcode));
+                    crate::guest_warn!("dropping malformed {} request: errno {errno}", opcode::name(h.opcode));
                     Handled::NoReply
                 } else {
                     Handled::Reply(reply_error(w, h.unique, errno).map_err(Error::Reply)?)
@@ -123,7 +123,12 @@ impl<F: FileSystem> Server<F> {
     ) -> Result<Handled, i32> {
         let len = h.len as usize;
         if len < IN_HEADER_SIZE || len > total {
-            warn!("{}: length field {} does not match the request size {}", opcode::name(h.opcode), len, total);
+            crate::guest_warn!(
+                "{}: length field {} does not match the request size {}",
+                opcode::name(h.opcode),
+                len,
+                total
+            );
             return Err(libc::EINVAL);
         }
         let body_len = len - IN_HEADER_SIZE;
@@ -171,7 +176,7 @@ impl<F: FileSystem> Server<F> {
                 let rest = a.rest();
                 let n = (b.count as usize).min(rest.len() / core::mem::size_of::<abi::ForgetOne>());
                 if n < b.count as usize {
-                    warn!("BATCH_FORGET: count {} but room for {n}", b.count);
+                    crate::guest_warn!("BATCH_FORGET: count {} but room for {n}", b.count);
                 }
                 let list: Vec<(u64, u64)> = rest
                     .chunks_exact(core::mem::size_of::<abi::ForgetOne>())
@@ -477,7 +482,7 @@ impl<F: FileSystem> Server<F> {
         r.read_exact(&mut wb).map_err(|_| libc::EINVAL)?;
         let wi = abi::WriteIn::read_from_bytes(&wb[..]).map_err(|_| libc::EINVAL)?;
         if wi.size as usize != args_len - wb.len() || wi.size > MAX_WRITE {
-            warn!("WRITE: size {} but payload of {} bytes", wi.size, args_len - wb.len());
+            crate::guest_warn!("WRITE: size {} but payload of {} bytes", wi.size, args_len - wb.len());
             return Err(libc::EINVAL);
         }
         if wi.offset.checked_add(u64::from(wi.size)).is_none_or(|end| end > i64::MAX as u64) {

@@ -241,14 +241,14 @@ impl<F: FileSystem> VhostUserFsBackend<F> {
         let chain = match walk_chain(&**mem, desc_table, size, head) {
             Ok(chain) => chain,
             Err(bad) => {
-                warn!("queue {queue}: bad descriptor chain at head {head}: {}", bad.error);
+                avpfs_server::guest_warn!("queue {queue}: bad descriptor chain at head {head}: {}", bad.error);
                 return error_reply(mem, &bad.valid, libc::EIO);
             }
         };
         let (mut r, mut w) = match (ChainReader::new(&**mem, &chain), ChainWriter::new(&**mem, &chain)) {
             (Ok(r), Ok(w)) => (r, w),
             (Err(e), _) | (_, Err(e)) => {
-                warn!("queue {queue}: descriptor chain at head {head}: {e}");
+                avpfs_server::guest_warn!("queue {queue}: descriptor chain at head {head}: {e}");
                 return 0;
             }
         };
@@ -256,11 +256,11 @@ impl<F: FileSystem> VhostUserFsBackend<F> {
             Ok(Handled::Reply(len)) => u32::try_from(len.min(w.bytes_written())).unwrap_or(0),
             Ok(Handled::NoReply) => 0,
             Err(avpfs_server::Error::ShortHeader(n)) => {
-                warn!("queue {queue}: request of {n} bytes has no complete FUSE header");
+                avpfs_server::guest_warn!("queue {queue}: request of {n} bytes has no complete FUSE header");
                 error_reply(mem, &chain, libc::EIO)
             }
             Err(e) => {
-                warn!("queue {queue}: {e}");
+                avpfs_server::guest_warn!("queue {queue}: {e}");
                 0
             }
         }

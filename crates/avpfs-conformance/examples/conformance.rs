@@ -1,0 +1,53 @@
+//! Runs the suite on two directories and prints the differences.
+//!
+//! ```text
+//! cargo run -p avpfs-conformance --example conformance -- BASELINE CANDIDATE [FILTER]
+//! cargo run -p avpfs-conformance --example conformance -- --dump DIR [FILTER]
+//! cargo run -p avpfs-conformance --example conformance -- --escape MOUNTPOINT
+//! ```
+
+use std::path::Path;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--dump") if args.len() >= 2 => {
+            let r = avpfs_conformance::run_suite(Path::new(&args[1]), args.get(2).map(String::as_str));
+            print!("{}", avpfs_conformance::format_results(&r));
+            ExitCode::SUCCESS
+        }
+        Some("--escape") if args.len() == 2 => {
+            let r = avpfs_conformance::run_escape_suite(Path::new(&args[1]));
+            print!("{}", avpfs_conformance::format_results(&r));
+            let v = avpfs_conformance::violations(&r);
+            for l in &v {
+                println!("VIOLATION {l}");
+            }
+            if v.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Some(_) if args.len() >= 2 => {
+            let filter = args.get(2).map(String::as_str);
+            let base = avpfs_conformance::run_suite(Path::new(&args[0]), filter);
+            let cand = avpfs_conformance::run_suite(Path::new(&args[1]), filter);
+            let diffs = avpfs_conformance::compare(&base, &cand);
+            for d in &diffs {
+                println!("{d}");
+            }
+            println!("{} cases, {} differences", base.len(), diffs.len());
+            if diffs.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        _ => {
+            eprintln!("usage: conformance BASELINE CANDIDATE [FILTER] | --dump DIR [FILTER] | --escape MOUNTPOINT");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Real guest tests: boots Debian's kernels under QEMU (TCG) on an avpfs share
+# and runs, inside the guest, the POSIX conformance suite (compared with the
+# same suite run on the host), a data-integrity run (checksums compared on
+# guest and host) and, on the multi-queue kernel, a check that several request
+# queues were used.
+#
+# Usage: test-guest.sh [--daemon PATH] [--kernels "stable backports"] [--label NAME]
+# Prints "guest: N passed, M failed" at the end; exits non-zero on a failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+daemon=target/debug/avpfs kernels="stable backports" label=avpfs daemon_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --daemon) daemon=$2; shift 2 ;;
+    --kernels) kernels=$2; shift 2 ;;
+    --label) label=$2; shift 2 ;;
+    --) shift; daemon_args=("$@"); break ;;
+    *) echo "test-guest: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+scripts/install-deps.sh guest
+conformance=$(scripts/guest/build-conformance.sh)
+
+passed=0 failed=0
+pass() { passed=$((passed + 1)); echo "guest test ok: $*"; }
+fail() { failed=$((failed + 1)); echo "guest test FAILED: $*"; }
+
+work=$(mktemp -d /tmp/avpfs-guest.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+start_daemon() { # share socket
+  rm -f "$2"
+  case "$label" in
+    virtiofsd) "$daemon" --socket-path "$2" --shared-dir "$1" --tag avpfs --log-level error \
+                 --sandbox none --seccomp none --xattr "${daemon_args[@]}" & ;;
+    *) "$daemon" --socket-path "$2" --shared-dir "$1" --tag avpfs --log-level warn --xattr "${daemon_args[@]}" & ;;
+  esac
+  daemon_pid=$!
+  for _ in $(seq 200); do [ -S "$2" ] && return 0; sleep 0.05; done
+  echo "test-guest: $daemon did not create $2" >&2
+  return 1
+}
+
+run_job() { # kernel-dir share job queues log
+  local sock=$work/vhost.sock
+  start_daemon "$2" "$sock"
+  scripts/guest/run-guest.sh --kernel "$1" --socket "$sock" --tag avpfs --job "$3" \
+    --queues "$4" --bin "$conformance" --timeout 900 > "$5" 2>&1
+  local rc=$?
+  wait "$daemon_pid" 2>/dev/null || kill "$daemon_pid" 2>/dev/null || true
+  return $rc
+}
+
+for k in $kernels; do
+  kdir=target/guest/kernel-$k
+  scripts/guest/fetch-kernel.sh "$k" "$kdir"
+  kver=$(cat "$kdir/package")
+  queues=1
+  [ "$k" = backports ] && queues=2
+
+  # 1. POSIX conformance: the guest's observations against the host's.
+  share=$work/share-$k; base=$work/base-$k
+  mkdir -p "$share" "$base"
+  "$conformance" --dump "$base" > "$work/host-$k.txt"
+  if run_job "$kdir" "$share" scripts/guest/jobs/conformance.sh "$queues" "$work/conf-$k.log"; then :; fi
+  tr -d '\r' < "$work/conf-$k.log" | sed -n 's/^AVPFS-OBS //p' > "$work/guest-$k.txt"
+  cases=$(awk -F' [|] ' '{print $1}' "$work/host-$k.txt" | sort -u)
+  for c in $cases; do
+    if diff <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/host-$k.txt") \
+            <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/guest-$k.txt") > "$work/diff" 2>&1; then
+      pass "[$label $kver] posix $c"
+    else
+      fail "[$label $kver] posix $c"; sed 's/^/    /' "$work/diff" | head -20
+    fi
+  done
+
+  # 2. Data integrity: checksums seen by the guest and by the host.
+  share=$work/share2-$k; mkdir -p "$share"
+  if run_job "$kdir" "$share" scripts/guest/jobs/integrity.sh "$queues" "$work/int-$k.log" \
+     && grep -q AVPFS-INTEGRITY-OK "$work/int-$k.log"; then
+    bad=0
+    while read -r _ name size sum; do
+      host=$(md5sum < "$share/integrity/$name" | cut -d' ' -f1)
+      [ "$host" = "$sum" ] && [ "$(stat -c %s "$share/integrity/$name")" = "$size" ] || { bad=1; echo "    $name: host $host guest $sum"; }
+    done < <(tr -d '\r' < "$work/int-$k.log" | grep '^AVPFS-SUM')
+    [ $bad = 0 ] && pass "[$label $kver] data integrity" || fail "[$label $kver] data integrity (host and guest differ)"
+  else
+    fail "[$label $kver] data integrity"; grep AVPFS-FAIL "$work/int-$k.log" | head || tail -20 "$work/int-$k.log"
+  fi
+
+  # 3. Multi-queue (the 6.12 guest with two request queues).
+  if [ "$queues" -gt 1 ]; then
+    share=$work/share3-$k; mkdir -p "$share"
+    run_job "$kdir" "$share" scripts/guest/jobs/multiqueue.sh "$queues" "$work/mq-$k.log" || true
+    used=$(tr -d '\r' < "$work/mq-$k.log" | sed -n 's/^AVPFS-QUEUES-USED //p')
+    if [ "${used:-0}" -ge 2 ]; then pass "[$label $kver] $used request queues used"; else
+      fail "[$label $kver] multi-queue: ${used:-no} queues used"; tail -20 "$work/mq-$k.log"; fi
+  fi
+done
+echo "guest: $passed passed, $failed failed"
+[ "$failed" = 0 ]

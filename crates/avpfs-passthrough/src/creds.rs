@@ -1,0 +1,83 @@
+//! Acting as the caller.
+//!
+//! When the daemon runs as root, the operations that create a file (MKNOD,
+//! MKDIR, SYMLINK, CREATE, TMPFILE) and ACCESS run with the caller's
+//! effective uid, gid and supplementary groups on the worker thread
+//! ([`ScopedCreds`]): new files get the caller as owner, the host kernel
+//! checks the caller's right to create them, and — since switching the
+//! effective uid away from 0 clears the effective capabilities — no
+//! `CAP_DAC_OVERRIDE` applies.
+//!
+//! Other operations run with the daemon's credentials: FUSE sends
+//! supplementary groups only with the requests that create files
+//! (FUSE_CREATE_SUPP_GROUP), so checking an OPEN or UNLINK as the caller
+//! would deny what the caller's groups allow. The client checks those
+//! (virtio-fs always mounts with `default_permissions`).
+//!
+//! Clearing setuid/setgid on WRITE and truncate (`kill_suidgid`) is the
+//! host kernel's job too: the call runs without `CAP_FSETID` — as the
+//! caller, or as root without that capability when the caller is root.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use avpfs_server::Context;
+use avpfs_sys::creds::{set_thread_umask, CAP_FSETID};
+use avpfs_sys::{DropEffectiveCap, ScopedCreds};
+use fuse_abi::init_flags as init;
+
+use crate::PassthroughFs;
+
+/// Keeps a thread without the privilege to keep setuid/setgid bits.
+#[derive(Debug)]
+pub(crate) struct Unprivileged {
+    _creds: Option<ScopedCreds>,
+    _cap: Option<DropEffectiveCap>,
+}
+
+impl PassthroughFs {
+    /// Switches the calling thread to the caller's credentials (only when the
+    /// daemon runs as root; otherwise the daemon's own are all there is).
+    pub(crate) fn as_caller(&self, ctx: &Context) -> io::Result<Option<ScopedCreds>> {
+        if !self.is_root {
+            return Ok(None);
+        }
+        ScopedCreds::switch(ctx.uid, ctx.gid, ctx.groups.as_deref()).map(Some)
+    }
+
+    /// Sets the thread umask for creating a file and returns the mode to pass
+    /// to the host. With FUSE_DONT_MASK (POSIX ACLs) the host kernel applies
+    /// `umask` itself unless the parent has a default ACL; otherwise the
+    /// client's umask is applied here.
+    pub(crate) fn creation_mode(&self, mode: u32, umask: u32) -> io::Result<u32> {
+        if self.negotiated(init::DONT_MASK) {
+            set_thread_umask(umask)?;
+            Ok(mode)
+        } else {
+            set_thread_umask(0)?;
+            Ok(mode & !umask)
+        }
+    }
+
+    /// When `kill` is asked for and the file has setuid/setgid bits, makes
+    /// the thread unprivileged for the next call, so the host kernel clears
+    /// the bits as it would for the caller.
+    pub(crate) fn unprivileged_for(
+        &self,
+        ctx: &Context,
+        fd: BorrowedFd<'_>,
+        kill: bool,
+    ) -> io::Result<Option<Unprivileged>> {
+        if !kill {
+            return Ok(None);
+        }
+        let st = avpfs_sys::stat::fstat(fd)?;
+        if st.st_mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+            return Ok(None);
+        }
+        let creds =
+            if self.is_root && ctx.uid != 0 { Some(ScopedCreds::switch(ctx.uid, ctx.gid, None)?) } else { None };
+        let cap = if creds.is_none() { Some(DropEffectiveCap::new(CAP_FSETID)?) } else { None };
+        Ok(Some(Unprivileged { _creds: creds, _cap: cap }))
+    }
+}

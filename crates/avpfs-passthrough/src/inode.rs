@@ -1,0 +1,235 @@
+//! The inode store: the nodes the client holds references to.
+//!
+//! A node is keyed by (mount id, device, inode number), so that every name
+//! of a hard-linked file leads to the same node, and files on different
+//! mounts of one file system are told apart. A node keeps the host file
+//! alive and reachable: either an `O_PATH` descriptor (which also keeps the
+//! inode number from being reused while the node exists) or a file handle
+//! with a descriptor of its mount.
+//!
+//! Node ids are never reused: a new node (for example for a new file that
+//! got the inode number of a deleted one) always gets a fresh id, so the
+//! generation number the client sees can stay 0.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use avpfs_server::NodeId;
+use avpfs_sys::FileHandle;
+use fuse_abi::ROOT_ID;
+
+use crate::locks::OwnerLocks;
+
+/// What identifies a host inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct InodeKey {
+    /// Mount id (`STATX_MNT_ID`; 0 when the kernel does not report it).
+    pub mnt_id: u64,
+    /// Device.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+impl InodeKey {
+    /// The key of the file `st` describes.
+    pub fn of(st: &libc::statx) -> Self {
+        let mnt_id = if st.stx_mask & libc::STATX_MNT_ID != 0 { st.stx_mnt_id } else { 0 };
+        InodeKey { mnt_id, dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor), ino: st.stx_ino }
+    }
+}
+
+/// How a node reaches its host file.
+#[derive(Debug)]
+pub(crate) enum NodeFile {
+    /// An `O_PATH` descriptor.
+    Fd(OwnedFd),
+    /// A file handle, and a (non-`O_PATH`) descriptor on its mount to open it with.
+    Handle { handle: FileHandle, mount: Arc<OwnedFd> },
+}
+
+/// A descriptor of a node's file: borrowed from the node, or opened from
+/// its file handle for the time of one operation.
+#[derive(Debug)]
+pub(crate) enum NodeFd<'a> {
+    Borrowed(BorrowedFd<'a>),
+    Owned(OwnedFd),
+}
+
+impl AsFd for NodeFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            NodeFd::Borrowed(fd) => *fd,
+            NodeFd::Owned(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// One host inode the client knows.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// The id handed to the client.
+    pub id: NodeId,
+    /// The generation handed to the client (ids are unique: always 0).
+    pub generation: u64,
+    /// The host inode.
+    pub key: InodeKey,
+    /// The file type (`S_IFMT` bits).
+    pub kind: u32,
+    file: NodeFile,
+    /// POSIX locks of the client's lock owners on this file.
+    pub locks: OwnerLocks,
+}
+
+impl Node {
+    /// A node (the store gives it its id).
+    pub fn new(id: NodeId, key: InodeKey, kind: u32, file: NodeFile) -> Self {
+        Node { id, generation: 0, key, kind, file, locks: OwnerLocks::default() }
+    }
+
+    /// An `O_PATH` descriptor of the file.
+    pub fn fd(&self) -> io::Result<NodeFd<'_>> {
+        match &self.file {
+            NodeFile::Fd(fd) => Ok(NodeFd::Borrowed(fd.as_fd())),
+            NodeFile::Handle { handle, mount } => {
+                handle.open(mount.as_fd(), libc::O_PATH | libc::O_NOFOLLOW).map(NodeFd::Owned)
+            }
+        }
+    }
+
+    /// The file handle, when the node keeps one.
+    pub fn handle(&self) -> Option<&FileHandle> {
+        match &self.file {
+            NodeFile::Fd(_) => None,
+            NodeFile::Handle { handle, .. } => Some(handle),
+        }
+    }
+
+    /// Whether the node is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    node: Arc<Node>,
+    /// Lookup references the client holds.
+    refs: u64,
+}
+
+#[derive(Debug)]
+struct Maps {
+    by_id: HashMap<NodeId, Slot>,
+    by_key: HashMap<InodeKey, NodeId>,
+    next_id: NodeId,
+}
+
+/// The nodes, by id and by host inode.
+#[derive(Debug)]
+pub(crate) struct InodeStore {
+    maps: Mutex<Maps>,
+}
+
+impl InodeStore {
+    /// A store holding only the root (made with id [`ROOT_ID`]).
+    pub fn new(key: InodeKey, kind: u32, file: NodeFile) -> Self {
+        let root = Arc::new(Node::new(ROOT_ID, key, kind, file));
+        let mut by_id = HashMap::new();
+        by_id.insert(ROOT_ID, Slot { node: root, refs: 1 });
+        let mut by_key = HashMap::new();
+        by_key.insert(key, ROOT_ID);
+        InodeStore { maps: Mutex::new(Maps { by_id, by_key, next_id: ROOT_ID + 1 }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Maps> {
+        self.maps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The node `id`; `ENOENT` when the client holds no such node.
+    pub fn get(&self, id: NodeId) -> io::Result<Arc<Node>> {
+        self.lock().by_id.get(&id).map(|s| s.node.clone()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+
+    /// The root node.
+    pub fn root(&self) -> Arc<Node> {
+        self.lock().by_id[&ROOT_ID].node.clone()
+    }
+
+    /// Takes one more reference to the existing node `id`.
+    pub fn add_ref(&self, id: NodeId) -> io::Result<Arc<Node>> {
+        let mut m = self.lock();
+        let slot = m.by_id.get_mut(&id).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        slot.refs = slot.refs.saturating_add(1);
+        Ok(slot.node.clone())
+    }
+
+    /// Takes a reference to the node of `key`, creating it from `file` when
+    /// there is none (or when the existing one has another file handle: the
+    /// inode number was reused while we only held a handle). `file` is
+    /// dropped when an existing node is used.
+    pub fn get_or_insert(&self, key: InodeKey, kind: u32, file: NodeFile) -> Arc<Node> {
+        let new_handle = match &file {
+            NodeFile::Handle { handle, .. } => Some(handle),
+            NodeFile::Fd(_) => None,
+        };
+        let mut m = self.lock();
+        if let Some(&id) = m.by_key.get(&key) {
+            if let Some(slot) = m.by_id.get_mut(&id) {
+                let same = match (slot.node.handle(), new_handle) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                };
+                if same && slot.node.kind == kind {
+                    slot.refs = slot.refs.saturating_add(1);
+                    return slot.node.clone();
+                }
+            }
+        }
+        let id = m.next_id;
+        m.next_id += 1;
+        let node = Arc::new(Node::new(id, key, kind, file));
+        m.by_id.insert(id, Slot { node: node.clone(), refs: 1 });
+        m.by_key.insert(key, id);
+        node
+    }
+
+    /// Drops `count` references of `id`; the node goes when none are left.
+    /// The root is never dropped.
+    pub fn forget(&self, id: NodeId, count: u64) {
+        let mut guard = self.lock();
+        let m = &mut *guard;
+        let Some(slot) = m.by_id.get_mut(&id) else {
+            log::debug!("forget of unknown node {id}");
+            return;
+        };
+        slot.refs = slot.refs.saturating_sub(count);
+        if slot.refs > 0 || id == ROOT_ID {
+            return;
+        }
+        if let Some(slot) = m.by_id.remove(&id) {
+            if m.by_key.get(&slot.node.key) == Some(&id) {
+                m.by_key.remove(&slot.node.key);
+            }
+        }
+    }
+
+    /// Drops every node but the root, whose count goes back to 1.
+    pub fn clear(&self) {
+        let mut m = self.lock();
+        m.by_id.retain(|&id, _| id == ROOT_ID);
+        if let Some(root) = m.by_id.get_mut(&ROOT_ID) {
+            root.refs = 1;
+            let key = root.node.key;
+            m.by_key.clear();
+            m.by_key.insert(key, ROOT_ID);
+        }
+    }
+
+    /// How many nodes exist (the root included).
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+}

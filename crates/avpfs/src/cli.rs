@@ -1,0 +1,260 @@
+//! The command line: virtiofsd-compatible flags plus avpfs's own.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// avpfs: share a host directory with virtual machines over virtio-fs
+/// (a vhost-user-fs backend, a drop-in replacement for virtiofsd), or mount
+/// it on the host through /dev/fuse.
+#[derive(Debug, Parser, Default, Clone)]
+#[command(name = "avpfs", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A subcommand instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Share policy file (TOML): hidden and read-only subtrees, id mapping,
+    /// xattr rules, allowed file types, limits. See `avpfs check-config`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Shared directory path.
+    #[arg(long, value_name = "DIR")]
+    pub shared_dir: Option<PathBuf>,
+
+    /// Serve the share on the host: mount it at MOUNTPOINT through /dev/fuse.
+    #[arg(long, value_name = "MOUNTPOINT")]
+    pub fuse_mount: Option<PathBuf>,
+
+    /// vhost-user socket path to listen on.
+    #[arg(long, value_name = "PATH")]
+    pub socket_path: Option<PathBuf>,
+
+    /// Name of the group to own the socket (with --socket-path).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+
+    /// A listening vhost-user socket file descriptor inherited from the parent.
+    #[arg(long, value_name = "FD", conflicts_with_all = ["socket_path", "fuse_mount"])]
+    pub fd: Option<i32>,
+
+    /// The file system tag, exposed in the device config space (mount -t virtiofs TAG).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+
+    /// Number of request queues (default: the number of host cores).
+    #[arg(long, value_name = "N")]
+    pub request_queues: Option<usize>,
+
+    /// Caching policy the guest may use.
+    #[arg(long, value_enum, default_value_t = CacheArg::Auto)]
+    pub cache: CacheArg,
+
+    /// Number of worker threads for /dev/fuse (0: default); accepted for virtiofsd compatibility.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub thread_pool_size: usize,
+
+    /// Enable support for extended attributes.
+    #[arg(long)]
+    pub xattr: bool,
+
+    /// Enable support for POSIX ACLs (implies --xattr).
+    #[arg(long)]
+    pub posix_acl: bool,
+
+    /// Share the directory read-only.
+    #[arg(long)]
+    pub readonly: bool,
+
+    /// Sandbox mechanism to isolate the daemon process.
+    #[arg(long, value_enum, default_value_t = SandboxArg::None)]
+    pub sandbox: SandboxArg,
+
+    /// Action to take when seccomp finds a not allowed syscall.
+    #[arg(long, value_enum, default_value_t = SeccompArg::None)]
+    pub seccomp: SeccompArg,
+
+    /// Tell the guest which directories are mount points (FUSE_ATTR_SUBMOUNT).
+    #[arg(long)]
+    pub announce_submounts: bool,
+
+    /// Hold file handles (name_to_handle_at) instead of O_PATH descriptors for inodes.
+    #[arg(long, value_enum, default_value_t = FileHandlesArg::Never, num_args = 0..=1, default_missing_value = "prefer")]
+    pub inode_file_handles: FileHandlesArg,
+
+    /// Enable writeback caching in the guest.
+    #[arg(long)]
+    pub writeback: bool,
+
+    /// Honour O_DIRECT from the guest.
+    #[arg(long)]
+    pub allow_direct_io: bool,
+
+    /// Set the maximum number of open files (default: raise to the hard limit).
+    #[arg(long, value_name = "N")]
+    pub rlimit_nofile: Option<u64>,
+
+    /// Log level.
+    #[arg(long, value_enum, default_value_t = LogLevelArg::Info)]
+    pub log_level: LogLevelArg,
+
+    /// Log to syslog instead of stderr.
+    #[arg(long)]
+    pub syslog: bool,
+
+    /// Print the vhost-user capabilities JSON (for libvirt) and exit.
+    #[arg(long)]
+    pub print_capabilities: bool,
+
+    /// Keep listening for a new front end after the VMM disconnects.
+    #[arg(long)]
+    pub keep_listening: bool,
+
+    /// Legacy options: -o source=DIR,cache=auto,xattr,no_xattr,readonly,...
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    pub legacy_options: Vec<String>,
+
+    /// Debug mode (legacy; same as --log-level debug).
+    #[arg(short = 'd')]
+    pub debug: bool,
+
+    /// Foreground (legacy; avpfs always runs in the foreground).
+    #[arg(short = 'f')]
+    pub foreground: bool,
+
+    /// Drop or keep capabilities (not yet implemented in avpfs).
+    #[arg(long, value_name = "CAPS")]
+    pub modcaps: Option<String>,
+
+    /// Map guest uids to host uids (not yet implemented in avpfs).
+    #[arg(long, value_name = "MAP", action = clap::ArgAction::Append)]
+    pub translate_uid: Vec<String>,
+
+    /// Map guest gids to host gids (not yet implemented in avpfs).
+    #[arg(long, value_name = "MAP", action = clap::ArgAction::Append)]
+    pub translate_gid: Vec<String>,
+
+    /// Rename or filter extended attribute names (not yet implemented in avpfs).
+    #[arg(long, value_name = "MAP")]
+    pub xattrmap: Option<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Check a policy file and print the effective policy.
+    CheckConfig {
+        /// The policy file.
+        file: PathBuf,
+    },
+}
+
+/// `--cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum CacheArg {
+    /// Nothing is cached; every read goes to the host (FOPEN_DIRECT_IO).
+    Never,
+    /// Metadata is cached for one second, file data not.
+    Metadata,
+    /// Metadata for one second; file data until the file changes.
+    #[default]
+    Auto,
+    /// Everything is cached for a long time (the host tree is not changed by others).
+    Always,
+}
+
+/// `--sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SandboxArg {
+    /// New mount/pid/net/ipc namespaces and pivot_root into the share.
+    Namespace,
+    /// chroot into the share (for containers).
+    Chroot,
+    /// No sandbox.
+    #[default]
+    None,
+}
+
+/// `--seccomp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SeccompArg {
+    /// No seccomp filter.
+    #[default]
+    None,
+    /// Kill the process on a disallowed syscall.
+    Kill,
+    /// Log disallowed syscalls.
+    Log,
+    /// Send SIGSYS on a disallowed syscall.
+    Trap,
+}
+
+/// `--inode-file-handles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum FileHandlesArg {
+    /// Always hold O_PATH descriptors.
+    #[default]
+    Never,
+    /// Use file handles where the host file system supports them.
+    Prefer,
+    /// Use file handles; fail where they are not supported.
+    Mandatory,
+}
+
+/// `--log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogLevelArg {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Informational messages.
+    #[default]
+    Info,
+    /// Debug messages (one line per request).
+    Debug,
+    /// Everything.
+    Trace,
+    /// Nothing.
+    Off,
+}
+
+impl Cli {
+    /// Folds the legacy `-o` options into the modern flags.
+    pub fn apply_legacy_options(&mut self) -> Result<(), String> {
+        let opts: Vec<String> = self.legacy_options.iter().flat_map(|o| o.split(',')).map(str::to_string).collect();
+        for opt in opts {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt.as_str(), None),
+            };
+            match (key, value) {
+                ("source", Some(v)) => self.shared_dir = Some(v.into()),
+                ("cache", Some(v)) => {
+                    self.cache = CacheArg::from_str(v, true).map_err(|_| format!("-o cache={v}: unknown cache mode"))?
+                }
+                ("xattr", None) => self.xattr = true,
+                ("no_xattr", None) => self.xattr = false,
+                ("posix_acl", None) => self.posix_acl = true,
+                ("no_posix_acl", None) => self.posix_acl = false,
+                ("readonly", None) | ("ro", None) => self.readonly = true,
+                ("writeback", None) => self.writeback = true,
+                ("no_writeback", None) => self.writeback = false,
+                ("allow_direct_io", None) => self.allow_direct_io = true,
+                ("announce_submounts", None) => self.announce_submounts = true,
+                ("flock", None) | ("posix_lock", None) | ("no_flock", None) | ("no_posix_lock", None) => {}
+                ("log_level", Some(v)) => {
+                    self.log_level =
+                        LogLevelArg::from_str(v, true).map_err(|_| format!("-o log_level={v}: unknown level"))?
+                }
+                ("tag", Some(v)) => self.tag = Some(v.to_string()),
+                _ => return Err(format!("-o {opt}: unknown or unsupported legacy option")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The JSON that `--print-capabilities` prints (vhost-user.json `type: fs`).
+pub const CAPABILITIES_JSON: &str = "{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}";

@@ -1,0 +1,283 @@
+//! The avpfs daemon: command line, start-up and the choice of front end.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+mod signals;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use avpfs_passthrough::{CachePolicy, Config as PassthroughConfig, FileHandleMode, PassthroughFs};
+use avpfs_server::Server;
+use log::info;
+
+use cli::{CacheArg, Cli, FileHandlesArg, LogLevelArg, SandboxArg, SeccompArg};
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line is inconsistent.
+    #[error("{0}")]
+    Usage(String),
+    /// A flag is accepted for compatibility but its feature is not implemented yet.
+    #[error("{0} is not implemented yet in avpfs")]
+    NotImplemented(&'static str),
+    /// The passthrough file system could not be set up.
+    #[error("cannot share the directory: {0}")]
+    Passthrough(#[from] avpfs_passthrough::Error),
+    /// The /dev/fuse front end failed.
+    #[error(transparent)]
+    Fuse(#[from] avpfs_fusedev::Error),
+    /// The policy file cannot be read or is invalid.
+    #[error("policy {path}: {message}")]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (with line and key).
+        message: String,
+    },
+    /// The vhost-user front end failed.
+    #[error(transparent)]
+    Vhost(#[from] avpfs_vhost::Error),
+    /// A system call at start-up failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where the share is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontEnd {
+    /// Mounted on the host through /dev/fuse.
+    FuseMount(PathBuf),
+    /// A vhost-user-fs backend on a unix socket path.
+    VhostSocket(PathBuf),
+    /// A vhost-user-fs backend on an inherited listening socket.
+    VhostFd(i32),
+}
+
+/// The daemon's configuration, checked and complete.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The passthrough file system configuration.
+    pub fs: PassthroughConfig,
+    /// The share policy, when one restricts anything.
+    pub policy: Option<avpfs_policy::Policy>,
+    /// The front end.
+    pub front_end: FrontEnd,
+    /// Worker threads for /dev/fuse.
+    pub threads: usize,
+    /// The vhost-user device options.
+    pub vhost: avpfs_vhost::VhostOptions,
+    /// Group to own the vhost-user socket.
+    pub socket_group: Option<String>,
+    /// File descriptor limit to set.
+    pub rlimit_nofile: Option<u64>,
+}
+
+impl TryFrom<Cli> for DaemonConfig {
+    type Error = Error;
+
+    fn try_from(mut cli: Cli) -> Result<Self, Error> {
+        cli.apply_legacy_options().map_err(Error::Usage)?;
+        if cli.sandbox != SandboxArg::None {
+            return Err(Error::NotImplemented("--sandbox namespace|chroot (use --sandbox none)"));
+        }
+        if cli.seccomp != SeccompArg::None {
+            return Err(Error::NotImplemented("--seccomp kill|log|trap (use --seccomp none)"));
+        }
+        if cli.modcaps.is_some() {
+            return Err(Error::NotImplemented("--modcaps"));
+        }
+        if !cli.translate_uid.is_empty() || !cli.translate_gid.is_empty() {
+            return Err(Error::NotImplemented("--translate-uid/--translate-gid"));
+        }
+        if cli.xattrmap.is_some() {
+            return Err(Error::NotImplemented("--xattrmap"));
+        }
+        if cli.syslog {
+            return Err(Error::NotImplemented("--syslog"));
+        }
+        let root = cli.shared_dir.clone().ok_or_else(|| Error::Usage("--shared-dir is required".into()))?;
+        let front_end = match (&cli.fuse_mount, &cli.socket_path, cli.fd) {
+            (Some(m), None, None) => FrontEnd::FuseMount(m.clone()),
+            (None, Some(s), None) => FrontEnd::VhostSocket(s.clone()),
+            (None, None, Some(fd)) => FrontEnd::VhostFd(fd),
+            (None, None, None) => {
+                return Err(Error::Usage("one of --socket-path, --fd or --fuse-mount is required".into()))
+            }
+            _ => return Err(Error::Usage("--socket-path, --fd and --fuse-mount exclude each other".into())),
+        };
+        let fs = PassthroughConfig {
+            root,
+            cache: match cli.cache {
+                CacheArg::Never => CachePolicy::Never,
+                CacheArg::Metadata => CachePolicy::Metadata,
+                CacheArg::Auto => CachePolicy::Auto,
+                CacheArg::Always => CachePolicy::Always,
+            },
+            writeback: cli.writeback,
+            allow_direct_io: cli.allow_direct_io,
+            xattr: cli.xattr || cli.posix_acl,
+            posix_acl: cli.posix_acl,
+            readonly: cli.readonly,
+            inode_file_handles: match cli.inode_file_handles {
+                FileHandlesArg::Never => FileHandleMode::Never,
+                FileHandlesArg::Prefer => FileHandleMode::Prefer,
+                FileHandlesArg::Mandatory => FileHandleMode::Mandatory,
+            },
+            announce_submounts: cli.announce_submounts,
+            ..PassthroughConfig::default()
+        };
+        let mut policy = match &cli.policy {
+            Some(path) => load_policy(path)?,
+            None => avpfs_policy::Policy::permissive(),
+        };
+        policy.readonly |= cli.readonly;
+        let policy = (!policy.is_permissive()).then_some(policy);
+        let threads = if cli.thread_pool_size > 0 { cli.thread_pool_size } else { default_threads() };
+        let mut vhost = avpfs_vhost::VhostOptions {
+            tag: cli.tag.clone().unwrap_or_else(|| "avpfs".into()),
+            keep_listening_after_disconnect: cli.keep_listening,
+            ..Default::default()
+        };
+        if let Some(n) = cli.request_queues {
+            vhost.num_request_queues = n;
+        }
+        Ok(DaemonConfig {
+            fs,
+            policy,
+            front_end,
+            threads,
+            vhost,
+            socket_group: cli.socket_group.clone(),
+            rlimit_nofile: cli.rlimit_nofile,
+        })
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(2) * 2
+}
+
+/// Reads and checks a policy file.
+pub fn load_policy(path: &std::path::Path) -> Result<avpfs_policy::Policy, Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Policy { path: path.into(), message: e.to_string() })?;
+    avpfs_policy::parse(&text).map_err(|e| Error::Policy { path: path.into(), message: e.to_string() })
+}
+
+/// Sets up logging from the command line.
+pub fn init_logging(cli: &Cli) {
+    let level = if cli.debug {
+        log::LevelFilter::Debug
+    } else {
+        match cli.log_level {
+            LogLevelArg::Error => log::LevelFilter::Error,
+            LogLevelArg::Warn => log::LevelFilter::Warn,
+            LogLevelArg::Info => log::LevelFilter::Info,
+            LogLevelArg::Debug => log::LevelFilter::Debug,
+            LogLevelArg::Trace => log::LevelFilter::Trace,
+            LogLevelArg::Off => log::LevelFilter::Off,
+        }
+    };
+    let _ = env_logger::Builder::new().filter_level(level).parse_env("AVPFS_LOG").try_init();
+}
+
+/// Runs the daemon until its front end ends.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    if cli.print_capabilities {
+        println!("{}", cli::CAPABILITIES_JSON);
+        return Ok(());
+    }
+    if let Some(cli::Command::CheckConfig { file }) = &cli.command {
+        let policy = load_policy(file)?;
+        print!("{policy}");
+        return Ok(());
+    }
+    init_logging(&cli);
+    let config = DaemonConfig::try_from(cli)?;
+    signals::raise_nofile_limit(config.rlimit_nofile).map_err(|source| Error::Sys { what: "setrlimit", source })?;
+    let fs = PassthroughFs::new(config.fs.clone())?;
+    match config.policy.clone() {
+        Some(policy) => serve(&config, avpfs_policy::PolicyFs::new(fs, policy)),
+        None => serve(&config, fs),
+    }
+}
+
+fn serve<F: avpfs_server::FileSystem + 'static>(config: &DaemonConfig, fs: F) -> Result<(), Error> {
+    let server = Arc::new(Server::new(fs));
+    match &config.front_end {
+        FrontEnd::FuseMount(mountpoint) => {
+            let opts = avpfs_fusedev::MountOptions { read_only: config.fs.readonly, ..Default::default() };
+            let session = avpfs_fusedev::FuseSession::mount(server, mountpoint, &opts)?;
+            let unmounter = session.unmounter();
+            signals::on_termination(move || {
+                if let Err(e) = unmounter.unmount() {
+                    log::warn!("unmount: {e}");
+                }
+            })
+            .map_err(|source| Error::Sys { what: "signal handling", source })?;
+            info!("serving {} on {} with {} threads", config.fs.root.display(), mountpoint.display(), config.threads);
+            session.serve(config.threads)?;
+            Ok(())
+        }
+        FrontEnd::VhostSocket(_) | FrontEnd::VhostFd(_) => {
+            let socket = match &config.front_end {
+                FrontEnd::VhostFd(fd) => avpfs_vhost::Socket::Fd(inherited_fd(*fd)?),
+                FrontEnd::VhostSocket(path) => avpfs_vhost::Socket::Path(path.clone()),
+                FrontEnd::FuseMount(_) => unreachable!("handled above"),
+            };
+            let daemon = avpfs_vhost::VhostDaemon::new(socket, server, config.vhost.clone())?;
+            if let (FrontEnd::VhostSocket(path), Some(group)) = (&config.front_end, &config.socket_group) {
+                set_socket_group(path, group)?;
+            }
+            let stopper = daemon.stopper();
+            signals::on_termination(move || stopper.stop())
+                .map_err(|source| Error::Sys { what: "signal handling", source })?;
+            info!("serving {} to a vhost-user front end, tag {:?}", config.fs.root.display(), config.vhost.tag);
+            daemon.run()?;
+            Ok(())
+        }
+    }
+}
+
+/// Takes ownership of a listening socket inherited from the parent (`--fd`).
+fn inherited_fd(fd: i32) -> Result<std::os::fd::OwnedFd, Error> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only inspects the descriptor table entry.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(Error::Usage(format!("--fd {fd}: not an open file descriptor")));
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to this
+    // process on its command line to own; nothing else in the process uses it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Gives the socket file to `group` and lets that group connect.
+fn set_socket_group(path: &std::path::Path, group: &str) -> Result<(), Error> {
+    let gid = lookup_group(group).ok_or_else(|| Error::Usage(format!("--socket-group {group}: no such group")))?;
+    std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| Error::Sys { what: "chown socket", source })?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
+        .map_err(|source| Error::Sys { what: "chmod socket", source })
+}
+
+/// A group id from a name or a number, using /etc/group.
+fn lookup_group(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == group).then(|| f.nth(1)?.parse().ok()).flatten()
+    })
+}

@@ -1,0 +1,88 @@
+//! Starting the real `avpfs` binary on a share and mounting it through /dev/fuse.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// FUSE_SUPER_MAGIC from statfs(2).
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// A running `avpfs --fuse-mount` process; unmounts and stops it on drop.
+pub struct Mounted {
+    pub child: Option<Child>,
+    pub share: PathBuf,
+    pub mountpoint: PathBuf,
+}
+
+/// Whether `path` is the root of a FUSE mount.
+pub fn is_fuse_mount(path: &Path) -> bool {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: an all-zero statfs is a valid buffer for statfs to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a valid buffer.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type == FUSE_SUPER_MAGIC
+}
+
+impl Mounted {
+    /// Starts avpfs on `share`, mounted at `mountpoint`, with extra flags.
+    pub fn start(share: &Path, mountpoint: &Path, extra: &[&str]) -> Mounted {
+        Self::start_logging(share, mountpoint, extra, None)
+    }
+
+    /// Like [`Mounted::start`], with the daemon's stderr going to `log`.
+    pub fn start_logging(share: &Path, mountpoint: &Path, extra: &[&str], log: Option<&Path>) -> Mounted {
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::inherit(),
+        };
+        std::fs::create_dir_all(share).unwrap();
+        std::fs::create_dir_all(mountpoint).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_avpfs"))
+            .arg("--shared-dir")
+            .arg(share)
+            .arg("--fuse-mount")
+            .arg(mountpoint)
+            .args(extra)
+            .env("AVPFS_LOG", std::env::var("AVPFS_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start avpfs");
+        let mut m = Mounted { child: Some(child), share: share.into(), mountpoint: mountpoint.into() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_fuse_mount(mountpoint) {
+            if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("avpfs exited before mounting: {status}");
+            }
+            assert!(Instant::now() < deadline, "avpfs did not mount {} in 20 s", mountpoint.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    /// Sends SIGTERM and waits for the process; returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("already stopped");
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+        if is_fuse_mount(&self.mountpoint) {
+            let c = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: `c` is NUL-terminated.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}

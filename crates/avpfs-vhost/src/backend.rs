@@ -148,9 +148,11 @@ pub struct VhostUserFsBackend<F: FileSystem> {
     in_flight: InFlight,
     /// The back-end request channel (for later use: DAX mappings, notifications).
     backend_req: Mutex<Option<Backend>>,
+    /// Bumped on every reset, so late replies of lock waits are dropped.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl<F: FileSystem> VhostUserFsBackend<F> {
+impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     /// A backend that serves `server` with the device settings `config`.
     pub fn new(server: Arc<Server<F>>, config: DeviceConfig) -> Result<Self, Error> {
         config.validate()?;
@@ -161,6 +163,7 @@ impl<F: FileSystem> VhostUserFsBackend<F> {
             event_idx: AtomicBool::new(false),
             in_flight: InFlight::default(),
             backend_req: Mutex::new(None),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
 
@@ -172,6 +175,7 @@ impl<F: FileSystem> VhostUserFsBackend<F> {
     /// Waits (bounded) for the requests in progress, then drops every node
     /// and handle the guest held.
     pub fn reset_server(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if !self.in_flight.wait_idle(QUIESCE_TIMEOUT) {
             warn!("reset: requests still in progress after {QUIESCE_TIMEOUT:?}; resetting anyway");
         }
@@ -203,6 +207,10 @@ impl<F: FileSystem> VhostUserFsBackend<F> {
             if !heads.is_empty() {
                 debug!("queue {queue}: batch of {}", heads.len());
                 for (n, head) in heads.into_iter().enumerate() {
+                    if queue != HIPRIO_QUEUE && is_blocking_request(&mem, desc_table, size, head) {
+                        self.process_blocking_chain(queue, vring, &atomic, desc_table, size, head);
+                        continue;
+                    }
                     let len = self.process_chain(queue, &mem, desc_table, size, head);
                     if let Err(e) = vring.add_used(head, len) {
                         warn!("queue {queue}: cannot return descriptor {head}: {e}");
@@ -238,6 +246,83 @@ impl<F: FileSystem> VhostUserFsBackend<F> {
         size: u16,
         head: u16,
     ) -> u32 {
+        serve_chain(&self.server, queue, mem, desc_table, size, head)
+    }
+
+    /// Serves a request that may block for long (SETLKW) on a thread of its
+    /// own, so that the queue keeps being served: the lock holder's unlock
+    /// may be the very next request on this queue. The reply is put in the
+    /// used ring when the request ends, unless the device was reset since.
+    fn process_blocking_chain(
+        &self,
+        queue: usize,
+        vring: &VringMutex<GuestMemoryShared>,
+        atomic: &GuestMemoryShared,
+        desc_table: GuestAddress,
+        size: u16,
+        head: u16,
+    ) {
+        let server = self.server.clone();
+        let thread_vring = vring.clone();
+        let thread_atomic = atomic.clone();
+        let generation = self.generation.clone();
+        let started = generation.load(Ordering::Acquire);
+        let spawned = std::thread::Builder::new().name(format!("vq{queue}-setlkw")).spawn(move || {
+            let mem = thread_atomic.memory();
+            let len = serve_chain(&server, queue, &mem, desc_table, size, head);
+            if generation.load(Ordering::Acquire) != started {
+                debug!("queue {queue}: device reset while a lock wait was in progress; reply dropped");
+                return;
+            }
+            if let Err(e) = thread_vring.add_used(head, len) {
+                warn!("queue {queue}: cannot return descriptor {head}: {e}");
+            }
+            notify(queue, &thread_vring);
+        });
+        if let Err(e) = spawned {
+            // No thread: answer EAGAIN-like failure rather than block the queue.
+            warn!("queue {queue}: cannot start a thread for a lock wait: {e}");
+            let mem = atomic.memory();
+            let len = match walk_chain(&*mem, desc_table, size, head) {
+                Ok(chain) => error_reply(&mem, &chain, libc::ENOLCK),
+                Err(bad) => error_reply(&mem, &bad.valid, libc::ENOLCK),
+            };
+            if let Err(e) = vring.add_used(head, len) {
+                warn!("queue {queue}: cannot return descriptor {head}: {e}");
+            }
+        }
+    }
+}
+
+/// Whether the chain at `head` carries a request that may block for long.
+fn is_blocking_request(
+    mem: &GuestMemoryLoadGuard<GuestMemory>,
+    desc_table: GuestAddress,
+    size: u16,
+    head: u16,
+) -> bool {
+    let Ok(chain) = walk_chain(&**mem, desc_table, size, head) else {
+        return false;
+    };
+    let readable = SplitChain { readable: chain.readable.clone(), writable: Vec::<Buffer>::new() };
+    let Ok(mut r) = ChainReader::<()>::new(&**mem, &readable) else {
+        return false;
+    };
+    let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
+    avpfs_server::Reader::read_exact(&mut r, &mut hdr).is_ok()
+        && InHeader::read_from_bytes(&hdr[..]).is_ok_and(|h| h.opcode == fuse_abi::opcode::SETLKW)
+}
+
+/// Serves one chain with `server`; returns the number of bytes written to its writable part.
+fn serve_chain<F: FileSystem>(
+    server: &Server<F>,
+    queue: usize,
+    mem: &GuestMemoryLoadGuard<GuestMemory>,
+    desc_table: GuestAddress,
+    size: u16,
+    head: u16,
+) -> u32 {
+    {
         let chain = match walk_chain(&**mem, desc_table, size, head) {
             Ok(chain) => chain,
             Err(bad) => {
@@ -252,7 +337,7 @@ impl<F: FileSystem> VhostUserFsBackend<F> {
                 return 0;
             }
         };
-        match self.server.handle_message(&mut r, &mut w) {
+        match server.handle_message(&mut r, &mut w) {
             Ok(Handled::Reply(len)) => u32::try_from(len.min(w.bytes_written())).unwrap_or(0),
             Ok(Handled::NoReply) => 0,
             Err(avpfs_server::Error::ShortHeader(n)) => {

@@ -37,6 +37,7 @@
 
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod fuse;
 pub mod memory;
 pub mod queue;
@@ -459,20 +460,32 @@ impl Harness {
     /// Waits until the device returns the chain of `token`; returns the
     /// number of bytes it wrote.
     pub fn wait(&self, token: Token) -> Result<u32, Error> {
+        match self.wait_until(token, Instant::now() + self.timeout)? {
+            Some(len) => Ok(len),
+            None => Err(Error::Timeout { queue: token.queue, timeout: self.timeout }),
+        }
+    }
+
+    /// Like [`Harness::wait`], but gives up after `timeout` with `None`
+    /// (the chain stays outstanding and can be waited for again).
+    pub fn wait_timeout(&self, token: Token, timeout: Duration) -> Result<Option<u32>, Error> {
+        self.wait_until(token, Instant::now() + timeout)
+    }
+
+    fn wait_until(&self, token: Token, deadline: Instant) -> Result<Option<u32>, Error> {
         let q = self.queue(token.queue)?;
-        let deadline = Instant::now() + self.timeout;
         loop {
             {
                 let mem = self.mem();
                 let mut driver = q.driver.lock().unwrap_or_else(|e| e.into_inner());
                 driver.reap(&mem)?;
                 if let Some(len) = driver.take_completed(token.head) {
-                    return Ok(len);
+                    return Ok(Some(len));
                 }
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Timeout { queue: token.queue, timeout: self.timeout });
+                return Ok(None);
             }
             // Short slices: another thread waiting on the same queue may
             // consume the interrupt meant for this chain.

@@ -5,5 +5,6 @@
 mod common;
 mod io;
 mod lifecycle;
+mod locks;
 mod malformed;
 mod protocol;

@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 scripts/install-deps.sh guest
+[ "$daemon" = target/debug/avpfs ] && cargo build -q --bin avpfs
 conformance=$(scripts/guest/build-conformance.sh)
 
 passed=0 failed=0

@@ -87,6 +87,11 @@ pub struct Cli {
     #[arg(long)]
     pub writeback: bool,
 
+    /// Let the guest kernel delegate clearing setuid/setgid/capabilities on
+    /// write, truncate and chown to avpfs (FUSE_HANDLE_KILLPRIV_V2).
+    #[arg(long)]
+    pub killpriv_v2: bool,
+
     /// Honour O_DIRECT from the guest.
     #[arg(long)]
     pub allow_direct_io: bool,
@@ -124,7 +129,7 @@ pub struct Cli {
     pub foreground: bool,
 
     /// Drop or keep capabilities (not yet implemented in avpfs).
-    #[arg(long, value_name = "CAPS")]
+    #[arg(long, value_name = "CAPS", allow_hyphen_values = true)]
     pub modcaps: Option<String>,
 
     /// Map guest uids to host uids (not yet implemented in avpfs).
@@ -242,6 +247,8 @@ impl Cli {
                 ("writeback", None) => self.writeback = true,
                 ("no_writeback", None) => self.writeback = false,
                 ("allow_direct_io", None) => self.allow_direct_io = true,
+                ("killpriv_v2", None) => self.killpriv_v2 = true,
+                ("no_killpriv_v2", None) => self.killpriv_v2 = false,
                 ("announce_submounts", None) => self.announce_submounts = true,
                 ("flock", None) | ("posix_lock", None) | ("no_flock", None) | ("no_posix_lock", None) => {}
                 ("log_level", Some(v)) => {

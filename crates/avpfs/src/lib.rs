@@ -134,6 +134,7 @@ impl TryFrom<Cli> for DaemonConfig {
                 FileHandlesArg::Mandatory => FileHandleMode::Mandatory,
             },
             announce_submounts: cli.announce_submounts,
+            killpriv_v2: cli.killpriv_v2,
             ..PassthroughConfig::default()
         };
         let mut policy = match &cli.policy {

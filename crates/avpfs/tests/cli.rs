@@ -1,0 +1,85 @@
+//! The virtiofsd-compatible command line of the real binary.
+
+use std::process::Command;
+
+fn avpfs(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_avpfs")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn print_capabilities_is_the_vhost_user_json_libvirt_reads() {
+    let (ok, out, _) = avpfs(&["--print-capabilities"]);
+    assert!(ok);
+    assert!(out.contains("\"type\": \"fs\""), "{out}");
+}
+
+#[test]
+fn unimplemented_flags_are_errors_that_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let sock = tmp.path().join("s");
+    let sock = sock.to_str().unwrap();
+    for extra in [
+        &["--sandbox", "namespace"][..],
+        &["--seccomp", "kill"],
+        &["--modcaps", "-mknod"],
+        &["--translate-uid", "map:0:1000:1"],
+        &["--xattrmap", ":ok:all:::"],
+        &["--syslog"],
+    ] {
+        let mut args = vec!["--socket-path", sock, "--shared-dir", dir];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = avpfs(&args);
+        assert!(!ok, "{extra:?} must fail");
+        assert!(err.contains("not implemented yet"), "{extra:?}: {err}");
+    }
+}
+
+#[test]
+fn usage_errors_are_reported() {
+    let (ok, _, err) = avpfs(&["--socket-path", "/tmp/x"]);
+    assert!(!ok);
+    assert!(err.contains("--shared-dir is required"), "{err}");
+    let (ok, _, err) = avpfs(&["--shared-dir", "/tmp"]);
+    assert!(!ok);
+    assert!(err.contains("--socket-path, --fd or --fuse-mount"), "{err}");
+    let (ok, _, err) = avpfs(&["--shared-dir", "/tmp", "-o", "cache=sometimes", "--socket-path", "/tmp/x"]);
+    assert!(!ok);
+    assert!(err.contains("cache=sometimes"), "{err}");
+    let (ok, _, err) = avpfs(&["--shared-dir", "/tmp", "--fd", "987"]);
+    assert!(!ok);
+    assert!(err.contains("--fd 987"), "{err}");
+}
+
+#[test]
+fn legacy_o_options_fill_the_modern_flags() {
+    use avpfs::cli::{CacheArg, Cli};
+    use clap::Parser;
+    let mut cli =
+        Cli::parse_from(["avpfs", "-o", "source=/srv,cache=always,xattr", "-o", "readonly", "--socket-path", "s"]);
+    cli.apply_legacy_options().unwrap();
+    assert_eq!(cli.shared_dir.as_deref(), Some(std::path::Path::new("/srv")));
+    assert_eq!(cli.cache, CacheArg::Always);
+    assert!(cli.xattr && cli.readonly);
+}
+
+#[test]
+fn the_vhost_socket_is_created_and_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("vhost.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avpfs"))
+        .args(["--shared-dir", tmp.path().to_str().unwrap(), "--socket-path", sock.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "no socket");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!sock.exists(), "the socket file is removed on exit");
+}

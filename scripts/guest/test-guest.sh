@@ -65,7 +65,7 @@ for k in $kernels; do
   mkdir -p "$share" "$base"
   "$conformance" --dump "$base" > "$work/host-$k.txt"
   if run_job "$kdir" "$share" scripts/guest/jobs/conformance.sh "$queues" "$work/conf-$k.log"; then :; fi
-  tr -d '\r' < "$work/conf-$k.log" | sed -n 's/^AVPFS-OBS //p' > "$work/guest-$k.txt"
+  tr -d '\r' < "$work/conf-$k.log" | sed -n 's/.*AVPFS-OBS //p' > "$work/guest-$k.txt"
   cases=$(awk -F' [|] ' '{print $1}' "$work/host-$k.txt" | sort -u)
   for c in $cases; do
     if diff <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/host-$k.txt") \
@@ -84,7 +84,7 @@ for k in $kernels; do
     while read -r _ name size sum; do
       host=$(md5sum < "$share/integrity/$name" | cut -d' ' -f1)
       [ "$host" = "$sum" ] && [ "$(stat -c %s "$share/integrity/$name")" = "$size" ] || { bad=1; echo "    $name: host $host guest $sum"; }
-    done < <(tr -d '\r' < "$work/int-$k.log" | grep '^AVPFS-SUM')
+    done < <(tr -d '\r' < "$work/int-$k.log" | grep -o 'AVPFS-SUM.*')
     [ $bad = 0 ] && pass "[$label $kver] data integrity" || fail "[$label $kver] data integrity (host and guest differ)"
   else
     fail "[$label $kver] data integrity"; grep AVPFS-FAIL "$work/int-$k.log" | head || tail -20 "$work/int-$k.log"
@@ -94,7 +94,7 @@ for k in $kernels; do
   if [ "$queues" -gt 1 ]; then
     share=$work/share3-$k; mkdir -p "$share"
     run_job "$kdir" "$share" scripts/guest/jobs/multiqueue.sh "$queues" "$work/mq-$k.log" || true
-    used=$(tr -d '\r' < "$work/mq-$k.log" | sed -n 's/^AVPFS-QUEUES-USED //p')
+    used=$(tr -d '\r' < "$work/mq-$k.log" | sed -n 's/.*AVPFS-QUEUES-USED //p')
     if [ "${used:-0}" -ge 2 ]; then pass "[$label $kver] $used request queues used"; else
       fail "[$label $kver] multi-queue: ${used:-no} queues used"; tail -20 "$work/mq-$k.log"; fi
   fi

@@ -45,6 +45,24 @@ impl PassthroughFs {
         ScopedCreds::switch(ctx.uid, ctx.gid, ctx.groups.as_deref()).map(Some)
     }
 
+    /// Like [`PassthroughFs::as_caller`], for a call whose permission check
+    /// involves the group of `object` (the directory a file is created in, or
+    /// a file being opened). Clients before FUSE_CREATE_SUPP_GROUP (Linux
+    /// < 6.3) send no supplementary groups; they checked the caller's access
+    /// with all of them already (`default_permissions`). Of those groups only
+    /// `object`'s can matter to the host's check, so it is given to the
+    /// thread: what the client allowed, the host allows, and no more.
+    pub(crate) fn as_caller_on(&self, ctx: &Context, object: BorrowedFd<'_>) -> io::Result<Option<ScopedCreds>> {
+        if !self.is_root {
+            return Ok(None);
+        }
+        if ctx.groups.is_some() || ctx.uid == 0 {
+            return self.as_caller(ctx);
+        }
+        let gid = avpfs_sys::stat::fstat(object)?.st_gid;
+        ScopedCreds::switch(ctx.uid, ctx.gid, Some(&[gid])).map(Some)
+    }
+
     /// Sets the thread umask for creating a file and returns the mode to pass
     /// to the host. With FUSE_DONT_MASK (POSIX ACLs) the host kernel applies
     /// `umask` itself unless the parent has a default ACL; otherwise the

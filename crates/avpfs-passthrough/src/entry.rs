@@ -144,7 +144,7 @@ impl PassthroughFs {
         let p = self.inodes.get(parent)?;
         let pfd = p.fd()?;
         {
-            let _creds = self.as_caller(ctx)?;
+            let _creds = self.as_caller_on(ctx, pfd.as_fd())?;
             make(pfd.as_fd())?;
         }
         self.lookup_child(&p, name).map(|(e, _)| e)

@@ -80,7 +80,7 @@ impl PassthroughFs {
         let pfd = p.fd()?;
         let (host, open_flags) = self.open_flags(flags);
         let created = {
-            let _creds = self.as_caller(ctx)?;
+            let _creds = self.as_caller_on(ctx, pfd.as_fd())?;
             let mode = self.creation_mode(mode, umask)? & 0o7777;
             match name {
                 Some(name) => {
@@ -124,7 +124,7 @@ impl PassthroughFs {
         let (entry, node) = self.lookup_child(parent, name)?;
         let opened = match node.kind {
             libc::S_IFREG => node.fd().and_then(|pfd| {
-                let _creds = self.as_caller(ctx)?;
+                let _creds = self.as_caller_on(ctx, pfd.as_fd())?;
                 self.proc.reopen(pfd.as_fd(), host)
             }),
             libc::S_IFDIR => Err(errno(libc::EISDIR)),

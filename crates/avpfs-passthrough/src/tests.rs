@@ -785,3 +785,34 @@ fn names_with_slashes_never_resolve() {
     assert!(!t.path().parent().unwrap().join("x").exists());
     assert!(t.path().join("d/f").exists());
 }
+
+#[test]
+fn creation_without_supplementary_groups_uses_the_directory_group() {
+    // Clients before FUSE_CREATE_SUPP_GROUP (guest Linux 6.1) send none; the
+    // client allowed the create through a supplementary group already.
+    if !crate::creds_test_root() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let gdir = t.path().join("gdir");
+    std::fs::create_dir(&gdir).unwrap();
+    std::os::unix::fs::chown(&gdir, Some(0), Some(61234)).unwrap();
+    std::fs::set_permissions(&gdir, std::fs::Permissions::from_mode(0o775)).unwrap();
+    std::fs::create_dir(t.path().join("other")).unwrap();
+    std::fs::set_permissions(t.path().join("other"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fs = fs_on(t.path());
+    let user = Context { uid: 65534, gid: 65534, pid: 1, groups: None };
+    let g = lookup(&fs, ROOT_ID, "gdir").unwrap();
+    let other = lookup(&fs, ROOT_ID, "other").unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (f, _) = fs.create(&user, g.nodeid, &cs("f"), 0o644, libc::O_RDWR as u32, 0).unwrap();
+            assert_eq!((f.attr.uid, f.attr.gid), (65534, 65534));
+            fs.mkdir(&user, g.nodeid, &cs("d"), 0o755, 0).unwrap();
+            // Only the directory's group is lent: a directory writable by
+            // no group of the caller still refuses.
+            assert_eq!(errno(fs.mkdir(&user, other.nodeid, &cs("no"), 0o755, 0)), libc::EACCES);
+        });
+    });
+}

@@ -139,6 +139,13 @@ impl<F: FileSystem> Server<F> {
             return Err(libc::EIO);
         }
 
+        // A reply of known size must fit before the operation runs: the
+        // client learns of a reference or a handle only through the reply.
+        if let Some(size) = fixed_reply_size(h.opcode) {
+            if w.available() < OUT_HEADER_SIZE + size {
+                return Err(libc::ERANGE);
+            }
+        }
         if h.opcode == opcode::WRITE {
             return self.do_write(h, args_len, r, w);
         }
@@ -495,6 +502,44 @@ impl<F: FileSystem> Server<F> {
             .map(Handled::Reply)
             .map_err(|_| libc::ERANGE)
     }
+}
+
+/// The size of the reply body of opcodes whose successful reply has a fixed
+/// size (`None` for variable replies and for requests without a reply).
+pub fn fixed_reply_size(op: u32) -> Option<usize> {
+    use core::mem::size_of;
+    let entry = size_of::<abi::EntryOut>();
+    let open = size_of::<abi::OpenOut>();
+    Some(match op {
+        opcode::LOOKUP | opcode::MKNOD | opcode::MKDIR | opcode::SYMLINK | opcode::LINK => entry,
+        opcode::CREATE | opcode::TMPFILE => entry + open,
+        opcode::OPEN | opcode::OPENDIR => open,
+        opcode::GETATTR | opcode::SETATTR => size_of::<abi::AttrOut>(),
+        opcode::WRITE | opcode::COPY_FILE_RANGE => size_of::<abi::WriteOut>(),
+        opcode::STATFS => size_of::<abi::StatfsOut>(),
+        opcode::GETLK => size_of::<abi::LkOut>(),
+        opcode::LSEEK => size_of::<abi::LseekOut>(),
+        opcode::STATX => size_of::<abi::StatxOut>(),
+        opcode::INIT => size_of::<abi::InitOut>(),
+        opcode::UNLINK
+        | opcode::RMDIR
+        | opcode::RENAME
+        | opcode::RENAME2
+        | opcode::RELEASE
+        | opcode::RELEASEDIR
+        | opcode::FSYNC
+        | opcode::FSYNCDIR
+        | opcode::FLUSH
+        | opcode::SETXATTR
+        | opcode::REMOVEXATTR
+        | opcode::SETLK
+        | opcode::SETLKW
+        | opcode::ACCESS
+        | opcode::FALLOCATE
+        | opcode::SYNCFS
+        | opcode::DESTROY => 0,
+        _ => return None,
+    })
 }
 
 /// The errno of an I/O error (EIO when it carries none).

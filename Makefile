@@ -13,9 +13,12 @@ build:
 demo: build
 	scripts/demo.sh
 
-## Every test: formatting, lints, unit tests, the POSIX suite through /dev/fuse.
+## Every test: formatting, lints, unit and integration tests (the POSIX
+## suite through /dev/fuse, the vhost-user harness), then real guests under
+## QEMU (Linux 6.1 single-queue and 6.12 multi-queue).
 test:
-	scripts/install-deps.sh build
+	scripts/install-deps.sh build guest
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+	scripts/guest/test-guest.sh

@@ -58,7 +58,8 @@ for k in $kernels; do
   scripts/guest/fetch-kernel.sh "$k" "$kdir"
   kver=$(cat "$kdir/package")
   queues=1
-  [ "$k" = backports ] && queues=2
+  # virtiofsd serves a single request queue.
+  [ "$k" = backports ] && [ "$label" != virtiofsd ] && queues=2
 
   # 1. POSIX conformance: the guest's observations against the host's.
   share=$work/share-$k; base=$work/base-$k

@@ -68,6 +68,15 @@ sanitizer=(--sanitizer "${FUZZ_SANITIZER:-address}")
 gen_corpus
 
 cd "$fuzz"
+# The harnesses' own tests: the seeds replay cleanly, the invariant checks
+# and the sandbox work.
+if ! cargo test --quiet "${features[@]}" >work-selftest.log 2>&1; then
+  cat work-selftest.log >&2
+  echo "fuzz.sh: the fuzz harness tests fail" >&2
+  rm -f work-selftest.log
+  exit 2
+fi
+rm -f work-selftest.log
 echo "fuzz.sh: building ${targets[*]} (fuse_request on $fs)" >&2
 for t in "${targets[@]}"; do
   if ! cargo fuzz build "${sanitizer[@]}" "${features[@]}" "$t"; then

@@ -7,7 +7,7 @@
 //! handed out a reference (LOOKUP, CREATE: a lookup count) or a handle (OPEN,
 //! CREATE: an open file in the daemon), the guest never learns its number
 //! and cannot give it back: each such request pins a host descriptor until
-//! the session ends. The fix: for replies of a fixed size, check that the
+//! the session ends. Fixed: for replies of a fixed size, the server checks that the
 //! writer has room for header and reply before calling the file system
 //! (reply ERANGE without calling it).
 

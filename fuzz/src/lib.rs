@@ -1,0 +1,25 @@
+//! Fuzz targets of avpfs (cargo-fuzz / libFuzzer), and what they share with
+//! the seed corpus generator and the tests of this crate.
+//!
+//! - `fuse_request` ([`fuse`]): FUSE request decoding and dispatch through
+//!   `avpfs_server::Server`, over the in-memory [`memfs`] or (feature
+//!   `passthrough`) the passthrough on a sandboxed tmpfs share ([`sandbox`]);
+//!   input format in [`frames`], reply invariants in [`replies`].
+//! - `descriptor_chain` ([`chain`]): avpfs-vhost's descriptor-chain walker,
+//!   reader and writer over a small guest memory.
+//! - `virtio_request` ([`virtio`]): one FUSE request carried by a descriptor
+//!   chain, served over `ChainReader`/`ChainWriter` as avpfs-vhost does.
+//! - [`seeds`]: the seed corpus, written by `src/bin/gen_corpus.rs`.
+//!
+//! Run them with `scripts/fuzz.sh` at the workspace root.
+
+#![deny(missing_docs)]
+
+pub mod chain;
+pub mod frames;
+pub mod fuse;
+pub mod memfs;
+pub mod replies;
+pub mod sandbox;
+pub mod seeds;
+pub mod virtio;

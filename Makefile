@@ -15,10 +15,12 @@ demo: build
 
 ## Every test: formatting, lints, unit and integration tests (the POSIX
 ## suite through /dev/fuse, the vhost-user harness), then real guests under
-## QEMU (Linux 6.1 single-queue and 6.12 multi-queue).
+## QEMU (Linux 6.1 single-queue and 6.12 multi-queue), then each fuzz
+## target for 30 s.
 test:
 	scripts/install-deps.sh build guest
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
 	scripts/guest/test-guest.sh
+	scripts/fuzz.sh 30

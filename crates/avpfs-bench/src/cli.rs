@@ -1,0 +1,265 @@
+//! The command line, and the configuration it makes.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::contenders::Contender;
+use crate::error::Error;
+use crate::share::DirKind;
+use crate::workloads::{Sizes, Workload};
+
+/// Benchmarks avpfs side by side with virtiofsd and the host (level 1: the
+/// daemons driven by an in-process vhost-user front end, no guest).
+#[derive(Debug, Parser, Clone)]
+#[command(name = "avpfs-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// A quick run (a few minutes): 10 000-file tree, 3 repetitions. The default.
+    #[arg(long, conflicts_with = "full")]
+    pub quick: bool,
+
+    /// A full run: 100 000-file tree, 1 million files for the memory figures,
+    /// 5 repetitions, tmpfs and disk.
+    #[arg(long)]
+    pub full: bool,
+
+    /// Where the results go (level1.md, level1.svg, level1.json, level1.csv).
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+
+    /// Workloads to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workloads: Vec<Workload>,
+
+    /// Contenders.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "avpfs,virtiofsd,host")]
+    pub contenders: Vec<Contender>,
+
+    /// Where the shared directory lives (default: tmpfs; --full: tmpfs,disk).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub dir_kind: Vec<DirKind>,
+
+    /// Parent directory of the share for --dir-kind disk.
+    #[arg(long, default_value = "/var/tmp")]
+    pub disk_dir: PathBuf,
+
+    /// Repetitions (default: 3 quick, 5 full).
+    #[arg(long)]
+    pub reps: Option<usize>,
+
+    /// Files of the metadata tree.
+    #[arg(long)]
+    pub files: Option<usize>,
+
+    /// Files looked up for the memory figures (a second tree when larger than --files).
+    #[arg(long)]
+    pub memory_files: Option<usize>,
+
+    /// Requests in flight per queue, one case each (the largest is also used with N queues).
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub depths: Vec<usize>,
+
+    /// N: request queues of the multi-queue cases (avpfs only; default: the number of cores).
+    #[arg(long)]
+    pub queues: Option<usize>,
+
+    /// Each run repeats its workload (untimed clean-up between passes) until
+    /// it has measured this many seconds (default: 0.5 quick, 2 full).
+    #[arg(long)]
+    pub min_time: Option<f64>,
+
+    /// Skip the memory figures.
+    #[arg(long)]
+    pub no_memory: bool,
+
+    /// The avpfs binary (default: beside this program, or target/release/avpfs).
+    #[arg(long)]
+    pub avpfs_bin: Option<PathBuf>,
+
+    /// The virtiofsd binary (default: TOOLS_DIR/virtiofsd/bin/virtiofsd, installed when missing).
+    #[arg(long)]
+    pub virtiofsd_bin: Option<PathBuf>,
+
+    /// Where contenders are installed (default: ~/.cache/avpfs-bench).
+    #[arg(long)]
+    pub tools_dir: Option<PathBuf>,
+
+    /// Never install anything: fail when a contender is missing.
+    #[arg(long)]
+    pub no_install: bool,
+
+    /// Extra avpfs arguments (one string, split on spaces).
+    #[arg(long, default_value = "--sandbox none --seccomp none", allow_hyphen_values = true)]
+    pub avpfs_args: String,
+
+    /// Extra virtiofsd arguments (one string, split on spaces). Its defaults
+    /// otherwise (file handles preferred, no thread pool).
+    #[arg(long, default_value = "--sandbox none --seccomp none", allow_hyphen_values = true)]
+    pub virtiofsd_args: String,
+}
+
+/// Which preset the sizes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A few minutes.
+    Quick,
+    /// The sizes.
+    Full,
+}
+
+/// A checked, complete configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The preset.
+    pub mode: Mode,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Workloads, in report order.
+    pub workloads: Vec<Workload>,
+    /// Contenders, in the order of the first repetition.
+    pub contenders: Vec<Contender>,
+    /// Share locations.
+    pub dir_kinds: Vec<DirKind>,
+    /// Parent of the disk share.
+    pub disk_dir: PathBuf,
+    /// Repetitions.
+    pub reps: usize,
+    /// Workload sizes.
+    pub sizes: Sizes,
+    /// Least measured time per run (passes are repeated until it is reached).
+    pub min_time: std::time::Duration,
+    /// Depths of the one-queue cases.
+    pub depths: Vec<usize>,
+    /// N of the multi-queue cases (1: none).
+    pub queues: usize,
+    /// Measure memory.
+    pub memory: bool,
+    /// avpfs binary, when given.
+    pub avpfs_bin: Option<PathBuf>,
+    /// virtiofsd binary, when given.
+    pub virtiofsd_bin: Option<PathBuf>,
+    /// Where to find or install virtiofsd.
+    pub tools_dir: PathBuf,
+    /// Install missing contenders.
+    pub install: bool,
+    /// Extra avpfs arguments.
+    pub avpfs_args: Vec<String>,
+    /// Extra virtiofsd arguments.
+    pub virtiofsd_args: Vec<String>,
+    /// The command line, for the report.
+    pub command_line: String,
+}
+
+/// Number of online CPUs.
+pub fn nproc() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = Error;
+
+    fn try_from(cli: Cli) -> Result<Config, Error> {
+        let mode = if cli.full { Mode::Full } else { Mode::Quick };
+        let full = mode == Mode::Full;
+        let files = cli.files.unwrap_or(if full { 100_000 } else { 10_000 });
+        let sizes = Sizes {
+            files,
+            per_dir: 1000.min(files.max(1)),
+            memory_files: cli.memory_files.unwrap_or(if full { 1_000_000 } else { files }),
+            create_files: if full { 20_000 } else { 5_000 }.min(files.max(100)),
+            rand_ops: if full { 100_000 } else { 20_000 },
+            rand_file_bytes: if full { 1 << 30 } else { 256 << 20 },
+            seq_bytes: if full { 4 << 30 } else { 1 << 30 },
+            readdir_buf: 4096,
+        };
+        let mut depths = cli.depths.clone();
+        depths.sort_unstable();
+        depths.dedup();
+        if depths.is_empty() || depths[0] == 0 || depths[depths.len() - 1] > 64 {
+            return Err(Error::Usage("--depths takes values from 1 to 64".into()));
+        }
+        if files == 0 {
+            return Err(Error::Usage("--files must be at least 1".into()));
+        }
+        let mut contenders = cli.contenders.clone();
+        contenders.dedup();
+        let workloads = if cli.workloads.is_empty() {
+            Workload::ALL.to_vec()
+        } else {
+            Workload::ALL.into_iter().filter(|w| cli.workloads.contains(w)).collect()
+        };
+        let dir_kinds = if !cli.dir_kind.is_empty() {
+            cli.dir_kind.clone()
+        } else if full {
+            vec![DirKind::Tmpfs, DirKind::Disk]
+        } else {
+            vec![DirKind::Tmpfs]
+        };
+        let tools_dir = cli.tools_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from).join(".cache/avpfs-bench")
+        });
+        let split = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        Ok(Config {
+            mode,
+            out: cli.out.clone(),
+            workloads,
+            contenders,
+            dir_kinds,
+            disk_dir: cli.disk_dir.clone(),
+            reps: cli.reps.unwrap_or(if full { 5 } else { 3 }).max(1),
+            sizes,
+            min_time: std::time::Duration::from_secs_f64(
+                cli.min_time.unwrap_or(if full { 2.0 } else { 0.5 }).clamp(0.0, 600.0),
+            ),
+            depths,
+            queues: cli.queues.unwrap_or_else(nproc).clamp(1, 64),
+            memory: !cli.no_memory,
+            avpfs_bin: cli.avpfs_bin.clone(),
+            virtiofsd_bin: cli.virtiofsd_bin.clone(),
+            tools_dir,
+            install: !cli.no_install,
+            avpfs_args: split(&cli.avpfs_args),
+            virtiofsd_args: split(&cli.virtiofsd_args),
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_is_the_default_and_full_scales_up() {
+        let q = Config::try_from(Cli::parse_from(["avpfs-bench"])).unwrap();
+        assert_eq!((q.mode, q.reps, q.sizes.files), (Mode::Quick, 3, 10_000));
+        assert_eq!(q.dir_kinds, vec![DirKind::Tmpfs]);
+        assert_eq!(q.workloads.len(), 7);
+        let f = Config::try_from(Cli::parse_from(["avpfs-bench", "--full"])).unwrap();
+        assert_eq!((f.mode, f.reps, f.sizes.files, f.sizes.memory_files), (Mode::Full, 5, 100_000, 1_000_000));
+        assert_eq!(f.dir_kinds, vec![DirKind::Tmpfs, DirKind::Disk]);
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let c = Config::try_from(Cli::parse_from([
+            "avpfs-bench",
+            "--workloads",
+            "seqread,lookup",
+            "--contenders",
+            "avpfs,host",
+            "--depths",
+            "4,1,4",
+            "--virtiofsd-args",
+            "--thread-pool-size 4",
+        ]))
+        .unwrap();
+        assert_eq!(c.workloads, vec![Workload::Lookup, Workload::Seqread]);
+        assert_eq!(c.contenders, vec![Contender::Avpfs, Contender::Host]);
+        assert_eq!(c.depths, vec![1, 4]);
+        assert_eq!(c.virtiofsd_args, vec!["--thread-pool-size", "4"]);
+        assert!(Config::try_from(Cli::parse_from(["avpfs-bench", "--depths", "0"])).is_err());
+        assert!(Cli::try_parse_from(["avpfs-bench", "--quick", "--full"]).is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! The host baseline: the system calls an application on the host makes for
+//! each workload, on the same directory, one thread per "queue". It is the
+//! ceiling: no daemon, no FUSE, no copy into guest memory.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use crate::engine::{RunResult, BULK_CAP};
+use crate::error::{Error, IoContext};
+use crate::procstat::thread_cpu_time;
+use crate::share::Tree;
+use crate::workloads::{
+    paths, random_offsets, sequential_offsets, share_of, Case, Measurement, Sizes, Workload, SMALL_FILE,
+};
+
+/// The host's side of a run: the share and the tree's directories opened.
+pub struct HostCtx<'t> {
+    root: PathBuf,
+    tree: &'t Tree,
+    dirs: Vec<OwnedFd>,
+}
+
+/// `openat(dirfd, name, flags, mode)`.
+fn openat(dirfd: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> std::io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string; the returned descriptor is checked before use.
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)` (the attributes are dropped).
+fn fstatat(dirfd: RawFd, name: &CStr) -> std::io::Result<()> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is NUL-terminated and `st` is a writable stat buffer.
+    let rc = unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fstat(fd)` (the attributes are dropped).
+fn fstat(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a writable stat buffer.
+    let rc = unsafe { libc::fstat(fd, &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `getdents64(fd, buf)`: the number of bytes of records written.
+fn getdents64(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is writable for `buf.len()` bytes for the duration of the call.
+    let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Calls `f` with the name of each `linux_dirent64` record in `buf`.
+fn each_dirent(buf: &[u8], mut f: impl FnMut(&CStr) -> std::io::Result<()>) -> std::io::Result<()> {
+    // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+    let mut at = 0;
+    while at + 19 <= buf.len() {
+        let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+        if reclen == 0 || at + reclen > buf.len() {
+            break;
+        }
+        if let Ok(name) = CStr::from_bytes_until_nul(&buf[at + 19..at + reclen]) {
+            f(name)?;
+        }
+        at += reclen;
+    }
+    Ok(())
+}
+
+fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |source| Error::Io { context: format!("host {what}"), source }
+}
+
+/// What each host thread records.
+#[derive(Default)]
+struct Recorder {
+    latencies: Vec<u64>,
+    ops: u64,
+    units: u64,
+}
+
+impl Recorder {
+    fn time(&mut self, f: impl FnOnce() -> Result<u64, Error>) -> Result<(), Error> {
+        let t = Instant::now();
+        let units = f()?;
+        self.latencies.push(t.elapsed().as_nanos() as u64);
+        self.ops += 1;
+        self.units += units;
+        Ok(())
+    }
+}
+
+/// Runs `work(thread, recorder)` on `threads` threads started together;
+/// measures the wall time and the threads' CPU time.
+fn run_threads<F>(threads: usize, work: F) -> Result<Measurement, Error>
+where
+    F: Fn(usize, &mut Recorder) -> Result<(), Error> + Sync,
+{
+    let barrier = Barrier::new(threads);
+    let results: Vec<Result<(Recorder, Duration, Instant, Instant), Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (work, barrier) = (&work, &barrier);
+                scope.spawn(move || {
+                    let mut r = Recorder::default();
+                    barrier.wait();
+                    let cpu0 = thread_cpu_time();
+                    let start = Instant::now();
+                    work(t, &mut r)?;
+                    let end = Instant::now();
+                    Ok((r, thread_cpu_time().saturating_sub(cpu0), start, end))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::Panic))).collect()
+    });
+    let mut run = RunResult::default();
+    let mut cpu = Duration::ZERO;
+    let (mut start, mut end): (Option<Instant>, Option<Instant>) = (None, None);
+    for r in results {
+        let (rec, c, s, e) = r?;
+        run.ops += rec.ops;
+        run.units += rec.units;
+        run.latencies.extend(rec.latencies);
+        cpu += c;
+        start = Some(start.map_or(s, |x| x.min(s)));
+        end = Some(end.map_or(e, |x| x.max(e)));
+    }
+    if let (Some(s), Some(e)) = (start, end) {
+        run.wall = e - s;
+    }
+    Ok(Measurement { run, cpu })
+}
+
+impl<'t> HostCtx<'t> {
+    /// Opens the tree's directories under `root`.
+    pub fn new(root: &Path, tree: &'t Tree) -> Result<Self, Error> {
+        let top = root.join(&tree.name);
+        let top_fd = File::open(&top).ctx(|| format!("opening {}", top.display()))?;
+        let dirs = (0..tree.dirs())
+            .map(|i| openat(top_fd.as_raw_fd(), tree.dir_name(i), libc::O_PATH | libc::O_DIRECTORY, 0))
+            .collect::<std::io::Result<Vec<_>>>()
+            .ctx(|| format!("opening the directories of {}", top.display()))?;
+        Ok(HostCtx { root: root.to_path_buf(), tree, dirs })
+    }
+
+    /// Runs one case (`case.depth` is ignored: a thread has one system call in flight).
+    pub fn run_case(&self, case: Case, sizes: &Sizes, label: &str) -> Result<Measurement, Error> {
+        let (tree, n) = (self.tree, case.queues);
+        match case.workload {
+            Workload::Lookup => run_threads(n, |t, r| {
+                for k in share_of(tree.files, t, n) {
+                    let dir = self.dirs[tree.dir_of(k)].as_raw_fd();
+                    r.time(|| fstatat(dir, tree.file_name(k)).map(|_| 1).map_err(io_err("fstatat")))?;
+                }
+                Ok(())
+            }),
+            Workload::Getattr => {
+                let fds = (0..tree.files)
+                    .map(|k| openat(self.dirs[tree.dir_of(k)].as_raw_fd(), tree.file_name(k), libc::O_PATH, 0))
+                    .collect::<std::io::Result<Vec<_>>>()
+                    .map_err(io_err("O_PATH open of the tree (raise RLIMIT_NOFILE)"))?;
+                run_threads(n, |t, r| {
+                    for k in share_of(fds.len(), t, n) {
+                        r.time(|| fstat(fds[k].as_raw_fd()).map(|_| 1).map_err(io_err("fstat")))?;
+                    }
+                    Ok(())
+                })
+            }
+            Workload::Readdirplus => {
+                let dirs = (0..tree.dirs())
+                    .map(|i| {
+                        let top = self.root.join(&tree.name);
+                        let p = top.join(tree.dir_name(i).to_string_lossy().as_ref());
+                        File::open(&p).map(OwnedFd::from)
+                    })
+                    .collect::<std::io::Result<Vec<_>>>()
+                    .map_err(io_err("opendir"))?;
+                let buf_len = sizes.readdir_buf as usize;
+                run_threads(n, |t, r| {
+                    let mut buf = vec![0u8; buf_len];
+                    for d in share_of(dirs.len(), t, n) {
+                        let fd = dirs[d].as_raw_fd();
+                        loop {
+                            let mut got = 0;
+                            r.time(|| {
+                                got = getdents64(fd, &mut buf).map_err(io_err("getdents64"))?;
+                                let mut entries = 0;
+                                each_dirent(&buf[..got], |name| {
+                                    if name.to_bytes() != b"." && name.to_bytes() != b".." {
+                                        entries += 1;
+                                        fstatat(fd, name)?;
+                                    }
+                                    Ok(())
+                                })
+                                .map_err(io_err("fstatat"))?;
+                                Ok(entries)
+                            })?;
+                            if got == 0 {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            }
+            Workload::Create => {
+                let dir_path = self.root.join(paths::WORK).join(label);
+                std::fs::create_dir(&dir_path).ctx(|| format!("mkdir {}", dir_path.display()))?;
+                let dir = File::open(&dir_path).ctx(|| format!("opening {}", dir_path.display()))?;
+                let data = vec![0x5au8; SMALL_FILE as usize];
+                let m = run_threads(n, |t, r| {
+                    for k in share_of(sizes.create_files, t, n) {
+                        let name = std::ffi::CString::new(format!("c{k:08}")).unwrap_or_default();
+                        r.time(|| {
+                            let fd =
+                                openat(dir.as_raw_fd(), &name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)
+                                    .map_err(io_err("openat(O_CREAT)"))?;
+                            File::from(fd).write_all(&data).map_err(io_err("write"))?;
+                            Ok(1)
+                        })?;
+                    }
+                    Ok(())
+                });
+                std::fs::remove_dir_all(&dir_path).ctx(|| format!("rm -r {}", dir_path.display()))?;
+                m
+            }
+            Workload::Randread | Workload::Seqread => {
+                let rand = case.workload == Workload::Randread;
+                let path = self.root.join(paths::DATA).join(if rand { paths::RAND } else { paths::SEQ });
+                let file = File::open(&path).ctx(|| format!("opening {}", path.display()))?;
+                let chunk = if rand { SMALL_FILE } else { BULK_CAP as u32 };
+                run_threads(n, |t, r| {
+                    let offsets = if rand {
+                        random_offsets(sizes.rand_ops, sizes.rand_file_bytes, t, n)
+                    } else {
+                        sequential_offsets(sizes.seq_bytes, chunk, t, n)
+                    };
+                    let mut buf = vec![0u8; chunk as usize];
+                    for off in offsets {
+                        r.time(|| {
+                            let got = file.read_at(&mut buf, off).map_err(io_err("pread"))?;
+                            if got != buf.len() {
+                                return Err(Error::BadReply { op: "pread", detail: format!("{got} bytes") });
+                            }
+                            Ok(got as u64)
+                        })?;
+                    }
+                    Ok(())
+                })
+            }
+            Workload::Seqwrite => {
+                let path = self.root.join(paths::WORK).join(format!("{label}.bin"));
+                let file = crate::share::preallocated_file(&path, sizes.seq_bytes)?;
+                let chunk = BULK_CAP as u32;
+                let data: Vec<u8> = (0..chunk as usize).map(|i| (i % 251) as u8 | 1).collect();
+                let m = run_threads(n, |t, r| {
+                    for off in sequential_offsets(sizes.seq_bytes, chunk, t, n) {
+                        r.time(|| {
+                            let put = file.write_at(&data, off).map_err(io_err("pwrite"))?;
+                            Ok(put as u64)
+                        })?;
+                    }
+                    Ok(())
+                });
+                drop(file);
+                std::fs::remove_file(&path).ctx(|| format!("rm {}", path.display()))?;
+                m
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_every_workload_on_a_small_share() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let tree = Tree::new(paths::TREE, 50, 20);
+        tree.build(root).unwrap();
+        std::fs::create_dir(root.join(paths::WORK)).unwrap();
+        crate::share::make_data_file(&root.join(paths::DATA).join(paths::RAND), 1 << 20).unwrap();
+        crate::share::make_data_file(&root.join(paths::DATA).join(paths::SEQ), 4 << 20).unwrap();
+        let sizes = Sizes {
+            files: 50,
+            per_dir: 20,
+            memory_files: 50,
+            create_files: 10,
+            rand_ops: 20,
+            rand_file_bytes: 1 << 20,
+            seq_bytes: 4 << 20,
+            readdir_buf: 4096,
+        };
+        let host = HostCtx::new(root, &tree).unwrap();
+        for w in Workload::ALL {
+            for queues in [1, 2] {
+                let m = host.run_case(Case { workload: w, queues, depth: 1 }, &sizes, &format!("t{queues}")).unwrap();
+                let expected_units = match w {
+                    Workload::Lookup | Workload::Getattr | Workload::Readdirplus => 50,
+                    Workload::Create => 10,
+                    Workload::Randread => 20 * 4096,
+                    Workload::Seqread | Workload::Seqwrite => 4 << 20,
+                };
+                assert_eq!(m.run.units, expected_units, "{w:?} q{queues}");
+                assert_eq!(m.run.latencies.len() as u64, m.run.ops);
+            }
+        }
+    }
+}

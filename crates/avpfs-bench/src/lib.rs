@@ -1,0 +1,50 @@
+//! avpfs-bench: avpfs side by side with virtiofsd and the host.
+//!
+//! Level 1 (this crate): each vhost-user-fs daemon is started on a fresh
+//! socket and driven by the in-process front end of `vhost-harness` with
+//! the same FUSE request streams; the host baseline runs the equivalent
+//! system calls. Per workload it reports rate, p50/p99 latency, the daemon's
+//! CPU time per operation, ratios to virtiofsd and to the host, and each
+//! daemon's memory per cached inode; as Markdown, SVG, JSON and CSV.
+//!
+//! Layers, top down: [`cli`] → [`runner`] (repetitions, interleaving,
+//! memory probe) → [`workloads`] (FUSE request streams) over [`engine`]
+//! (slots and the closed loop over the harness) and [`host`] (the
+//! system-call baseline) → [`contenders`] (daemon processes), [`share`]
+//! (the shared directory), [`procstat`] (/proc). Output: [`stats`],
+//! [`report`], [`chart`].
+
+#![deny(missing_docs)]
+
+pub mod chart;
+pub mod cli;
+pub mod contenders;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod procstat;
+pub mod report;
+pub mod runner;
+pub mod share;
+pub mod stats;
+pub mod workloads;
+
+pub use error::Error;
+
+/// Runs the benchmark the command line asks for and writes the results.
+pub fn run(cli: cli::Cli) -> Result<(), Error> {
+    let cfg = cli::Config::try_from(cli)?;
+    let results = runner::run(&cfg)?;
+    let sums = report::summarize(&results);
+    let mut written = report::write_all(&cfg.out, &results, &sums)?;
+    let svg = cfg.out.join("level1.svg");
+    let title =
+        format!("avpfs level 1 ({}, {} repetitions, {})", results.meta.avpfs_rev, results.meta.reps, results.meta.date);
+    if chart::write(&svg, &sums, &cfg.dir_kinds, &title)? {
+        written.push(svg);
+    }
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! What /proc tells about a daemon: CPU time, resident memory, open
+//! descriptors; and the CPU time of the calling thread for the host baseline.
+
+use std::fs;
+use std::time::Duration;
+
+use crate::error::{Error, IoContext};
+
+/// CPU time of a process at one moment, read two ways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuSample {
+    /// utime + stime from `/proc/PID/stat` (clock-tick resolution; includes
+    /// threads that have exited).
+    pub ticks: Duration,
+    /// Sum of the threads' on-CPU time from `/proc/PID/task/*/schedstat`
+    /// (nanosecond resolution), with the thread ids it was summed over.
+    pub sched: Option<(Duration, Vec<u32>)>,
+}
+
+impl CpuSample {
+    /// Reads the CPU time of process `pid`.
+    pub fn read(pid: u32) -> Result<CpuSample, Error> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ctx(|| format!("reading /proc/{pid}/stat"))?;
+        let ticks = parse_stat_cpu(&stat).ok_or_else(|| Error::Io {
+            context: format!("parsing /proc/{pid}/stat"),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+        })?;
+        Ok(CpuSample { ticks, sched: read_schedstat(pid) })
+    }
+
+    /// CPU time used between `earlier` and `self`: the precise schedstat sum
+    /// when the same threads were alive at both samples, else the tick count.
+    pub fn since(&self, earlier: &CpuSample) -> Duration {
+        match (&self.sched, &earlier.sched) {
+            (Some((now, tids_now)), Some((then, tids_then))) if tids_now == tids_then && now >= then => *now - *then,
+            _ => self.ticks.saturating_sub(earlier.ticks),
+        }
+    }
+}
+
+/// utime + stime of a `/proc/PID/stat` line.
+fn parse_stat_cpu(stat: &str) -> Option<Duration> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(ticks_to_duration(utime + stime))
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz)
+}
+
+fn read_schedstat(pid: u32) -> Option<(Duration, Vec<u32>)> {
+    let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    let mut total = 0u64;
+    for tid in &tids {
+        let s = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some((Duration::from_nanos(total), tids))
+}
+
+/// Memory of a process from `/proc/PID/status`, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Memory {
+    /// VmRSS: all resident pages, the guest memory the daemon touched included.
+    pub rss: u64,
+    /// RssAnon: the daemon's own heap and stacks (what its inode table costs).
+    pub anon: u64,
+}
+
+impl Memory {
+    /// Reads the memory of process `pid`.
+    pub fn read(pid: u32) -> Result<Memory, Error> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ctx(|| format!("reading /proc/{pid}/status"))?;
+        Ok(parse_status_memory(&status))
+    }
+}
+
+fn parse_status_memory(status: &str) -> Memory {
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    Memory { rss: field("VmRSS:"), anon: field("RssAnon:") }
+}
+
+/// Number of open descriptors of process `pid`.
+pub fn fd_count(pid: u32) -> Result<usize, Error> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd")).ctx(|| format!("listing /proc/{pid}/fd"))?.count())
+}
+
+/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let line = "1234 (a b) c)) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 3 0 1 2 3";
+        let hz = ticks_to_duration(1);
+        assert_eq!(parse_stat_cpu(line), Some(hz * 300));
+        assert_eq!(parse_stat_cpu("garbage"), None);
+    }
+
+    #[test]
+    fn parses_status_memory() {
+        let s = "Name:\tx\nVmRSS:\t  2048 kB\nRssAnon:\t  1024 kB\nRssFile:\t 1024 kB\n";
+        assert_eq!(parse_status_memory(s), Memory { rss: 2048 * 1024, anon: 1024 * 1024 });
+    }
+
+    #[test]
+    fn reads_our_own_process() {
+        let pid = std::process::id();
+        let a = CpuSample::read(pid).unwrap();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert_ne!(x, 1);
+        let b = CpuSample::read(pid).unwrap();
+        assert!(b.since(&a) <= Duration::from_secs(60));
+        assert!(Memory::read(pid).unwrap().rss > 0);
+        assert!(fd_count(pid).unwrap() >= 3);
+        assert!(thread_cpu_time() > Duration::ZERO);
+    }
+}

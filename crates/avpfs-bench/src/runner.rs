@@ -1,0 +1,662 @@
+//! The run: for each share location and each repetition, every contender
+//! runs every case, contenders interleaved (their order rotates from one
+//! repetition to the next), then the memory probe.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::{nproc, Config, Mode};
+use crate::contenders::{self, Contender, Daemon, DaemonSpec};
+use crate::engine::Session;
+use crate::error::{Error, IoContext};
+use crate::host::HostCtx;
+use crate::procstat::{fd_count, Memory};
+use crate::share::{make_data_file, DirKind, Share, Tree};
+use crate::stats::Latency;
+use crate::workloads::{paths, Case, FuseCtx, LookupStream, Measurement, Sizes, Workload};
+
+/// The figures of one successful run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics {
+    /// Operations.
+    pub ops: u64,
+    /// Units (entries or bytes; operations for the others).
+    pub units: u64,
+    /// Wall time in seconds.
+    pub wall_s: f64,
+    /// Rate in the workload's unit (ops/s, entries/s or MB/s).
+    pub rate: f64,
+    /// Median latency of an operation, µs.
+    pub p50_us: f64,
+    /// 99th percentile latency, µs.
+    pub p99_us: f64,
+    /// CPU time of the daemon (host: of the threads) per operation, µs.
+    pub cpu_us_per_op: f64,
+    /// CPU time of the front end (the harness playing the guest) per operation, µs; 0 for the host.
+    pub fe_cpu_us_per_op: f64,
+}
+
+impl Metrics {
+    /// The figures of a measurement of `workload`.
+    pub fn of(workload: Workload, mut m: Measurement) -> Metrics {
+        let wall_s = m.run.wall.as_secs_f64().max(1e-9);
+        let lat = Latency::of(&mut m.run.latencies);
+        let unit = workload.unit();
+        let count = if unit == crate::workloads::Unit::Ops { m.run.ops } else { m.run.units };
+        Metrics {
+            ops: m.run.ops,
+            units: m.run.units,
+            wall_s,
+            rate: unit.scale(count as f64 / wall_s),
+            p50_us: lat.p50_ns as f64 / 1e3,
+            p99_us: lat.p99_ns as f64 / 1e3,
+            cpu_us_per_op: m.cpu.as_secs_f64() * 1e6 / m.run.ops.max(1) as f64,
+            fe_cpu_us_per_op: m.run.driver_cpu.as_secs_f64() * 1e6 / m.run.ops.max(1) as f64,
+        }
+    }
+}
+
+/// One run of one case by one contender.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// tmpfs or disk.
+    pub dir_kind: DirKind,
+    /// The case.
+    pub case: Case,
+    /// The contender.
+    pub contender: Contender,
+    /// Repetition (from 0).
+    pub rep: usize,
+    /// The figures, when the run succeeded.
+    pub metrics: Option<Metrics>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Memory of one daemon around a lookup of many files.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemorySample {
+    /// tmpfs or disk.
+    pub dir_kind: DirKind,
+    /// The daemon.
+    pub contender: Contender,
+    /// Repetition.
+    pub rep: usize,
+    /// Files looked up.
+    pub files: usize,
+    /// After FUSE_INIT.
+    pub before: Memory,
+    /// After the lookups.
+    pub after_lookup: Memory,
+    /// After BATCH_FORGET of every file.
+    pub after_forget: Memory,
+    /// Open descriptors after the lookups.
+    pub fds_after_lookup: usize,
+    /// (RssAnon after lookup − before) / files.
+    pub bytes_per_inode: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The machine and the programs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    /// When the run started (UTC).
+    pub date: String,
+    /// The command line.
+    pub command_line: String,
+    /// quick or full.
+    pub mode: Mode,
+    /// Online CPUs.
+    pub nproc: usize,
+    /// CPU model.
+    pub cpu: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Memory of the machine.
+    pub mem_total: String,
+    /// avpfs git revision.
+    pub avpfs_rev: String,
+    /// `virtiofsd --version`.
+    pub virtiofsd_version: String,
+    /// The daemon command lines (socket and share paths vary per run).
+    pub daemon_command_lines: Vec<String>,
+    /// Workload sizes.
+    pub sizes: Sizes,
+    /// Least measured seconds per run.
+    pub min_time_s: f64,
+    /// Repetitions.
+    pub reps: usize,
+    /// The file system type of each share.
+    pub file_systems: Vec<(DirKind, String)>,
+    /// READ/WRITE size each daemon negotiated (max_write, capped at 1 MiB).
+    pub max_io: Vec<(Contender, u32)>,
+    /// Total run time, seconds.
+    pub seconds: f64,
+    /// What the reader should know (limits that changed the run).
+    pub notes: Vec<String>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// The machine and the programs.
+    pub meta: Meta,
+    /// The cases, in run order.
+    pub cases: Vec<Case>,
+    /// The contenders.
+    pub contenders: Vec<Contender>,
+    /// Every run.
+    pub samples: Vec<Sample>,
+    /// The memory probes.
+    pub memory: Vec<MemorySample>,
+}
+
+/// The cases: for each depth one queue, then N queues at the largest depth;
+/// every workload in each.
+pub fn cases(cfg: &Config) -> Vec<Case> {
+    let mut variants: Vec<(usize, usize)> = cfg.depths.iter().map(|&d| (1, d)).collect();
+    if cfg.queues > 1 {
+        variants.push((cfg.queues, *cfg.depths.iter().max().unwrap_or(&1)));
+    }
+    variants
+        .into_iter()
+        .flat_map(|(queues, depth)| cfg.workloads.iter().map(move |&workload| Case { workload, queues, depth }))
+        .collect()
+}
+
+/// Whether `c` runs `case`: virtiofsd has one request queue; the host runs
+/// each workload once per thread count (depth does not apply to it).
+pub fn applies(c: Contender, case: &Case, cases: &[Case]) -> bool {
+    match c {
+        Contender::Avpfs => true,
+        Contender::Virtiofsd => case.queues == 1,
+        Contender::Host => {
+            cases.iter().find(|k| k.workload == case.workload && k.queues == case.queues).map(|k| k.depth)
+                == Some(case.depth)
+        }
+    }
+}
+
+/// The largest descriptor count a process may have (`/proc/sys/fs/nr_open`).
+fn nr_open() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1 << 20)
+}
+
+/// Raises our descriptor limit as far as allowed (the host getattr baseline
+/// holds one per file); returns the hard limit, which the daemons get too.
+pub fn raise_nofile(want: u64) -> u64 {
+    let lim = libc::rlimit { rlim_cur: want, rlim_max: want };
+    // SAFETY: `lim` is a valid rlimit for the duration of the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        return want;
+    }
+    // Without CAP_SYS_RESOURCE the hard limit stays: take all of it.
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `cur` is a writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) } != 0 {
+        return 1024;
+    }
+    cur.rlim_cur = cur.rlim_max;
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &cur) };
+    cur.rlim_max
+}
+
+/// Runs the benchmark.
+pub fn run(cfg: &Config) -> Result<Results, Error> {
+    let t0 = Instant::now();
+    let nofile = raise_nofile(nr_open());
+    let mut notes = Vec::new();
+    let mut capped;
+    let mut cfg = cfg;
+    let needed = |files: usize, per_dir: usize| (files + files / per_dir.max(1) + 1000) as u64;
+    if needed(cfg.sizes.files, cfg.sizes.per_dir) > nofile {
+        // The daemons hold one descriptor per inode (O_PATH mode), and so does
+        // the host getattr baseline: the tree must fit the descriptor limit.
+        let files =
+            ((nofile.saturating_sub(1000) as usize * cfg.sizes.per_dir) / (cfg.sizes.per_dir + 1)) / 1000 * 1000;
+        let note = format!(
+            "The descriptor limit is {nofile} (RLIMIT_NOFILE hard limit; raising it needs CAP_SYS_RESOURCE): \
+             the tree was cut from {} to {files} files.",
+            cfg.sizes.files
+        );
+        eprintln!("note: {note}");
+        notes.push(note);
+        capped = cfg.clone();
+        capped.sizes.files = files.max(1000);
+        capped.sizes.create_files = capped.sizes.create_files.min(capped.sizes.files);
+        cfg = &capped;
+    }
+    if cfg.memory && needed(cfg.sizes.memory_files, cfg.sizes.per_dir) > nofile {
+        notes.push(format!(
+            "The memory probe looks up {} files, more than the descriptor limit ({nofile}): a daemon that holds \
+             one O_PATH descriptor per inode fails it with EMFILE (virtiofsd uses file handles by default).",
+            cfg.sizes.memory_files
+        ));
+    }
+    let mut specs = Vec::new();
+    let mut virtiofsd_version = "not run".to_string();
+    for &c in &cfg.contenders {
+        let (program, extra_args) = match c {
+            Contender::Host => continue,
+            Contender::Avpfs => (contenders::locate_avpfs(cfg.avpfs_bin.as_deref())?, cfg.avpfs_args.clone()),
+            Contender::Virtiofsd => {
+                let p = contenders::ensure_virtiofsd(cfg.virtiofsd_bin.as_deref(), &cfg.tools_dir, cfg.install)?;
+                virtiofsd_version = contenders::version_of(&p);
+                (p, cfg.virtiofsd_args.clone())
+            }
+        };
+        specs.push(DaemonSpec { contender: c, program, extra_args, request_queues: cfg.queues, rlimit_nofile: nofile });
+    }
+    let cases = cases(cfg);
+    let run_dir =
+        tempfile::Builder::new().prefix("avpfs-bench-run-").tempdir().ctx(|| "making a run directory".into())?;
+    let mut meta = Meta {
+        date: utc_now(),
+        command_line: cfg.command_line.clone(),
+        mode: cfg.mode,
+        nproc: nproc(),
+        cpu: cpu_model(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+        mem_total: mem_total(),
+        avpfs_rev: git_rev(),
+        virtiofsd_version,
+        daemon_command_lines: specs.iter().map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE"))).collect(),
+        sizes: cfg.sizes.clone(),
+        min_time_s: cfg.min_time.as_secs_f64(),
+        reps: cfg.reps,
+        file_systems: Vec::new(),
+        max_io: Vec::new(),
+        seconds: 0.0,
+        notes,
+    };
+    let mut samples = Vec::new();
+    let mut memory = Vec::new();
+    for &kind in &cfg.dir_kinds {
+        let share = prepare_share(kind, cfg)?;
+        meta.file_systems.push((kind, share.fs_type().to_string()));
+        let tree = Tree::new(paths::TREE, cfg.sizes.files, cfg.sizes.per_dir);
+        let mtree = if cfg.sizes.memory_files > cfg.sizes.files {
+            Tree::new(paths::MEMORY_TREE, cfg.sizes.memory_files, cfg.sizes.per_dir)
+        } else {
+            Tree::new(paths::TREE, cfg.sizes.memory_files, cfg.sizes.per_dir)
+        };
+        for rep in 0..cfg.reps {
+            let order = rotated(&cfg.contenders, rep);
+            eprintln!("== {} repetition {}/{}: {}", kind.name(), rep + 1, cfg.reps, names(&order));
+            let mut run = RepRun::new(cfg, &specs, &share, &tree, run_dir.path(), rep);
+            for (ci, case) in cases.iter().enumerate() {
+                for &c in &order {
+                    if !applies(c, case, &cases) {
+                        continue;
+                    }
+                    let label = format!("{}-r{rep}-c{ci}", c.name());
+                    let outcome = run.case(c, *case, &label);
+                    if let Some(io) = run.max_io(c) {
+                        if !meta.max_io.iter().any(|(k, _)| *k == c) {
+                            meta.max_io.push((c, io));
+                        }
+                    }
+                    report_line(kind, rep, case, c, &outcome);
+                    let (metrics, error) = match outcome {
+                        Ok(m) => (Some(m), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    };
+                    samples.push(Sample { dir_kind: kind, case: *case, contender: c, rep, metrics, error });
+                }
+            }
+            run.finish();
+            if cfg.memory {
+                for spec in order.iter().filter_map(|c| specs.iter().find(|s| s.contender == *c)) {
+                    let label = format!("mem-r{rep}");
+                    let m = memory_probe(spec, &share, &mtree, run_dir.path(), &label, kind, rep);
+                    match &m.error {
+                        None => eprintln!(
+                            "   memory {:9}: {:.0} bytes/inode, RSS {} -> {} -> {} MiB, {} fds",
+                            spec.contender.name(),
+                            m.bytes_per_inode,
+                            m.before.rss >> 20,
+                            m.after_lookup.rss >> 20,
+                            m.after_forget.rss >> 20,
+                            m.fds_after_lookup
+                        ),
+                        Some(e) => eprintln!("   memory {:9}: FAILED {e}", spec.contender.name()),
+                    }
+                    memory.push(m);
+                }
+            }
+        }
+    }
+    meta.seconds = t0.elapsed().as_secs_f64();
+    Ok(Results { meta, cases, contenders: cfg.contenders.clone(), samples, memory })
+}
+
+fn names(cs: &[Contender]) -> String {
+    cs.iter().map(|c| c.name()).collect::<Vec<_>>().join(" ")
+}
+
+fn rotated(cs: &[Contender], by: usize) -> Vec<Contender> {
+    let mut v = cs.to_vec();
+    if !v.is_empty() {
+        let n = by % v.len();
+        v.rotate_left(n);
+    }
+    v
+}
+
+fn report_line(kind: DirKind, rep: usize, case: &Case, c: Contender, outcome: &Result<Metrics, Error>) {
+    match outcome {
+        Ok(m) => eprintln!(
+            "   [{} r{}] {:20} {:9} {:>11.1} {:9} p50 {:>7.1} µs  p99 {:>8.1} µs  cpu {:>6.2} µs/op  fe {:>5.2}",
+            kind.name(),
+            rep + 1,
+            case.label(),
+            c.name(),
+            m.rate,
+            case.workload.unit().rate_label(),
+            m.p50_us,
+            m.p99_us,
+            m.cpu_us_per_op,
+            m.fe_cpu_us_per_op
+        ),
+        Err(e) => eprintln!("   [{} r{}] {:20} {:9} FAILED: {e}", kind.name(), rep + 1, case.label(), c.name()),
+    }
+}
+
+/// Makes the share and everything the workloads read.
+fn prepare_share(kind: DirKind, cfg: &Config) -> Result<Share, Error> {
+    let t = Instant::now();
+    let share = Share::create(kind, &cfg.disk_dir)?;
+    let root = share.root();
+    eprintln!("== preparing the {} share at {} ({})", kind.name(), root.display(), share.fs_type());
+    Tree::new(paths::TREE, cfg.sizes.files, cfg.sizes.per_dir).build(root)?;
+    if cfg.memory && cfg.sizes.memory_files > cfg.sizes.files {
+        Tree::new(paths::MEMORY_TREE, cfg.sizes.memory_files, cfg.sizes.per_dir).build(root)?;
+    }
+    let work = root.join(paths::WORK);
+    std::fs::create_dir_all(&work).ctx(|| format!("mkdir {}", work.display()))?;
+    let data = root.join(paths::DATA);
+    if cfg.workloads.contains(&Workload::Randread) {
+        make_data_file(&data.join(paths::RAND), cfg.sizes.rand_file_bytes)?;
+    }
+    if cfg.workloads.contains(&Workload::Seqread) {
+        make_data_file(&data.join(paths::SEQ), cfg.sizes.seq_bytes)?;
+    }
+    std::fs::create_dir_all(&data).ctx(|| format!("mkdir {}", data.display()))?;
+    if cfg.workloads.contains(&Workload::Seqwrite) {
+        // Touch the memory the writes will use once, so that the first contender
+        // does not pay for the machine faulting its RAM in (seen on VMs: 3x slower).
+        let warm = work.join("warm-up.bin");
+        make_data_file(&warm, cfg.sizes.seq_bytes * 2)?;
+        std::fs::remove_file(&warm).ctx(|| format!("rm {}", warm.display()))?;
+    }
+    eprintln!("   ready in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(share)
+}
+
+/// The contenders' sessions of one repetition.
+struct RepRun<'a> {
+    cfg: &'a Config,
+    specs: &'a [DaemonSpec],
+    share: &'a Share,
+    tree: &'a Tree,
+    run_dir: &'a Path,
+    rep: usize,
+    sessions: Vec<(Contender, Option<FuseCtx<'a>>)>,
+    host: Option<HostCtx<'a>>,
+    restarts: usize,
+}
+
+impl<'a> RepRun<'a> {
+    fn new(
+        cfg: &'a Config,
+        specs: &'a [DaemonSpec],
+        share: &'a Share,
+        tree: &'a Tree,
+        run_dir: &'a Path,
+        rep: usize,
+    ) -> Self {
+        RepRun { cfg, specs, share, tree, run_dir, rep, sessions: Vec::new(), host: None, restarts: 0 }
+    }
+
+    fn depth(&self) -> usize {
+        self.cfg.depths.iter().copied().max().unwrap_or(1)
+    }
+
+    fn start(&mut self, c: Contender) -> Result<FuseCtx<'a>, Error> {
+        let spec =
+            self.specs.iter().find(|s| s.contender == c).ok_or_else(|| Error::Usage(format!("no {}", c.name())))?;
+        self.restarts += 1;
+        let label = format!("r{}-{}", self.rep, self.restarts);
+        let daemon = Daemon::start(spec, self.share.root(), self.run_dir, &label)?;
+        let queues = if c == Contender::Avpfs { self.cfg.queues } else { 1 };
+        let session = Session::connect(daemon, queues, self.depth())?;
+        FuseCtx::new(session, self.tree)
+    }
+
+    fn max_io(&self, c: Contender) -> Option<u32> {
+        self.sessions.iter().find(|(k, _)| *k == c)?.1.as_ref().map(|f| f.session.max_io())
+    }
+
+    /// Runs `case` in passes until `min_time` of it has been measured.
+    fn case(&mut self, c: Contender, case: Case, label: &str) -> Result<Metrics, Error> {
+        const MAX_PASSES: usize = 200;
+        let mut total = self.pass(c, case, &format!("{label}-p0"))?;
+        for pass in 1..MAX_PASSES {
+            if total.run.wall >= self.cfg.min_time {
+                break;
+            }
+            total.merge(self.pass(c, case, &format!("{label}-p{pass}"))?);
+        }
+        Ok(Metrics::of(case.workload, total))
+    }
+
+    fn pass(&mut self, c: Contender, case: Case, label: &str) -> Result<Measurement, Error> {
+        if c == Contender::Host {
+            if self.host.is_none() {
+                self.host = Some(HostCtx::new(self.share.root(), self.tree)?);
+            }
+            let host = self.host.as_ref().ok_or(Error::Panic)?;
+            return host.run_case(case, &self.cfg.sizes, label);
+        }
+        let pos = match self.sessions.iter().position(|(k, _)| *k == c) {
+            Some(p) => p,
+            None => {
+                self.sessions.push((c, None));
+                self.sessions.len() - 1
+            }
+        };
+        if self.sessions[pos].1.is_none() {
+            let ctx = self.start(c)?;
+            self.sessions[pos].1 = Some(ctx);
+        }
+        let ctx = self.sessions[pos].1.as_mut().ok_or(Error::Panic)?;
+        match ctx.run_case(case, &self.cfg.sizes, self.share.root(), label) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                // The daemon may be dead or the session out of step: the next
+                // case starts a fresh one (this one is killed when dropped).
+                let mut ctx = self.sessions[pos].1.take().ok_or(Error::Panic)?;
+                let daemon = &mut ctx.session.daemon;
+                Err(match daemon.exited() {
+                    Some(status) => daemon.failure(&format!("{e}; the daemon exited ({status})")),
+                    None => e,
+                })
+            }
+        }
+    }
+
+    /// Disconnects every session (the daemons exit) after forgetting what they hold.
+    fn finish(&mut self) {
+        for (c, ctx) in self.sessions.drain(..) {
+            if let Some(ctx) = ctx {
+                match ctx.close() {
+                    Ok(session) => {
+                        let Session { harness, daemon, .. } = session;
+                        harness.disconnect();
+                        daemon.stop();
+                    }
+                    Err(e) => eprintln!("   closing the {} session: {e}", c.name()),
+                }
+            }
+        }
+        self.host = None;
+    }
+}
+
+/// Starts a fresh daemon, looks up every file of `tree` and forgets them,
+/// reading the daemon's memory at each step.
+fn memory_probe(
+    spec: &DaemonSpec,
+    share: &Share,
+    tree: &Tree,
+    run_dir: &Path,
+    label: &str,
+    kind: DirKind,
+    rep: usize,
+) -> MemorySample {
+    let mut m = MemorySample {
+        dir_kind: kind,
+        contender: spec.contender,
+        rep,
+        files: tree.files,
+        before: Memory::default(),
+        after_lookup: Memory::default(),
+        after_forget: Memory::default(),
+        fds_after_lookup: 0,
+        bytes_per_inode: f64::NAN,
+        error: None,
+    };
+    if let Err(e) = memory_probe_inner(spec, share.root(), tree, run_dir, label, &mut m) {
+        m.error = Some(e.to_string());
+    }
+    m
+}
+
+fn memory_probe_inner(
+    spec: &DaemonSpec,
+    share: &Path,
+    tree: &Tree,
+    run_dir: &Path,
+    label: &str,
+    m: &mut MemorySample,
+) -> Result<(), Error> {
+    const DEPTH: usize = 16;
+    let daemon = Daemon::start(spec, share, run_dir, label)?;
+    let session = Session::connect(daemon, 1, DEPTH)?;
+    let pid = session.daemon.pid();
+    let c = session.client();
+    let top = c.lookup(fuse_abi::ROOT_ID, &tree.name)?.nodeid;
+    let dirs = (0..tree.dirs())
+        .map(|i| Ok(c.lookup(top, &tree.dir_name(i).to_string_lossy())?.nodeid))
+        .collect::<Result<Vec<u64>, Error>>()?;
+    let settle = Duration::from_millis(300);
+    std::thread::sleep(settle);
+    m.before = Memory::read(pid)?;
+    let (_, streams) = session.run(DEPTH, vec![LookupStream::new(tree, &dirs, 0, 1)])?;
+    let found: Vec<u64> = streams.into_iter().flat_map(|s| s.found).collect();
+    m.after_lookup = Memory::read(pid)?;
+    m.fds_after_lookup = fd_count(pid)?;
+    session.forget(&crate::workloads::forget_list(found))?;
+    std::thread::sleep(settle);
+    m.after_forget = Memory::read(pid)?;
+    m.bytes_per_inode = (m.after_lookup.anon as f64 - m.before.anon as f64) / tree.files.max(1) as f64;
+    let Session { harness, daemon, .. } = session;
+    harness.disconnect();
+    daemon.stop();
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let kb: f64 =
+                s.lines().next()?.trim_start_matches("MemTotal:").trim().trim_end_matches("kB").trim().parse().ok()?;
+            Some(format!("{:.1} GiB", kb / (1u64 << 20) as f64))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `git describe`-like revision of the workspace, with `-dirty` for local changes.
+fn git_rev() -> String {
+    let dir: PathBuf = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match out(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(rev) => {
+            let dirty = out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{rev}-dirty")
+            } else {
+                rev
+            }
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// The current time as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn cases_and_who_runs_them() {
+        let cfg =
+            Config::try_from(crate::cli::Cli::parse_from(["b", "--workloads", "lookup", "--queues", "2"])).unwrap();
+        let cs = cases(&cfg);
+        let labels: Vec<String> = cs.iter().map(Case::label).collect();
+        assert_eq!(labels, ["lookup q1 d1", "lookup q1 d16", "lookup q2 d16"]);
+        assert!(cs.iter().all(|c| applies(Contender::Avpfs, c, &cs)));
+        assert_eq!(cs.iter().filter(|c| applies(Contender::Virtiofsd, c, &cs)).count(), 2);
+        let host: Vec<String> = cs.iter().filter(|c| applies(Contender::Host, c, &cs)).map(Case::label).collect();
+        assert_eq!(host, ["lookup q1 d1", "lookup q2 d16"]);
+    }
+
+    #[test]
+    fn rotation_and_dates() {
+        use Contender::*;
+        assert_eq!(rotated(&[Avpfs, Virtiofsd, Host], 1), vec![Virtiofsd, Host, Avpfs]);
+        assert_eq!(rotated(&[Avpfs, Virtiofsd, Host], 3), vec![Avpfs, Virtiofsd, Host]);
+        assert!(utc_now().ends_with(" UTC"));
+    }
+}

@@ -1,0 +1,267 @@
+//! The shared directory every contender works on: a tmpfs mounted for the
+//! run or a directory on a disk file system, the file tree of the metadata
+//! workloads and the data files of the I/O workloads.
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, IoContext};
+
+/// Where the shared directory lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DirKind {
+    /// A tmpfs mounted for the run (no disk in the way: the daemons' own costs show).
+    Tmpfs,
+    /// A directory on a disk file system (under `--disk-dir`).
+    Disk,
+}
+
+impl DirKind {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DirKind::Tmpfs => "tmpfs",
+            DirKind::Disk => "disk",
+        }
+    }
+}
+
+/// The shared directory; unmounted and removed when dropped.
+pub struct Share {
+    kind: DirKind,
+    root: PathBuf,
+    mounted: bool,
+    fs_type: String,
+    // Dropped after `Drop::drop` has unmounted the tmpfs.
+    _base: tempfile::TempDir,
+}
+
+impl Share {
+    /// Makes a fresh shared directory: a tmpfs mounted on a new directory
+    /// under the system's temporary directory, or a new directory under `disk_parent`.
+    pub fn create(kind: DirKind, disk_parent: &Path) -> Result<Share, Error> {
+        let base = match kind {
+            DirKind::Tmpfs => tempfile::Builder::new().prefix("avpfs-bench-").tempdir(),
+            DirKind::Disk => tempfile::Builder::new().prefix("avpfs-bench-").tempdir_in(disk_parent),
+        }
+        .ctx(|| "making the share's directory".into())?;
+        let root = base.path().join("share");
+        fs::create_dir(&root).ctx(|| format!("mkdir {}", root.display()))?;
+        let mut share = Share { kind, root, mounted: false, fs_type: String::new(), _base: base };
+        if kind == DirKind::Tmpfs {
+            mount_tmpfs(&share.root)?;
+            share.mounted = true;
+        }
+        share.fs_type = fs_type_of(&share.root);
+        Ok(share)
+    }
+
+    /// The directory the contenders share.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// tmpfs or disk.
+    pub fn kind(&self) -> DirKind {
+        self.kind
+    }
+
+    /// The file system type the directory is on (from /proc/self/mounts).
+    pub fn fs_type(&self) -> &str {
+        &self.fs_type
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        if self.mounted {
+            if let Ok(c) = CString::new(self.root.as_os_str().as_bytes()) {
+                // SAFETY: `c` is a valid NUL-terminated path; umount2 has no
+                // other memory-safety preconditions.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
+fn mount_tmpfs(dir: &Path) -> Result<(), Error> {
+    let target = CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::Usage("NUL in a path".into()))?;
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    let rc =
+        unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, c"mode=0755".as_ptr().cast()) };
+    if rc != 0 {
+        return Err(Error::Io {
+            context: format!("mounting a tmpfs on {} (needs root; or use --dir-kind disk)", dir.display()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// The type of the file system holding `dir`: the longest mount point of
+/// /proc/self/mounts that is a prefix of it.
+fn fs_type_of(dir: &Path) -> String {
+    let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else { return "unknown".into() };
+    let Ok(dir) = dir.canonicalize() else { return "unknown".into() };
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, mnt, ty) = (f.next()?, f.next()?, f.next()?);
+            dir.starts_with(mnt).then(|| (mnt.len(), ty.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".into(), |(_, ty)| ty)
+}
+
+/// A tree of empty files: `NAME/dDDDD/fFFFFFFF`, `per_dir` files in each directory.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// The tree's directory, relative to the share.
+    pub name: String,
+    /// Number of files.
+    pub files: usize,
+    /// Files per directory.
+    pub per_dir: usize,
+    dir_names: Vec<CString>,
+    file_names: Vec<CString>,
+}
+
+impl Tree {
+    /// The layout of a tree (nothing is created yet).
+    pub fn new(name: &str, files: usize, per_dir: usize) -> Tree {
+        let per_dir = per_dir.max(1);
+        let dirs = files.div_ceil(per_dir).max(1);
+        let cname = |s: String| CString::new(s).unwrap_or_default();
+        Tree {
+            name: name.to_string(),
+            files,
+            per_dir,
+            dir_names: (0..dirs).map(|i| cname(format!("d{i:05}"))).collect(),
+            file_names: (0..files).map(|k| cname(format!("f{k:08}"))).collect(),
+        }
+    }
+
+    /// Number of directories.
+    pub fn dirs(&self) -> usize {
+        self.dir_names.len()
+    }
+
+    /// Name of directory `i`.
+    pub fn dir_name(&self, i: usize) -> &CString {
+        &self.dir_names[i]
+    }
+
+    /// Name of file `k` (in directory [`dir_of`](Self::dir_of)`(k)`).
+    pub fn file_name(&self, k: usize) -> &CString {
+        &self.file_names[k]
+    }
+
+    /// The directory of file `k`.
+    pub fn dir_of(&self, k: usize) -> usize {
+        k / self.per_dir
+    }
+
+    /// Files of directory `i`.
+    pub fn files_in(&self, i: usize) -> std::ops::Range<usize> {
+        (i * self.per_dir).min(self.files)..((i + 1) * self.per_dir).min(self.files)
+    }
+
+    /// Creates the tree under `share` (files that exist are kept).
+    pub fn build(&self, share: &Path) -> Result<(), Error> {
+        let top = share.join(&self.name);
+        fs::create_dir_all(&top).ctx(|| format!("mkdir {}", top.display()))?;
+        for i in 0..self.dirs() {
+            let dir = top.join(self.dir_names[i].to_string_lossy().as_ref());
+            fs::create_dir_all(&dir).ctx(|| format!("mkdir {}", dir.display()))?;
+            for k in self.files_in(i) {
+                let path = dir.join(self.file_names[k].to_string_lossy().as_ref());
+                match File::options().write(true).create_new(true).open(&path) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::Io { context: format!("creating {}", path.display()), source: e }),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates `path` with `size` bytes of a non-zero pattern (so that no file
+/// system can skip storing it).
+pub fn make_data_file(path: &Path, size: u64) -> Result<(), Error> {
+    if fs::metadata(path).map(|m| m.len() == size).unwrap_or(false) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).ctx(|| format!("mkdir {}", dir.display()))?;
+    }
+    let mut f = File::create(path).ctx(|| format!("creating {}", path.display()))?;
+    let chunk: Vec<u8> = (0..1usize << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1).collect();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).ctx(|| format!("writing {}", path.display()))?;
+        left -= n as u64;
+    }
+    f.sync_all().ctx(|| format!("syncing {}", path.display()))?;
+    Ok(())
+}
+
+/// Creates (or truncates) `path` and allocates `len` bytes for it with
+/// fallocate, so that timed writes overwrite allocated blocks instead of
+/// measuring the file system's (and the VM's) page allocation.
+pub fn preallocated_file(path: &Path, len: u64) -> Result<File, Error> {
+    use std::os::fd::AsRawFd;
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .ctx(|| format!("creating {}", path.display()))?;
+    let len_off = libc::off_t::try_from(len).map_err(|_| Error::Usage(format!("{len} bytes is too large")))?;
+    // SAFETY: fallocate on a descriptor we own has no memory-safety preconditions.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len_off) };
+    if rc != 0 {
+        // A file system without fallocate: fall back to writing the file.
+        drop(f);
+        make_data_file(path, len)?;
+        return File::options().read(true).write(true).open(path).ctx(|| format!("opening {}", path.display()));
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_layout() {
+        let t = Tree::new("tree", 25, 10);
+        assert_eq!(t.dirs(), 3);
+        assert_eq!(t.files_in(2), 20..25);
+        assert_eq!(t.dir_of(19), 1);
+        assert_eq!(t.file_name(7).to_str().unwrap(), "f00000007");
+        assert_eq!(t.dir_name(2).to_str().unwrap(), "d00002");
+    }
+
+    #[test]
+    fn builds_a_tree_on_disk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = Tree::new("t", 5, 2);
+        t.build(tmp.path()).unwrap();
+        t.build(tmp.path()).unwrap();
+        assert!(tmp.path().join("t/d00002/f00000004").is_file());
+        make_data_file(&tmp.path().join("data/x"), 3 << 20 | 5).unwrap();
+        assert_eq!(fs::metadata(tmp.path().join("data/x")).unwrap().len(), 3 << 20 | 5);
+        preallocated_file(&tmp.path().join("p"), 1 << 20).unwrap();
+        assert_eq!(fs::metadata(tmp.path().join("p")).unwrap().len(), 1 << 20);
+    }
+}

@@ -16,6 +16,7 @@
 //! capabilities"). The tests below check both directions.
 
 use std::cell::Cell;
+use std::cell::RefCell;
 use std::io;
 use std::marker::PhantomData;
 
@@ -45,26 +46,58 @@ pub fn getgroups() -> io::Result<Vec<u32>> {
     Ok(v)
 }
 
+/// What this thread's credentials are, as last set through this module.
+///
+/// Only the raw system calls below change a worker thread's credentials, so
+/// after one query they are known without asking the kernel again: a
+/// creating request then costs no getgroups/getegid/geteuid calls.
+#[derive(Debug)]
+struct ThreadCreds {
+    euid: u32,
+    egid: u32,
+    groups: Vec<u32>,
+}
+
+thread_local! {
+    static THREAD_CREDS: RefCell<Option<ThreadCreds>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's known credentials (queried once per thread).
+fn with_thread_creds<T>(f: impl FnOnce(&mut ThreadCreds) -> T) -> io::Result<T> {
+    let known = THREAD_CREDS.with_borrow(|c| c.is_some());
+    if !known {
+        let c = ThreadCreds { euid: geteuid(), egid: getegid(), groups: getgroups()? };
+        THREAD_CREDS.with_borrow_mut(|slot| *slot = Some(c));
+    }
+    THREAD_CREDS.with_borrow_mut(|c| match c.as_mut() {
+        Some(c) => Ok(f(c)),
+        None => Err(io::Error::other("thread credentials unknown")),
+    })
+}
+
 fn setresuid_thread(euid: u32) -> io::Result<()> {
     let keep = libc::uid_t::MAX; // -1: leave unchanged
                                  // SAFETY: the raw system call takes three uid_t values and changes only
                                  // the calling thread's credentials; no memory is passed.
     cvt(unsafe { libc::syscall(libc::SYS_setresuid, keep, euid, keep) })?;
-    Ok(())
+    with_thread_creds(|c| c.euid = euid)
 }
 
 fn setresgid_thread(egid: u32) -> io::Result<()> {
     let keep = libc::gid_t::MAX; // -1: leave unchanged
                                  // SAFETY: as for setresuid: three gid_t values, calling thread only.
     cvt(unsafe { libc::syscall(libc::SYS_setresgid, keep, egid, keep) })?;
-    Ok(())
+    with_thread_creds(|c| c.egid = egid)
 }
 
 fn setgroups_thread(groups: &[u32]) -> io::Result<()> {
     // SAFETY: `groups` is a readable array of `len` gid_t that outlives the
     // call; the raw system call changes only the calling thread.
     cvt(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
-    Ok(())
+    with_thread_creds(|c| {
+        c.groups.clear();
+        c.groups.extend_from_slice(groups);
+    })
 }
 
 /// Acts as another user for the life of the guard, on the calling thread only.
@@ -98,19 +131,16 @@ impl ScopedCreds {
             None if uid != 0 => Some(&[]),
             None => None,
         };
-        if let Some(g) = new_groups {
-            let old = getgroups()?;
-            if old != g {
-                setgroups_thread(g)?;
-                guard.old_groups = Some(old);
-            }
+        let (euid, egid, old_groups) =
+            with_thread_creds(|c| (c.euid, c.egid, new_groups.filter(|g| c.groups != *g).map(|_| c.groups.clone())))?;
+        if let (Some(g), Some(old)) = (new_groups, old_groups) {
+            setgroups_thread(g)?;
+            guard.old_groups = Some(old);
         }
-        let egid = getegid();
         if egid != gid {
             setresgid_thread(gid)?; // on error the guard's drop undoes the groups
             guard.old_egid = Some(egid);
         }
-        let euid = geteuid_thread();
         if euid != uid {
             setresuid_thread(uid)?;
             guard.old_euid = Some(euid);
@@ -122,11 +152,6 @@ impl ScopedCreds {
     pub fn is_switched(&self) -> bool {
         self.old_euid.is_some() || self.old_egid.is_some() || self.old_groups.is_some()
     }
-}
-
-/// The calling thread's effective uid (`geteuid` reads the thread's credentials).
-fn geteuid_thread() -> u32 {
-    geteuid()
 }
 
 impl Drop for ScopedCreds {

@@ -23,6 +23,8 @@ pub const MAX_WRITE: u32 = 1 << 20;
 /// Largest request body other than a WRITE payload (SETXATTR value + name,
 /// BATCH_FORGET lists).
 pub const MAX_ARGS: usize = 256 * 1024;
+/// Request bodies up to this size are decoded from a stack buffer.
+const SMALL_ARGS: usize = 1024;
 /// Size of a buffer that holds any request: header, WRITE header, payload, slack.
 pub const MAX_REQUEST_SIZE: usize = MAX_WRITE as usize + 4096;
 
@@ -152,8 +154,17 @@ impl<F: FileSystem> Server<F> {
         if body_len > MAX_ARGS {
             return Err(libc::E2BIG);
         }
-        let mut body = vec![0u8; body_len];
-        r.read_exact(&mut body).map_err(|_| libc::EINVAL)?;
+        // Most requests (a struct and a name or two) fit on the stack: no
+        // allocation on the hot path.
+        let mut small = [0u8; SMALL_ARGS];
+        let mut large = Vec::new();
+        let body: &mut [u8] = if body_len <= SMALL_ARGS {
+            &mut small[..body_len]
+        } else {
+            large.resize(body_len, 0);
+            &mut large
+        };
+        r.read_exact(body).map_err(|_| libc::EINVAL)?;
         let (arg_bytes, ext_bytes) = body.split_at(args_len);
         let groups = if ext_len > 0 { args::parse_extensions(ext_bytes)? } else { None };
         let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups };

@@ -429,6 +429,16 @@ fn setxattr_layout_follows_the_negotiated_flag() {
 }
 
 #[test]
+fn a_request_body_larger_than_the_stack_buffer_is_decoded() {
+    let s = initialized();
+    let value = vec![b'v'; 4000];
+    let x = abi::SetxattrIn { size: 4000, flags: 0, setxattr_flags: 0, padding: 0 };
+    let (hdr, _) = send(&s, &request(opcode::SETXATTR, 60, 1, &[x.as_bytes(), b"user.big\0", &value])).unwrap();
+    assert_eq!(hdr.error, 0);
+    assert_eq!(s.fs().calls().last().unwrap(), &format!("setxattr user.big {} 0", "v".repeat(4000)));
+}
+
+#[test]
 fn forget_and_batch_forget_take_no_reply() {
     let s = initialized();
     let f = abi::ForgetIn { nlookup: 3 };

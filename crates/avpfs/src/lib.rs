@@ -3,6 +3,8 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod sandbox;
+pub mod seccomp;
 mod signals;
 
 use std::io;

@@ -56,6 +56,13 @@ impl<F: FileSystem + 'static> FuseSession<F> {
         Ok(FuseSession { server, device, mountpoint: mountpoint.into() })
     }
 
+    /// A session on a `/dev/fuse` device already mounted at `mountpoint`
+    /// with [`mount`] (mounted before entering a sandbox, from which the
+    /// mount point may be out of sight).
+    pub fn from_device(server: Arc<Server<F>>, device: File, mountpoint: &Path) -> Self {
+        FuseSession { server, device, mountpoint: mountpoint.into() }
+    }
+
     /// The mount point.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint

@@ -98,6 +98,9 @@ pub struct Config {
     /// Ask for FUSE_HANDLE_KILLPRIV_V2: the server clears setuid/setgid on
     /// write, truncate and chown as the host kernel decides.
     pub killpriv_v2: bool,
+    /// Where the daemon's `/proc/self/fd` is reached (a sandbox may move it):
+    /// `None` for `/proc/self/fd`.
+    pub proc_self_fd: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -122,6 +125,7 @@ impl Config {
             inode_file_handles: FileHandleMode::Never,
             announce_submounts: false,
             killpriv_v2: false,
+            proc_self_fd: None,
         }
     }
 

@@ -104,7 +104,11 @@ impl PassthroughFs {
         if cfg.posix_acl && !cfg.xattr {
             return Err(Error::PosixAclNeedsXattr);
         }
-        let proc = ProcSelfFd::open().map_err(Error::ProcSelfFd)?;
+        let proc = match &cfg.proc_self_fd {
+            Some(path) => ProcSelfFd::open_at(path),
+            None => ProcSelfFd::open(),
+        }
+        .map_err(Error::ProcSelfFd)?;
         let open_root = |source| Error::OpenRoot { path: cfg.root.clone(), source };
         let root = avpfs_sys::open::open_path(&cfg.root, libc::O_PATH | libc::O_DIRECTORY).map_err(open_root)?;
         let st = avpfs_sys::stat::fstatx(root.as_fd()).map_err(open_root)?;

@@ -128,7 +128,8 @@ pub struct Cli {
     #[arg(short = 'f')]
     pub foreground: bool,
 
-    /// Drop or keep capabilities (not yet implemented in avpfs).
+    /// Add or remove capabilities from the default set, e.g. "+sys_admin:-mknod"
+    /// (CAP_SYS_ADMIN is needed for trusted.* extended attributes).
     #[arg(long, value_name = "CAPS", allow_hyphen_values = true)]
     pub modcaps: Option<String>,
 

@@ -43,6 +43,12 @@ pub enum Error {
     /// The vhost-user front end failed.
     #[error(transparent)]
     Vhost(#[from] avpfs_vhost::Error),
+    /// Entering the sandbox or dropping privileges failed.
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    /// Installing the seccomp filter failed.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     /// A system call at start-up failed.
     #[error("{what}: {source}")]
     Sys {
@@ -82,6 +88,12 @@ pub struct DaemonConfig {
     pub socket_group: Option<String>,
     /// File descriptor limit to set.
     pub rlimit_nofile: Option<u64>,
+    /// How the daemon isolates itself.
+    pub sandbox: sandbox::SandboxMode,
+    /// What happens on a system call outside the allow-list.
+    pub seccomp: seccomp::SeccompAction,
+    /// Capabilities added to or removed from the defaults (`--modcaps`).
+    pub modcaps: sandbox::ModCaps,
 }
 
 impl TryFrom<Cli> for DaemonConfig {
@@ -89,15 +101,10 @@ impl TryFrom<Cli> for DaemonConfig {
 
     fn try_from(mut cli: Cli) -> Result<Self, Error> {
         cli.apply_legacy_options().map_err(Error::Usage)?;
-        if cli.sandbox != SandboxArg::None {
-            return Err(Error::NotImplemented("--sandbox namespace|chroot (use --sandbox none)"));
-        }
-        if cli.seccomp != SeccompArg::None {
-            return Err(Error::NotImplemented("--seccomp kill|log|trap (use --seccomp none)"));
-        }
-        if cli.modcaps.is_some() {
-            return Err(Error::NotImplemented("--modcaps"));
-        }
+        let modcaps = match &cli.modcaps {
+            Some(spec) => sandbox::parse_modcaps(spec)?,
+            None => sandbox::ModCaps::default(),
+        };
         if !cli.translate_uid.is_empty() || !cli.translate_gid.is_empty() {
             return Err(Error::NotImplemented("--translate-uid/--translate-gid"));
         }
@@ -162,6 +169,18 @@ impl TryFrom<Cli> for DaemonConfig {
             vhost,
             socket_group: cli.socket_group.clone(),
             rlimit_nofile: cli.rlimit_nofile,
+            sandbox: match cli.sandbox {
+                SandboxArg::Namespace => sandbox::SandboxMode::Namespace,
+                SandboxArg::Chroot => sandbox::SandboxMode::Chroot,
+                SandboxArg::None => sandbox::SandboxMode::None,
+            },
+            seccomp: match cli.seccomp {
+                SeccompArg::Kill => seccomp::SeccompAction::Kill,
+                SeccompArg::Log => seccomp::SeccompAction::Log,
+                SeccompArg::Trap => seccomp::SeccompAction::Trap,
+                SeccompArg::None => seccomp::SeccompAction::None,
+            },
+            modcaps,
         })
     }
 }
@@ -206,23 +225,125 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         return Ok(());
     }
     init_logging(&cli);
-    let config = DaemonConfig::try_from(cli)?;
+    let mut config = DaemonConfig::try_from(cli)?;
     signals::raise_nofile_limit(config.rlimit_nofile).map_err(|source| Error::Sys { what: "setrlimit", source })?;
+    // What must be done in the host's view happens before the sandbox: the
+    // /dev/fuse mount, the vhost-user socket (and its group).
+    let opened = open_front_end(&config)?;
+    let supervised = confine(&mut config, &opened)?;
     let fs = PassthroughFs::new(config.fs.clone())?;
     match config.policy.clone() {
-        Some(policy) => serve(&config, avpfs_policy::PolicyFs::new(fs, policy)),
-        None => serve(&config, fs),
+        Some(policy) => serve(&config, opened, supervised, avpfs_policy::PolicyFs::new(fs, policy)),
+        None => serve(&config, opened, supervised, fs),
     }
 }
 
-fn serve<F: avpfs_server::FileSystem + 'static>(config: &DaemonConfig, fs: F) -> Result<(), Error> {
-    let server = Arc::new(Server::new(fs));
-    match &config.front_end {
+/// Enters the sandbox (`--sandbox`) and drops privileges: capabilities to
+/// the minimum (with a sandbox or `--modcaps`), Landlock (with a sandbox),
+/// no_new_privs. Points the passthrough at the share and at /proc/self/fd as
+/// the sandbox shows them. Returns whether a supervisor process does the
+/// host-side clean-up. Must run before any thread starts.
+fn confine(config: &mut DaemonConfig, opened: &OpenedFrontEnd) -> Result<bool, Error> {
+    let root = sandbox::Sandbox::new(config.sandbox, &config.fs.root).on_host_cleanup(opened.host_cleanup(config));
+    let root = root.enter()?;
+    config.fs.root = root.shared_dir.clone();
+    config.fs.proc_self_fd = Some(root.proc_self_fd.clone());
+    let sandboxed = config.sandbox != sandbox::SandboxMode::None;
+    if sandboxed || config.modcaps != sandbox::ModCaps::default() {
+        let file_handles = config.fs.inode_file_handles != FileHandleMode::Never;
+        let mut keep = sandbox::keep_set(file_handles, &config.modcaps);
+        if matches!(config.front_end, FrontEnd::FuseMount(_)) && !root.supervised {
+            // Nobody else can unmount the /dev/fuse mount at the end.
+            keep.insert(sandbox::Capability::CAP_SYS_ADMIN);
+        }
+        let kept = sandbox::drop_capabilities(&keep)?;
+        info!("capabilities kept: {}", sandbox::capability_names(&kept));
+    }
+    if sandboxed {
+        match sandbox::restrict_to(&root.shared_dir, &root.proc_self_fd)? {
+            sandbox::LandlockEnforcement::Full => info!("landlock: enforced"),
+            sandbox::LandlockEnforcement::Partial => info!("landlock: partly enforced (older kernel)"),
+            sandbox::LandlockEnforcement::None => log::warn!("landlock: not supported by this kernel"),
+        }
+    }
+    sandbox::set_no_new_privs()?;
+    Ok(root.supervised)
+}
+
+/// The front end's host-side part, opened before the sandbox.
+enum OpenedFrontEnd {
+    /// `/dev/fuse`, mounted.
+    Fuse(std::fs::File),
+    /// The vhost-user socket: bound already (sandboxed) or to bind.
+    Vhost(avpfs_vhost::Socket),
+}
+
+impl OpenedFrontEnd {
+    /// What the supervisor does in the host's view when the daemon stops.
+    fn host_cleanup(&self, config: &DaemonConfig) -> impl FnOnce() + 'static {
+        let front_end = config.front_end.clone();
+        move || match front_end {
+            FrontEnd::FuseMount(mountpoint) => {
+                if let Err(e) = avpfs_fusedev::unmount(&mountpoint) {
+                    if e.raw_os_error() != Some(libc::EINVAL) {
+                        log::warn!("unmount {}: {e}", mountpoint.display());
+                    }
+                }
+            }
+            FrontEnd::VhostSocket(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            FrontEnd::VhostFd(_) => {}
+        }
+    }
+}
+
+fn open_front_end(config: &DaemonConfig) -> Result<OpenedFrontEnd, Error> {
+    Ok(match &config.front_end {
         FrontEnd::FuseMount(mountpoint) => {
             let opts = avpfs_fusedev::MountOptions { read_only: config.fs.readonly, ..Default::default() };
-            let session = avpfs_fusedev::FuseSession::mount(server, mountpoint, &opts)?;
+            let dev = avpfs_fusedev::mount(mountpoint, &opts)
+                .map_err(|source| avpfs_fusedev::Error::Mount { path: mountpoint.clone(), source })?;
+            info!("mounted on {}", mountpoint.display());
+            OpenedFrontEnd::Fuse(dev)
+        }
+        FrontEnd::VhostFd(fd) => OpenedFrontEnd::Vhost(avpfs_vhost::Socket::Fd(inherited_fd(*fd)?)),
+        FrontEnd::VhostSocket(path) if config.sandbox == sandbox::SandboxMode::None => {
+            OpenedFrontEnd::Vhost(avpfs_vhost::Socket::Path(path.clone()))
+        }
+        FrontEnd::VhostSocket(path) => {
+            use std::os::unix::fs::FileTypeExt;
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                let _ = std::fs::remove_file(path);
+            }
+            let listener = std::os::unix::net::UnixListener::bind(path)
+                .map_err(|source| Error::Sys { what: "bind the vhost-user socket", source })?;
+            if let Some(group) = &config.socket_group {
+                set_socket_group(path, group)?;
+            }
+            OpenedFrontEnd::Vhost(avpfs_vhost::Socket::Listener(listener))
+        }
+    })
+}
+
+fn serve<F: avpfs_server::FileSystem + 'static>(
+    config: &DaemonConfig,
+    opened: OpenedFrontEnd,
+    supervised: bool,
+    fs: F,
+) -> Result<(), Error> {
+    let server = Arc::new(Server::new(fs));
+    match (&config.front_end, opened) {
+        (FrontEnd::FuseMount(mountpoint), OpenedFrontEnd::Fuse(dev)) => {
+            let session = avpfs_fusedev::FuseSession::from_device(server, dev, mountpoint);
             let unmounter = session.unmounter();
+            seccomp::install(config.seccomp)?;
             signals::on_termination(move || {
+                // A supervisor unmounts (it sees the host's mounts); the
+                // workers then end.
+                if supervised {
+                    return;
+                }
                 if let Err(e) = unmounter.unmount() {
                     log::warn!("unmount: {e}");
                 }
@@ -232,23 +353,23 @@ fn serve<F: avpfs_server::FileSystem + 'static>(config: &DaemonConfig, fs: F) ->
             session.serve(config.threads)?;
             Ok(())
         }
-        FrontEnd::VhostSocket(_) | FrontEnd::VhostFd(_) => {
-            let socket = match &config.front_end {
-                FrontEnd::VhostFd(fd) => avpfs_vhost::Socket::Fd(inherited_fd(*fd)?),
-                FrontEnd::VhostSocket(path) => avpfs_vhost::Socket::Path(path.clone()),
-                FrontEnd::FuseMount(_) => unreachable!("handled above"),
-            };
+        (_, OpenedFrontEnd::Vhost(socket)) => {
+            let bind_here = matches!(socket, avpfs_vhost::Socket::Path(_));
             let daemon = avpfs_vhost::VhostDaemon::new(socket, server, config.vhost.clone())?;
-            if let (FrontEnd::VhostSocket(path), Some(group)) = (&config.front_end, &config.socket_group) {
+            if let (FrontEnd::VhostSocket(path), Some(group), true) =
+                (&config.front_end, &config.socket_group, bind_here)
+            {
                 set_socket_group(path, group)?;
             }
             let stopper = daemon.stopper();
+            seccomp::install(config.seccomp)?;
             signals::on_termination(move || stopper.stop())
                 .map_err(|source| Error::Sys { what: "signal handling", source })?;
             info!("serving {} to a vhost-user front end, tag {:?}", config.fs.root.display(), config.vhost.tag);
             daemon.run()?;
             Ok(())
         }
+        (_, OpenedFrontEnd::Fuse(_)) => unreachable!("/dev/fuse is opened for --fuse-mount only"),
     }
 }
 

@@ -529,6 +529,14 @@ fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     Ok(st)
 }
 
+fn fstatfs_type(fd: RawFd) -> io::Result<libc::c_long> {
+    // SAFETY: an all-zero statfs is a valid buffer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid buffer for the call.
+    cvt(unsafe { libc::fstatfs(fd, &mut st) }.into())?;
+    Ok(st.f_type)
+}
+
 /// In the forked child: makes the namespaces and the new root; returns the
 /// share's path inside.
 fn enter_namespaces(shared_dir: &Path) -> Result<PathBuf, SandboxError> {
@@ -551,11 +559,17 @@ fn enter_namespaces(shared_dir: &Path) -> Result<PathBuf, SandboxError> {
     // copy of the share cannot contain it.
     let share_tree = open_tree_clone(share.as_raw_fd(), c"", true).map_err(E::CloneSharedDir)?;
     let proc_tree = open_tree_clone(libc::AT_FDCWD, c"/proc/self/fd", false).map_err(E::CloneProcSelfFd)?;
-    // The new root: a tmpfs over the share's own path (in this namespace only).
+    // The new root: a tmpfs over /proc, whose needed part is cloned already
+    // (in this namespace only; /proc always exists and is never the root,
+    // over which a mount would not be seen).
     let root_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    mount(Some(c"avpfs-sandbox"), &share_path, Some(c"tmpfs"), root_flags, Some(c"mode=0755,size=64k,nr_inodes=16"))
+    mount(Some(c"avpfs-sandbox"), c"/proc", Some(c"tmpfs"), root_flags, Some(c"mode=0755,size=64k,nr_inodes=16"))
         .map_err(E::MountRoot)?;
-    let root = open_dir(libc::AT_FDCWD, &share_path, libc::O_PATH).map_err(E::OpenNewRoot)?;
+    let root = open_dir(libc::AT_FDCWD, c"/proc", libc::O_PATH).map_err(E::OpenNewRoot)?;
+    // Never make directories anywhere but in that tmpfs.
+    if fstatfs_type(root.as_raw_fd()).map_err(E::OpenNewRoot)? != libc::TMPFS_MAGIC {
+        return Err(E::OpenNewRoot(io::Error::other("/proc is not the sandbox's tmpfs")));
+    }
     for dir in [c"shared", c"proc", c"proc/self", c"proc/self/fd"] {
         // SAFETY: `dir` is NUL-terminated; mkdirat writes no memory.
         cvt(unsafe { libc::mkdirat(root.as_raw_fd(), dir.as_ptr(), 0o755) }.into()).map_err(E::MakeRootDirs)?;

@@ -482,4 +482,48 @@ mod tests {
             libc::WEXITSTATUS(status)
         );
     }
+
+    /// With `trap`, a call outside the list is reported on stderr by number
+    /// and the process dies of SIGSYS.
+    #[test]
+    fn trap_reports_the_call_and_dies_of_sigsys() {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only makes system calls and exits; it never
+        // returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: plain descriptor and system calls in the child.
+            unsafe {
+                libc::dup2(fds[1], libc::STDERR_FILENO);
+                if install(SeccompAction::Trap).is_ok() {
+                    libc::syscall(libc::SYS_getppid);
+                }
+                libc::_exit(5);
+            }
+        }
+        // SAFETY: closing our copy of the write end.
+        unsafe { libc::close(fds[1]) };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            // SAFETY: reading into a valid buffer of its length.
+            let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+        // SAFETY: closing the read end.
+        unsafe { libc::close(fds[0]) };
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let out = String::from_utf8_lossy(&out);
+        let expected = format!("avpfs: seccomp: system call {} is not allowed", libc::SYS_getppid);
+        assert!(out.contains(&expected), "stderr: {out:?}");
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS, "status {status:#x}");
+    }
 }

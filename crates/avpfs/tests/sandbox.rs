@@ -79,7 +79,6 @@ fn stop_cleanly(mut m: Mounted, log: &Path) {
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn namespace_sandbox_serves_the_share_from_a_new_root() {
     let tmp = tmpdir();
     let (m, log) = start(tmp.path(), &["--sandbox", "namespace"]);
@@ -121,7 +120,6 @@ fn namespace_sandbox_serves_the_share_from_a_new_root() {
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn chroot_sandbox_serves_the_share_with_xattrs() {
     let tmp = tmpdir();
     let (m, log) = start(tmp.path(), &["--sandbox", "chroot", "--xattr", "--seccomp", "kill"]);
@@ -143,7 +141,6 @@ fn chroot_sandbox_serves_the_share_with_xattrs() {
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn capabilities_are_the_minimal_set() {
     let tmp = tmpdir();
     for (extra, want) in [
@@ -151,7 +148,7 @@ fn capabilities_are_the_minimal_set() {
         (&["--sandbox", "namespace", "--inode-file-handles"], DEFAULT_CAPS | CAP_DAC_READ_SEARCH),
         (&["--sandbox", "namespace", "--modcaps", "+sys_admin:-mknod"], (DEFAULT_CAPS | CAP_SYS_ADMIN) & !CAP_MKNOD),
         // Without a supervisor the daemon unmounts /dev/fuse itself.
-        (&["--sandbox", "none"], DEFAULT_CAPS | CAP_SYS_ADMIN),
+        (&["--sandbox", "none", "--modcaps", "-mknod"], (DEFAULT_CAPS | CAP_SYS_ADMIN) & !CAP_MKNOD),
     ] {
         let dir = tmp.path().join(format!("{want:x}"));
         let (m, log) = start(&dir, extra);
@@ -167,7 +164,6 @@ fn capabilities_are_the_minimal_set() {
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn no_new_privs_and_seccomp_are_set() {
     let tmp = tmpdir();
     let (m, log) = start(tmp.path(), &["--sandbox", "namespace", "--seccomp", "kill"]);
@@ -183,7 +179,6 @@ fn no_new_privs_and_seccomp_are_set() {
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn the_supervisor_cleans_up_when_the_daemon_dies() {
     let tmp = tmpdir();
     let (mut m, _log) = start(tmp.path(), &["--sandbox", "namespace"]);
@@ -199,7 +194,6 @@ fn the_supervisor_cleans_up_when_the_daemon_dies() {
 /// sends FUSE_INTERRUPT, the daemon signals its waiting thread (tgkill and
 /// a signal handler under the filter), answers, and keeps serving.
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn an_interrupted_lock_wait_is_answered_under_seccomp_kill() {
     use std::os::fd::AsRawFd;
     let tmp = tmpdir();
@@ -283,14 +277,12 @@ fn conformance_under(flags: &[&str], expected_to_differ: &[&str]) {
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn seccomp_kill_runs_the_conformance_suite_in_the_namespace_sandbox() {
     // trusted.* extended attributes need CAP_SYS_ADMIN, kept on request only.
     conformance_under(&["--xattr", "--sandbox", "namespace", "--seccomp", "kill", "--modcaps=+sys_admin"], &[]);
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn seccomp_kill_runs_the_conformance_suite_with_file_handles_and_no_cache() {
     let flags = ["--xattr", "--cache", "never", "--inode-file-handles", "--sandbox", "namespace", "--seccomp", "kill"];
     // With the default capabilities (no CAP_SYS_ADMIN, as virtiofsd) the
@@ -299,16 +291,13 @@ fn seccomp_kill_runs_the_conformance_suite_with_file_handles_and_no_cache() {
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn seccomp_kill_runs_the_conformance_suite_in_the_chroot_sandbox() {
     conformance_under(&["--xattr", "--sandbox", "chroot", "--seccomp", "kill", "--modcaps=+sys_admin"], &[]);
 }
 
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn seccomp_kill_runs_the_conformance_suite_without_a_sandbox() {
-    // The daemon then unmounts itself on SIGTERM (umount2 must be allowed);
-    // it keeps CAP_SYS_ADMIN for that, so trusted.* works too.
+    // The daemon then unmounts itself on SIGTERM (umount2 must be allowed).
     conformance_under(&["--xattr", "--sandbox", "none", "--seccomp", "kill"], &[]);
 }
 
@@ -316,7 +305,6 @@ fn seccomp_kill_runs_the_conformance_suite_without_a_sandbox() {
 /// front end connects (memory table, eventfds, queues), the usual requests
 /// are served, and the daemon ends cleanly when the front end leaves.
 #[test]
-#[ignore = "needs sandbox wiring"]
 fn vhost_user_is_served_under_the_sandbox_and_seccomp_kill() {
     use vhost_harness::fuse::FuseClient;
     use vhost_harness::Harness;

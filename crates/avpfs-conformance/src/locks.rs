@@ -243,7 +243,19 @@ fn ofd(env: &Env, o: &mut Outcome) -> Flow {
     o.step("OFD R [20,30) on fd 2", sys::setlk(&g, F_OFD_SETLK, F_RDLCK, 20, 10));
     o.step("OFD R [20,30) on fd 1 shared", sys::setlk(&f, F_OFD_SETLK, F_RDLCK, 20, 10));
     drop(f);
-    o.step("OFD W [0,10) on fd 2 after fd 1 closed", sys::setlk(&g, F_OFD_SETLK, F_WRLCK, 0, 10));
+    // A FUSE client sends RELEASE (which drops the description's OFD locks)
+    // asynchronously after close(2) returns, so the lock may linger briefly:
+    // it must be gone within a bounded wait, never stay.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let after_close = loop {
+        let r = sys::setlk(&g, F_OFD_SETLK, F_WRLCK, 0, 10);
+        let busy = matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EAGAIN));
+        if !busy || std::time::Instant::now() >= deadline {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    o.step("OFD W [0,10) on fd 2 after fd 1 closed", after_close);
     Ok(())
 }
 

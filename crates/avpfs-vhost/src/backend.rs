@@ -304,13 +304,7 @@ fn is_blocking_request(
     let Ok(chain) = walk_chain(&**mem, desc_table, size, head) else {
         return false;
     };
-    let readable = SplitChain { readable: chain.readable.clone(), writable: Vec::<Buffer>::new() };
-    let Ok(mut r) = ChainReader::<()>::new(&**mem, &readable) else {
-        return false;
-    };
-    let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
-    avpfs_server::Reader::read_exact(&mut r, &mut hdr).is_ok()
-        && InHeader::read_from_bytes(&hdr[..]).is_ok_and(|h| h.opcode == fuse_abi::opcode::SETLKW)
+    request_header(mem, &chain).is_some_and(|h| h.opcode == fuse_abi::opcode::SETLKW)
 }
 
 /// Serves one chain with `server`; returns the number of bytes written to its writable part.
@@ -391,19 +385,21 @@ fn signal(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
     }
 }
 
+/// The FUSE request header at the start of a chain's readable part, if it holds one.
+fn request_header(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<InHeader> {
+    let readable = SplitChain { readable: chain.readable.clone(), writable: Vec::<Buffer>::new() };
+    let mut r = ChainReader::<()>::new(&**mem, &readable).ok()?;
+    let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
+    avpfs_server::Reader::read_exact(&mut r, &mut hdr).ok()?;
+    InHeader::read_from_bytes(&hdr[..]).ok()
+}
+
 /// Writes an error reply into the writable part of a chain the server could
 /// not take, when it has room for a reply header. The `unique` comes from the
 /// request header when the readable part holds one (0 otherwise: the guest
 /// matches replies by chain, not by `unique`). Returns the used length.
 fn error_reply(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain, errno: i32) -> u32 {
-    let mut unique = 0;
-    let readable = SplitChain { readable: chain.readable.clone(), writable: Vec::<Buffer>::new() };
-    if let Ok(mut r) = ChainReader::<()>::new(&**mem, &readable) {
-        let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
-        if avpfs_server::Reader::read_exact(&mut r, &mut hdr).is_ok() {
-            unique = InHeader::read_from_bytes(&hdr[..]).map(|h| h.unique).unwrap_or(0);
-        }
-    }
+    let unique = request_header(mem, chain).map_or(0, |h| h.unique);
     let Ok(mut w) = ChainWriter::<()>::from_buffers(&**mem, &chain.writable) else {
         return 0;
     };

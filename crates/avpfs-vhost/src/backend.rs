@@ -9,11 +9,20 @@
 //! chain, hands each to the FUSE [`Server`], puts the replies in the used ring,
 //! and signals the guest once per batch (when EVENT_IDX says the guest wants
 //! it).
+//!
+//! With EVENT_IDX, a worker that has drained its queue keeps watching the
+//! available ring for a short, adaptive window ([`DeviceConfig::poll_max`],
+//! like QEMU's `poll-max-ns` for its own I/O threads) before it re-enables
+//! notifications and sleeps: a guest that sends its next request within the
+//! window needs no kick and the worker no wake-up. The window halves each
+//! time it passes without a request and grows again when a kick comes soon
+//! after the worker went to sleep, so an idle queue costs no CPU.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use avpfs_server::{FileSystem, Handled, Server, Writer};
 use fuse_abi::{InHeader, OutHeader};
@@ -71,6 +80,9 @@ pub struct DeviceConfig {
     pub num_request_queues: usize,
     /// Largest queue size the front end may set.
     pub queue_size: u16,
+    /// Longest time a worker watches its drained queue for the next request
+    /// before it sleeps (EVENT_IDX only; zero: never).
+    pub poll_max: Duration,
 }
 
 impl DeviceConfig {
@@ -193,6 +205,8 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             return;
         };
         let event_idx = self.event_idx.load(Ordering::Acquire);
+        let poll_max = if event_idx { self.config.poll_max } else { Duration::ZERO };
+        POLL_WINDOW.with(|w| w.woken(poll_max));
         loop {
             if event_idx {
                 if let Err(e) = vring.disable_notification() {
@@ -224,6 +238,10 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             }
             if !event_idx {
                 break;
+            }
+            // Notifications are still off: watch the ring for a while.
+            if POLL_WINDOW.with(|w| w.poll(|| has_available(vring, &mem))) {
+                continue;
             }
             match vring.enable_notification() {
                 // More chains arrived while notifications were off.
@@ -344,6 +362,73 @@ fn serve_chain<F: FileSystem>(
             }
         }
     }
+}
+
+/// The adaptive polling window of the calling worker thread (each worker
+/// serves one queue).
+struct PollWindow {
+    max: Cell<Duration>,
+    window: Cell<Duration>,
+    /// When the last poll ran out and the worker went to sleep.
+    asleep_since: Cell<Option<Instant>>,
+}
+
+/// The smallest window a kick that came soon after sleeping grows to.
+const POLL_MIN: Duration = Duration::from_micros(2);
+
+thread_local! {
+    static POLL_WINDOW: PollWindow = const {
+        PollWindow { max: Cell::new(Duration::ZERO), window: Cell::new(Duration::ZERO), asleep_since: Cell::new(None) }
+    };
+}
+
+impl PollWindow {
+    /// The worker was woken by a kick. A sleep shorter than `max` would have
+    /// been caught by a longer window: grow it. A sleep longer than `max`
+    /// means the queue went idle: shrink the window, so that an idle or
+    /// sparse queue stops spinning (QEMU's adaptive polling does the same).
+    fn woken(&self, max: Duration) {
+        if max != self.max.get() {
+            self.max.set(max);
+            self.window.set(max);
+        }
+        if let Some(since) = self.asleep_since.take() {
+            let slept = since.elapsed();
+            let window = self.window.get();
+            if slept > max {
+                let half = window / 2;
+                self.window.set(if half < POLL_MIN { Duration::ZERO } else { half });
+            } else if slept > window {
+                self.window.set((window * 2).clamp(POLL_MIN, max));
+            }
+        }
+    }
+
+    /// Spins until `ready()` or the window passes; true if work came.
+    fn poll(&self, ready: impl Fn() -> bool) -> bool {
+        let window = self.window.get();
+        let start = Instant::now();
+        if !window.is_zero() {
+            loop {
+                if ready() {
+                    return true;
+                }
+                if start.elapsed() >= window {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        self.asleep_since.set(Some(Instant::now()));
+        false
+    }
+}
+
+/// Whether the driver has published chains this worker has not popped yet.
+fn has_available(vring: &VringMutex<GuestMemoryShared>, mem: &GuestMemoryLoadGuard<GuestMemory>) -> bool {
+    let state = vring.get_ref();
+    let q = state.get_queue();
+    q.avail_idx(&**mem, std::sync::atomic::Ordering::Acquire).is_ok_and(|idx| idx.0 != q.next_avail())
 }
 
 /// Pops every available chain head; returns them with the descriptor table
@@ -518,7 +603,59 @@ mod tests {
     use super::*;
 
     fn config(tag: &str, queues: usize, size: u16) -> DeviceConfig {
-        DeviceConfig { tag: tag.into(), num_request_queues: queues, queue_size: size }
+        DeviceConfig { poll_max: Duration::ZERO, tag: tag.into(), num_request_queues: queues, queue_size: size }
+    }
+
+    fn window(max: Duration, window: Duration, slept: Option<Duration>) -> PollWindow {
+        PollWindow {
+            max: Cell::new(max),
+            window: Cell::new(window),
+            asleep_since: Cell::new(slept.map(|d| Instant::now() - d)),
+        }
+    }
+
+    #[test]
+    fn poll_window_grows_after_a_short_sleep() {
+        let max = Duration::from_secs(10);
+        let w = window(max, Duration::ZERO, Some(Duration::from_micros(10)));
+        w.woken(max);
+        assert_eq!(w.window.get(), POLL_MIN);
+        w.asleep_since.set(Some(Instant::now() - Duration::from_micros(10)));
+        w.woken(max);
+        assert_eq!(w.window.get(), POLL_MIN * 2);
+    }
+
+    #[test]
+    fn poll_window_shrinks_after_a_long_sleep_down_to_zero() {
+        let max = Duration::from_micros(50);
+        let w = window(max, max, None);
+        for expected in [25, 12, 6, 3, 0] {
+            w.asleep_since.set(Some(Instant::now() - Duration::from_millis(5)));
+            w.woken(max);
+            assert_eq!(w.window.get().as_micros(), expected);
+        }
+    }
+
+    #[test]
+    fn poll_catches_work_and_sleeps_without_it() {
+        let max = Duration::from_millis(1);
+        let w = window(max, max, None);
+        w.woken(max);
+        assert!(w.poll(|| true));
+        assert!(w.asleep_since.get().is_none());
+        let start = Instant::now();
+        assert!(!w.poll(|| false));
+        assert!(start.elapsed() >= max, "gave up before the window passed");
+        assert!(w.asleep_since.get().is_some());
+        let off = window(max, Duration::ZERO, None);
+        assert!(!off.poll(|| panic!("a zero window must not look at the ring")));
+    }
+
+    #[test]
+    fn poll_window_follows_a_new_maximum() {
+        let w = window(Duration::from_micros(50), Duration::from_micros(50), None);
+        w.woken(Duration::ZERO);
+        assert!(!w.poll(|| panic!("polling is off")));
     }
 
     #[test]

@@ -57,6 +57,10 @@ impl From<DaemonError> for Error {
     }
 }
 
+/// The default longest polling window of a drained queue (QEMU's default
+/// `poll-max-ns` for its I/O threads is 32 µs).
+pub const DEFAULT_POLL_MAX: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// How the daemon presents the device and what it does when the front end leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VhostOptions {
@@ -69,11 +73,15 @@ pub struct VhostOptions {
     pub queue_size: u16,
     /// After a disconnect, wait for the next front end instead of returning.
     pub keep_listening_after_disconnect: bool,
+    /// Longest time a worker keeps watching its drained queue for the next
+    /// request before it sleeps (adaptive; zero: never poll).
+    pub poll_max: std::time::Duration,
 }
 
 impl Default for VhostOptions {
     /// Tag `avpfs`, one request queue per host core, queues of up to 1024
-    /// entries, return after the first front end leaves (as virtiofsd does).
+    /// entries, return after the first front end leaves (as virtiofsd does),
+    /// poll a drained queue for up to [`DEFAULT_POLL_MAX`].
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         VhostOptions {
@@ -81,13 +89,19 @@ impl Default for VhostOptions {
             num_request_queues: cores.min(backend::MAX_QUEUES - 1),
             queue_size: 1024,
             keep_listening_after_disconnect: false,
+            poll_max: DEFAULT_POLL_MAX,
         }
     }
 }
 
 impl VhostOptions {
     fn device_config(&self) -> DeviceConfig {
-        DeviceConfig { tag: self.tag.clone(), num_request_queues: self.num_request_queues, queue_size: self.queue_size }
+        DeviceConfig {
+            tag: self.tag.clone(),
+            num_request_queues: self.num_request_queues,
+            queue_size: self.queue_size,
+            poll_max: self.poll_max,
+        }
     }
 }
 

@@ -28,4 +28,4 @@ pub mod daemon;
 pub mod descriptor_chain;
 
 pub use backend::{DeviceConfig, VhostUserFsBackend};
-pub use daemon::{serve, Error, Socket, Stopper, VhostDaemon, VhostOptions};
+pub use daemon::{serve, Error, Socket, Stopper, VhostDaemon, VhostOptions, DEFAULT_POLL_MAX};

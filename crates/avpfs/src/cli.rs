@@ -47,6 +47,11 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub request_queues: Option<usize>,
 
+    /// Longest time (µs) a queue's worker keeps watching a drained queue for
+    /// the guest's next request before it sleeps; adaptive, 0 turns it off.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
+    pub poll_max_us: u64,
+
     /// Caching policy the guest may use.
     #[arg(long, value_enum, default_value_t = CacheArg::Auto)]
     pub cache: CacheArg,

@@ -323,6 +323,7 @@ impl Backend {
             num_request_queues,
             queue_size: 1024,
             keep_listening_after_disconnect: true,
+            ..Default::default()
         })
     }
 

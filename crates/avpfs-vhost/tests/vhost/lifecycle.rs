@@ -111,6 +111,7 @@ fn serve_returns_after_the_front_end_leaves() {
         num_request_queues: 1,
         queue_size: 256,
         keep_listening_after_disconnect: false,
+        ..Default::default()
     });
     let h = b.connect(2);
     assert_eq!(h.tag(), "once");

@@ -56,11 +56,75 @@ pub enum Unmapped {
 /// The overflow id shown for host ids that have no guest id (like /proc/sys/fs/overflowuid).
 pub const OVERFLOW_ID: u32 = 65534;
 
+/// A rule of one direction only (guest→host or host→guest), as virtiofsd's
+/// `--translate-uid`/`--translate-gid` types `guest`, `host`, `squash-guest`,
+/// `squash-host` and `forbid-guest` describe them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneWay {
+    /// `count` ids from `from` map 1:1 to ids from `to`.
+    Range {
+        /// First source id.
+        from: u32,
+        /// First target id.
+        to: u32,
+        /// Number of ids (at least 1).
+        count: u32,
+    },
+    /// `count` ids from `from` all map to `to`.
+    Squash {
+        /// First source id.
+        from: u32,
+        /// Number of ids (at least 1).
+        count: u32,
+        /// The one target id.
+        to: u32,
+    },
+    /// `count` ids from `from` are refused (guest→host only).
+    Forbid {
+        /// First source id.
+        from: u32,
+        /// Number of ids (at least 1).
+        count: u32,
+    },
+}
+
+impl OneWay {
+    fn span(&self) -> (u32, u32) {
+        match *self {
+            OneWay::Range { from, count, .. } | OneWay::Squash { from, count, .. } | OneWay::Forbid { from, count } => {
+                (from, count)
+            }
+        }
+    }
+
+    /// `Some(Some(id))`: mapped; `Some(None)`: forbidden; `None`: not covered.
+    fn apply(&self, id: u32) -> Option<Option<u32>> {
+        let (from, count) = self.span();
+        let off = id.checked_sub(from)?;
+        if off >= count {
+            return None;
+        }
+        Some(match *self {
+            OneWay::Range { to, .. } => Some(to + off),
+            OneWay::Squash { to, .. } => Some(to),
+            OneWay::Forbid { .. } => None,
+        })
+    }
+}
+
+fn spans_overlap(a: (u32, u32), b: (u32, u32)) -> bool {
+    u64::from(a.0) < u64::from(b.0) + u64::from(b.1) && u64::from(b.0) < u64::from(a.0) + u64::from(a.1)
+}
+
 /// A checked id map.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IdMap {
     ranges: Vec<IdRange>,
     unmapped: Unmapped,
+    /// Guest→host rules tried after `ranges`.
+    guest_rules: Vec<OneWay>,
+    /// Host→guest rules tried after `ranges`.
+    host_rules: Vec<OneWay>,
 }
 
 /// Why a map is invalid.
@@ -78,6 +142,9 @@ pub enum IdMapError {
     /// Two ranges map to the same host ids.
     #[error("ranges {0} and {1} overlap on the host side")]
     HostOverlap(usize, usize),
+    /// A host→guest rule forbids ids (only guest ids can be forbidden).
+    #[error("host-side rule {0} cannot forbid ids")]
+    HostForbid(usize),
 }
 
 impl IdMap {
@@ -105,18 +172,68 @@ impl IdMap {
                 }
             }
         }
-        Ok(IdMap { ranges, unmapped })
+        Ok(IdMap { ranges, unmapped, guest_rules: Vec::new(), host_rules: Vec::new() })
+    }
+
+    /// A map from two-way `ranges` plus one-way rules for each direction;
+    /// no two rules of one direction may cover the same id (rule numbers in
+    /// errors count `ranges` first, then `guest_rules`, then `host_rules`).
+    pub fn with_one_way(
+        ranges: Vec<IdRange>,
+        guest_rules: Vec<OneWay>,
+        host_rules: Vec<OneWay>,
+        unmapped: Unmapped,
+    ) -> Result<Self, IdMapError> {
+        let mut map = IdMap::new(ranges, unmapped)?;
+        let n = map.ranges.len();
+        let guest_spans: Vec<(u32, u32)> = map.ranges.iter().map(|r| (r.guest, r.count)).collect();
+        let host_spans: Vec<(u32, u32)> = map.ranges.iter().map(|r| (r.host, r.count)).collect();
+        for (side, rules, base, mut spans) in
+            [(false, &guest_rules, n, guest_spans), (true, &host_rules, n + guest_rules.len(), host_spans)]
+        {
+            for (k, rule) in rules.iter().enumerate() {
+                let i = base + k;
+                let (from, count) = rule.span();
+                if count == 0 {
+                    return Err(IdMapError::EmptyRange(i));
+                }
+                let to_end = match *rule {
+                    OneWay::Range { to, count, .. } => u64::from(to) + u64::from(count),
+                    _ => 0,
+                };
+                if u64::from(from) + u64::from(count) > 1 << 32 || to_end > 1 << 32 {
+                    return Err(IdMapError::Overflow(i));
+                }
+                if side && matches!(rule, OneWay::Forbid { .. }) {
+                    return Err(IdMapError::HostForbid(i));
+                }
+                if let Some(j) = spans.iter().position(|&s| spans_overlap(s, (from, count))) {
+                    let j = if j < n { j } else { j + if side { guest_rules.len() } else { 0 } };
+                    return Err(if side { IdMapError::HostOverlap(j, i) } else { IdMapError::GuestOverlap(j, i) });
+                }
+                spans.push((from, count));
+            }
+        }
+        map.guest_rules = guest_rules;
+        map.host_rules = host_rules;
+        Ok(map)
     }
 
     /// Whether this map changes nothing.
     pub fn is_identity(&self) -> bool {
-        self.ranges.is_empty() && self.unmapped == Unmapped::Identity
+        self.ranges.is_empty()
+            && self.guest_rules.is_empty()
+            && self.host_rules.is_empty()
+            && self.unmapped == Unmapped::Identity
     }
 
     /// The host id for a guest id; `None` means the request must be refused.
     pub fn to_host(&self, guest: u32) -> Option<u32> {
         if let Some(h) = self.ranges.iter().find_map(|r| r.guest_to_host(guest)) {
             return Some(h);
+        }
+        if let Some(h) = self.guest_rules.iter().find_map(|r| r.apply(guest)) {
+            return h;
         }
         match self.unmapped {
             Unmapped::Identity => Some(guest),
@@ -129,6 +246,9 @@ impl IdMap {
     pub fn to_guest(&self, host: u32) -> u32 {
         if let Some(g) = self.ranges.iter().find_map(|r| r.host_to_guest(host)) {
             return g;
+        }
+        if let Some(g) = self.host_rules.iter().find_map(|r| r.apply(host)) {
+            return g.unwrap_or(OVERFLOW_ID);
         }
         match self.unmapped {
             Unmapped::Identity => host,
@@ -161,6 +281,22 @@ impl fmt::Display for IdMap {
                 r.host,
                 u64::from(r.host) + u64::from(r.count) - 1
             )?;
+        }
+        for (dir, rules) in [("guest", &self.guest_rules), ("host", &self.host_rules)] {
+            let other = if dir == "guest" { "host" } else { "guest" };
+            for r in rules.iter() {
+                let (from, count) = r.span();
+                let last = u64::from(from) + u64::from(count) - 1;
+                match *r {
+                    OneWay::Range { to, .. } => write!(
+                        f,
+                        "{dir} {from}..{last} -> {other} {to}..{} only; ",
+                        u64::from(to) + u64::from(count) - 1
+                    )?,
+                    OneWay::Squash { to, .. } => write!(f, "{dir} {from}..{last} -> {other} {to} only; ")?,
+                    OneWay::Forbid { .. } => write!(f, "{dir} {from}..{last} refused; ")?,
+                }
+            }
         }
         match self.unmapped {
             Unmapped::Identity => write!(f, "others unchanged"),
@@ -218,6 +354,64 @@ mod tests {
             Err(IdMapError::HostOverlap(0, 1))
         );
         assert!(IdMap::new(vec![range(0, 0, 10), range(10, 10, 10)], Unmapped::Identity).is_ok());
+    }
+
+    #[test]
+    fn one_way_rules_apply_in_their_direction_only() {
+        let m = IdMap::with_one_way(
+            vec![range(1000, 1000, 1)],
+            vec![
+                OneWay::Range { from: 2000, to: 12000, count: 10 },
+                OneWay::Squash { from: 3000, count: 100, to: 99 },
+                OneWay::Forbid { from: 0, count: 1000 },
+            ],
+            vec![OneWay::Squash { from: 0, count: 1000, to: 65534 }],
+            Unmapped::Identity,
+        )
+        .unwrap();
+        assert_eq!(m.to_host(1000), Some(1000));
+        assert_eq!(m.to_host(2005), Some(12005));
+        assert_eq!(m.to_guest(12005), 12005, "a guest-only range does not map back");
+        assert_eq!(m.to_host(3050), Some(99));
+        assert_eq!(m.to_host(0), None, "forbidden");
+        assert_eq!(m.to_host(999), None, "forbidden");
+        assert_eq!(m.to_host(5000), Some(5000), "uncovered ids pass");
+        assert_eq!(m.to_guest(0), 65534);
+        assert_eq!(m.to_guest(1000), 1000);
+        assert!(!m.is_identity());
+        let text = m.to_string();
+        assert!(text.contains("guest 0..999 refused"), "{text}");
+        assert!(text.contains("host 0..999 -> guest 65534 only"), "{text}");
+    }
+
+    #[test]
+    fn one_way_rules_are_checked() {
+        let fw = |from, count| OneWay::Forbid { from, count };
+        assert_eq!(
+            IdMap::with_one_way(vec![range(0, 0, 10)], vec![fw(5, 1)], vec![], Unmapped::Identity),
+            Err(IdMapError::GuestOverlap(0, 1))
+        );
+        assert_eq!(
+            IdMap::with_one_way(vec![], vec![fw(0, 10), fw(9, 1)], vec![], Unmapped::Identity),
+            Err(IdMapError::GuestOverlap(0, 1))
+        );
+        assert_eq!(
+            IdMap::with_one_way(vec![], vec![fw(0, 10)], vec![fw(0, 10)], Unmapped::Identity),
+            Err(IdMapError::HostForbid(1))
+        );
+        assert_eq!(
+            IdMap::with_one_way(vec![], vec![], vec![fw(0, 0)], Unmapped::Identity),
+            Err(IdMapError::EmptyRange(0))
+        );
+        let sq = OneWay::Squash { from: 0, count: 10, to: 5 };
+        assert_eq!(
+            IdMap::with_one_way(vec![], vec![sq], vec![sq, sq], Unmapped::Identity),
+            Err(IdMapError::HostOverlap(1, 2))
+        );
+        let wide = OneWay::Range { from: 0, to: u32::MAX, count: 2 };
+        assert_eq!(IdMap::with_one_way(vec![], vec![wide], vec![], Unmapped::Identity), Err(IdMapError::Overflow(0)));
+        // Both sides may cover the same ids: they are different directions.
+        assert!(IdMap::with_one_way(vec![], vec![sq], vec![sq], Unmapped::Identity).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod enforce;
 pub mod idmap;
 pub mod paths;
+pub mod virtiofsd;
 pub mod xattr;
 
 use std::fmt;
@@ -17,7 +18,7 @@ use std::ops::{BitOr, BitOrAssign};
 
 pub use config::{parse, ConfigError};
 pub use enforce::PolicyFs;
-pub use idmap::{IdMap, IdRange, Unmapped};
+pub use idmap::{IdMap, IdRange, OneWay, Unmapped};
 pub use paths::{Access, PathRules, Position};
 pub use xattr::{XattrAction, XattrRule, XattrRules};
 

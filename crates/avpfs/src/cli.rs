@@ -138,15 +138,23 @@ pub struct Cli {
     #[arg(long, value_name = "CAPS", allow_hyphen_values = true)]
     pub modcaps: Option<String>,
 
-    /// Map guest uids to host uids (not yet implemented in avpfs).
+    /// Translate uids between guest and host, virtiofsd's form
+    /// TYPE:SOURCE:TARGET:COUNT with TYPE map (both ways), guest (guest to
+    /// host), host (host to guest), squash-guest, squash-host, or
+    /// forbid-guest:BASE:COUNT (EPERM); repeatable; ids no rule covers pass
+    /// unchanged. Same as the policy file's [uid] section.
     #[arg(long, value_name = "MAP", action = clap::ArgAction::Append)]
     pub translate_uid: Vec<String>,
 
-    /// Map guest gids to host gids (not yet implemented in avpfs).
+    /// Translate gids between guest and host, as --translate-uid does uids.
     #[arg(long, value_name = "MAP", action = clap::ArgAction::Append)]
     pub translate_gid: Vec<String>,
 
-    /// Rename or filter extended attribute names (not yet implemented in avpfs).
+    /// Rename or filter extended attribute names, virtiofsd's form: rules
+    /// :TYPE:SCOPE:KEY:PREPEND: (TYPE prefix, ok, bad, unsupported; SCOPE
+    /// client, server, all) or a final :map:KEY:PREPEND:, e.g.
+    /// ":map::user.virtiofs.:"; implies --xattr. Same as the policy file's
+    /// [xattr] rules.
     #[arg(long, value_name = "MAP")]
     pub xattrmap: Option<String>,
 }

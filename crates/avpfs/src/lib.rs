@@ -6,6 +6,7 @@ pub mod cli;
 pub mod sandbox;
 pub mod seccomp;
 mod signals;
+pub mod syslog;
 
 use std::io;
 use std::path::PathBuf;
@@ -23,9 +24,6 @@ pub enum Error {
     /// The command line is inconsistent.
     #[error("{0}")]
     Usage(String),
-    /// A flag is accepted for compatibility but its feature is not implemented yet.
-    #[error("{0} is not implemented yet in avpfs")]
-    NotImplemented(&'static str),
     /// The passthrough file system could not be set up.
     #[error("cannot share the directory: {0}")]
     Passthrough(#[from] avpfs_passthrough::Error),
@@ -96,6 +94,35 @@ pub struct DaemonConfig {
     pub modcaps: sandbox::ModCaps,
 }
 
+/// virtiofsd's `--translate-uid`, `--translate-gid` and `--xattrmap`,
+/// read into the policy's id maps and xattr rules (one enforcement layer
+/// for both ways of saying it; saying it both ways is an error).
+fn apply_virtiofsd_translations(cli: &Cli, policy: &mut avpfs_policy::Policy) -> Result<(), Error> {
+    use avpfs_policy::virtiofsd::{parse_translate, parse_xattrmap};
+    for (flag, args, map) in [
+        ("--translate-uid", &cli.translate_uid, &mut policy.uid),
+        ("--translate-gid", &cli.translate_gid, &mut policy.gid),
+    ] {
+        if args.is_empty() {
+            continue;
+        }
+        if cli.posix_acl {
+            return Err(Error::Usage(format!("{flag} cannot be used with --posix-acl: ACLs hold untranslated ids")));
+        }
+        if !map.is_identity() {
+            return Err(Error::Usage(format!("{flag} and the policy file both set a map; use one")));
+        }
+        *map = parse_translate(args).map_err(|e| Error::Usage(format!("{flag} {e}")))?;
+    }
+    if let Some(xattrmap) = &cli.xattrmap {
+        if !policy.xattr.is_passthrough() {
+            return Err(Error::Usage("--xattrmap and the policy file's [xattr] rules both set; use one".into()));
+        }
+        policy.xattr = parse_xattrmap(xattrmap).map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
 impl TryFrom<Cli> for DaemonConfig {
     type Error = Error;
 
@@ -105,15 +132,6 @@ impl TryFrom<Cli> for DaemonConfig {
             Some(spec) => sandbox::parse_modcaps(spec)?,
             None => sandbox::ModCaps::default(),
         };
-        if !cli.translate_uid.is_empty() || !cli.translate_gid.is_empty() {
-            return Err(Error::NotImplemented("--translate-uid/--translate-gid"));
-        }
-        if cli.xattrmap.is_some() {
-            return Err(Error::NotImplemented("--xattrmap"));
-        }
-        if cli.syslog {
-            return Err(Error::NotImplemented("--syslog"));
-        }
         let root = cli.shared_dir.clone().ok_or_else(|| Error::Usage("--shared-dir is required".into()))?;
         let front_end = match (&cli.fuse_mount, &cli.socket_path, cli.fd) {
             (Some(m), None, None) => FrontEnd::FuseMount(m.clone()),
@@ -134,7 +152,7 @@ impl TryFrom<Cli> for DaemonConfig {
             },
             writeback: cli.writeback,
             allow_direct_io: cli.allow_direct_io,
-            xattr: cli.xattr || cli.posix_acl,
+            xattr: cli.xattr || cli.posix_acl || cli.xattrmap.is_some(),
             posix_acl: cli.posix_acl,
             readonly: cli.readonly,
             inode_file_handles: match cli.inode_file_handles {
@@ -151,6 +169,7 @@ impl TryFrom<Cli> for DaemonConfig {
             None => avpfs_policy::Policy::permissive(),
         };
         policy.readonly |= cli.readonly;
+        apply_virtiofsd_translations(&cli, &mut policy)?;
         let policy = (!policy.is_permissive()).then_some(policy);
         let threads = if cli.thread_pool_size > 0 { cli.thread_pool_size } else { default_threads() };
         let mut vhost = avpfs_vhost::VhostOptions {
@@ -211,6 +230,17 @@ pub fn init_logging(cli: &Cli) {
             LogLevelArg::Off => log::LevelFilter::Off,
         }
     };
+    if cli.syslog {
+        match syslog::SyslogLogger::connect(std::path::Path::new(syslog::SYSLOG_SOCKET), level) {
+            Ok(logger) => {
+                let _ = logger.install();
+                return;
+            }
+            Err(e) => {
+                eprintln!("avpfs: --syslog: cannot connect to {} ({e}); logging to stderr", syslog::SYSLOG_SOCKET)
+            }
+        }
+    }
     let _ = env_logger::Builder::new().filter_level(level).parse_env("AVPFS_LOG").try_init();
 }
 

@@ -15,18 +15,37 @@ fn print_capabilities_is_the_vhost_user_json_libvirt_reads() {
 }
 
 #[test]
-fn unimplemented_flags_are_errors_that_say_so() {
+fn virtiofsd_translation_flags_are_checked_and_name_the_bad_part() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_str().unwrap();
     let sock = tmp.path().join("s");
     let sock = sock.to_str().unwrap();
-    for extra in [&["--translate-uid", "map:0:1000:1"][..], &["--xattrmap", ":ok:all:::"], &["--syslog"]] {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--translate-uid", "map:0:1000"],
+            "--translate-uid map:0:1000: expected map:<guest base>:<host base>:<count>",
+        ),
+        (&["--translate-gid", "forbid-guest:0:10", "--translate-gid", "map:5:5:1"], "--translate-gid map:5:5:1:"),
+        (&["--translate-uid", "squash:0:0:1"], "unknown type \"squash\""),
+        (&["--translate-uid", "map:0:0:1", "--posix-acl"], "cannot be used with --posix-acl"),
+        (&["--xattrmap", ":ok:all::"], "--xattrmap rule 1: missing fields"),
+        (&["--xattrmap", ":map::p: :ok:all:::"], "the map rule must be the last rule"),
+    ];
+    for (extra, expected) in cases {
         let mut args = vec!["--socket-path", sock, "--shared-dir", dir];
         args.extend_from_slice(extra);
         let (ok, _, err) = avpfs(&args);
         assert!(!ok, "{extra:?} must fail");
-        assert!(err.contains("not implemented yet"), "{extra:?}: {err}");
+        assert!(err.contains(expected), "{extra:?}: {err}");
     }
+    // The policy file and the flag cannot both set the uid map.
+    let policy = tmp.path().join("p.toml");
+    std::fs::write(&policy, "[uid]\nmap = [{ guest = 0, host = 1000, count = 1 }]\n").unwrap();
+    let p = policy.to_str().unwrap();
+    let (ok, _, err) =
+        avpfs(&["--socket-path", sock, "--shared-dir", dir, "--policy", p, "--translate-uid", "map:0:0:1"]);
+    assert!(!ok);
+    assert!(err.contains("--translate-uid and the policy file both set a map"), "{err}");
 }
 
 #[test]

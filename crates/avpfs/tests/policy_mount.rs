@@ -220,3 +220,42 @@ fn check_config_prints_the_policy_or_names_line_and_key() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("line 5: paths.hidden"), "{err}");
 }
+
+#[test]
+fn virtiofsd_translate_and_xattrmap_flags_apply_through_the_mount() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let share = tmp.path().join("share");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("plain"), b"plain").unwrap();
+    std::os::unix::fs::chown(share.join("plain"), Some(4242), Some(4343)).unwrap();
+    // Guest root is host uid 4242 here: give it the share.
+    std::os::unix::fs::chown(&share, Some(4242), Some(4343)).unwrap();
+    let args = [
+        "--translate-uid",
+        "squash-guest:0:4242:1",
+        "--translate-uid",
+        "host:4242:0:1",
+        "--translate-gid",
+        "map:0:4343:1",
+        "--translate-uid",
+        "forbid-guest:7000:10",
+        "--xattrmap",
+        ":map::user.virtiofs.:",
+    ];
+    let _m = Mounted::start_logging(&share, &mnt, &args, None);
+    // Guest root creates: the host owner is the squashed id, shown back as 0.
+    std::fs::write(mnt.join("mine"), b"x").unwrap();
+    let host = std::fs::metadata(share.join("mine")).unwrap();
+    assert_eq!((host.uid(), host.gid()), (4242, 4343));
+    let guest = std::fs::metadata(mnt.join("plain")).unwrap();
+    assert_eq!((guest.uid(), guest.gid()), (0, 0));
+    assert_eq!(errno(std::os::unix::fs::chown(mnt.join("mine"), Some(7005), None)), Some(libc::EPERM));
+    assert_eq!(std::fs::metadata(share.join("mine")).unwrap().uid(), 4242, "a refused chown changes nothing");
+    // Every guest xattr lives under user.virtiofs. on the host.
+    let p = mnt.join("mine");
+    xattr_set(&p, "trusted.label", b"g").unwrap();
+    assert_eq!(xattr_get(&share.join("mine"), "user.virtiofs.trusted.label").unwrap(), b"g");
+    assert_eq!(errno(xattr_get(&share.join("mine"), "trusted.label")), Some(libc::ENODATA));
+    assert_eq!(xattr_get(&p, "trusted.label").unwrap(), b"g");
+}

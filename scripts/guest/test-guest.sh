@@ -35,7 +35,7 @@ start_daemon() { # share socket
   case "$label" in
     virtiofsd) "$daemon" --socket-path "$2" --shared-dir "$1" --tag avpfs --log-level error \
                  --sandbox none --seccomp none --xattr "${daemon_args[@]}" & ;;
-    *) "$daemon" --socket-path "$2" --shared-dir "$1" --tag avpfs --log-level warn --xattr "${daemon_args[@]}" & ;;
+    *) "$daemon" --socket-path "$2" --shared-dir "$1" --tag avpfs --log-level warn --xattr --modcaps=+sys_admin "${daemon_args[@]}" & ;;
   esac
   daemon_pid=$!
   for _ in $(seq 200); do [ -S "$2" ] && return 0; sleep 0.05; done

@@ -72,12 +72,13 @@ pub struct Cli {
     #[arg(long)]
     pub readonly: bool,
 
-    /// Sandbox mechanism to isolate the daemon process.
-    #[arg(long, value_enum, default_value_t = SandboxArg::None)]
-    pub sandbox: SandboxArg,
+    /// Sandbox mechanism to isolate the daemon process [default: namespace
+    /// when the daemon may create namespaces (CAP_SYS_ADMIN), else none].
+    #[arg(long, value_enum)]
+    pub sandbox: Option<SandboxArg>,
 
     /// Action to take when seccomp finds a not allowed syscall.
-    #[arg(long, value_enum, default_value_t = SeccompArg::None)]
+    #[arg(long, value_enum, default_value_t = SeccompArg::Kill)]
     pub seccomp: SeccompArg,
 
     /// Tell the guest which directories are mount points (FUSE_ATTR_SUBMOUNT).
@@ -184,14 +185,13 @@ pub enum CacheArg {
 }
 
 /// `--sandbox`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SandboxArg {
     /// New mount/pid/net/ipc namespaces and pivot_root into the share.
     Namespace,
     /// chroot into the share (for containers).
     Chroot,
     /// No sandbox.
-    #[default]
     None,
 }
 
@@ -199,9 +199,9 @@ pub enum SandboxArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum SeccompArg {
     /// No seccomp filter.
-    #[default]
     None,
     /// Kill the process on a disallowed syscall.
+    #[default]
     Kill,
     /// Log disallowed syscalls.
     Log,

@@ -190,9 +190,14 @@ impl TryFrom<Cli> for DaemonConfig {
             socket_group: cli.socket_group.clone(),
             rlimit_nofile: cli.rlimit_nofile,
             sandbox: match cli.sandbox {
-                SandboxArg::Namespace => sandbox::SandboxMode::Namespace,
-                SandboxArg::Chroot => sandbox::SandboxMode::Chroot,
-                SandboxArg::None => sandbox::SandboxMode::None,
+                Some(SandboxArg::Namespace) => sandbox::SandboxMode::Namespace,
+                Some(SandboxArg::Chroot) => sandbox::SandboxMode::Chroot,
+                Some(SandboxArg::None) => sandbox::SandboxMode::None,
+                None if sandbox::may_create_namespaces() => sandbox::SandboxMode::Namespace,
+                None => {
+                    log::warn!("no CAP_SYS_ADMIN: running without a sandbox (--sandbox chroot for containers)");
+                    sandbox::SandboxMode::None
+                }
             },
             seccomp: match cli.seccomp {
                 SeccompArg::Kill => seccomp::SeccompAction::Kill,

@@ -625,6 +625,13 @@ fn enter_chroot(shared_dir: &Path) -> Result<(), SandboxError> {
 // ---------------------------------------------------------------------------
 // no_new_privs and capabilities.
 
+/// Whether this process may create the namespaces of
+/// [`SandboxMode::Namespace`] (it has CAP_SYS_ADMIN): the default sandbox
+/// is chosen by it.
+pub fn may_create_namespaces() -> bool {
+    caps::has_cap(None, caps::CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(false)
+}
+
 /// Sets `PR_SET_NO_NEW_PRIVS`: no exec can ever give this process (or its
 /// children) more privileges. Per thread: call before threads start.
 pub fn set_no_new_privs() -> Result<(), SandboxError> {

@@ -163,6 +163,25 @@ fn capabilities_are_the_minimal_set() {
     }
 }
 
+/// As virtiofsd: without flags, a root daemon runs in the namespace sandbox
+/// with the seccomp filter killing on a call outside the allow-list and
+/// capabilities dropped to the default set.
+#[test]
+fn the_default_is_the_namespace_sandbox_with_seccomp_kill() {
+    let tmp = tmpdir();
+    let (m, log) = start(tmp.path(), &[]);
+    let launched = m.child.as_ref().unwrap().id();
+    let pid = daemon_pid(launched);
+    assert_ne!(pid, launched, "a supervisor waits for the sandboxed daemon");
+    for kind in ["mnt", "pid", "net", "ipc"] {
+        assert_ne!(ns(&pid.to_string(), kind), ns("self", kind), "{kind} namespace is shared with the host");
+    }
+    assert_eq!(status_field(pid, "Seccomp"), "2", "filter mode");
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(cap_eff(pid), DEFAULT_CAPS);
+    stop_cleanly(m, &log);
+}
+
 #[test]
 fn no_new_privs_and_seccomp_are_set() {
     let tmp = tmpdir();

@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 
 use avpfs_server::{DirEntry, DirSink, Entry, Handle, NodeId, OpenReply};
 use avpfs_sys::dir::{getdents64, DirEntries};
-use fuse_abi::Attr;
+use fuse_abi::{Attr, ROOT_ID};
 
 use crate::{errno, PassthroughFs};
 
@@ -59,7 +59,11 @@ impl PassthroughFs {
                 if !sink.has_room(e.name.len()) {
                     return Ok(());
                 }
-                let de = DirEntry { ino: e.ino, offset: e.off, typ: u32::from(e.typ), name: e.name };
+                // The root's parent is the root (as LOOKUP of ".." answers):
+                // the host directory above the share never shows, not even
+                // its inode number.
+                let ino = if e.name == b".." && of.node.id == ROOT_ID { of.node.key.ino } else { e.ino };
+                let de = DirEntry { ino, offset: e.off, typ: u32::from(e.typ), name: e.name };
                 if !sink.is_plus() {
                     if !sink.add(de, None) {
                         return Ok(());
@@ -69,7 +73,7 @@ impl PassthroughFs {
                 }
                 let entry = if e.name == b"." || e.name == b".." {
                     // No lookup, no reference: the client knows these.
-                    let attr = Attr { ino: e.ino, mode: dtype_mode(e.typ), ..Attr::default() };
+                    let attr = Attr { ino, mode: dtype_mode(e.typ), ..Attr::default() };
                     Entry { nodeid: 0, attr, ..Entry::default() }
                 } else {
                     let name = CString::new(e.name).map_err(|_| errno(libc::EIO))?;

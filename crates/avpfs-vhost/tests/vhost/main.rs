@@ -3,8 +3,12 @@
 //! virtio-fs driver.
 
 mod common;
+mod escape;
+mod exhaustion;
 mod io;
 mod lifecycle;
 mod locks;
 mod malformed;
+mod policy;
 mod protocol;
+mod share;

@@ -1,29 +1,47 @@
 #!/usr/bin/env bash
 # Benchmarks avpfs side by side with virtiofsd and the host (level 1: the
-# daemons driven by the in-process vhost-user front end).
+# daemons driven by the in-process vhost-user front end), or with virtiofsd
+# and QEMU's 9p server under a real guest (level 2).
 #
-# Usage: scripts/bench.sh [quick|full] [avpfs-bench options...]
+# Usage: scripts/bench.sh [level2] [quick|full] [avpfs-bench options...]
+#        scripts/bench.sh [quick|full] --level 2 [avpfs-bench options...]
 #   quick (default): a few minutes; full: the issue's sizes (much longer).
-#   Results: bench/results/level1.{md,svg,json,csv}.
+#   Results: bench/results/level1.{md,svg,json,csv}, or level2.* for level 2.
 # Environment: CARGO_TARGET_DIR (default: target), AVPFS_BENCH_TOOLS (where
 # virtiofsd is installed; default /work/tools when it exists, else
 # ~/.cache/avpfs-bench), JOBS (cargo -j, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mode=quick
+mode=quick level=1
+case "${1:-}" in
+  level1) shift ;;
+  level2) level=2; shift ;;
+esac
 case "${1:-}" in
   quick|--quick) shift ;;
   full|--full) mode=full; shift ;;
 esac
+# "--level 2" / "--level=2" among the options also selects level 2.
+prev=""
+for a in "$@"; do
+  case "$a" in
+    --level=2) level=2 ;;
+    2) [ "$prev" = --level ] && level=2 ;;
+  esac
+  prev=$a
+done
+level_args=()
+[ $level = 2 ] && ! printf '%s\n' "$@" | grep -q -- '^--level' && level_args=(--level 2)
 
 if [ "$(id -u)" != 0 ]; then
   echo "bench.sh: run as root (it mounts a tmpfs and installs packages)" >&2
   exit 1
 fi
 
-# Build dependencies of virtiofsd (cargo install) and the usual tool chain.
-scripts/install-deps.sh build
+# Build dependencies of virtiofsd (cargo install) and the usual tool chain;
+# QEMU, busybox and cpio for level 2's guests.
+if [ $level = 2 ]; then scripts/install-deps.sh guest; else scripts/install-deps.sh build; fi
 missing=()
 for p in libseccomp-dev libcap-ng-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,7 +64,16 @@ fi
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -j "${JOBS:-2}" --bin avpfs --bin avpfs-bench
 
-exec "$target/release/avpfs-bench" "--$mode" \
+guest_args=()
+if [ $level = 2 ]; then
+  # The guest kernel (Debian's, not installed on the host) and the static
+  # workload runner for the guest's initramfs.
+  scripts/guest/fetch-kernel.sh stable target/guest/kernel-stable
+  runner=$(scripts/guest/build-guest-workload.sh)
+  guest_args=(--guest-kernel target/guest/kernel-stable --guest-workload-bin "$runner")
+fi
+
+exec "$target/release/avpfs-bench" "--$mode" "${level_args[@]}" "${guest_args[@]}" \
   --avpfs-bin "$target/release/avpfs" \
   --virtiofsd-bin "$tools/virtiofsd/bin/virtiofsd" \
   --out bench/results "$@"

@@ -4,13 +4,17 @@
 #
 # Usage: run-guest.sh --kernel DIR --job SCRIPT [--socket SOCK --tag TAG]
 #                     [--9p DIR --tag TAG] [--queues N] [--smp N] [--mem SIZE]
-#                     [--bin FILE]... [--shell] [--timeout SECONDS]
+#                     [--bin FILE]... [--file FILE]... [--9p-cache MODE]
+#                     [--shell] [--timeout SECONDS]
+# --bin copies a (static) program into the guest's /bin, --file copies a file
+# into the guest's /data (both in the initramfs); --9p-cache is the 9p mount's
+# cache= option (default none).
 # The job runs as root in the guest with the share mounted on /mnt; its exit
 # status is printed as "AVPFS-EXIT <n>" and becomes this script's exit status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-kernel="" job="" socket="" tag=avpfs ninep="" queues=1 smp=2 mem=1G shell=0 timeout=600 qemu=${QEMU:-qemu-system-x86_64}
-bins=()
+kernel="" job="" socket="" tag=avpfs ninep="" ninep_cache=none queues=1 smp=2 mem=1G shell=0 timeout=600 qemu=${QEMU:-qemu-system-x86_64}
+bins=() files=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --kernel) kernel=$2; shift 2 ;;
@@ -22,6 +26,8 @@ while [ $# -gt 0 ]; do
     --smp) smp=$2; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
     --bin) bins+=("$2"); shift 2 ;;
+    --file) files+=("$2"); shift 2 ;;
+    --9p-cache) ninep_cache=$2; shift 2 ;;
     --shell) shell=1; shift ;;
     --timeout) timeout=$2; shift 2 ;;
     *) echo "run-guest: unknown argument $1" >&2; exit 2 ;;
@@ -32,7 +38,7 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
-mkdir -p "$root"/{bin,lib/modules,proc,sys,dev,mnt,tmp}
+mkdir -p "$root"/{bin,lib/modules,proc,sys,dev,mnt,tmp,data}
 cp /bin/busybox "$root/bin/busybox"
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci fuse virtiofs netfs fscache 9pnet 9pnet_virtio 9p; do
   f=$(find "$kernel/modules/kernel" -name "$m.ko" -o -name "$m.ko.xz" | head -n1)
@@ -44,6 +50,7 @@ for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
   echo "$m" >> "$root/lib/modules/order"
 done
 for b in "${bins[@]}"; do cp "$b" "$root/bin/"; done
+for f in "${files[@]}"; do cp "$f" "$root/data/"; done
 cp "$job" "$root/job.sh"
 chmod +x "$root/job.sh"
 if [ -n "$ninep" ]; then fstype=9p; else fstype=virtiofs; fi
@@ -57,7 +64,7 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 [ -f /lib/modules/order ] && for m in \$(cat /lib/modules/order); do insmod /lib/modules/\$m.ko 2>/dev/null; done
 if [ "$fstype" = 9p ]; then
-  mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=none $tag /mnt
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=$ninep_cache $tag /mnt
 else
   mount -t virtiofs $tag /mnt
 fi || echo "AVPFS-MOUNT-FAILED"

@@ -6,24 +6,34 @@ use clap::Parser;
 
 use crate::contenders::Contender;
 use crate::error::Error;
+use crate::guest::{GuestSizes, GuestWorkload};
+use crate::level2::GuestConfig;
 use crate::share::DirKind;
 use crate::workloads::{Sizes, Workload};
 
 /// Benchmarks avpfs side by side with virtiofsd and the host (level 1: the
-/// daemons driven by an in-process vhost-user front end, no guest).
+/// daemons driven by an in-process vhost-user front end, no guest), or with
+/// virtiofsd and QEMU's 9p server under a real guest (level 2).
 #[derive(Debug, Parser, Clone)]
 #[command(name = "avpfs-bench", version, about, long_about = None)]
 pub struct Cli {
-    /// A quick run (a few minutes): 10 000-file tree, 3 repetitions. The default.
+    /// 1: the daemons alone (results level1.*); 2: a real guest under QEMU
+    /// (results level2.*; the options marked "level 2" apply).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub level: u8,
+
+    /// A quick run (a few minutes): 10 000-file tree, 3 repetitions (level 2:
+    /// 2 000 files, 64 MiB file, 3 repetitions). The default.
     #[arg(long, conflicts_with = "full")]
     pub quick: bool,
 
     /// A full run: 100 000-file tree, 1 million files for the memory figures,
-    /// 5 repetitions, tmpfs and disk.
+    /// 5 repetitions, tmpfs and disk (level 2: 10 000 files, 256 MiB file,
+    /// larger tarball, 5 repetitions).
     #[arg(long)]
     pub full: bool,
 
-    /// Where the results go (level1.md, level1.svg, level1.json, level1.csv).
+    /// Where the results go (level1.md, level1.svg, level1.json, level1.csv; or level2.*).
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
 
@@ -31,8 +41,8 @@ pub struct Cli {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub workloads: Vec<Workload>,
 
-    /// Contenders.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "avpfs,virtiofsd,host")]
+    /// Contenders (default: avpfs,virtiofsd,host; level 2: avpfs,virtiofsd,9p).
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub contenders: Vec<Contender>,
 
     /// Where the shared directory lives (default: tmpfs; --full: tmpfs,disk).
@@ -47,7 +57,7 @@ pub struct Cli {
     #[arg(long)]
     pub reps: Option<usize>,
 
-    /// Files of the metadata tree.
+    /// Files of the metadata tree (level 2: N of create, stat, readdir, unlink).
     #[arg(long)]
     pub files: Option<usize>,
 
@@ -71,6 +81,75 @@ pub struct Cli {
     /// Skip the memory figures.
     #[arg(long)]
     pub no_memory: bool,
+
+    /// Inode mode of both daemons for the memory probe: auto (the default:
+    /// `--inode-file-handles=mandatory` in full mode or when the probe has
+    /// more files than descriptors, else each daemon's default), default
+    /// (never pass the option), never, prefer, mandatory.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub memory_file_handles: MemoryHandles,
+
+    /// Level 2: guest workloads to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub guest_workloads: Vec<GuestWorkload>,
+
+    /// Level 2: the guest kernel (fetch-kernel.sh's output directory;
+    /// default: target/guest/kernel-stable of the workspace).
+    #[arg(long)]
+    pub guest_kernel: Option<PathBuf>,
+
+    /// Level 2: the static workload runner (scripts/guest/build-guest-workload.sh
+    /// prints its path; default: looked up in the target directories).
+    #[arg(long)]
+    pub guest_workload_bin: Option<PathBuf>,
+
+    /// Level 2: scripts/guest/run-guest.sh (default: the workspace's).
+    #[arg(long)]
+    pub run_guest: Option<PathBuf>,
+
+    /// Level 2: the QEMU program (default: $QEMU, else qemu-system-x86_64).
+    #[arg(long)]
+    pub qemu: Option<String>,
+
+    /// Level 2: guest vCPUs.
+    #[arg(long, default_value_t = 2)]
+    pub guest_smp: usize,
+
+    /// Level 2: guest memory (QEMU -m, also the memfd backend's size).
+    #[arg(long, default_value = "1G")]
+    pub guest_mem: String,
+
+    /// Level 2: seconds one guest may run (default: 900 quick, 1800 full).
+    #[arg(long)]
+    pub guest_timeout: Option<u64>,
+
+    /// Level 2: untimed guest boots (of the first contender) before the
+    /// repetitions, so that no contender pays for a cold host (page cache,
+    /// QEMU's first start).
+    #[arg(long, default_value_t = 1)]
+    pub guest_warmup: usize,
+
+    /// Level 2: the 9p mount's cache mode (run-guest.sh's default: none).
+    #[arg(long, default_value = "none")]
+    pub ninep_cache: String,
+
+    /// Level 2: directories packed into the tarball the tar workload extracts
+    /// (default: the registry sources of crates in Cargo.lock: libc; full mode
+    /// adds syn, clap_builder and serde).
+    #[arg(long, value_delimiter = ',')]
+    pub tar_source: Vec<PathBuf>,
+
+    /// Level 2: M, the 4 KiB files of smallread (default: 1000 quick, 5000 full).
+    #[arg(long)]
+    pub guest_small_files: Option<usize>,
+
+    /// Level 2: MiB of the sequential/random I/O file (default: 64 quick, 256 full).
+    #[arg(long)]
+    pub guest_seq_mib: Option<u64>,
+
+    /// Level 2: 4 KiB random reads, and random writes (default: 2000 quick, 10000 full).
+    #[arg(long)]
+    pub guest_rand_ops: Option<usize>,
 
     /// The avpfs binary (default: beside this program, or target/release/avpfs).
     #[arg(long)]
@@ -98,6 +177,21 @@ pub struct Cli {
     pub virtiofsd_args: String,
 }
 
+/// The inode mode of the daemons in the memory probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MemoryHandles {
+    /// mandatory in full mode or when the files outnumber the descriptors, else each daemon's default.
+    Auto,
+    /// Each daemon's default (no option passed).
+    Default,
+    /// `--inode-file-handles=never`.
+    Never,
+    /// `--inode-file-handles=prefer`.
+    Prefer,
+    /// `--inode-file-handles=mandatory`.
+    Mandatory,
+}
+
 /// Which preset the sizes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +205,8 @@ pub enum Mode {
 /// A checked, complete configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// 1 (the daemons alone) or 2 (a real guest).
+    pub level: u8,
     /// The preset.
     pub mode: Mode,
     /// Output directory.
@@ -135,6 +231,10 @@ pub struct Config {
     pub queues: usize,
     /// Measure memory.
     pub memory: bool,
+    /// Inode mode of the daemons in the memory probe.
+    pub memory_file_handles: MemoryHandles,
+    /// Level 2's settings.
+    pub guest: GuestConfig,
     /// avpfs binary, when given.
     pub avpfs_bin: Option<PathBuf>,
     /// virtiofsd binary, when given.
@@ -183,7 +283,49 @@ impl TryFrom<Cli> for Config {
             return Err(Error::Usage("--files must be at least 1".into()));
         }
         let mut contenders = cli.contenders.clone();
+        if contenders.is_empty() {
+            contenders = if cli.level == 2 {
+                vec![Contender::Avpfs, Contender::Virtiofsd, Contender::NineP]
+            } else {
+                vec![Contender::Avpfs, Contender::Virtiofsd, Contender::Host]
+            };
+        }
         contenders.dedup();
+        let wrong = if cli.level == 2 { Contender::Host } else { Contender::NineP };
+        if contenders.contains(&wrong) {
+            return Err(Error::Usage(format!("contender {} is not part of level {}", wrong.name(), cli.level)));
+        }
+        let preset = if full { GuestSizes::FULL } else { GuestSizes::QUICK };
+        let guest_sizes = GuestSizes {
+            files: cli.files.unwrap_or(preset.files).max(1),
+            small_files: cli.guest_small_files.unwrap_or(preset.small_files).max(1),
+            seq_bytes: cli.guest_seq_mib.map_or(preset.seq_bytes, |m| m.max(1) << 20),
+            rand_ops: cli.guest_rand_ops.unwrap_or(preset.rand_ops).max(1),
+            readdir_passes: preset.readdir_passes,
+        };
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let guest = GuestConfig {
+            kernel: cli.guest_kernel.clone().unwrap_or_else(|| workspace.join("target/guest/kernel-stable")),
+            runner: cli.guest_workload_bin.clone(),
+            run_guest: cli.run_guest.clone().unwrap_or_else(|| workspace.join("scripts/guest/run-guest.sh")),
+            qemu: cli
+                .qemu
+                .clone()
+                .or_else(|| std::env::var("QEMU").ok().filter(|q| !q.is_empty()))
+                .unwrap_or_else(|| "qemu-system-x86_64".into()),
+            smp: cli.guest_smp.clamp(1, 64),
+            mem: cli.guest_mem.clone(),
+            warmup: cli.guest_warmup,
+            timeout_s: cli.guest_timeout.unwrap_or(if full { 1800 } else { 900 }),
+            ninep_cache: cli.ninep_cache.clone(),
+            tar_sources: cli.tar_source.clone(),
+            sizes: guest_sizes,
+            workloads: if cli.guest_workloads.is_empty() {
+                GuestWorkload::ALL.to_vec()
+            } else {
+                GuestWorkload::ALL.into_iter().filter(|w| cli.guest_workloads.contains(w)).collect()
+            },
+        };
         let workloads = if cli.workloads.is_empty() {
             Workload::ALL.to_vec()
         } else {
@@ -201,6 +343,7 @@ impl TryFrom<Cli> for Config {
         });
         let split = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
         Ok(Config {
+            level: cli.level,
             mode,
             out: cli.out.clone(),
             workloads,
@@ -215,6 +358,8 @@ impl TryFrom<Cli> for Config {
             depths,
             queues: cli.queues.unwrap_or_else(nproc).clamp(1, 64),
             memory: !cli.no_memory,
+            memory_file_handles: cli.memory_file_handles,
+            guest,
             avpfs_bin: cli.avpfs_bin.clone(),
             virtiofsd_bin: cli.virtiofsd_bin.clone(),
             tools_dir,
@@ -239,6 +384,31 @@ mod tests {
         let f = Config::try_from(Cli::parse_from(["avpfs-bench", "--full"])).unwrap();
         assert_eq!((f.mode, f.reps, f.sizes.files, f.sizes.memory_files), (Mode::Full, 5, 100_000, 1_000_000));
         assert_eq!(f.dir_kinds, vec![DirKind::Tmpfs, DirKind::Disk]);
+        assert_eq!(q.contenders, vec![Contender::Avpfs, Contender::Virtiofsd, Contender::Host]);
+    }
+
+    #[test]
+    fn level_two_has_its_own_contenders_and_sizes() {
+        let q = Config::try_from(Cli::parse_from(["avpfs-bench", "--level", "2"])).unwrap();
+        assert_eq!(q.level, 2);
+        assert_eq!(q.contenders, vec![Contender::Avpfs, Contender::Virtiofsd, Contender::NineP]);
+        assert_eq!(q.guest.sizes, GuestSizes::QUICK);
+        assert_eq!(q.guest.workloads.len(), GuestWorkload::ALL.len());
+        let f = Config::try_from(Cli::parse_from([
+            "avpfs-bench",
+            "--level=2",
+            "--full",
+            "--files",
+            "500",
+            "--guest-workloads",
+            "tar,create",
+        ]))
+        .unwrap();
+        assert_eq!((f.reps, f.guest.sizes.files, f.guest.sizes.seq_bytes), (5, 500, 256 << 20));
+        assert_eq!(f.guest.workloads, vec![GuestWorkload::Create, GuestWorkload::Tar]);
+        assert!(Config::try_from(Cli::parse_from(["avpfs-bench", "--level", "2", "--contenders", "host"])).is_err());
+        assert!(Config::try_from(Cli::parse_from(["avpfs-bench", "--contenders", "9p"])).is_err());
+        assert!(Cli::try_parse_from(["avpfs-bench", "--level", "3"]).is_err());
     }
 
     #[test]

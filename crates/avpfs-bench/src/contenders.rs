@@ -23,6 +23,10 @@ pub enum Contender {
     Virtiofsd,
     /// The host's own system calls on the shared directory (no daemon, no FUSE).
     Host,
+    /// QEMU's own 9p server (virtio-9p-pci; level 2 only).
+    #[value(name = "9p")]
+    #[serde(rename = "9p")]
+    NineP,
 }
 
 impl Contender {
@@ -32,12 +36,13 @@ impl Contender {
             Contender::Avpfs => "avpfs",
             Contender::Virtiofsd => "virtiofsd",
             Contender::Host => "host",
+            Contender::NineP => "9p",
         }
     }
 
-    /// Whether a daemon is started for it.
+    /// Whether a vhost-user-fs daemon is started for it.
     pub fn is_daemon(self) -> bool {
-        self != Contender::Host
+        matches!(self, Contender::Avpfs | Contender::Virtiofsd)
     }
 }
 

@@ -7,6 +7,11 @@
 //! CPU time per operation, ratios to virtiofsd and to the host, and each
 //! daemon's memory per cached inode; as Markdown, SVG, JSON and CSV.
 //!
+//! Level 2 ([`level2`], [`level2_report`]): one guest per contender per
+//! repetition under QEMU (`scripts/guest/run-guest.sh`), avpfs and virtiofsd
+//! against QEMU's own 9p server; the guest runner
+//! (`examples/guest-workload.rs`, protocol in [`guest`]) times each workload.
+//!
 //! Layers, top down: [`cli`] → [`runner`] (repetitions, interleaving,
 //! memory probe) → [`workloads`] (FUSE request streams) over [`engine`]
 //! (slots and the closed loop over the harness) and [`host`] (the
@@ -21,7 +26,10 @@ pub mod cli;
 pub mod contenders;
 pub mod engine;
 pub mod error;
+pub mod guest;
 pub mod host;
+pub mod level2;
+pub mod level2_report;
 pub mod procstat;
 pub mod report;
 pub mod runner;
@@ -34,6 +42,13 @@ pub use error::Error;
 /// Runs the benchmark the command line asks for and writes the results.
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let cfg = cli::Config::try_from(cli)?;
+    if cfg.level == 2 {
+        let results = level2::run(&cfg)?;
+        for p in level2_report::write_all(&cfg.out, &results)? {
+            eprintln!("wrote {}", p.display());
+        }
+        return Ok(());
+    }
     let results = runner::run(&cfg)?;
     let sums = report::summarize(&results);
     let mut written = report::write_all(&cfg.out, &results, &sums)?;

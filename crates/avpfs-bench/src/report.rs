@@ -282,6 +282,9 @@ fn memory_table(r: &Results) -> String {
          RSS is VmRSS (guest pages the daemon touched included); *bytes/inode* is the growth of RssAnon (the \
          daemon's heap) per file looked up. Medians over the repetitions.\n"
     );
+    if !r.meta.memory_daemon_args.is_empty() {
+        let _ = writeln!(s, "Both daemons ran with `{}` for this probe.\n", r.meta.memory_daemon_args);
+    }
     let _ = writeln!(s, "| share | daemon | files | RSS after INIT | after LOOKUP | after FORGET | bytes/inode (min–max) | fds after LOOKUP |");
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
     let mib = |v: f64| format!("{:.1} MiB", v / (1u64 << 20) as f64);
@@ -496,6 +499,7 @@ pub(crate) mod tests {
                 avpfs_rev: "abc".into(),
                 virtiofsd_version: "virtiofsd 1.14.0".into(),
                 daemon_command_lines: vec!["avpfs --x".into()],
+                memory_daemon_args: String::new(),
                 sizes: Sizes {
                     files: 10,
                     per_dir: 10,

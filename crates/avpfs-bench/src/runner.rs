@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::{nproc, Config, Mode};
+use crate::cli::{nproc, Config, MemoryHandles, Mode};
 use crate::contenders::{self, Contender, Daemon, DaemonSpec};
 use crate::engine::Session;
 use crate::error::{Error, IoContext};
@@ -123,6 +123,9 @@ pub struct Meta {
     pub virtiofsd_version: String,
     /// The daemon command lines (socket and share paths vary per run).
     pub daemon_command_lines: Vec<String>,
+    /// Arguments added to both daemons' command lines for the memory probe
+    /// (`--inode-file-handles=...`; empty: none).
+    pub memory_daemon_args: String,
     /// Workload sizes.
     pub sizes: Sizes,
     /// Least measured seconds per run.
@@ -173,6 +176,7 @@ pub fn applies(c: Contender, case: &Case, cases: &[Case]) -> bool {
     match c {
         Contender::Avpfs => true,
         Contender::Virtiofsd => case.queues == 1,
+        Contender::NineP => false,
         Contender::Host => {
             cases.iter().find(|k| k.workload == case.workload && k.queues == case.queues).map(|k| k.depth)
                 == Some(case.depth)
@@ -181,7 +185,7 @@ pub fn applies(c: Contender, case: &Case, cases: &[Case]) -> bool {
 }
 
 /// The largest descriptor count a process may have (`/proc/sys/fs/nr_open`).
-fn nr_open() -> u64 {
+pub(crate) fn nr_open() -> u64 {
     std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1 << 20)
 }
 
@@ -203,6 +207,19 @@ pub fn raise_nofile(want: u64) -> u64 {
     // SAFETY: as above.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &cur) };
     cur.rlim_max
+}
+
+/// The `--inode-file-handles` value both daemons get for the memory probe
+/// (`None`: their defaults): file handles in full mode and whenever the probe
+/// has more files than the descriptor limit, unless the user chose.
+pub fn memory_inode_mode(choice: MemoryHandles, mode: Mode, too_many_files: bool) -> Option<&'static str> {
+    match choice {
+        MemoryHandles::Auto if mode == Mode::Full || too_many_files => Some("mandatory"),
+        MemoryHandles::Auto | MemoryHandles::Default => None,
+        MemoryHandles::Never => Some("never"),
+        MemoryHandles::Prefer => Some("prefer"),
+        MemoryHandles::Mandatory => Some("mandatory"),
+    }
 }
 
 /// Runs the benchmark.
@@ -230,18 +247,42 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
         capped.sizes.create_files = capped.sizes.create_files.min(capped.sizes.files);
         cfg = &capped;
     }
-    if cfg.memory && needed(cfg.sizes.memory_files, cfg.sizes.per_dir) > nofile {
-        notes.push(format!(
-            "The memory probe looks up {} files, more than the descriptor limit ({nofile}): a daemon that holds \
-             one O_PATH descriptor per inode fails it with EMFILE (virtiofsd uses file handles by default).",
-            cfg.sizes.memory_files
-        ));
+    // The memory probe: with more files than descriptors, a daemon that holds
+    // one O_PATH descriptor per inode fails with EMFILE, so both daemons keep
+    // file handles instead (and always in full mode, so that full runs compare
+    // the same way whatever the limit).
+    let too_many = needed(cfg.sizes.memory_files, cfg.sizes.per_dir) > nofile;
+    let memory_handles = memory_inode_mode(cfg.memory_file_handles, cfg.mode, too_many);
+    let memory_args: Vec<String> =
+        memory_handles.map(|m| vec![format!("--inode-file-handles={m}")]).unwrap_or_default();
+    if cfg.memory {
+        match memory_handles {
+            Some(m) => notes.push(format!(
+                "Memory probe: both daemons ran with `--inode-file-handles={m}` (inodes kept as file handles, not \
+                 O_PATH descriptors){}.",
+                if too_many {
+                    format!(": its {} files are more than the descriptor limit ({nofile})", cfg.sizes.memory_files)
+                } else {
+                    String::new()
+                }
+            )),
+            None if too_many => notes.push(format!(
+                "The memory probe looks up {} files, more than the descriptor limit ({nofile}), with the daemons' \
+                 default inode mode: a daemon that holds one O_PATH descriptor per inode fails it with EMFILE.",
+                cfg.sizes.memory_files
+            )),
+            None => notes.push(
+                "Memory probe: each daemon with its default inode mode (avpfs: O_PATH descriptors; virtiofsd: \
+                 file handles when it may, `--inode-file-handles=prefer`)."
+                    .into(),
+            ),
+        }
     }
     let mut specs = Vec::new();
     let mut virtiofsd_version = "not run".to_string();
     for &c in &cfg.contenders {
         let (program, extra_args) = match c {
-            Contender::Host => continue,
+            Contender::Host | Contender::NineP => continue,
             Contender::Avpfs => (contenders::locate_avpfs(cfg.avpfs_bin.as_deref())?, cfg.avpfs_args.clone()),
             Contender::Virtiofsd => {
                 let p = contenders::ensure_virtiofsd(cfg.virtiofsd_bin.as_deref(), &cfg.tools_dir, cfg.install)?;
@@ -266,6 +307,7 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
         avpfs_rev: git_rev(),
         virtiofsd_version,
         daemon_command_lines: specs.iter().map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE"))).collect(),
+        memory_daemon_args: memory_args.join(" "),
         sizes: cfg.sizes.clone(),
         min_time_s: cfg.min_time.as_secs_f64(),
         reps: cfg.reps,
@@ -313,7 +355,9 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
             if cfg.memory {
                 for spec in order.iter().filter_map(|c| specs.iter().find(|s| s.contender == *c)) {
                     let label = format!("mem-r{rep}");
-                    let m = memory_probe(spec, &share, &mtree, run_dir.path(), &label, kind, rep);
+                    let mut spec = spec.clone();
+                    spec.extra_args.extend(memory_args.iter().cloned());
+                    let m = memory_probe(&spec, &share, &mtree, run_dir.path(), &label, kind, rep);
                     match &m.error {
                         None => eprintln!(
                             "   memory {:9}: {:.0} bytes/inode, RSS {} -> {} -> {} MiB, {} fds",
@@ -335,11 +379,11 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
     Ok(Results { meta, cases, contenders: cfg.contenders.clone(), samples, memory })
 }
 
-fn names(cs: &[Contender]) -> String {
+pub(crate) fn names(cs: &[Contender]) -> String {
     cs.iter().map(|c| c.name()).collect::<Vec<_>>().join(" ")
 }
 
-fn rotated(cs: &[Contender], by: usize) -> Vec<Contender> {
+pub(crate) fn rotated(cs: &[Contender], by: usize) -> Vec<Contender> {
     let mut v = cs.to_vec();
     if !v.is_empty() {
         let n = by % v.len();
@@ -571,7 +615,7 @@ fn memory_probe_inner(
     Ok(())
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -581,7 +625,7 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn mem_total() -> String {
+pub(crate) fn mem_total() -> String {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -593,7 +637,7 @@ fn mem_total() -> String {
 }
 
 /// `git describe`-like revision of the workspace, with `-dirty` for local changes.
-fn git_rev() -> String {
+pub(crate) fn git_rev() -> String {
     let dir: PathBuf = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = |args: &[&str]| {
         std::process::Command::new("git")
@@ -650,6 +694,18 @@ mod tests {
         assert_eq!(cs.iter().filter(|c| applies(Contender::Virtiofsd, c, &cs)).count(), 2);
         let host: Vec<String> = cs.iter().filter(|c| applies(Contender::Host, c, &cs)).map(Case::label).collect();
         assert_eq!(host, ["lookup q1 d1", "lookup q2 d16"]);
+    }
+
+    #[test]
+    fn the_memory_probe_uses_file_handles_in_full_mode_and_when_fds_run_out() {
+        use MemoryHandles::*;
+        assert_eq!(memory_inode_mode(Auto, Mode::Full, false), Some("mandatory"));
+        assert_eq!(memory_inode_mode(Auto, Mode::Quick, true), Some("mandatory"));
+        assert_eq!(memory_inode_mode(Auto, Mode::Quick, false), None);
+        assert_eq!(memory_inode_mode(Default, Mode::Full, true), None);
+        assert_eq!(memory_inode_mode(Prefer, Mode::Quick, false), Some("prefer"));
+        let f = Config::try_from(crate::cli::Cli::parse_from(["b", "--full"])).unwrap();
+        assert_eq!(f.memory_file_handles, Auto);
     }
 
     #[test]

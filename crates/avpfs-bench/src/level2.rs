@@ -1,0 +1,701 @@
+//! Level 2: a real guest. For every repetition and every contender (order
+//! rotating from one repetition to the next) a fresh tmpfs share, a fresh
+//! daemon (avpfs or virtiofsd, both `--cache auto`) or QEMU's own 9p server,
+//! and a fresh guest booted by `scripts/guest/run-guest.sh` with the same
+//! kernel, QEMU flags, vCPUs and memory. The guest runs the static workload
+//! runner (`examples/guest-workload.rs`), which times each workload with
+//! CLOCK_MONOTONIC and prints one line per workload on the serial console;
+//! this module collects them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cli::{nproc, Config, Mode};
+use crate::contenders::{self, Contender, Daemon, DaemonSpec, TAG};
+use crate::error::{Error, IoContext};
+use crate::guest::{self, GuestLine, GuestSizes, GuestWorkload};
+use crate::runner::{cpu_model, git_rev, mem_total, names, nr_open, raise_nofile, rotated, utc_now};
+use crate::share::{DirKind, Share};
+
+/// Level 2's settings.
+#[derive(Debug, Clone)]
+pub struct GuestConfig {
+    /// fetch-kernel.sh's output directory (vmlinuz, modules/, package).
+    pub kernel: PathBuf,
+    /// The static workload runner, when given.
+    pub runner: Option<PathBuf>,
+    /// scripts/guest/run-guest.sh.
+    pub run_guest: PathBuf,
+    /// The QEMU program.
+    pub qemu: String,
+    /// Guest vCPUs.
+    pub smp: usize,
+    /// Guest memory (`-m`).
+    pub mem: String,
+    /// Untimed boots before the repetitions.
+    pub warmup: usize,
+    /// Seconds one guest may run.
+    pub timeout_s: u64,
+    /// The 9p mount's `cache=` mode.
+    pub ninep_cache: String,
+    /// Directories of the tarball (default: registry sources, see [`default_tar_sources`]).
+    pub tar_sources: Vec<PathBuf>,
+    /// Workload sizes.
+    pub sizes: GuestSizes,
+    /// Workloads, in run order.
+    pub workloads: Vec<GuestWorkload>,
+}
+
+/// Where the guest runner works on the share.
+const GUEST_DIR: &str = "/mnt/avpfs-l2";
+/// The tarball's name in the guest's /data.
+const TARBALL: &str = "src.tar";
+/// The runner's arguments' file name in the guest's /data.
+const ARGS_FILE: &str = "bench.args";
+
+/// One workload of one boot.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestSample {
+    /// The workload.
+    pub workload: GuestWorkload,
+    /// The contender.
+    pub contender: Contender,
+    /// Repetition (from 0).
+    pub rep: usize,
+    /// What the guest reported, when the workload ran.
+    pub line: Option<GuestLine>,
+    /// Why it has no figures.
+    pub error: Option<String>,
+}
+
+impl GuestSample {
+    /// Guest-side seconds, when it ran.
+    pub fn seconds(&self) -> Option<f64> {
+        self.line.as_ref().map(|l| l.seconds)
+    }
+
+    /// Its rate (ops/s or MB/s), when it ran.
+    pub fn rate(&self) -> Option<f64> {
+        let l = self.line.as_ref()?;
+        let s = l.seconds.max(1e-9);
+        Some(match self.workload.unit() {
+            guest::GuestUnit::Ops => l.ops as f64 / s,
+            guest::GuestUnit::Bytes => l.bytes as f64 / s / 1e6,
+        })
+    }
+}
+
+/// One guest boot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Boot {
+    /// The contender.
+    pub contender: Contender,
+    /// Repetition.
+    pub rep: usize,
+    /// Its place in the repetition's order (from 0).
+    pub position: usize,
+    /// Host wall time of the boot, set-up to power-off, seconds.
+    pub host_seconds: f64,
+    /// run-guest.sh's exit status.
+    pub exit: String,
+    /// The guest's `/proc/mounts` line for the share.
+    pub mount: Option<String>,
+    /// The guest's `uname -r`.
+    pub guest_kernel: Option<String>,
+    /// What went wrong (with the end of the console).
+    pub error: Option<String>,
+}
+
+/// The tarball of the tar workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tarball {
+    /// The directories packed.
+    pub sources: Vec<String>,
+    /// Its size.
+    pub bytes: u64,
+    /// Entries (files, directories, links).
+    pub entries: u64,
+}
+
+/// The machine and the programs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta2 {
+    /// When the run started (UTC).
+    pub date: String,
+    /// The command line.
+    pub command_line: String,
+    /// quick or full.
+    pub mode: Mode,
+    /// Repetitions.
+    pub reps: usize,
+    /// Host CPUs.
+    pub nproc: usize,
+    /// CPU model.
+    pub cpu: String,
+    /// Host kernel release.
+    pub kernel: String,
+    /// Host memory.
+    pub mem_total: String,
+    /// avpfs git revision.
+    pub avpfs_rev: String,
+    /// `virtiofsd --version`.
+    pub virtiofsd_version: String,
+    /// `qemu --version`, first line.
+    pub qemu_version: String,
+    /// The Debian package of the guest kernel.
+    pub guest_kernel_package: String,
+    /// The guest's `uname -r`.
+    pub guest_kernel: String,
+    /// vCPUs and memory of every guest.
+    pub guest_smp: usize,
+    /// Guest memory.
+    pub guest_mem: String,
+    /// The QEMU arguments every guest gets (run-guest.sh), without the share device.
+    pub qemu_flags: String,
+    /// The share device of each contender.
+    pub devices: Vec<(Contender, String)>,
+    /// The daemons' command lines.
+    pub daemon_command_lines: Vec<String>,
+    /// The guest's mount line of each contender's share.
+    pub mounts: Vec<(Contender, String)>,
+    /// Workload sizes.
+    pub sizes: GuestSizes,
+    /// The tarball.
+    pub tarball: Tarball,
+    /// Total run time, seconds.
+    pub seconds: f64,
+    /// What the reader should know.
+    pub notes: Vec<String>,
+}
+
+/// Everything a level-2 run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results2 {
+    /// The machine and the programs.
+    pub meta: Meta2,
+    /// The contenders, in the first repetition's order.
+    pub contenders: Vec<Contender>,
+    /// The workloads, in run order.
+    pub workloads: Vec<GuestWorkload>,
+    /// Every workload of every boot.
+    pub samples: Vec<GuestSample>,
+    /// Every boot.
+    pub boots: Vec<Boot>,
+}
+
+/// The workspace root (this crate is `crates/avpfs-bench`).
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The static runner: `explicit`, or `guest-workload` built for
+/// x86_64-unknown-linux-gnu in one of the target directories we know of.
+pub fn locate_runner(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(Error::Usage(format!("--guest-workload-bin {}: no such file", p.display())))
+        };
+    }
+    const REL: &str = "x86_64-unknown-linux-gnu/release/examples/guest-workload";
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join(REL));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        // We are TARGET/release/avpfs-bench (or TARGET/PROFILE/deps/... in tests).
+        for dir in exe.ancestors().skip(2).take(2) {
+            candidates.push(dir.join(REL));
+        }
+    }
+    candidates.push(workspace().join("target").join(REL));
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        Error::Usage(
+            "no guest workload runner found: build it with scripts/guest/build-guest-workload.sh \
+             (a static binary) or pass --guest-workload-bin"
+                .into(),
+        )
+    })
+}
+
+/// The registry source directories of `crates` at the versions Cargo.lock
+/// pins (the first version listed when there are several).
+fn locked_sources(crates: &[&str]) -> Vec<PathBuf> {
+    let Ok(lock) = std::fs::read_to_string(workspace().join("Cargo.lock")) else { return Vec::new() };
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
+    let registries: Vec<PathBuf> = std::fs::read_dir(home.join("registry/src"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for name in crates {
+        let needle = format!("name = \"{name}\"\nversion = \"");
+        let Some(at) = lock.find(&needle) else { continue };
+        let rest = &lock[at + needle.len()..];
+        let Some(version) = rest.split('"').next() else { continue };
+        if let Some(dir) =
+            registries.iter().map(|r| r.join(format!("{name}-{version}"))).find(|d| d.join("Cargo.toml").is_file())
+        {
+            out.push(dir);
+        }
+    }
+    out
+}
+
+/// The tarball's default content: real source trees of a few MB and a few
+/// hundred files, the same on every machine that built this workspace (the
+/// crate registry's sources at Cargo.lock's versions); the workspace's own
+/// `crates/` when the registry has none of them.
+pub fn default_tar_sources(mode: Mode) -> Vec<PathBuf> {
+    let crates: &[&str] = match mode {
+        Mode::Quick => &["libc"],
+        Mode::Full => &["libc", "syn", "clap_builder", "serde"],
+    };
+    let found = locked_sources(crates);
+    if found.is_empty() {
+        vec![workspace().join("crates")]
+    } else {
+        found
+    }
+}
+
+/// Packs `sources` into `out` (GNU format, sorted, owner 0, fixed mtime: the
+/// same bytes on every run).
+fn make_tarball(sources: &[PathBuf], out: &Path) -> Result<Tarball, Error> {
+    let mut cmd = Command::new("tar");
+    cmd.args([
+        "-cf",
+        &out.to_string_lossy(),
+        "--format=gnu",
+        "--sort=name",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "--mtime=@1700000000",
+    ]);
+    for s in sources {
+        let s = s.canonicalize().ctx(|| format!("tar source {}", s.display()))?;
+        let (parent, name) = match (s.parent(), s.file_name()) {
+            (Some(p), Some(n)) => (p.to_path_buf(), n.to_os_string()),
+            _ => return Err(Error::Usage(format!("tar source {}: not a directory below /", s.display()))),
+        };
+        cmd.arg("-C").arg(parent).arg(name);
+    }
+    let st = cmd.status().ctx(|| "running tar".into())?;
+    if !st.success() {
+        return Err(Error::Usage(format!("tar -cf {}: {st}", out.display())));
+    }
+    let list = Command::new("tar").arg("-tf").arg(out).output().ctx(|| "running tar -tf".into())?;
+    let bytes = std::fs::metadata(out).ctx(|| format!("stat {}", out.display()))?.len();
+    Ok(Tarball {
+        sources: sources.iter().map(|s| s.display().to_string()).collect(),
+        bytes,
+        entries: String::from_utf8_lossy(&list.stdout).lines().count() as u64,
+    })
+}
+
+/// The runner's command line in the guest.
+fn runner_args(g: &GuestConfig) -> String {
+    let s = &g.sizes;
+    let mut a = format!(
+        "--dir {GUEST_DIR} --files {} --small-files {} --seq-mib {} --rand-ops {} --readdir-passes {} \
+         --tar /data/{TARBALL}",
+        s.files,
+        s.small_files,
+        s.seq_bytes >> 20,
+        s.rand_ops,
+        s.readdir_passes
+    );
+    if g.workloads.len() != GuestWorkload::ALL.len() {
+        let w: Vec<&str> = g.workloads.iter().map(|w| w.name()).collect();
+        a.push_str(&format!(" --workloads {}", w.join(",")));
+    }
+    a
+}
+
+/// The first line a program prints for `--version`.
+fn first_line_of(program: &str, arg: &str) -> String {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// What one boot needs, the same for every boot.
+struct Bench<'a> {
+    cfg: &'a Config,
+    specs: Vec<DaemonSpec>,
+    runner: PathBuf,
+    run_dir: &'a Path,
+    tarball: PathBuf,
+    args_file: PathBuf,
+}
+
+/// What the console of one boot said.
+#[derive(Default)]
+struct Console {
+    lines: Vec<GuestLine>,
+    failures: Vec<(String, String)>,
+    mount: Option<String>,
+    kernel: Option<String>,
+    mount_failed: bool,
+    tail: String,
+}
+
+fn read_console(text: &str) -> Console {
+    let mut c = Console::default();
+    for raw in text.split(['\n', '\r']) {
+        if let Some(l) = GuestLine::parse(raw) {
+            c.lines.push(l);
+        } else if let Some(f) = guest::parse_failure(raw) {
+            c.failures.push(f);
+        } else if let Some((k, v)) = guest::parse_info(raw) {
+            match k.as_str() {
+                "mount" => c.mount = Some(v),
+                "kernel" => c.kernel = Some(v),
+                _ => {}
+            }
+        } else if raw.contains("AVPFS-MOUNT-FAILED") {
+            c.mount_failed = true;
+        }
+    }
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    c.tail = lines[lines.len().saturating_sub(6)..].join(" | ");
+    c
+}
+
+impl Bench<'_> {
+    /// Boots one guest for `c` and returns its boot record and samples.
+    fn boot(&self, c: Contender, rep: usize, position: usize) -> (Boot, Vec<GuestSample>) {
+        let t = Instant::now();
+        let label = format!("l2-r{rep}-{}", c.name());
+        let mut boot = Boot {
+            contender: c,
+            rep,
+            position,
+            host_seconds: 0.0,
+            exit: String::new(),
+            mount: None,
+            guest_kernel: None,
+            error: None,
+        };
+        let console = match self.boot_inner(c, &label, &mut boot) {
+            Ok(console) => Some(console),
+            Err(e) => {
+                boot.error = Some(e.to_string());
+                None
+            }
+        };
+        boot.host_seconds = t.elapsed().as_secs_f64();
+        let samples = self
+            .cfg
+            .guest
+            .workloads
+            .iter()
+            .map(|&w| {
+                let mut s = GuestSample { workload: w, contender: c, rep, line: None, error: None };
+                match &console {
+                    Some(con) => {
+                        s.line = con.lines.iter().find(|l| l.workload == w).cloned();
+                        if s.line.is_none() {
+                            s.error = Some(match con.failures.iter().find(|(n, _)| n == w.name()) {
+                                Some((_, msg)) => msg.clone(),
+                                None if con.mount_failed => "the guest could not mount the share".into(),
+                                None => format!("no result (run-guest.sh: {}; console: {})", boot.exit, con.tail),
+                            });
+                        }
+                    }
+                    None => s.error = boot.error.clone(),
+                }
+                s
+            })
+            .collect();
+        (boot, samples)
+    }
+
+    fn boot_inner(&self, c: Contender, label: &str, boot: &mut Boot) -> Result<Console, Error> {
+        let g = &self.cfg.guest;
+        let share = Share::create(DirKind::Tmpfs, Path::new("/var/tmp"))?;
+        let mut cmd = Command::new(&g.run_guest);
+        cmd.arg("--kernel")
+            .arg(&g.kernel)
+            .arg("--job")
+            .arg(workspace().join("scripts/guest/jobs/bench.sh"))
+            .arg("--tag")
+            .arg(TAG)
+            .args(["--smp", &g.smp.to_string(), "--mem", &g.mem, "--timeout", &g.timeout_s.to_string()])
+            .arg("--bin")
+            .arg(&self.runner)
+            .arg("--file")
+            .arg(&self.tarball)
+            .arg("--file")
+            .arg(&self.args_file)
+            .env("QEMU", &g.qemu)
+            .stdin(Stdio::null());
+        let mut daemon = None;
+        if c == Contender::NineP {
+            cmd.arg("--9p").arg(share.root()).args(["--9p-cache", &g.ninep_cache]);
+        } else {
+            let spec = self
+                .specs
+                .iter()
+                .find(|s| s.contender == c)
+                .ok_or_else(|| Error::Usage(format!("no {} program", c.name())))?;
+            let d = Daemon::start(spec, share.root(), self.run_dir, label)?;
+            cmd.arg("--socket").arg(d.socket()).args(["--queues", "1"]);
+            daemon = Some(d);
+        }
+        let log = self.run_dir.join(format!("{label}.console"));
+        let out = std::fs::File::create(&log).ctx(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().ctx(|| "duplicating the console log".into())?;
+        let status = cmd.stdout(out).stderr(err).status().ctx(|| format!("running {}", g.run_guest.display()))?;
+        boot.exit = match status.code() {
+            Some(124) => "timeout".into(),
+            Some(n) => format!("exit {n}"),
+            None => status.to_string(),
+        };
+        if let Some(mut d) = daemon {
+            if let Some(st) = d.exited() {
+                if !st.contains("exit status: 0") {
+                    boot.error = Some(d.failure(&format!("exited with {st}")).to_string());
+                }
+            }
+            d.stop();
+        }
+        let text =
+            String::from_utf8_lossy(&std::fs::read(&log).ctx(|| format!("reading {}", log.display()))?).into_owned();
+        let console = read_console(&text);
+        boot.mount = console.mount.clone();
+        boot.guest_kernel = console.kernel.clone();
+        if !status.success() && boot.error.is_none() {
+            boot.error = Some(format!("run-guest.sh {}: {}", boot.exit, console.tail));
+        }
+        // Keep the console of a failed boot for a look after the run.
+        if boot.error.is_some() {
+            let keep = std::env::temp_dir().join(format!("avpfs-bench-{label}.console"));
+            let _ = std::fs::copy(&log, &keep);
+            if let Some(e) = boot.error.as_mut() {
+                e.push_str(&format!(" (console kept in {})", keep.display()));
+            }
+        }
+        Ok(console)
+    }
+}
+
+/// Runs level 2.
+pub fn run(cfg: &Config) -> Result<Results2, Error> {
+    let (t0, date) = (Instant::now(), utc_now());
+    let g = &cfg.guest;
+    let mut notes = Vec::new();
+    for (what, p) in [("the guest kernel", g.kernel.join("vmlinuz")), ("run-guest.sh", g.run_guest.clone())] {
+        if !p.is_file() {
+            return Err(Error::Usage(format!(
+                "{what} is missing ({}): scripts/guest/fetch-kernel.sh stable DIR fetches a kernel",
+                p.display()
+            )));
+        }
+    }
+    let runner = locate_runner(g.runner.as_deref())?;
+    let nofile = raise_nofile(nr_open());
+    let mut specs = Vec::new();
+    let mut virtiofsd_version = "not run".to_string();
+    for &c in &cfg.contenders {
+        let (program, extra_args) = match c {
+            Contender::Host | Contender::NineP => continue,
+            Contender::Avpfs => (contenders::locate_avpfs(cfg.avpfs_bin.as_deref())?, cfg.avpfs_args.clone()),
+            Contender::Virtiofsd => {
+                let p = contenders::ensure_virtiofsd(cfg.virtiofsd_bin.as_deref(), &cfg.tools_dir, cfg.install)?;
+                virtiofsd_version = contenders::version_of(&p);
+                (p, cfg.virtiofsd_args.clone())
+            }
+        };
+        specs.push(DaemonSpec { contender: c, program, extra_args, request_queues: 1, rlimit_nofile: nofile });
+    }
+    let run_dir =
+        tempfile::Builder::new().prefix("avpfs-bench-l2-").tempdir().ctx(|| "making a run directory".into())?;
+    let sources = if g.tar_sources.is_empty() { default_tar_sources(cfg.mode) } else { g.tar_sources.clone() };
+    let tarball = run_dir.path().join(TARBALL);
+    let tar = make_tarball(&sources, &tarball)?;
+    let args_file = run_dir.path().join(ARGS_FILE);
+    std::fs::write(&args_file, runner_args(g)).ctx(|| format!("writing {}", args_file.display()))?;
+    eprintln!(
+        "== level 2: {} repetitions of {}; tarball {:.1} MB, {} entries ({}); runner {}",
+        cfg.reps,
+        names(&cfg.contenders),
+        tar.bytes as f64 / 1e6,
+        tar.entries,
+        tar.sources.join(", "),
+        runner.display()
+    );
+    let bench = Bench { cfg, specs, runner, run_dir: run_dir.path(), tarball, args_file };
+    if let Some(&first) = cfg.contenders.first() {
+        for i in 0..g.warmup {
+            let (boot, _) = bench.boot(first, 0, 0);
+            eprintln!(
+                "== warm-up boot {}/{} ({}): {:.1} s{}",
+                i + 1,
+                g.warmup,
+                first.name(),
+                boot.host_seconds,
+                boot.error.map(|e| format!(", {e}")).unwrap_or_default()
+            );
+        }
+    }
+    let mut samples = Vec::new();
+    let mut boots = Vec::new();
+    for rep in 0..cfg.reps {
+        let order = rotated(&cfg.contenders, rep);
+        eprintln!("== repetition {}/{}: {}", rep + 1, cfg.reps, names(&order));
+        for (position, &c) in order.iter().enumerate() {
+            let (boot, s) = bench.boot(c, rep, position);
+            let figures: Vec<String> = s
+                .iter()
+                .map(|x| match x.seconds() {
+                    Some(sec) => format!("{} {sec:.3}s", x.workload.name()),
+                    None => format!("{} FAILED", x.workload.name()),
+                })
+                .collect();
+            eprintln!("   [r{}] {:9} {:5.1} s host: {}", rep + 1, c.name(), boot.host_seconds, figures.join(", "));
+            if let Some(e) = &boot.error {
+                eprintln!("   [r{}] {:9} {e}", rep + 1, c.name());
+            }
+            samples.extend(s);
+            boots.push(boot);
+        }
+    }
+    let mounts: Vec<(Contender, String)> = cfg
+        .contenders
+        .iter()
+        .filter_map(|&c| boots.iter().find(|b| b.contender == c).and_then(|b| b.mount.clone()).map(|m| (c, m)))
+        .collect();
+    let devices = cfg
+        .contenders
+        .iter()
+        .map(|&c| {
+            let d = if c == Contender::NineP {
+                format!(
+                    "-fsdev local,id=f0,path=SHARE,security_model=none -device virtio-9p-pci,fsdev=f0,mount_tag={TAG}; \
+                     guest: mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache={}",
+                    g.ninep_cache
+                )
+            } else {
+                format!(
+                    "-chardev socket,id=c0,path=SOCKET -device vhost-user-fs-pci,chardev=c0,tag={TAG},queue-size=1024,\
+                     num-request-queues=1; guest: mount -t virtiofs {TAG}"
+                )
+            };
+            (c, d)
+        })
+        .collect();
+    if cfg.contenders.contains(&Contender::NineP) && g.ninep_cache == "none" {
+        notes.push(
+            "9p is mounted with cache=none (run-guest.sh's default; its mount shows sync,dirsync): no guest page \
+             cache, every read and write goes to QEMU's server, so drop_caches changes nothing for it, while the \
+             virtio-fs guests (cache=auto) write through their page cache and read after drop_caches."
+                .into(),
+        );
+    }
+    notes.push(
+        "QEMU runs with TCG (no KVM): the guest kernel's own work is emulated, which adds the same large cost to \
+         every contender; ratios understate the daemons' differences."
+            .into(),
+    );
+    let meta = Meta2 {
+        date,
+        command_line: cfg.command_line.clone(),
+        mode: cfg.mode,
+        reps: cfg.reps,
+        nproc: nproc(),
+        cpu: cpu_model(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+        mem_total: mem_total(),
+        avpfs_rev: git_rev(),
+        virtiofsd_version,
+        qemu_version: first_line_of(&g.qemu, "--version"),
+        guest_kernel_package: std::fs::read_to_string(g.kernel.join("package"))
+            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+        guest_kernel: boots.iter().find_map(|b| b.guest_kernel.clone()).unwrap_or_else(|| "unknown".into()),
+        guest_smp: g.smp,
+        guest_mem: g.mem.clone(),
+        qemu_flags: format!(
+            "-accel tcg -nic none -m {m} -smp {} -nographic -no-reboot -kernel vmlinuz -initrd INITRD \
+             -append \"console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable\" \
+             -object memory-backend-memfd,id=mem,size={m},share=on -numa node,memdev=mem",
+            g.smp,
+            m = g.mem
+        ),
+        devices,
+        daemon_command_lines: bench
+            .specs
+            .iter()
+            .map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE")))
+            .collect(),
+        mounts,
+        sizes: g.sizes.clone(),
+        tarball: tar,
+        seconds: t0.elapsed().as_secs_f64(),
+        notes,
+    };
+    Ok(Results2 { meta, contenders: cfg.contenders.clone(), workloads: g.workloads.clone(), samples, boots })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_is_read_line_by_line() {
+        let text = "SeaBIOS\r\nAVPFS-BENCH-INFO kernel 6.1.0-56-amd64\r\n\
+                    AVPFS-BENCH-INFO mount bench /mnt virtiofs rw,relatime 0 0\r\n\
+                    AVPFS-BENCH create seconds=1.5 ops=2000 bytes=0\r\n\
+                    AVPFS-BENCH-ERROR tar tar -xf: exit status: 1\r\nAVPFS-EXIT 1\r\n";
+        let c = read_console(text);
+        assert_eq!(c.lines.len(), 1);
+        assert_eq!(c.lines[0].workload, GuestWorkload::Create);
+        assert_eq!(c.failures, vec![("tar".to_string(), "tar -xf: exit status: 1".to_string())]);
+        assert_eq!(c.kernel.as_deref(), Some("6.1.0-56-amd64"));
+        assert_eq!(c.mount.as_deref(), Some("bench /mnt virtiofs rw,relatime 0 0"));
+        assert!(c.tail.ends_with("AVPFS-EXIT 1"));
+    }
+
+    #[test]
+    fn runner_arguments_and_tarball() {
+        let mut g = GuestConfig {
+            kernel: "/k".into(),
+            runner: None,
+            run_guest: "/r".into(),
+            qemu: "qemu".into(),
+            smp: 2,
+            mem: "1G".into(),
+            warmup: 0,
+            timeout_s: 10,
+            ninep_cache: "none".into(),
+            tar_sources: vec![],
+            sizes: GuestSizes::QUICK,
+            workloads: GuestWorkload::ALL.to_vec(),
+        };
+        assert_eq!(
+            runner_args(&g),
+            "--dir /mnt/avpfs-l2 --files 2000 --small-files 1000 --seq-mib 64 --rand-ops 2000 --readdir-passes 5 \
+             --tar /data/src.tar"
+        );
+        g.workloads = vec![GuestWorkload::Create, GuestWorkload::Tar];
+        assert!(runner_args(&g).ends_with(" --workloads create,tar"));
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("tree");
+        std::fs::create_dir_all(src.join("a")).unwrap();
+        std::fs::write(src.join("a/f"), b"x").unwrap();
+        let t = make_tarball(std::slice::from_ref(&src), &tmp.path().join("t.tar")).unwrap();
+        assert_eq!(t.entries, 3);
+        assert!(t.bytes >= 2048);
+    }
+}

@@ -1,0 +1,497 @@
+//! Level 2's results as a reader wants them: per workload the median
+//! guest-side time and its range for each contender, avpfs's speedup over
+//! virtiofsd and over QEMU's 9p, as Markdown, SVG, JSON and CSV.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::contenders::Contender;
+use crate::error::{Error, IoContext};
+use crate::guest::{GuestUnit, GuestWorkload};
+use crate::level2::{GuestSample, Results2};
+use crate::stats::Spread;
+
+/// avpfs's speedup over another contender on one workload: its time / avpfs's time.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Speedup {
+    /// The other's median time / avpfs's median time (above 1: avpfs is faster).
+    pub of_medians: f64,
+    /// The same ratio repetition by repetition (the boots of one repetition ran back to back).
+    pub paired: Option<Spread>,
+}
+
+/// One workload for one contender over the repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary2 {
+    /// The workload.
+    pub workload: GuestWorkload,
+    /// The contender.
+    pub contender: Contender,
+    /// Guest-side seconds.
+    pub seconds: Option<Spread>,
+    /// Rate (ops/s or MB/s).
+    pub rate: Option<Spread>,
+    /// Boots that gave no figure.
+    pub failures: usize,
+    /// The first failure's message.
+    pub first_error: Option<String>,
+    /// avpfs over virtiofsd (avpfs's summaries only).
+    pub vs_virtiofsd: Option<Speedup>,
+    /// avpfs over QEMU's 9p (avpfs's summaries only).
+    pub vs_9p: Option<Speedup>,
+}
+
+fn samples_of(r: &Results2, w: GuestWorkload, c: Contender) -> impl Iterator<Item = &GuestSample> {
+    r.samples.iter().filter(move |s| s.workload == w && s.contender == c)
+}
+
+fn speedup(r: &Results2, w: GuestWorkload, base: Contender) -> Option<Speedup> {
+    let a = Spread::of(samples_of(r, w, Contender::Avpfs).filter_map(GuestSample::seconds))?;
+    let b = Spread::of(samples_of(r, w, base).filter_map(GuestSample::seconds))?;
+    if a.median <= 0.0 {
+        return None;
+    }
+    let time = |c: Contender, rep: usize| samples_of(r, w, c).find(|s| s.rep == rep).and_then(GuestSample::seconds);
+    let paired = Spread::of((0..r.meta.reps).filter_map(|rep| match (time(Contender::Avpfs, rep), time(base, rep)) {
+        (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+        _ => None,
+    }));
+    Some(Speedup { of_medians: b.median / a.median, paired })
+}
+
+/// Summaries of every (workload, contender), in report order.
+pub fn summarize(r: &Results2) -> Vec<Summary2> {
+    let mut out = Vec::new();
+    for &w in &r.workloads {
+        for &c in &r.contenders {
+            let runs: Vec<&GuestSample> = samples_of(r, w, c).collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let avpfs = c == Contender::Avpfs;
+            out.push(Summary2 {
+                workload: w,
+                contender: c,
+                seconds: Spread::of(runs.iter().filter_map(|s| s.seconds())),
+                rate: Spread::of(runs.iter().filter_map(|s| s.rate())),
+                failures: runs.iter().filter(|s| s.line.is_none()).count(),
+                first_error: runs.iter().find_map(|s| s.error.clone()),
+                vs_virtiofsd: if avpfs { speedup(r, w, Contender::Virtiofsd) } else { None },
+                vs_9p: if avpfs { speedup(r, w, Contender::NineP) } else { None },
+            });
+        }
+    }
+    out
+}
+
+fn fmt_seconds(s: Option<Spread>) -> String {
+    match s {
+        Some(s) if s.n > 1 => format!("{:.3} ({:.3}–{:.3})", s.median, s.min, s.max),
+        Some(s) => format!("{:.3}", s.median),
+        None => "FAILED".into(),
+    }
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn fmt_speedup(s: Option<Speedup>) -> String {
+    match s {
+        Some(Speedup { of_medians, paired: Some(p) }) if p.n > 1 => {
+            format!("{of_medians:.2}x ({:.2}–{:.2})", p.min, p.max)
+        }
+        Some(s) => format!("{:.2}x", s.of_medians),
+        None => "—".into(),
+    }
+}
+
+fn contender_label(c: Contender) -> &'static str {
+    match c {
+        Contender::NineP => "9p (QEMU)",
+        _ => c.name(),
+    }
+}
+
+/// The Markdown report.
+pub fn markdown(r: &Results2, sums: &[Summary2]) -> String {
+    let m = &r.meta;
+    let mut s = String::new();
+    let _ = writeln!(s, "# avpfs benchmark, level 2: a real guest\n");
+    let _ = writeln!(
+        s,
+        "Every repetition boots one guest per contender (their order rotates from one repetition to the next) \
+         with the same kernel, initramfs, QEMU flags, vCPUs and memory, on a fresh tmpfs share served by a fresh \
+         avpfs or virtiofsd (both `--cache auto`, virtiofsd's default) or by QEMU's own 9p server. In the guest a \
+         static runner (`crates/avpfs-bench/examples/guest-workload.rs`) times each workload with CLOCK_MONOTONIC; \
+         set-up and clean-up are not timed.\n"
+    );
+    let _ = writeln!(
+        s,
+        "- **Run**: {} — `{}` ({} mode, {} repetitions, {:.0} s)",
+        m.date,
+        m.command_line,
+        match m.mode {
+            crate::cli::Mode::Quick => "quick",
+            crate::cli::Mode::Full => "full",
+        },
+        m.reps,
+        m.seconds
+    );
+    let _ = writeln!(s, "- **Machine**: {} CPUs, {}, kernel {}, {} RAM", m.nproc, m.cpu, m.kernel, m.mem_total);
+    let _ = writeln!(
+        s,
+        "- **Versions**: avpfs {}, {}, {}, guest kernel {} ({})",
+        m.avpfs_rev, m.virtiofsd_version, m.qemu_version, m.guest_kernel, m.guest_kernel_package
+    );
+    let _ = writeln!(s, "- **Guest**: {} vCPUs, {} memory; QEMU `{}`", m.guest_smp, m.guest_mem, m.qemu_flags);
+    for (c, d) in &m.devices {
+        let _ = writeln!(s, "- **Share, {}**: `{d}`", contender_label(*c));
+    }
+    for cl in &m.daemon_command_lines {
+        let _ = writeln!(s, "- **Daemon**: `{cl}`");
+    }
+    for (c, mount) in &m.mounts {
+        let _ = writeln!(s, "- **Guest mount, {}**: `{mount}`", contender_label(*c));
+    }
+    let _ = writeln!(
+        s,
+        "- **Tarball**: {:.1} MB, {} entries, of {}",
+        m.tarball.bytes as f64 / 1e6,
+        m.tarball.entries,
+        m.tarball.sources.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(", ")
+    );
+    for n in &m.notes {
+        let _ = writeln!(s, "- **Note**: {n}");
+    }
+    let _ = writeln!(s, "\nWorkloads, in the order each guest runs them:\n");
+    for &w in &r.workloads {
+        let _ = writeln!(s, "- *{}*: {}", w.name(), w.describe(&m.sizes));
+    }
+    let _ = writeln!(s, "\nHow to read the table:\n");
+    let _ = writeln!(
+        s,
+        "- *seconds*: guest-side time, median over the repetitions, then the min–max range; lower is better.\n\
+         - *rate*: from the median time; ops/s (files, system calls, tar entries) or MB/s (10^6 bytes).\n\
+         - *avpfs vs X*: X's median time / avpfs's median time, a speedup factor (above 1: avpfs is faster), \
+         then the range of the same ratio taken repetition by repetition.\n\
+         - The machine is shared and QEMU emulates the guest's CPU (TCG): trust ratios with a narrow range more \
+         than absolute figures.\n"
+    );
+    let cs = &r.contenders;
+    let _ = write!(s, "| workload |");
+    for c in cs {
+        let _ = write!(s, " {} seconds |", contender_label(*c));
+    }
+    for c in cs {
+        let _ = write!(s, " {} rate |", contender_label(*c));
+    }
+    let _ = write!(s, " unit |");
+    let bases: Vec<Contender> = if cs.contains(&Contender::Avpfs) {
+        [Contender::Virtiofsd, Contender::NineP].into_iter().filter(|b| cs.contains(b)).collect()
+    } else {
+        Vec::new()
+    };
+    for b in &bases {
+        let _ = write!(s, " avpfs vs {} |", contender_label(*b));
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(2 * cs.len() + 1 + bases.len()));
+    for &w in &r.workloads {
+        let find = |c: Contender| sums.iter().find(|x| x.workload == w && x.contender == c);
+        let _ = write!(s, "| {} |", w.name());
+        for &c in cs {
+            let cell = find(c).map_or_else(|| "—".into(), |x| fmt_seconds(x.seconds));
+            let _ = write!(s, " {cell} |");
+        }
+        for &c in cs {
+            // The rate of the median time (every repetition does the same ops and bytes).
+            let units = r.samples.iter().find(|g| g.workload == w && g.contender == c).and_then(|g| g.line.as_ref());
+            let cell = match (find(c).and_then(|x| x.seconds), units) {
+                (Some(t), Some(l)) => {
+                    let n = if w.unit() == GuestUnit::Bytes { l.bytes as f64 / 1e6 } else { l.ops as f64 };
+                    fmt_rate(n / t.median.max(1e-9))
+                }
+                _ => "—".into(),
+            };
+            let _ = write!(s, " {cell} |");
+        }
+        let _ = write!(s, " {} |", w.unit().rate_label());
+        let a = find(Contender::Avpfs);
+        for b in &bases {
+            let v = a.and_then(|a| if *b == Contender::Virtiofsd { a.vs_virtiofsd } else { a.vs_9p });
+            let _ = write!(s, " {} |", fmt_speedup(v));
+        }
+        let _ = writeln!(s);
+    }
+    let failed: Vec<&Summary2> = sums.iter().filter(|x| x.failures > 0).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(s, "\n## Failures\n");
+        for x in failed {
+            let _ = writeln!(
+                s,
+                "- {} / {}: {} of {} repetitions gave no figure: {}",
+                x.workload.name(),
+                contender_label(x.contender),
+                x.failures,
+                m.reps,
+                x.first_error.clone().unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nRaw numbers: `level2.json` (every boot, every workload and these summaries) and `level2.csv` (one line \
+         per workload per boot). Chart: `level2.svg`."
+    );
+    s
+}
+
+/// One CSV line per workload per boot.
+pub fn csv(r: &Results2) -> String {
+    let mut s = String::from("workload,contender,rep,seconds,ops,bytes,rate,unit,error\n");
+    for x in &r.samples {
+        let unit = x.workload.unit().rate_label();
+        match (&x.line, x.rate()) {
+            (Some(l), Some(rate)) => {
+                let _ = writeln!(
+                    s,
+                    "{},{},{},{:.6},{},{},{rate:.3},{unit},",
+                    x.workload.name(),
+                    x.contender.name(),
+                    x.rep,
+                    l.seconds,
+                    l.ops,
+                    l.bytes
+                );
+            }
+            _ => {
+                let e = x.error.clone().unwrap_or_default().replace(['"', '\n'], " ");
+                let _ = writeln!(s, "{},{},{},,,,,{unit},\"{e}\"", x.workload.name(), x.contender.name(), x.rep);
+            }
+        }
+    }
+    s
+}
+
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    results: &'a Results2,
+    summaries: &'a [Summary2],
+}
+
+const VS_VIRTIOFSD: RGBColor = RGBColor(31, 119, 180);
+const VS_9P: RGBColor = RGBColor(255, 127, 14);
+
+/// The chart: avpfs's speedup over virtiofsd and over 9p per workload, on a
+/// log scale around 1 (bars grow right when avpfs is faster, left when
+/// slower), whiskers for the per-repetition range. Returns `false` (nothing
+/// written) when there is no speedup to draw.
+pub fn chart(path: &Path, r: &Results2, sums: &[Summary2], title: &str) -> Result<bool, Error> {
+    type Bar = (usize, usize, Speedup); // row, which comparison, value
+    let rows: Vec<GuestWorkload> = r.workloads.clone();
+    let mut bars: Vec<Bar> = Vec::new();
+    for (i, w) in rows.iter().enumerate() {
+        if let Some(a) = sums.iter().find(|x| x.workload == *w && x.contender == Contender::Avpfs) {
+            if let Some(v) = a.vs_virtiofsd {
+                bars.push((i, 0, v));
+            }
+            if let Some(v) = a.vs_9p {
+                bars.push((i, 1, v));
+            }
+        }
+    }
+    if bars.is_empty() {
+        return Ok(false);
+    }
+    let values = bars.iter().flat_map(|(_, _, v)| {
+        let p = v.paired.unwrap_or(Spread { median: v.of_medians, min: v.of_medians, max: v.of_medians, n: 1 });
+        [v.of_medians, p.min, p.max]
+    });
+    let (lo, hi) = values.fold((1.0f64, 1.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = ((lo / 1.3).clamp(0.01, 0.7), (hi * 1.3).clamp(1.5, 1000.0));
+    let n = rows.len();
+    let err = |e: &dyn std::fmt::Display| Error::Chart { path: path.to_path_buf(), detail: e.to_string() };
+    let height = 150 + 40 * n as u32;
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (head, body) = root.split_vertically(70);
+    head.draw(&Text::new(title.to_string(), (20, 12), ("sans-serif", 20).into_font())).map_err(|e| err(&e))?;
+    let font = ("sans-serif", 12).into_font();
+    let legend: [(&str, RGBColor); 2] = [
+        ("avpfs vs virtiofsd: virtiofsd time / avpfs time (whisker: range over repetitions)", VS_VIRTIOFSD),
+        ("avpfs vs QEMU 9p: 9p time / avpfs time", VS_9P),
+    ];
+    for (i, (text, color)) in legend.iter().enumerate() {
+        let (x, y) = (20 + 560 * i as i32, 46);
+        head.draw(&Rectangle::new([(x, y), (x + 14, y + 10)], color.filled())).map_err(|e| err(&e))?;
+        head.draw(&Text::new(text.to_string(), (x + 20, y - 1), font.clone())).map_err(|e| err(&e))?;
+    }
+    let labels: Vec<String> = rows.iter().map(|w| w.name().to_string()).collect();
+    let mut chart = ChartBuilder::on(&body)
+        .caption("speedup of avpfs, guest-side time (log scale; right of 1: avpfs faster)", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(100)
+        .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(n as f64 - 0.5))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(RGBColor(245, 245, 245))
+        .y_labels(n.max(2))
+        .y_label_formatter(&|y| {
+            let i = y.round();
+            if (y - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(n.saturating_sub(1).saturating_sub(i as usize)).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_formatter(&|x| format!("{x:.2}x"))
+        .x_desc("speedup factor")
+        .label_style(("sans-serif", 12).into_font())
+        .draw()
+        .map_err(|e| err(&e))?;
+    let y_of = |row: usize, which: usize| (n - 1 - row) as f64 + if which == 0 { 0.0 } else { -0.38 };
+    chart
+        .draw_series(bars.iter().map(|(row, which, v)| {
+            let y = y_of(*row, *which);
+            let x = v.of_medians.clamp(lo, hi);
+            let color = if *which == 0 { VS_VIRTIOFSD } else { VS_9P };
+            Rectangle::new([(x.min(1.0), y), (x.max(1.0), y + 0.36)], color.filled())
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(bars.iter().filter_map(|(row, which, v)| {
+            let p = v.paired.filter(|p| p.n > 1)?;
+            let y = y_of(*row, *which) + 0.18;
+            Some(PathElement::new(vec![(p.min.clamp(lo, hi), y), (p.max.clamp(lo, hi), y)], BLACK.stroke_width(2)))
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(vec![(1.0, -0.5), (1.0, n as f64 - 0.5)], BLACK.stroke_width(1))))
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(true)
+}
+
+/// Writes `level2.{md,json,csv,svg}` under `out`; returns the paths written.
+pub fn write_all(out: &Path, r: &Results2) -> Result<Vec<PathBuf>, Error> {
+    let sums = summarize(r);
+    std::fs::create_dir_all(out).ctx(|| format!("mkdir {}", out.display()))?;
+    let md = out.join("level2.md");
+    std::fs::write(&md, markdown(r, &sums)).ctx(|| format!("writing {}", md.display()))?;
+    let json = out.join("level2.json");
+    let text = serde_json::to_string_pretty(&JsonOut { results: r, summaries: &sums })
+        .map_err(|source| Error::Json { path: json.clone(), source })?;
+    std::fs::write(&json, text).ctx(|| format!("writing {}", json.display()))?;
+    let csv_path = out.join("level2.csv");
+    std::fs::write(&csv_path, csv(r)).ctx(|| format!("writing {}", csv_path.display()))?;
+    let mut written = vec![md, json, csv_path];
+    let svg = out.join("level2.svg");
+    let title = format!("avpfs level 2 ({}, {} repetitions, {})", r.meta.avpfs_rev, r.meta.reps, r.meta.date);
+    if chart(&svg, r, &sums, &title)? {
+        written.push(svg);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::{GuestLine, GuestSizes};
+    use crate::level2::{Boot, Meta2, Tarball};
+
+    fn fake() -> Results2 {
+        let mut samples = Vec::new();
+        for rep in 0..3 {
+            for (c, t) in [(Contender::Avpfs, 1.0), (Contender::Virtiofsd, 1.5), (Contender::NineP, 4.0)] {
+                for w in [GuestWorkload::Create, GuestWorkload::Seqread] {
+                    let seconds = t + rep as f64 * 0.1;
+                    let line = Some(GuestLine { workload: w, seconds, ops: 100, bytes: 1_000_000 });
+                    samples.push(GuestSample { workload: w, contender: c, rep, line, error: None });
+                }
+            }
+        }
+        samples.push(GuestSample {
+            workload: GuestWorkload::Tar,
+            contender: Contender::NineP,
+            rep: 0,
+            line: None,
+            error: Some("boom".into()),
+        });
+        Results2 {
+            meta: Meta2 {
+                date: "today".into(),
+                command_line: "avpfs-bench --level 2".into(),
+                mode: crate::cli::Mode::Quick,
+                reps: 3,
+                nproc: 2,
+                cpu: "cpu".into(),
+                kernel: "6".into(),
+                mem_total: "1 GiB".into(),
+                avpfs_rev: "abc".into(),
+                virtiofsd_version: "virtiofsd 1.14.0".into(),
+                qemu_version: "QEMU 7.2".into(),
+                guest_kernel_package: "linux-image".into(),
+                guest_kernel: "6.1".into(),
+                guest_smp: 2,
+                guest_mem: "1G".into(),
+                qemu_flags: "-accel tcg".into(),
+                devices: vec![(Contender::NineP, "-fsdev".into())],
+                daemon_command_lines: vec!["avpfs --cache auto".into()],
+                mounts: vec![(Contender::Avpfs, "bench /mnt virtiofs rw 0 0".into())],
+                sizes: GuestSizes::QUICK,
+                tarball: Tarball { sources: vec!["/src".into()], bytes: 5_000_000, entries: 600 },
+                seconds: 60.0,
+                notes: vec!["a note".into()],
+            },
+            contenders: vec![Contender::Avpfs, Contender::Virtiofsd, Contender::NineP],
+            workloads: vec![GuestWorkload::Create, GuestWorkload::Tar, GuestWorkload::Seqread],
+            samples,
+            boots: vec![Boot {
+                contender: Contender::Avpfs,
+                rep: 0,
+                position: 0,
+                host_seconds: 20.0,
+                exit: "exit 0".into(),
+                mount: None,
+                guest_kernel: None,
+                error: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn speedups_tables_and_files() {
+        let r = fake();
+        let sums = summarize(&r);
+        let a = sums.iter().find(|x| x.workload == GuestWorkload::Create && x.contender == Contender::Avpfs).unwrap();
+        assert!((a.vs_virtiofsd.unwrap().of_medians - 1.6 / 1.1).abs() < 1e-9);
+        assert!((a.vs_9p.unwrap().of_medians - 4.1 / 1.1).abs() < 1e-9);
+        assert_eq!(a.vs_9p.unwrap().paired.unwrap().n, 3);
+        let md = markdown(&r, &sums);
+        assert!(
+            md.contains("| create | 1.100 (1.000–1.200) | 1.600 (1.500–1.700) | 4.100 (4.000–4.200) | 90.9 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1.45x (1.42–1.50) | 3.73x (3.50–4.00) |"), "{md}");
+        assert!(md.contains("| tar | — | — | FAILED | — | — | — | ops/s | — | — |"), "{md}");
+        assert!(md.contains("- tar / 9p (QEMU): 1 of 3 repetitions gave no figure: boom"), "{md}");
+        assert_eq!(csv(&r).lines().count(), 1 + 19);
+        let tmp = tempfile::tempdir().unwrap();
+        let written = write_all(tmp.path(), &r).unwrap();
+        assert_eq!(written.len(), 4);
+        let svg = std::fs::read_to_string(tmp.path().join("level2.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("seqread") && svg.contains("<rect"));
+    }
+}

@@ -76,4 +76,4 @@ fi
 exec "$target/release/avpfs-bench" "--$mode" "${level_args[@]}" "${guest_args[@]}" \
   --avpfs-bin "$target/release/avpfs" \
   --virtiofsd-bin "$tools/virtiofsd/bin/virtiofsd" \
-  --out bench/results "$@"
+  --out bench/results "$@"   # a later --out wins

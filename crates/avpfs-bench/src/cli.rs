@@ -15,7 +15,7 @@ use crate::workloads::{Sizes, Workload};
 /// daemons driven by an in-process vhost-user front end, no guest), or with
 /// virtiofsd and QEMU's 9p server under a real guest (level 2).
 #[derive(Debug, Parser, Clone)]
-#[command(name = "avpfs-bench", version, about, long_about = None)]
+#[command(name = "avpfs-bench", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     /// 1: the daemons alone (results level1.*); 2: a real guest under QEMU
     /// (results level2.*; the options marked "level 2" apply).
@@ -129,6 +129,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 1)]
     pub guest_warmup: usize,
 
+    /// The virtio-fs daemons' `--cache` mode (the same for avpfs and
+    /// virtiofsd): auto (virtiofsd's default) or never (no guest page cache,
+    /// like 9p's cache=none), metadata, always.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "never", "metadata", "always"])]
+    pub cache: String,
+
     /// Level 2: the 9p mount's cache mode (run-guest.sh's default: none).
     #[arg(long, default_value = "none")]
     pub ninep_cache: String,
@@ -229,6 +235,8 @@ pub struct Config {
     pub depths: Vec<usize>,
     /// N of the multi-queue cases (1: none).
     pub queues: usize,
+    /// The daemons' `--cache` mode.
+    pub cache: String,
     /// Measure memory.
     pub memory: bool,
     /// Inode mode of the daemons in the memory probe.
@@ -357,6 +365,7 @@ impl TryFrom<Cli> for Config {
             ),
             depths,
             queues: cli.queues.unwrap_or_else(nproc).clamp(1, 64),
+            cache: cli.cache.clone(),
             memory: !cli.no_memory,
             memory_file_handles: cli.memory_file_handles,
             guest,

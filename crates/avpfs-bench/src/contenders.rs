@@ -59,6 +59,8 @@ pub struct DaemonSpec {
     pub request_queues: usize,
     /// `--rlimit-nofile` for both daemons, so neither runs out of descriptors.
     pub rlimit_nofile: u64,
+    /// `--cache` for both daemons.
+    pub cache: String,
 }
 
 /// The mount tag both daemons advertise.
@@ -75,7 +77,7 @@ impl DaemonSpec {
             "--tag".into(),
             TAG.into(),
             "--cache".into(),
-            "auto".into(),
+            self.cache.clone().into(),
             "--log-level".into(),
             "error".into(),
             "--rlimit-nofile".into(),
@@ -327,6 +329,7 @@ mod tests {
             extra_args: vec!["--sandbox".into(), "none".into()],
             request_queues: 2,
             rlimit_nofile: 1000,
+            cache: "auto".into(),
         };
         let cl = spec.command_line(Path::new("/s.sock"), Path::new("/share"));
         assert_eq!(
@@ -347,6 +350,7 @@ mod tests {
             extra_args: vec![],
             request_queues: 1,
             rlimit_nofile: 1000,
+            cache: "auto".into(),
         };
         let e = Daemon::start(&spec, tmp.path(), tmp.path(), "t").err().unwrap();
         assert!(e.to_string().contains("exited"), "{e}");

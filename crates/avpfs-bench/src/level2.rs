@@ -517,7 +517,14 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
                 (p, cfg.virtiofsd_args.clone())
             }
         };
-        specs.push(DaemonSpec { contender: c, program, extra_args, request_queues: 1, rlimit_nofile: nofile });
+        specs.push(DaemonSpec {
+            contender: c,
+            program,
+            extra_args,
+            request_queues: 1,
+            rlimit_nofile: nofile,
+            cache: cfg.cache.clone(),
+        });
     }
     let run_dir =
         tempfile::Builder::new().prefix("avpfs-bench-l2-").tempdir().ctx(|| "making a run directory".into())?;
@@ -596,13 +603,17 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
         })
         .collect();
     if cfg.contenders.contains(&Contender::NineP) && g.ninep_cache == "none" {
-        notes.push(
+        let virtio_fs = if cfg.cache == "never" {
+            "the virtio-fs daemons run with --cache never too (FOPEN_DIRECT_IO: no guest page cache either)"
+        } else {
+            "the virtio-fs guests (--cache auto) write through their page cache and read after drop_caches"
+        };
+        notes.push(format!(
             "9p is mounted with cache=none (run-guest.sh's default; its mount shows sync,dirsync): no guest page \
-             cache, every read and write goes to QEMU's server, so drop_caches changes nothing for it, while the \
-             virtio-fs guests (cache=auto) write through their page cache and read after drop_caches."
-                .into(),
-        );
+             cache, every read and write goes to QEMU's server, so drop_caches changes nothing for it; {virtio_fs}."
+        ));
     }
+    notes.push(format!("Both virtio-fs daemons run with --cache {}.", cfg.cache));
     notes.push(
         "QEMU runs with TCG (no KVM): the guest kernel's own work is emulated, which adds the same large cost to \
          every contender; ratios understate the daemons' differences."

@@ -129,7 +129,7 @@ pub fn markdown(r: &Results2, sums: &[Summary2]) -> String {
         s,
         "Every repetition boots one guest per contender (their order rotates from one repetition to the next) \
          with the same kernel, initramfs, QEMU flags, vCPUs and memory, on a fresh tmpfs share served by a fresh \
-         avpfs or virtiofsd (both `--cache auto`, virtiofsd's default) or by QEMU's own 9p server. In the guest a \
+         avpfs or virtiofsd (the same `--cache` mode for both, see the notes) or by QEMU's own 9p server. In the guest a \
          static runner (`crates/avpfs-bench/examples/guest-workload.rs`) times each workload with CLOCK_MONOTONIC; \
          set-up and clean-up are not timed.\n"
     );

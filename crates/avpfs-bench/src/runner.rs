@@ -290,7 +290,14 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
                 (p, cfg.virtiofsd_args.clone())
             }
         };
-        specs.push(DaemonSpec { contender: c, program, extra_args, request_queues: cfg.queues, rlimit_nofile: nofile });
+        specs.push(DaemonSpec {
+            contender: c,
+            program,
+            extra_args,
+            request_queues: cfg.queues,
+            rlimit_nofile: nofile,
+            cache: cfg.cache.clone(),
+        });
     }
     let cases = cases(cfg);
     let run_dir =

@@ -127,6 +127,25 @@ struct Maps {
     next_id: NodeId,
 }
 
+/// Tables smaller than this many slots are never shrunk.
+const SHRINK_MIN_CAPACITY: usize = 4096;
+
+impl Maps {
+    /// After the guest forgot most of its nodes, gives the tables' memory
+    /// back (to twice what is still used); true if it did. Shrinking at a
+    /// quarter keeps the cost amortized: a table shrinks again only after
+    /// losing three quarters of what is left.
+    fn shrink_if_sparse(&mut self) -> bool {
+        let (len, cap) = (self.by_id.len(), self.by_id.capacity());
+        if cap < SHRINK_MIN_CAPACITY || len * 4 > cap {
+            return false;
+        }
+        self.by_id.shrink_to(len * 2);
+        self.by_key.shrink_to(len * 2);
+        true
+    }
+}
+
 /// The nodes, by id and by host inode.
 #[derive(Debug)]
 pub(crate) struct InodeStore {
@@ -214,6 +233,10 @@ impl InodeStore {
                 m.by_key.remove(&slot.node.key);
             }
         }
+        if m.shrink_if_sparse() {
+            drop(guard);
+            avpfs_sys::memory::release_free_heap();
+        }
     }
 
     /// Drops every node but the root, whose count goes back to 1.
@@ -226,10 +249,55 @@ impl InodeStore {
             m.by_key.clear();
             m.by_key.insert(key, ROOT_ID);
         }
+        if m.shrink_if_sparse() {
+            drop(m);
+            avpfs_sys::memory::release_free_heap();
+        }
     }
 
     /// How many nodes exist (the root included).
     pub fn len(&self) -> usize {
         self.lock().by_id.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(n: u64) -> InodeStore {
+        let dev_null = |_: u64| NodeFile::Fd(std::fs::File::open("/dev/null").unwrap().into());
+        let key = |ino| InodeKey { mnt_id: 1, dev: 1, ino };
+        let store = InodeStore::new(key(1), libc::S_IFDIR, dev_null(1));
+        for ino in 2..n + 2 {
+            store.get_or_insert(key(ino), libc::S_IFREG, dev_null(ino));
+        }
+        store
+    }
+
+    #[test]
+    fn tables_shrink_after_most_nodes_are_forgotten() {
+        let store = store_with(8_000);
+        let full = store.lock().by_id.capacity();
+        assert!(full >= 8_000);
+        // Forget all but 100: the tables give their memory back.
+        for id in ROOT_ID + 1..ROOT_ID + 1 + 7_900 {
+            store.forget(id, 1);
+        }
+        assert_eq!(store.len(), 101);
+        let m = store.lock();
+        assert!(m.by_id.capacity() <= full / 4, "{} of {full} slots kept", m.by_id.capacity());
+        assert!(m.by_key.capacity() <= full / 4);
+        assert_eq!(m.by_key.len(), 101);
+    }
+
+    #[test]
+    fn small_tables_are_left_alone() {
+        let mut m = Maps { by_id: HashMap::with_capacity(1000), by_key: HashMap::new(), next_id: 2 };
+        assert!(!m.shrink_if_sparse(), "below the minimum capacity");
+        let mut m = Maps { by_id: HashMap::with_capacity(SHRINK_MIN_CAPACITY), by_key: HashMap::new(), next_id: 2 };
+        let cap = m.by_id.capacity();
+        assert!(m.shrink_if_sparse(), "empty and large enough");
+        assert!(m.by_id.capacity() < cap);
     }
 }

@@ -19,7 +19,8 @@
 //! - [`xattr`]: extended attributes by path and by descriptor;
 //! - [`lock`]: open-file-description locks and `flock`;
 //! - [`dir`]: `getdents64` and a parser for its buffer;
-//! - positional I/O, `preadv`/`pwritev`: [`io`].
+//! - positional I/O, `preadv`/`pwritev`: [`io`];
+//! - [`memory`]: giving freed heap memory back to the kernel.
 
 #![deny(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod fhandle;
 pub mod fs;
 pub mod io;
 pub mod lock;
+pub mod memory;
 pub mod open;
 pub mod stat;
 pub mod xattr;

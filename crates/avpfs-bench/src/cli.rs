@@ -278,7 +278,7 @@ impl TryFrom<Cli> for Config {
             create_files: if full { 20_000 } else { 5_000 }.min(files.max(100)),
             rand_ops: if full { 100_000 } else { 20_000 },
             rand_file_bytes: if full { 1 << 30 } else { 256 << 20 },
-            seq_bytes: if full { 4 << 30 } else { 1 << 30 },
+            seq_bytes: if full { 2 << 30 } else { 1 << 30 },
             readdir_buf: 4096,
         };
         let mut depths = cli.depths.clone();

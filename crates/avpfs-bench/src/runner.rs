@@ -442,7 +442,7 @@ fn prepare_share(kind: DirKind, cfg: &Config) -> Result<Share, Error> {
         // Touch the memory the writes will use once, so that the first contender
         // does not pay for the machine faulting its RAM in (seen on VMs: 3x slower).
         let warm = work.join("warm-up.bin");
-        make_data_file(&warm, cfg.sizes.seq_bytes * 2)?;
+        make_data_file(&warm, cfg.sizes.seq_bytes)?;
         std::fs::remove_file(&warm).ctx(|| format!("rm {}", warm.display()))?;
     }
     eprintln!("   ready in {:.1} s", t.elapsed().as_secs_f64());

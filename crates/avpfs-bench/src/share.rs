@@ -93,8 +93,9 @@ impl Drop for Share {
 fn mount_tmpfs(dir: &Path) -> Result<(), Error> {
     let target = CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::Usage("NUL in a path".into()))?;
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
-    let rc =
-        unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, c"mode=0755".as_ptr().cast()) };
+    let rc = unsafe {
+        libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, c"mode=0755,size=90%".as_ptr().cast())
+    };
     if rc != 0 {
         return Err(Error::Io {
             context: format!("mounting a tmpfs on {} (needs root; or use --dir-kind disk)", dir.display()),

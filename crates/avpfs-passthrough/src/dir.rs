@@ -16,6 +16,8 @@ use crate::{errno, PassthroughFs};
 
 /// Bytes of host directory entries read at a time.
 const DIRENT_BUF: usize = 16 * 1024;
+/// Smallest buffer for getdents64: room for a few entries with long names.
+const DIRENT_BUF_MIN: usize = 2048;
 
 /// `S_IF*` file-type bits of a `DT_*` type.
 fn dtype_mode(typ: u8) -> u32 {
@@ -48,7 +50,11 @@ impl PassthroughFs {
         let dir = of.fd.as_fd();
         // Cookies are opaque 64-bit values that lseek takes as off_t bit patterns.
         avpfs_sys::fs::lseek(dir, offset as i64, libc::SEEK_SET)?;
-        let mut buf = vec![0u8; DIRENT_BUF];
+        // Read about as much of the directory as the reply can hold (a host
+        // dirent is a little smaller than a FUSE one): on file systems where
+        // seeking to a cookie walks the directory, reading far ahead for
+        // entries that are thrown away costs each request dearly.
+        let mut buf = vec![0u8; sink.remaining().clamp(DIRENT_BUF_MIN, DIRENT_BUF)];
         let mut added = false;
         loop {
             let n = getdents64(dir, &mut buf)?;

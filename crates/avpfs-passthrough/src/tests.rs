@@ -44,12 +44,14 @@ fn lookup(fs: &PassthroughFs, parent: u64, name: &str) -> io::Result<Entry> {
 struct Sink {
     plus: bool,
     room: usize,
+    /// What `remaining()` reports (how far the file system reads ahead).
+    bytes: usize,
     got: Vec<(Vec<u8>, u64, Option<Entry>)>,
 }
 
 impl Sink {
     fn new(plus: bool, room: usize) -> Self {
-        Sink { plus, room, got: Vec::new() }
+        Sink { plus, room, bytes: usize::MAX, got: Vec::new() }
     }
 }
 
@@ -59,6 +61,9 @@ impl DirSink for Sink {
     }
     fn has_room(&self, _namelen: usize) -> bool {
         self.got.len() < self.room
+    }
+    fn remaining(&self) -> usize {
+        self.bytes
     }
     fn add(&mut self, e: DirEntry<'_>, plus: Option<&Entry>) -> bool {
         if !self.has_room(e.name.len()) {
@@ -313,6 +318,27 @@ fn readdir_continues_from_the_offset_cookie() {
     assert!(sink.got.is_empty());
     assert_eq!(errno(fs.readdir(&ctx, ROOT_ID, 4242, 0, &mut sink)), libc::EBADF);
     assert_eq!(fs.node_count(), 1, "plain READDIR takes no references");
+}
+
+/// A reply that says it has little room makes the file system read the
+/// directory in small steps; a reply with more room than one step holds is
+/// still filled, from as many getdents64 calls as it takes.
+#[test]
+fn readdir_fills_a_reply_from_several_small_reads() {
+    let t = tempfile::tempdir().unwrap();
+    let want: BTreeSet<String> = (0..300).map(|i| format!("{i:03}-{}", "long-name-".repeat(5))).collect();
+    for n in &want {
+        std::fs::write(t.path().join(n), b"").unwrap();
+    }
+    let fs = fs_on(t.path());
+    let ctx = root_ctx();
+    let o = fs.opendir(&ctx, ROOT_ID, 0).unwrap();
+    let mut sink = Sink::new(false, 10_000);
+    sink.bytes = 0;
+    fs.readdir(&ctx, ROOT_ID, o.handle, 0, &mut sink).unwrap();
+    let got: BTreeSet<String> = names_of(&sink).into_iter().filter(|n| n != "." && n != "..").collect();
+    assert_eq!(got, want, "one request returns every entry");
+    assert_eq!(sink.got.len(), 302, "each entry once");
 }
 
 #[test]

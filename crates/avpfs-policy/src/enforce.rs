@@ -314,6 +314,9 @@ impl<F: FileSystem> DirSink for FilterSink<'_, F> {
     fn has_room(&self, namelen: usize) -> bool {
         self.inner.has_room(namelen)
     }
+    fn remaining(&self) -> usize {
+        self.inner.remaining()
+    }
     fn add(&mut self, entry: DirEntry<'_>, plus: Option<&Entry>) -> bool {
         let pos = self.fs.policy.paths.child(self.parent_pos, entry.name);
         let dot = entry.name == b"." || entry.name == b"..";

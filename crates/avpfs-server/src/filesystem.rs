@@ -110,6 +110,11 @@ pub trait DirSink {
     fn is_plus(&self) -> bool;
     /// Whether an entry with a name of `namelen` bytes still fits.
     fn has_room(&self, namelen: usize) -> bool;
+    /// Bytes left for entries: how much of the directory is worth reading
+    /// ahead for this reply (`usize::MAX` when unknown).
+    fn remaining(&self) -> usize {
+        usize::MAX
+    }
     /// Adds an entry; returns `false` and adds nothing when it does not fit.
     /// `plus` must be given for READDIRPLUS (a `nodeid` of 0 adds no reference).
     fn add(&mut self, entry: DirEntry<'_>, plus: Option<&Entry>) -> bool;

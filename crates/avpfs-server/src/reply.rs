@@ -97,6 +97,10 @@ impl DirSink for DirBuffer {
         self.buf.len() + self.entry_size(namelen) <= self.max
     }
 
+    fn remaining(&self) -> usize {
+        self.max.saturating_sub(self.buf.len())
+    }
+
     fn add(&mut self, entry: DirEntry<'_>, plus: Option<&Entry>) -> bool {
         let namelen = entry.name.len();
         if !self.has_room(namelen) || namelen > crate::args::NAME_MAX {

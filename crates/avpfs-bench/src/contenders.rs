@@ -307,6 +307,38 @@ fn run_checked(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// How to start each daemon among the configured contenders (installing
+/// virtiofsd when needed), with `request_queues` for avpfs; also virtiofsd's
+/// version ("not run" without it).
+pub fn daemon_specs(
+    cfg: &crate::cli::Config,
+    request_queues: usize,
+    rlimit_nofile: u64,
+) -> Result<(Vec<DaemonSpec>, String), Error> {
+    let mut specs = Vec::new();
+    let mut virtiofsd_version = "not run".to_string();
+    for &contender in &cfg.contenders {
+        let (program, extra_args) = match contender {
+            Contender::Host | Contender::NineP => continue,
+            Contender::Avpfs => (locate_avpfs(cfg.avpfs_bin.as_deref())?, cfg.avpfs_args.clone()),
+            Contender::Virtiofsd => {
+                let p = ensure_virtiofsd(cfg.virtiofsd_bin.as_deref(), &cfg.tools_dir, cfg.install)?;
+                virtiofsd_version = version_of(&p);
+                (p, cfg.virtiofsd_args.clone())
+            }
+        };
+        specs.push(DaemonSpec {
+            contender,
+            program,
+            extra_args,
+            request_queues,
+            rlimit_nofile,
+            cache: cfg.cache.clone(),
+        });
+    }
+    Ok((specs, virtiofsd_version))
+}
+
 /// The first line a program prints for `--version`.
 pub fn version_of(program: &Path) -> String {
     Command::new(program)

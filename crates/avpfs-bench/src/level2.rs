@@ -505,27 +505,7 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
     }
     let runner = locate_runner(g.runner.as_deref())?;
     let nofile = raise_nofile(nr_open());
-    let mut specs = Vec::new();
-    let mut virtiofsd_version = "not run".to_string();
-    for &c in &cfg.contenders {
-        let (program, extra_args) = match c {
-            Contender::Host | Contender::NineP => continue,
-            Contender::Avpfs => (contenders::locate_avpfs(cfg.avpfs_bin.as_deref())?, cfg.avpfs_args.clone()),
-            Contender::Virtiofsd => {
-                let p = contenders::ensure_virtiofsd(cfg.virtiofsd_bin.as_deref(), &cfg.tools_dir, cfg.install)?;
-                virtiofsd_version = contenders::version_of(&p);
-                (p, cfg.virtiofsd_args.clone())
-            }
-        };
-        specs.push(DaemonSpec {
-            contender: c,
-            program,
-            extra_args,
-            request_queues: 1,
-            rlimit_nofile: nofile,
-            cache: cfg.cache.clone(),
-        });
-    }
+    let (specs, virtiofsd_version) = contenders::daemon_specs(cfg, 1, nofile)?;
     let run_dir =
         tempfile::Builder::new().prefix("avpfs-bench-l2-").tempdir().ctx(|| "making a run directory".into())?;
     let sources = if g.tar_sources.is_empty() { default_tar_sources(cfg.mode) } else { g.tar_sources.clone() };

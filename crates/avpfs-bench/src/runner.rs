@@ -278,27 +278,7 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
             ),
         }
     }
-    let mut specs = Vec::new();
-    let mut virtiofsd_version = "not run".to_string();
-    for &c in &cfg.contenders {
-        let (program, extra_args) = match c {
-            Contender::Host | Contender::NineP => continue,
-            Contender::Avpfs => (contenders::locate_avpfs(cfg.avpfs_bin.as_deref())?, cfg.avpfs_args.clone()),
-            Contender::Virtiofsd => {
-                let p = contenders::ensure_virtiofsd(cfg.virtiofsd_bin.as_deref(), &cfg.tools_dir, cfg.install)?;
-                virtiofsd_version = contenders::version_of(&p);
-                (p, cfg.virtiofsd_args.clone())
-            }
-        };
-        specs.push(DaemonSpec {
-            contender: c,
-            program,
-            extra_args,
-            request_queues: cfg.queues,
-            rlimit_nofile: nofile,
-            cache: cfg.cache.clone(),
-        });
-    }
+    let (specs, virtiofsd_version) = contenders::daemon_specs(cfg, cfg.queues, nofile)?;
     let cases = cases(cfg);
     let run_dir =
         tempfile::Builder::new().prefix("avpfs-bench-run-").tempdir().ctx(|| "making a run directory".into())?;

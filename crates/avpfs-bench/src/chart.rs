@@ -114,15 +114,7 @@ fn draw_panel<DB: DrawingBackend>(
         .light_line_style(RGBColor(245, 245, 245))
         .y_labels(n.max(2))
         .x_labels(12)
-        .y_label_formatter(&|y| {
-            let i = y.round();
-            if (y - i).abs() < 1e-6 && i >= 0.0 {
-                // Row 0 is drawn at the top.
-                labels.get(n.saturating_sub(1).saturating_sub(i as usize)).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .y_label_formatter(&|y| row_label(&labels, *y))
         .x_desc("ratio")
         .label_style(("sans-serif", 12).into_font())
         .draw()?;
@@ -148,6 +140,17 @@ fn draw_panel<DB: DrawingBackend>(
         TARGET.stroke_width(1),
     )))?;
     Ok(())
+}
+
+/// The label of the row drawn at height `y` of a chart with one row per
+/// label, row 0 at the top; nothing between rows.
+pub(crate) fn row_label(labels: &[String], y: f64) -> String {
+    let i = y.round();
+    if (y - i).abs() < 1e-6 && i >= 0.0 {
+        labels.get(labels.len().saturating_sub(1).saturating_sub(i as usize)).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]

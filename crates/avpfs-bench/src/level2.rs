@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cli::{nproc, Config, Mode};
+use crate::cli::{Config, Mode};
 use crate::contenders::{self, Contender, Daemon, DaemonSpec, TAG};
 use crate::error::{Error, IoContext};
 use crate::guest::{self, GuestLine, GuestSizes, GuestWorkload};
-use crate::runner::{cpu_model, git_rev, mem_total, names, nr_open, raise_nofile, rotated, utc_now};
+use crate::runner::{names, nr_open, raise_nofile, rotated, utc_now, Machine};
 use crate::share::{DirKind, Share};
 
 /// Level 2's settings.
@@ -131,16 +131,9 @@ pub struct Meta2 {
     pub mode: Mode,
     /// Repetitions.
     pub reps: usize,
-    /// Host CPUs.
-    pub nproc: usize,
-    /// CPU model.
-    pub cpu: String,
-    /// Host kernel release.
-    pub kernel: String,
-    /// Host memory.
-    pub mem_total: String,
-    /// avpfs git revision.
-    pub avpfs_rev: String,
+    /// The host and avpfs's revision.
+    #[serde(flatten)]
+    pub machine: Machine,
     /// `virtiofsd --version`.
     pub virtiofsd_version: String,
     /// `qemu --version`, first line.
@@ -604,12 +597,7 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
         command_line: cfg.command_line.clone(),
         mode: cfg.mode,
         reps: cfg.reps,
-        nproc: nproc(),
-        cpu: cpu_model(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
-        mem_total: mem_total(),
-        avpfs_rev: git_rev(),
+        machine: Machine::probe(),
         virtiofsd_version,
         qemu_version: first_line_of(&g.qemu, "--version"),
         guest_kernel_package: std::fs::read_to_string(g.kernel.join("package"))

@@ -12,6 +12,7 @@ use crate::contenders::Contender;
 use crate::error::{Error, IoContext};
 use crate::guest::{GuestUnit, GuestWorkload};
 use crate::level2::{GuestSample, Results2};
+use crate::report::run_line;
 use crate::stats::Spread;
 
 /// avpfs's speedup over another contender on one workload: its time / avpfs's time.
@@ -133,23 +134,12 @@ pub fn markdown(r: &Results2, sums: &[Summary2]) -> String {
          static runner (`crates/avpfs-bench/examples/guest-workload.rs`) times each workload with CLOCK_MONOTONIC; \
          set-up and clean-up are not timed.\n"
     );
-    let _ = writeln!(
-        s,
-        "- **Run**: {} — `{}` ({} mode, {} repetitions, {:.0} s)",
-        m.date,
-        m.command_line,
-        match m.mode {
-            crate::cli::Mode::Quick => "quick",
-            crate::cli::Mode::Full => "full",
-        },
-        m.reps,
-        m.seconds
-    );
-    let _ = writeln!(s, "- **Machine**: {} CPUs, {}, kernel {}, {} RAM", m.nproc, m.cpu, m.kernel, m.mem_total);
+    let _ = writeln!(s, "{}", run_line(&m.date, &m.command_line, m.mode, m.reps, m.seconds));
+    let _ = writeln!(s, "{}", m.machine.markdown_line());
     let _ = writeln!(
         s,
         "- **Versions**: avpfs {}, {}, {}, guest kernel {} ({})",
-        m.avpfs_rev, m.virtiofsd_version, m.qemu_version, m.guest_kernel, m.guest_kernel_package
+        m.machine.avpfs_rev, m.virtiofsd_version, m.qemu_version, m.guest_kernel, m.guest_kernel_package
     );
     let _ = writeln!(s, "- **Guest**: {} vCPUs, {} memory; QEMU `{}`", m.guest_smp, m.guest_mem, m.qemu_flags);
     for (c, d) in &m.devices {
@@ -347,14 +337,7 @@ pub fn chart(path: &Path, r: &Results2, sums: &[Summary2], title: &str) -> Resul
         .disable_y_mesh()
         .light_line_style(RGBColor(245, 245, 245))
         .y_labels(n.max(2))
-        .y_label_formatter(&|y| {
-            let i = y.round();
-            if (y - i).abs() < 1e-6 && i >= 0.0 {
-                labels.get(n.saturating_sub(1).saturating_sub(i as usize)).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .y_label_formatter(&|y| crate::chart::row_label(&labels, *y))
         .x_label_formatter(&|x| format!("{x:.2}x"))
         .x_desc("speedup factor")
         .label_style(("sans-serif", 12).into_font())
@@ -397,7 +380,7 @@ pub fn write_all(out: &Path, r: &Results2) -> Result<Vec<PathBuf>, Error> {
     std::fs::write(&csv_path, csv(r)).ctx(|| format!("writing {}", csv_path.display()))?;
     let mut written = vec![md, json, csv_path];
     let svg = out.join("level2.svg");
-    let title = format!("avpfs level 2 ({}, {} repetitions, {})", r.meta.avpfs_rev, r.meta.reps, r.meta.date);
+    let title = format!("avpfs level 2 ({}, {} repetitions, {})", r.meta.machine.avpfs_rev, r.meta.reps, r.meta.date);
     if chart(&svg, r, &sums, &title)? {
         written.push(svg);
     }
@@ -434,11 +417,13 @@ mod tests {
                 command_line: "avpfs-bench --level 2".into(),
                 mode: crate::cli::Mode::Quick,
                 reps: 3,
-                nproc: 2,
-                cpu: "cpu".into(),
-                kernel: "6".into(),
-                mem_total: "1 GiB".into(),
-                avpfs_rev: "abc".into(),
+                machine: crate::runner::Machine {
+                    nproc: 2,
+                    cpu: "cpu".into(),
+                    kernel: "6".into(),
+                    mem_total: "1 GiB".into(),
+                    avpfs_rev: "abc".into(),
+                },
                 virtiofsd_version: "virtiofsd 1.14.0".into(),
                 qemu_version: "QEMU 7.2".into(),
                 guest_kernel_package: "linux-image".into(),

@@ -53,8 +53,10 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let sums = report::summarize(&results);
     let mut written = report::write_all(&cfg.out, &results, &sums)?;
     let svg = cfg.out.join("level1.svg");
-    let title =
-        format!("avpfs level 1 ({}, {} repetitions, {})", results.meta.avpfs_rev, results.meta.reps, results.meta.date);
+    let title = format!(
+        "avpfs level 1 ({}, {} repetitions, {})",
+        results.meta.machine.avpfs_rev, results.meta.reps, results.meta.date
+    );
     if chart::write(&svg, &sums, &cfg.dir_kinds, &title)? {
         written.push(svg);
     }

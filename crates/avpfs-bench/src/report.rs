@@ -14,6 +14,15 @@ use crate::share::DirKind;
 use crate::stats::Spread;
 use crate::workloads::{Case, Unit, Workload};
 
+/// The reports' "Run" line: when, the command line, mode, repetitions, time.
+pub(crate) fn run_line(date: &str, command_line: &str, mode: crate::cli::Mode, reps: usize, seconds: f64) -> String {
+    let mode = match mode {
+        crate::cli::Mode::Quick => "quick",
+        crate::cli::Mode::Full => "full",
+    };
+    format!("- **Run**: {date} — `{command_line}` ({mode} mode, {reps} repetitions, {seconds:.0} s)")
+}
+
 /// The medians of one case for one contender over the repetitions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -163,20 +172,9 @@ pub fn markdown(r: &Results, sums: &[Summary]) -> String {
          same FUSE request streams on the same host directory; the host baseline makes the equivalent \
          system calls directly. No guest kernel is involved.\n"
     );
-    let _ = writeln!(
-        s,
-        "- **Run**: {} — `{}` ({} mode, {} repetitions, {:.0} s)",
-        m.date,
-        m.command_line,
-        match m.mode {
-            crate::cli::Mode::Quick => "quick",
-            crate::cli::Mode::Full => "full",
-        },
-        m.reps,
-        m.seconds
-    );
-    let _ = writeln!(s, "- **Machine**: {} CPUs, {}, kernel {}, {} RAM", m.nproc, m.cpu, m.kernel, m.mem_total);
-    let _ = writeln!(s, "- **Versions**: avpfs {}, {}", m.avpfs_rev, m.virtiofsd_version);
+    let _ = writeln!(s, "{}", run_line(&m.date, &m.command_line, m.mode, m.reps, m.seconds));
+    let _ = writeln!(s, "{}", m.machine.markdown_line());
+    let _ = writeln!(s, "- **Versions**: avpfs {}, {}", m.machine.avpfs_rev, m.virtiofsd_version);
     for cl in &m.daemon_command_lines {
         let _ = writeln!(s, "- **Daemon**: `{cl}`");
     }
@@ -492,11 +490,13 @@ pub(crate) mod tests {
                 date: "today".into(),
                 command_line: "avpfs-bench --quick".into(),
                 mode: crate::cli::Mode::Quick,
-                nproc: 2,
-                cpu: "cpu".into(),
-                kernel: "6".into(),
-                mem_total: "1 kB".into(),
-                avpfs_rev: "abc".into(),
+                machine: crate::runner::Machine {
+                    nproc: 2,
+                    cpu: "cpu".into(),
+                    kernel: "6".into(),
+                    mem_total: "1 kB".into(),
+                    avpfs_rev: "abc".into(),
+                },
                 virtiofsd_version: "virtiofsd 1.14.0".into(),
                 daemon_command_lines: vec!["avpfs --x".into()],
                 memory_daemon_args: String::new(),

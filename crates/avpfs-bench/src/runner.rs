@@ -109,16 +109,9 @@ pub struct Meta {
     pub command_line: String,
     /// quick or full.
     pub mode: Mode,
-    /// Online CPUs.
-    pub nproc: usize,
-    /// CPU model.
-    pub cpu: String,
-    /// Kernel release.
-    pub kernel: String,
-    /// Memory of the machine.
-    pub mem_total: String,
-    /// avpfs git revision.
-    pub avpfs_rev: String,
+    /// The machine and avpfs's revision.
+    #[serde(flatten)]
+    pub machine: Machine,
     /// `virtiofsd --version`.
     pub virtiofsd_version: String,
     /// The daemon command lines (socket and share paths vary per run).
@@ -286,12 +279,7 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
         date: utc_now(),
         command_line: cfg.command_line.clone(),
         mode: cfg.mode,
-        nproc: nproc(),
-        cpu: cpu_model(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
-        mem_total: mem_total(),
-        avpfs_rev: git_rev(),
+        machine: Machine::probe(),
         virtiofsd_version,
         daemon_command_lines: specs.iter().map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE"))).collect(),
         memory_daemon_args: memory_args.join(" "),
@@ -602,7 +590,42 @@ fn memory_probe_inner(
     Ok(())
 }
 
-pub(crate) fn cpu_model() -> String {
+/// The machine a run was made on, and the avpfs revision (both levels
+/// report them).
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Online CPUs.
+    pub nproc: usize,
+    /// CPU model.
+    pub cpu: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Memory of the machine.
+    pub mem_total: String,
+    /// avpfs git revision.
+    pub avpfs_rev: String,
+}
+
+impl Machine {
+    /// This machine, now.
+    pub fn probe() -> Self {
+        Machine {
+            nproc: nproc(),
+            cpu: cpu_model(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+            mem_total: mem_total(),
+            avpfs_rev: git_rev(),
+        }
+    }
+
+    /// The reports' "Machine" line.
+    pub fn markdown_line(&self) -> String {
+        format!("- **Machine**: {} CPUs, {}, kernel {}, {} RAM", self.nproc, self.cpu, self.kernel, self.mem_total)
+    }
+}
+
+fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -612,7 +635,7 @@ pub(crate) fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-pub(crate) fn mem_total() -> String {
+fn mem_total() -> String {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -624,7 +647,7 @@ pub(crate) fn mem_total() -> String {
 }
 
 /// `git describe`-like revision of the workspace, with `-dirty` for local changes.
-pub(crate) fn git_rev() -> String {
+fn git_rev() -> String {
     let dir: PathBuf = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = |args: &[&str]| {
         std::process::Command::new("git")

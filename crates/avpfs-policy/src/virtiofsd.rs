@@ -87,6 +87,7 @@ fn parse_id_arg(arg: &str) -> Result<IdArg, CompatError> {
 /// virtiofsd; no two arguments of one direction may cover the same id.
 pub fn parse_translate<S: AsRef<str>>(args: &[S]) -> Result<IdMap, CompatError> {
     let (mut ranges, mut guest, mut host) = (Vec::new(), Vec::new(), Vec::new());
+    let mut map = IdMap::identity();
     for arg in args {
         let arg = arg.as_ref();
         match parse_id_arg(arg)? {
@@ -94,12 +95,11 @@ pub fn parse_translate<S: AsRef<str>>(args: &[S]) -> Result<IdMap, CompatError> 
             IdArg::GuestToHost(r) => guest.push(r),
             IdArg::HostToGuest(r) => host.push(r),
         }
-        // Check after each argument, so the error names the one that broke it.
-        IdMap::with_one_way(ranges.clone(), guest.clone(), host.clone(), Unmapped::Identity)
+        // Built after each argument, so the error names the one that broke it.
+        map = IdMap::with_one_way(ranges.clone(), guest.clone(), host.clone(), Unmapped::Identity)
             .map_err(|source| CompatError::InvalidMap { arg: arg.into(), source })?;
     }
-    IdMap::with_one_way(ranges, guest, host, Unmapped::Identity)
-        .map_err(|source| CompatError::InvalidMap { arg: String::new(), source })
+    Ok(map)
 }
 
 /// Reads a virtiofsd `--xattrmap` into xattr rules.

@@ -14,9 +14,10 @@
 //! available ring for a short, adaptive window ([`DeviceConfig::poll_max`],
 //! like QEMU's `poll-max-ns` for its own I/O threads) before it re-enables
 //! notifications and sleeps: a guest that sends its next request within the
-//! window needs no kick and the worker no wake-up. The window halves each
-//! time it passes without a request and grows again when a kick comes soon
-//! after the worker went to sleep, so an idle queue costs no CPU.
+//! window needs no kick and the worker no wake-up. The window doubles when
+//! a kick comes sooner than `poll_max` after the worker went to sleep and
+//! halves when the sleep was longer, so an idle or sparse queue stops
+//! spinning.
 
 use std::cell::Cell;
 use std::io;

@@ -78,6 +78,14 @@ pub struct Cli {
     #[arg(long)]
     pub min_time: Option<f64>,
 
+    /// Level 1: the front end polls the used ring for up to this many µs
+    /// (yielding the CPU between looks) before it sleeps on the call eventfd,
+    /// as a KVM vCPU halt-polls (halt_poll_ns, 200 µs by default) before it
+    /// sleeps. 0: sleep at once, so every reply also pays for waking the
+    /// front end's thread.
+    #[arg(long, default_value_t = 200)]
+    pub fe_poll_us: u64,
+
     /// Skip the memory figures.
     #[arg(long)]
     pub no_memory: bool,
@@ -231,6 +239,8 @@ pub struct Config {
     pub sizes: Sizes,
     /// Least measured time per run (passes are repeated until it is reached).
     pub min_time: std::time::Duration,
+    /// How long the front end polls for a reply before it sleeps.
+    pub fe_poll: std::time::Duration,
     /// Depths of the one-queue cases.
     pub depths: Vec<usize>,
     /// N of the multi-queue cases (1: none).
@@ -363,6 +373,7 @@ impl TryFrom<Cli> for Config {
             min_time: std::time::Duration::from_secs_f64(
                 cli.min_time.unwrap_or(if full { 2.0 } else { 0.5 }).clamp(0.0, 600.0),
             ),
+            fe_poll: std::time::Duration::from_micros(cli.fe_poll_us.min(1_000_000)),
             depths,
             queues: cli.queues.unwrap_or_else(nproc).clamp(1, 64),
             cache: cli.cache.clone(),

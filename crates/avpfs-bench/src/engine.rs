@@ -162,12 +162,22 @@ pub struct Session {
     /// The daemon's answer to FUSE_INIT.
     pub init: abi::InitOut,
     slots: Vec<Vec<Slot>>,
+    completion_poll: Duration,
 }
 
 impl Session {
     /// Connects to `daemon` with `request_queues` request queues, sends
-    /// FUSE_INIT and allocates `depth` slots per queue.
-    pub fn connect(daemon: Daemon, request_queues: usize, depth: usize) -> Result<Session, Error> {
+    /// FUSE_INIT and allocates `depth` slots per queue. Each front-end
+    /// thread polls for a reply for up to `completion_poll` before it sleeps,
+    /// in runs where every front-end thread and every daemon queue thread can
+    /// have a CPU of its own (KVM, likewise, halt-polls only while no other
+    /// task wants the CPU).
+    pub fn connect(
+        daemon: Daemon,
+        request_queues: usize,
+        depth: usize,
+        completion_poll: Duration,
+    ) -> Result<Session, Error> {
         let per_slot = REQ_CAP + REPLY_CAP + BULK_CAP + 3 * 64;
         let memory_size = (request_queues * depth * per_slot + (32 << 20)).next_multiple_of(2 << 20);
         let cfg = HarnessConfig {
@@ -207,7 +217,7 @@ impl Session {
         for s in slots.iter().flatten() {
             harness.write_guest(vm_addr(s.bulk), &pattern)?;
         }
-        Ok(Session { harness, daemon, init, slots })
+        Ok(Session { harness, daemon, init, slots, completion_poll })
     }
 
     /// Request queues set up.
@@ -246,6 +256,17 @@ impl Session {
         Ok(())
     }
 
+    /// How long the front-end threads of a run on `queues` queues poll for
+    /// replies: [`Session::connect`]'s `completion_poll` when each of them
+    /// and each daemon queue thread has a CPU of its own, else zero.
+    pub fn completion_poll_for(&self, queues: usize) -> Duration {
+        if queues * 2 <= crate::cli::nproc() {
+            self.completion_poll
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// Runs one stream per queue (queue `i + 1` for `streams[i]`) with
     /// `depth` operations in flight on each; returns the measurement and the
     /// streams (which hold what the replies told).
@@ -258,6 +279,7 @@ impl Session {
                 self.max_depth()
             )));
         }
+        let poll = self.completion_poll_for(streams.len());
         let barrier = Barrier::new(streams.len());
         let results: Vec<Result<QueueResult, Error>> = std::thread::scope(|scope| {
             let handles: Vec<_> = streams
@@ -268,7 +290,7 @@ impl Session {
                     let barrier = &barrier;
                     scope.spawn(move || {
                         barrier.wait();
-                        drive(&self.harness, i + 1, slots, stream)
+                        drive(&self.harness, i + 1, slots, stream, poll)
                     })
                 })
                 .collect();
@@ -323,8 +345,15 @@ struct QueueResult {
 }
 
 /// The closed loop of one queue.
-fn drive<S: OpStream>(harness: &Harness, queue: usize, slots: &[Slot], stream: &mut S) -> Result<QueueResult, Error> {
+fn drive<S: OpStream>(
+    harness: &Harness,
+    queue: usize,
+    slots: &[Slot],
+    stream: &mut S,
+    completion_poll: Duration,
+) -> Result<QueueResult, Error> {
     let mut pipe = harness.pipeline(queue)?;
+    pipe.poll_for_completions(completion_poll);
     let mut reqs: Vec<RequestBuf> =
         (0..slots.len()).map(|i| RequestBuf::new(((queue as u64) << 48) | ((i as u64) << 32))).collect();
     let mut started = vec![Instant::now(); slots.len()];

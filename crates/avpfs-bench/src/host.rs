@@ -272,7 +272,7 @@ impl<'t> HostCtx<'t> {
             }
             Workload::Seqwrite => {
                 let path = self.root.join(paths::WORK).join(format!("{label}.bin"));
-                let file = crate::share::preallocated_file(&path, sizes.seq_bytes)?;
+                let file = crate::share::prewritten_file(&path, sizes.seq_bytes)?;
                 let chunk = BULK_CAP as u32;
                 let data: Vec<u8> = (0..chunk as usize).map(|i| (i % 251) as u8 | 1).collect();
                 let m = run_threads(n, |t, r| {

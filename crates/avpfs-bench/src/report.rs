@@ -197,6 +197,7 @@ pub fn markdown(r: &Results, sums: &[Summary]) -> String {
         if io.is_empty() { "—".into() } else { io.join(", ") },
         m.min_time_s
     );
+    let _ = writeln!(s, "- **Front end**: {}", fe_poll_line(m.fe_poll_us));
     for n in &m.notes {
         let _ = writeln!(s, "- **Note**: {n}");
     }
@@ -210,7 +211,9 @@ pub fn markdown(r: &Results, sums: &[Summary]) -> String {
          - *CPU/op*: CPU time of the daemon process (all threads; schedstat, or utime+stime from /proc/PID/stat when \
          threads came and went) per operation; for the host, the CPU time of the calling threads. The front end's own \
          CPU time is not counted in it: *FE CPU* is the front end's (the harness threads playing the guest \
-         driver); when it nears the wall time per operation, the front end, not the daemon, is the limit.\n\
+         driver), its polling for replies included, so it is near the wall time per operation whenever the front \
+         end polls; with `--fe-poll-us 0`, an *FE CPU* near the wall time means the front end, not the daemon, is \
+         the limit.\n\
          - *vs virtiofsd*: rate / virtiofsd's rate at the same depth (virtiofsd has one request queue), median of the \
          per-repetition ratios with their range, and *best*: the ratio of the two best rates (outside load \
          only slows runs down, so on a busy machine it is the less disturbed estimate). *vs host*: rate / the host's rate with as many threads as queues.\n\
@@ -459,6 +462,22 @@ pub fn write_all(out: &Path, r: &Results, sums: &[Summary]) -> Result<Vec<PathBu
     Ok(vec![md, json, csv_path])
 }
 
+/// How the front end waits for replies, in words.
+fn fe_poll_line(us: u64) -> String {
+    if us == 0 {
+        "waits for every reply asleep on the call eventfd (`--fe-poll-us 0`): each reply also pays for a thread \
+         wake-up"
+            .into()
+    } else {
+        format!(
+            "polls the used ring for up to {us} µs (yielding the CPU between looks) before it sleeps on the call \
+             eventfd, as a KVM vCPU halt-polls before it sleeps (`--fe-poll-us`), in the runs where every front-end \
+             thread and every daemon queue thread has a CPU of its own (q × 2 ≤ CPUs; the other runs sleep at once, \
+             as KVM stops polling when another task wants the CPU)"
+        )
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -511,6 +530,7 @@ pub(crate) mod tests {
                     readdir_buf: 4096,
                 },
                 min_time_s: 0.5,
+                fe_poll_us: 200,
                 reps: 2,
                 file_systems: vec![(DirKind::Tmpfs, "tmpfs".into())],
                 max_io: vec![],

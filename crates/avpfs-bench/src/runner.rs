@@ -123,6 +123,9 @@ pub struct Meta {
     pub sizes: Sizes,
     /// Least measured seconds per run.
     pub min_time_s: f64,
+    /// How long the front end polls for a reply before it sleeps, µs.
+    #[serde(default)]
+    pub fe_poll_us: u64,
     /// Repetitions.
     pub reps: usize,
     /// The file system type of each share.
@@ -285,6 +288,7 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
         memory_daemon_args: memory_args.join(" "),
         sizes: cfg.sizes.clone(),
         min_time_s: cfg.min_time.as_secs_f64(),
+        fe_poll_us: cfg.fe_poll.as_micros() as u64,
         reps: cfg.reps,
         file_systems: Vec::new(),
         max_io: Vec::new(),
@@ -406,13 +410,6 @@ fn prepare_share(kind: DirKind, cfg: &Config) -> Result<Share, Error> {
         make_data_file(&data.join(paths::SEQ), cfg.sizes.seq_bytes)?;
     }
     std::fs::create_dir_all(&data).ctx(|| format!("mkdir {}", data.display()))?;
-    if cfg.workloads.contains(&Workload::Seqwrite) {
-        // Touch the memory the writes will use once, so that the first contender
-        // does not pay for the machine faulting its RAM in (seen on VMs: 3x slower).
-        let warm = work.join("warm-up.bin");
-        make_data_file(&warm, cfg.sizes.seq_bytes)?;
-        std::fs::remove_file(&warm).ctx(|| format!("rm {}", warm.display()))?;
-    }
     eprintln!("   ready in {:.1} s", t.elapsed().as_secs_f64());
     Ok(share)
 }
@@ -453,7 +450,7 @@ impl<'a> RepRun<'a> {
         let label = format!("r{}-{}", self.rep, self.restarts);
         let daemon = Daemon::start(spec, self.share.root(), self.run_dir, &label)?;
         let queues = if c == Contender::Avpfs { self.cfg.queues } else { 1 };
-        let session = Session::connect(daemon, queues, self.depth())?;
+        let session = Session::connect(daemon, queues, self.depth(), self.cfg.fe_poll)?;
         FuseCtx::new(session, self.tree)
     }
 
@@ -566,7 +563,7 @@ fn memory_probe_inner(
 ) -> Result<(), Error> {
     const DEPTH: usize = 16;
     let daemon = Daemon::start(spec, share, run_dir, label)?;
-    let session = Session::connect(daemon, 1, DEPTH)?;
+    let session = Session::connect(daemon, 1, DEPTH, std::time::Duration::ZERO)?;
     let pid = session.daemon.pid();
     let c = session.client();
     let top = c.lookup(fuse_abi::ROOT_ID, &tree.name)?.nodeid;

@@ -215,26 +215,27 @@ pub fn make_data_file(path: &Path, size: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Creates (or truncates) `path` and allocates `len` bytes for it with
-/// fallocate, so that timed writes overwrite allocated blocks instead of
-/// measuring the file system's (and the VM's) page allocation.
-pub fn preallocated_file(path: &Path, len: u64) -> Result<File, Error> {
-    use std::os::fd::AsRawFd;
-    let f = File::options()
+/// Creates (or truncates) `path` and writes `len` bytes into it (not
+/// synced), so that timed writes overwrite pages that exist instead of
+/// measuring the file system's page allocation and, on a VM, the
+/// hypervisor's: pages the guest freed are handed back to the host (free
+/// page reporting), and the first store to such a page faults in the
+/// hypervisor. fallocate is not enough, as tmpfs leaves the pages it
+/// allocates untouched until the first write.
+pub fn prewritten_file(path: &Path, len: u64) -> Result<File, Error> {
+    let mut f = File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)
         .ctx(|| format!("creating {}", path.display()))?;
-    let len_off = libc::off_t::try_from(len).map_err(|_| Error::Usage(format!("{len} bytes is too large")))?;
-    // SAFETY: fallocate on a descriptor we own has no memory-safety preconditions.
-    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len_off) };
-    if rc != 0 {
-        // A file system without fallocate: fall back to writing the file.
-        drop(f);
-        make_data_file(path, len)?;
-        return File::options().read(true).write(true).open(path).ctx(|| format!("opening {}", path.display()));
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).ctx(|| format!("writing {}", path.display()))?;
+        left -= n as u64;
     }
     Ok(f)
 }
@@ -262,7 +263,7 @@ mod tests {
         assert!(tmp.path().join("t/d00002/f00000004").is_file());
         make_data_file(&tmp.path().join("data/x"), 3 << 20 | 5).unwrap();
         assert_eq!(fs::metadata(tmp.path().join("data/x")).unwrap().len(), 3 << 20 | 5);
-        preallocated_file(&tmp.path().join("p"), 1 << 20).unwrap();
+        prewritten_file(&tmp.path().join("p"), 1 << 20).unwrap();
         assert_eq!(fs::metadata(tmp.path().join("p")).unwrap().len(), 1 << 20);
     }
 }

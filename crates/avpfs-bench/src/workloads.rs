@@ -11,7 +11,7 @@
 //! | seqread     | READ 1 MiB, in order               | pread 1 MiB                   |
 //! | seqwrite    | WRITE 1 MiB, in order (*)          | pwrite 1 MiB                  |
 //!
-//! (*) over a file preallocated with fallocate, untimed: the daemons' write
+//! (*) over a file written beforehand, untimed: the daemons' write
 //! path is measured, not the file system's block allocation.
 //!
 //! Untimed around each run: the LOOKUPs, OPENs and OPENDIRs it needs, and
@@ -678,7 +678,7 @@ impl<'t> FuseCtx<'t> {
             Workload::Seqwrite => {
                 let name = format!("{label}.bin");
                 let host_file = share.join(paths::WORK).join(&name);
-                drop(crate::share::preallocated_file(&host_file, sizes.seq_bytes)?);
+                drop(crate::share::prewritten_file(&host_file, sizes.seq_bytes)?);
                 let node = c.lookup(self.work_node, &name)?.nodeid;
                 let fh = c.open(node, libc::O_WRONLY as u32)?.fh;
                 let chunk = self.session.max_io();

@@ -144,3 +144,49 @@ fn full_queue_batches_wrap_the_ring() {
         assert_eq!(b.fs().lookups(), 200);
     }
 }
+
+/// A pipeline that polls the used ring for longer than the harness's
+/// timeout before it would sleep: every reply is still taken while it
+/// polls (a poll that failed to reap would end in the harness's timeout
+/// error), in order of completion, across several turns of a small ring,
+/// with and without EVENT_IDX.
+#[test]
+fn polling_pipeline_takes_every_reply() {
+    for event_idx in [true, false] {
+        let b = Backend::start(1);
+        b.fs().add_file("hello", b"hi\n");
+        let cfg = HarnessConfig { num_queues: 2, queue_size: 16, event_idx, ..Default::default() };
+        let h = Harness::connect(&b.socket, cfg).unwrap();
+        FuseClient::new(&h, 1).init().unwrap();
+        let mut p = h.pipeline(1).unwrap();
+        p.poll_for_completions(std::time::Duration::from_secs(3600));
+        let slots: Vec<_> = (0..8).map(|_| (h.alloc(64).unwrap(), h.alloc(4096).unwrap())).collect();
+        let mut by_head = std::collections::HashMap::new();
+        let mut done = Vec::new();
+        let (mut sent, mut answered) = (0u64, 0u64);
+        let mut free: Vec<usize> = (0..slots.len()).collect();
+        while answered < 100 {
+            while sent < 100 {
+                let Some(s) = free.pop() else { break };
+                let unique = 500 + sent;
+                let (req, reply) = slots[s];
+                h.write_guest(req, &request(opcode::LOOKUP, unique, abi::ROOT_ID, &[b"hello\0"])).unwrap();
+                let t = p.push_buffers(&[(req.0, 46)], &[(reply.0, 4096)]).unwrap();
+                by_head.insert(t.head(), (s, unique));
+                sent += 1;
+            }
+            done.clear();
+            p.wait_any(&mut done).unwrap();
+            for &(t, used) in &done {
+                let (s, unique) = by_head.remove(&t.head()).expect("a chain returned twice or never sent");
+                let r = Reply::parse(&h.read_guest(slots[s].1, used as usize).unwrap()).unwrap();
+                assert_eq!(r.header.unique, unique);
+                assert_eq!(r.decode::<abi::EntryOut>().unwrap().attr.size, 3);
+                answered += 1;
+                free.push(s);
+            }
+        }
+        assert_eq!(p.in_flight(), 0);
+        assert_eq!(b.fs().lookups(), 100);
+    }
+}

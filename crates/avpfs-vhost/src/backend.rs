@@ -55,6 +55,9 @@ pub const HIPRIO_QUEUE: usize = 0;
 pub const MAX_QUEUES: usize = 64;
 /// In a batch longer than this, the guest is signalled every this many replies.
 const SIGNAL_EVERY: usize = 32;
+/// A chain with room for a reply of at least this many bytes (a large READ)
+/// is a bulk request, worth a helper thread's copy.
+const BULK_BYTES: u64 = 64 << 10;
 /// How long a reset waits for requests in progress before it drops the nodes anyway.
 const QUIESCE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -84,6 +87,9 @@ pub struct DeviceConfig {
     /// Longest time a worker watches its drained queue for the next request
     /// before it sleeps (EVENT_IDX only; zero: never).
     pub poll_max: Duration,
+    /// Let a worker hand half of a batch's large READs to a helper thread
+    /// while CPUs are idle (see [`crate::bulk_helper`]).
+    pub bulk_helper: bool,
 }
 
 impl DeviceConfig {
@@ -122,6 +128,11 @@ struct InFlight {
 }
 
 impl InFlight {
+    /// Batches in progress now.
+    fn busy(&self) -> usize {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn enter(&self) -> InFlightGuard<'_> {
         *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         InFlightGuard(self)
@@ -163,6 +174,8 @@ pub struct VhostUserFsBackend<F: FileSystem> {
     backend_req: Mutex<Option<Backend>>,
     /// Bumped on every reset, so late replies of lock waits are dropped.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// CPUs this process may run on.
+    cpus: usize,
 }
 
 impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
@@ -177,6 +190,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             in_flight: InFlight::default(),
             backend_req: Mutex::new(None),
             generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
 
@@ -221,20 +235,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             let mem = atomic.memory();
             if !heads.is_empty() {
                 debug!("queue {queue}: batch of {}", heads.len());
-                for (n, head) in heads.into_iter().enumerate() {
-                    if queue != HIPRIO_QUEUE && is_blocking_request(&mem, desc_table, size, head) {
-                        self.process_blocking_chain(queue, vring, &atomic, desc_table, size, head);
-                        continue;
-                    }
-                    let len = self.process_chain(queue, &mem, desc_table, size, head);
-                    if let Err(e) = vring.add_used(head, len) {
-                        warn!("queue {queue}: cannot return descriptor {head}: {e}");
-                    }
-                    // In a long batch, let the guest see the first replies early.
-                    if (n + 1) % SIGNAL_EVERY == 0 {
-                        notify(queue, vring);
-                    }
-                }
+                self.serve_batch(queue, vring, &atomic, &mem, desc_table, size, heads);
                 notify(queue, vring);
             }
             if !event_idx {
@@ -256,16 +257,70 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         }
     }
 
-    /// Serves one chain; returns the number of bytes written to its writable part.
-    fn process_chain(
+    /// Serves the chains of one batch and puts them in the used ring. Lock
+    /// waits go to threads of their own. When the batch has two or more bulk
+    /// requests and fewer workers are busy than there are CPUs, every other
+    /// bulk request goes to this worker's helper thread, which serves them
+    /// while the worker serves the rest. (Only READs: WRITEs to one host file
+    /// take its inode lock in turn, so a helper would mostly wait.)
+    #[allow(clippy::too_many_arguments)]
+    fn serve_batch(
         &self,
         queue: usize,
+        vring: &VringMutex<GuestMemoryShared>,
+        atomic: &GuestMemoryShared,
         mem: &GuestMemoryLoadGuard<GuestMemory>,
         desc_table: GuestAddress,
         size: u16,
-        head: u16,
-    ) -> u32 {
-        serve_chain(&self.server, queue, mem, desc_table, size, head)
+        heads: Vec<u16>,
+    ) {
+        if let [head] = heads[..] {
+            // The common case at low depth: nothing to split, nothing to allocate.
+            if queue != HIPRIO_QUEUE && classify(mem, desc_table, size, head) == ChainKind::Blocking {
+                self.process_blocking_chain(queue, vring, atomic, desc_table, size, head);
+            } else {
+                serve_and_return(&self.server, queue, vring, mem, desc_table, size, &heads);
+            }
+            return;
+        }
+        let kinds: Vec<ChainKind> = if queue == HIPRIO_QUEUE {
+            vec![ChainKind::Plain; heads.len()]
+        } else {
+            heads.iter().map(|&head| classify(mem, desc_table, size, head)).collect()
+        };
+        let bulk = kinds.iter().filter(|&&k| k == ChainKind::Bulk).count();
+        let split = self.config.bulk_helper && bulk >= 2 && self.in_flight.busy() < self.cpus;
+        let mut mine = Vec::with_capacity(heads.len());
+        let mut theirs = Vec::new();
+        let mut nth_bulk = 0;
+        for (head, kind) in heads.into_iter().zip(kinds) {
+            match kind {
+                ChainKind::Blocking => self.process_blocking_chain(queue, vring, atomic, desc_table, size, head),
+                ChainKind::Bulk if split && nth_bulk % 2 == 1 => {
+                    theirs.push(head);
+                    nth_bulk += 1;
+                }
+                ChainKind::Bulk => {
+                    mine.push(head);
+                    nth_bulk += 1;
+                }
+                ChainKind::Plain => mine.push(head),
+            }
+        }
+        if theirs.is_empty() {
+            serve_and_return(&self.server, queue, vring, mem, desc_table, size, &mine);
+            return;
+        }
+        let (server, thread_vring, thread_atomic) = (self.server.clone(), vring.clone(), atomic.clone());
+        let job = Box::new(move || {
+            let mem = thread_atomic.memory();
+            serve_and_return(&server, queue, &thread_vring, &mem, desc_table, size, &theirs);
+        });
+        crate::bulk_helper::run_split(
+            || format!("vq{queue}-bulk"),
+            job,
+            || serve_and_return(&self.server, queue, vring, mem, desc_table, size, &mine),
+        );
     }
 
     /// Serves a request that may block for long (SETLKW) on a thread of its
@@ -313,17 +368,53 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     }
 }
 
-/// Whether the chain at `head` carries a request that may block for long.
-fn is_blocking_request(
+/// How a worker serves a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChainKind {
+    /// A request that may block for long (SETLKW): on a thread of its own.
+    Blocking,
+    /// A chain with at least [`BULK_BYTES`] of reply room (a large READ): may
+    /// go to the worker's helper thread.
+    Bulk,
+    /// Anything else, bad chains included: served by the worker.
+    Plain,
+}
+
+/// What kind of chain is at `head`.
+fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, desc_table: GuestAddress, size: u16, head: u16) -> ChainKind {
+    let Ok(chain) = walk_chain(&**mem, desc_table, size, head) else {
+        return ChainKind::Plain;
+    };
+    if request_header(mem, &chain).is_some_and(|h| h.opcode == fuse_abi::opcode::SETLKW) {
+        ChainKind::Blocking
+    } else if chain.writable_len() >= BULK_BYTES {
+        ChainKind::Bulk
+    } else {
+        ChainKind::Plain
+    }
+}
+
+/// Serves `heads` in order, puts each in the used ring, and signals the
+/// guest every [`SIGNAL_EVERY`] replies (if it wants to know), so that in a
+/// long batch it sees the first replies early.
+fn serve_and_return<F: FileSystem>(
+    server: &Server<F>,
+    queue: usize,
+    vring: &VringMutex<GuestMemoryShared>,
     mem: &GuestMemoryLoadGuard<GuestMemory>,
     desc_table: GuestAddress,
     size: u16,
-    head: u16,
-) -> bool {
-    let Ok(chain) = walk_chain(&**mem, desc_table, size, head) else {
-        return false;
-    };
-    request_header(mem, &chain).is_some_and(|h| h.opcode == fuse_abi::opcode::SETLKW)
+    heads: &[u16],
+) {
+    for (n, &head) in heads.iter().enumerate() {
+        let len = serve_chain(server, queue, mem, desc_table, size, head);
+        if let Err(e) = vring.add_used(head, len) {
+            warn!("queue {queue}: cannot return descriptor {head}: {e}");
+        }
+        if (n + 1) % SIGNAL_EVERY == 0 {
+            notify(queue, vring);
+        }
+    }
 }
 
 /// Serves one chain with `server`; returns the number of bytes written to its writable part.
@@ -604,7 +695,13 @@ mod tests {
     use super::*;
 
     fn config(tag: &str, queues: usize, size: u16) -> DeviceConfig {
-        DeviceConfig { poll_max: Duration::ZERO, tag: tag.into(), num_request_queues: queues, queue_size: size }
+        DeviceConfig {
+            poll_max: Duration::ZERO,
+            bulk_helper: true,
+            tag: tag.into(),
+            num_request_queues: queues,
+            queue_size: size,
+        }
     }
 
     fn window(max: Duration, window: Duration, slept: Option<Duration>) -> PollWindow {

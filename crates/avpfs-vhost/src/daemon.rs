@@ -76,12 +76,16 @@ pub struct VhostOptions {
     /// Longest time a worker keeps watching its drained queue for the next
     /// request before it sleeps (adaptive; zero: never poll).
     pub poll_max: std::time::Duration,
+    /// Let each queue's worker hand half of a batch's large READs to a
+    /// helper thread while CPUs are idle, so that one queue's copies run on
+    /// two CPUs.
+    pub bulk_helper: bool,
 }
 
 impl Default for VhostOptions {
     /// Tag `avpfs`, one request queue per host core, queues of up to 1024
     /// entries, return after the first front end leaves (as virtiofsd does),
-    /// poll a drained queue for up to [`DEFAULT_POLL_MAX`].
+    /// poll a drained queue for up to [`DEFAULT_POLL_MAX`], bulk helper threads on.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         VhostOptions {
@@ -90,6 +94,7 @@ impl Default for VhostOptions {
             queue_size: 1024,
             keep_listening_after_disconnect: false,
             poll_max: DEFAULT_POLL_MAX,
+            bulk_helper: true,
         }
     }
 }
@@ -101,6 +106,7 @@ impl VhostOptions {
             num_request_queues: self.num_request_queues,
             queue_size: self.queue_size,
             poll_max: self.poll_max,
+            bulk_helper: self.bulk_helper,
         }
     }
 }

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bulk_helper;
 pub mod daemon;
 pub mod descriptor_chain;
 

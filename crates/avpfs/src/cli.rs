@@ -52,6 +52,12 @@ pub struct Cli {
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
     pub poll_max_us: u64,
 
+    /// Let each request queue's worker hand every other large READ (64 KiB
+    /// or more) of a batch to a helper thread while fewer workers are busy
+    /// than there are CPUs, so that one queue's copies use two CPUs.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub bulk_helper: bool,
+
     /// Caching policy the guest may use.
     #[arg(long, value_enum, default_value_t = CacheArg::Auto)]
     pub cache: CacheArg,

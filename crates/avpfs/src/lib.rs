@@ -176,6 +176,7 @@ impl TryFrom<Cli> for DaemonConfig {
             tag: cli.tag.clone().unwrap_or_else(|| "avpfs".into()),
             keep_listening_after_disconnect: cli.keep_listening,
             poll_max: std::time::Duration::from_micros(cli.poll_max_us),
+            bulk_helper: cli.bulk_helper,
             ..Default::default()
         };
         if let Some(n) = cli.request_queues {

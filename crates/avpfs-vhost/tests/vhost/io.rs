@@ -190,3 +190,69 @@ fn polling_pipeline_takes_every_reply() {
         assert_eq!(b.fs().lookups(), 100);
     }
 }
+
+/// Serves rounds of 8 large READs (256 KiB each), each round made available
+/// with one kick, on one request queue; returns how many threads served
+/// requests in all. Every reply is checked.
+fn large_read_batches(bulk_helper: bool) -> usize {
+    const READ: usize = 256 * 1024;
+    let b = Backend::start_with(avpfs_vhost::VhostOptions {
+        tag: "testfs".into(),
+        num_request_queues: 1,
+        keep_listening_after_disconnect: true,
+        // No polling: the worker pops each round whole, after the kick.
+        poll_max: std::time::Duration::ZERO,
+        bulk_helper,
+        ..Default::default()
+    });
+    let h = b.connect(2);
+    let c = FuseClient::new(&h, 1);
+    c.init().unwrap();
+    let data = pattern(8 * READ, 3);
+    let (entry, open) = c.create(abi::ROOT_ID, "big", 0o644, libc::O_RDWR as u32).unwrap();
+    for (i, part) in data.chunks(READ).enumerate() {
+        assert_eq!(c.write(entry.nodeid, open.fh, (i * READ) as u64, part).unwrap(), READ as u32);
+    }
+    for round in 0..5u64 {
+        let mut pending = Vec::new();
+        let mut chains = Vec::new();
+        for i in 0..8u64 {
+            let unique = 1000 + round * 10 + i;
+            let r = abi::ReadIn { fh: open.fh, offset: i * READ as u64, size: READ as u32, ..Default::default() };
+            let req_bytes = request(opcode::READ, unique, entry.nodeid, &[r.as_bytes()]);
+            let req = h.alloc(req_bytes.len()).unwrap();
+            h.write_guest(req, &req_bytes).unwrap();
+            let reply = h.alloc(16 + READ).unwrap();
+            chains.push(Chain {
+                readable: vec![(req, req_bytes.len() as u32)],
+                writable: vec![(reply, (16 + READ) as u32)],
+                indirect: false,
+            });
+            pending.push((unique, reply, i as usize));
+        }
+        let tokens = h.submit_all(1, &chains).unwrap();
+        let used = h.wait_all(&tokens).unwrap();
+        for ((unique, reply, i), used) in pending.into_iter().zip(used) {
+            let r = Reply::parse(&h.read_guest(reply, used as usize).unwrap()).unwrap();
+            assert_eq!(r.header.unique, unique);
+            assert!(r.ok().unwrap() == data[i * READ..(i + 1) * READ], "READ {i} of round {round}: data differs");
+        }
+    }
+    c.release(entry.nodeid, open.fh).unwrap();
+    b.fs().serving_threads().len()
+}
+
+/// A batch of large READs on one queue is split between the queue's worker
+/// and its helper thread when the host has a second CPU (and every reply is
+/// right); with `bulk_helper` off, the worker serves everything.
+#[test]
+fn large_reads_of_a_batch_are_shared_with_a_helper_thread() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let with_helper = large_read_batches(true);
+    if cpus >= 2 {
+        assert_eq!(with_helper, 2, "the worker and its helper should have served the READs");
+    } else {
+        assert_eq!(with_helper, 1, "one CPU: no helper");
+    }
+    assert_eq!(large_read_batches(false), 1, "bulk_helper off: the worker alone");
+}

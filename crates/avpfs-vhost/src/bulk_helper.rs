@@ -1,0 +1,169 @@
+//! A queue worker's helper thread for bulk data requests.
+//!
+//! A worker that pops a batch holding several large READs (the copies from
+//! the host's page cache into guest memory are most of their cost)
+//! hands every other one to its helper and serves the rest itself, so that
+//! two copies run at once on two CPUs; it then waits for the helper before
+//! it signals the guest for the batch. The worker does this only while fewer
+//! queue workers are busy than the host has CPUs: with one busy worker per
+//! CPU, a helper would only take CPU time from another queue.
+//!
+//! Each worker thread has at most one helper, started the first time it is
+//! needed and ended when the worker thread ends (the job channel closes).
+//! Between jobs the helper watches its channel for a short while before it
+//! sleeps, so that the next batch's job does not pay for a wake-up.
+
+use std::cell::RefCell;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use log::warn;
+
+/// A piece of a batch, run on the helper thread.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// How long the helper looks for its next job before it sleeps.
+const WATCH_JOBS: Duration = Duration::from_micros(50);
+/// How long the worker looks for the helper's "done" before it sleeps (the
+/// two halves of a batch take about as long).
+const WATCH_DONE: Duration = Duration::from_micros(200);
+
+/// The helper thread of one worker thread.
+struct BulkHelper {
+    jobs: Sender<Job>,
+    done: Receiver<()>,
+}
+
+impl BulkHelper {
+    fn start(name: String) -> std::io::Result<BulkHelper> {
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::Builder::new().name(name).spawn(move || {
+            while let Some(job) = next_job(&job_rx) {
+                job();
+                if done_tx.send(()).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(BulkHelper { jobs, done })
+    }
+}
+
+/// The next job: looks for one for [`WATCH_JOBS`], then sleeps until one
+/// comes; `None` when the worker is gone.
+fn next_job(rx: &Receiver<Job>) -> Option<Job> {
+    let until = Instant::now() + WATCH_JOBS;
+    loop {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
+            Err(TryRecvError::Empty) => return rx.recv().ok(),
+        }
+    }
+}
+
+thread_local! {
+    static HELPER: RefCell<Option<BulkHelper>> = const { RefCell::new(None) };
+}
+
+/// Runs `theirs` on the calling thread's helper (started if need be, named
+/// `name`) while the caller runs `ours`, and returns once both are done. If
+/// the helper cannot be started or has died, the caller runs both.
+pub(crate) fn run_split(name: impl FnOnce() -> String, theirs: Job, ours: impl FnOnce()) {
+    HELPER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            match BulkHelper::start(name()) {
+                Ok(h) => *slot = Some(h),
+                Err(e) => warn!("cannot start a bulk I/O helper thread: {e}; serving the batch alone"),
+            }
+        }
+        let Some(helper) = slot.as_ref() else {
+            drop(slot);
+            ours();
+            theirs();
+            return;
+        };
+        if let Err(mpsc::SendError(job)) = helper.jobs.send(theirs) {
+            warn!("the bulk I/O helper thread has ended; serving the batch alone");
+            *slot = None;
+            drop(slot);
+            ours();
+            job();
+            return;
+        }
+        ours();
+        wait_done(&helper.done);
+    });
+}
+
+/// Waits for the helper's "done": looks for [`WATCH_DONE`], then sleeps.
+fn wait_done(done: &Receiver<()>) {
+    let until = Instant::now() + WATCH_DONE;
+    loop {
+        match done.try_recv() {
+            Ok(()) | Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
+            Err(TryRecvError::Empty) => {
+                // Bounded sleeps, so that a helper that died mid-job (its
+                // sender dropped) is noticed.
+                match done.recv_timeout(Duration::from_millis(100)) {
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn both_halves_run_at_once_on_two_threads() {
+        // Each half waits for the other at a barrier: this only returns if
+        // they ran at the same time, on different threads.
+        let barrier = Arc::new(Barrier::new(2));
+        let theirs_thread = Arc::new(std::sync::Mutex::new(None));
+        let (b, t) = (barrier.clone(), theirs_thread.clone());
+        run_split(
+            || "test-helper".into(),
+            Box::new(move || {
+                b.wait();
+                *t.lock().unwrap() = Some(std::thread::current().id());
+            }),
+            || {
+                barrier.wait();
+            },
+        );
+        let theirs = theirs_thread.lock().unwrap().expect("the helper's half ran before run_split returned");
+        assert_ne!(theirs, std::thread::current().id());
+    }
+
+    #[test]
+    fn one_helper_serves_every_batch_of_its_worker() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let mut threads = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let r = ran.clone();
+            let (tx, rx) = mpsc::channel();
+            run_split(
+                || "test-helper".into(),
+                Box::new(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    tx.send(std::thread::current().id()).unwrap();
+                }),
+                || {},
+            );
+            // Done means done: the helper's half has finished.
+            threads.insert(rx.try_recv().expect("the helper's half finished before run_split returned"));
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 50);
+        assert_eq!(threads.len(), 1, "a new helper thread per batch");
+    }
+}

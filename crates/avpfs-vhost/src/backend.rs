@@ -18,6 +18,11 @@
 //! a kick comes sooner than `poll_max` after the worker went to sleep and
 //! halves when the sleep was longer, so an idle or sparse queue stops
 //! spinning.
+//!
+//! A batch with several large READs, popped while fewer workers are busy
+//! than the host has CPUs, is shared with the worker's helper thread
+//! ([`crate::bulk_helper`]): the two copy into guest memory at once, and the
+//! worker signals the guest when both are done.
 
 use std::cell::Cell;
 use std::io;

@@ -316,16 +316,34 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             serve_and_return(&self.server, queue, vring, mem, desc_table, size, &mine);
             return;
         }
-        let (server, thread_vring, thread_atomic) = (self.server.clone(), vring.clone(), atomic.clone());
+        // Both halves keep their replies' lengths; the worker returns every
+        // chain once both are done, so the guest sees the batch end at once
+        // (as its one signal tells it) and the two threads do not take turns
+        // at the used ring.
+        let their_replies = Arc::new(Mutex::new(Vec::with_capacity(theirs.len())));
+        let (server, thread_atomic, out) = (self.server.clone(), atomic.clone(), their_replies.clone());
         let job = Box::new(move || {
             let mem = thread_atomic.memory();
-            serve_and_return(&server, queue, &thread_vring, &mem, desc_table, size, &theirs);
+            let replies: Vec<(u16, u32)> =
+                theirs.iter().map(|&head| (head, serve_chain(&server, queue, &mem, desc_table, size, head))).collect();
+            *out.lock().unwrap_or_else(|e| e.into_inner()) = replies;
         });
+        let mut replies = Vec::with_capacity(mine.len());
         crate::bulk_helper::run_split(
             || format!("vq{queue}-bulk"),
             job,
-            || serve_and_return(&self.server, queue, vring, mem, desc_table, size, &mine),
+            || {
+                replies.extend(
+                    mine.iter().map(|&head| (head, serve_chain(&self.server, queue, mem, desc_table, size, head))),
+                )
+            },
         );
+        replies.append(&mut their_replies.lock().unwrap_or_else(|e| e.into_inner()));
+        for (head, len) in replies {
+            if let Err(e) = vring.add_used(head, len) {
+                warn!("queue {queue}: cannot return descriptor {head}: {e}");
+            }
+        }
     }
 
     /// Serves a request that may block for long (SETLKW) on a thread of its

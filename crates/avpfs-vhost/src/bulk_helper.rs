@@ -14,7 +14,7 @@
 //! sleeps, so that the next batch's job does not pay for a wake-up.
 
 use std::cell::RefCell;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use log::warn;
@@ -39,7 +39,7 @@ impl BulkHelper {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (done_tx, done) = mpsc::channel();
         std::thread::Builder::new().name(name).spawn(move || {
-            while let Some(job) = next_job(&job_rx) {
+            while let Some(job) = recv_watching(&job_rx, WATCH_JOBS) {
                 job();
                 if done_tx.send(()).is_err() {
                     break;
@@ -50,13 +50,14 @@ impl BulkHelper {
     }
 }
 
-/// The next job: looks for one for [`WATCH_JOBS`], then sleeps until one
-/// comes; `None` when the worker is gone.
-fn next_job(rx: &Receiver<Job>) -> Option<Job> {
-    let until = Instant::now() + WATCH_JOBS;
+/// The next message on `rx`: looks for one for `watch` (yielding the CPU
+/// between looks), then sleeps until one comes; `None` once the other side
+/// is gone (even while asleep).
+fn recv_watching<T>(rx: &Receiver<T>, watch: Duration) -> Option<T> {
+    let until = Instant::now() + watch;
     loop {
         match rx.try_recv() {
-            Ok(job) => return Some(job),
+            Ok(message) => return Some(message),
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
             Err(TryRecvError::Empty) => return rx.recv().ok(),
@@ -95,27 +96,9 @@ pub(crate) fn run_split(name: impl FnOnce() -> String, theirs: Job, ours: impl F
             return;
         }
         ours();
-        wait_done(&helper.done);
+        // `None`: the helper died mid-job; nothing more will come.
+        let _ = recv_watching(&helper.done, WATCH_DONE);
     });
-}
-
-/// Waits for the helper's "done": looks for [`WATCH_DONE`], then sleeps.
-fn wait_done(done: &Receiver<()>) {
-    let until = Instant::now() + WATCH_DONE;
-    loop {
-        match done.try_recv() {
-            Ok(()) | Err(TryRecvError::Disconnected) => return,
-            Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
-            Err(TryRecvError::Empty) => {
-                // Bounded sleeps, so that a helper that died mid-job (its
-                // sender dropped) is noticed.
-                match done.recv_timeout(Duration::from_millis(100)) {
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                    Err(RecvTimeoutError::Timeout) => {}
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

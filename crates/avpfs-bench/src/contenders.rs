@@ -212,15 +212,20 @@ impl Drop for Daemon {
     }
 }
 
+/// `path`, given with the option `flag`, when it is a file.
+pub fn explicit_file(path: &Path, flag: &str) -> Result<PathBuf, Error> {
+    if path.is_file() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(Error::Usage(format!("{flag} {}: no such file", path.display())))
+    }
+}
+
 /// The avpfs binary: `explicit`, or the one beside this program (same target
 /// directory), or `target/release/avpfs` of the workspace.
 pub fn locate_avpfs(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(Error::Usage(format!("--avpfs-bin {}: no such file", p.display())))
-        };
+        return explicit_file(p, "--avpfs-bin");
     }
     let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
@@ -247,11 +252,7 @@ pub const VIRTIOFSD_VERSION: &str = "1.14.0";
 /// apt-get) when `install` is set and it is missing.
 pub fn ensure_virtiofsd(explicit: Option<&Path>, tools_dir: &Path, install: bool) -> Result<PathBuf, Error> {
     if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(Error::Usage(format!("--virtiofsd-bin {}: no such file", p.display())))
-        };
+        return explicit_file(p, "--virtiofsd-bin");
     }
     let root = tools_dir.join("virtiofsd");
     let bin = root.join("bin/virtiofsd");

@@ -188,11 +188,7 @@ fn workspace() -> PathBuf {
 /// x86_64-unknown-linux-gnu in one of the target directories we know of.
 pub fn locate_runner(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(Error::Usage(format!("--guest-workload-bin {}: no such file", p.display())))
-        };
+        return crate::contenders::explicit_file(p, "--guest-workload-bin");
     }
     const REL: &str = "x86_64-unknown-linux-gnu/release/examples/guest-workload";
     let mut candidates = Vec::new();

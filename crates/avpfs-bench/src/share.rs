@@ -205,12 +205,7 @@ pub fn make_data_file(path: &Path, size: u64) -> Result<(), Error> {
     }
     let mut f = File::create(path).ctx(|| format!("creating {}", path.display()))?;
     let chunk: Vec<u8> = (0..1usize << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1).collect();
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        f.write_all(&chunk[..n]).ctx(|| format!("writing {}", path.display()))?;
-        left -= n as u64;
-    }
+    write_repeated(&mut f, path, &chunk, size)?;
     f.sync_all().ctx(|| format!("syncing {}", path.display()))?;
     Ok(())
 }
@@ -230,14 +225,19 @@ pub fn prewritten_file(path: &Path, len: u64) -> Result<File, Error> {
         .truncate(true)
         .open(path)
         .ctx(|| format!("creating {}", path.display()))?;
-    let chunk = vec![0x5au8; 1 << 20];
+    write_repeated(&mut f, path, &vec![0x5a; 1 << 20], len)?;
+    Ok(f)
+}
+
+/// Writes `len` bytes to `f` (the file at `path`), `chunk` after `chunk`.
+fn write_repeated(f: &mut File, path: &Path, chunk: &[u8], len: u64) -> Result<(), Error> {
     let mut left = len;
     while left > 0 {
         let n = left.min(chunk.len() as u64) as usize;
         f.write_all(&chunk[..n]).ctx(|| format!("writing {}", path.display()))?;
         left -= n as u64;
     }
-    Ok(f)
+    Ok(())
 }
 
 #[cfg(test)]

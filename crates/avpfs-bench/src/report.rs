@@ -170,7 +170,8 @@ pub fn markdown(r: &Results, sums: &[Summary]) -> String {
         "Each vhost-user-fs daemon is driven by the in-process front end of `crates/vhost-harness` \
          (memfd guest memory, split virtqueues with EVENT_IDX, the real vhost-user protocol) with the \
          same FUSE request streams on the same host directory; the host baseline makes the equivalent \
-         system calls directly. No guest kernel is involved.\n"
+         system calls directly, one thread per queue, cycling through as many buffers as the front end \
+         has requests in flight per queue. No guest kernel is involved.\n"
     );
     let _ = writeln!(s, "{}", run_line(&m.date, &m.command_line, m.mode, m.reps, m.seconds));
     let _ = writeln!(s, "{}", m.machine.markdown_line());

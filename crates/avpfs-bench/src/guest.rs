@@ -88,6 +88,24 @@ impl GuestWorkload {
         GuestWorkload::ALL.into_iter().find(|w| w.name() == name)
     }
 
+    /// A metadata workload (the "metadata": create, stat, readdir,
+    /// unlink and the tar extract).
+    pub fn is_metadata(self) -> bool {
+        matches!(
+            self,
+            GuestWorkload::Create
+                | GuestWorkload::Stat
+                | GuestWorkload::Readdir
+                | GuestWorkload::Unlink
+                | GuestWorkload::Tar
+        )
+    }
+
+    /// A write workload (seqwrite, randwrite).
+    pub fn is_write(self) -> bool {
+        matches!(self, GuestWorkload::Seqwrite | GuestWorkload::Randwrite)
+    }
+
     /// What its rate counts.
     pub fn unit(self) -> GuestUnit {
         match self {

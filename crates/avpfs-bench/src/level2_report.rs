@@ -22,6 +22,21 @@ pub struct Speedup {
     pub of_medians: f64,
     /// The same ratio repetition by repetition (the boots of one repetition ran back to back).
     pub paired: Option<Spread>,
+    /// Repetitions in which avpfs took less time than the other.
+    pub wins: usize,
+    /// Repetitions in which avpfs took more time.
+    pub losses: usize,
+    /// The two-sided sign test of `wins` against `losses`
+    /// ([`crate::stats::sign_test`]): below 0.05, the difference is unlikely
+    /// to be the machine's noise.
+    pub sign_p: f64,
+}
+
+impl Speedup {
+    /// Whether avpfs is slower, and not by chance (sign test below 0.05).
+    pub fn clearly_slower(&self) -> bool {
+        self.of_medians < 1.0 && self.losses > self.wins && self.sign_p < 0.05
+    }
 }
 
 /// One workload for one contender over the repetitions.
@@ -56,11 +71,21 @@ fn speedup(r: &Results2, w: GuestWorkload, base: Contender) -> Option<Speedup> {
         return None;
     }
     let time = |c: Contender, rep: usize| samples_of(r, w, c).find(|s| s.rep == rep).and_then(GuestSample::seconds);
-    let paired = Spread::of((0..r.meta.reps).filter_map(|rep| match (time(Contender::Avpfs, rep), time(base, rep)) {
-        (Some(a), Some(b)) if a > 0.0 => Some(b / a),
-        _ => None,
-    }));
-    Some(Speedup { of_medians: b.median / a.median, paired })
+    let ratios: Vec<f64> = (0..r.meta.reps)
+        .filter_map(|rep| match (time(Contender::Avpfs, rep), time(base, rep)) {
+            (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+            _ => None,
+        })
+        .collect();
+    let wins = ratios.iter().filter(|&&x| x > 1.0).count();
+    let losses = ratios.iter().filter(|&&x| x < 1.0).count();
+    Some(Speedup {
+        of_medians: b.median / a.median,
+        paired: Spread::of(ratios),
+        wins,
+        losses,
+        sign_p: crate::stats::sign_test(wins, losses),
+    })
 }
 
 /// Summaries of every (workload, contender), in report order.
@@ -106,8 +131,8 @@ fn fmt_rate(v: f64) -> String {
 
 fn fmt_speedup(s: Option<Speedup>) -> String {
     match s {
-        Some(Speedup { of_medians, paired: Some(p) }) if p.n > 1 => {
-            format!("{of_medians:.2}x ({:.2}–{:.2})", p.min, p.max)
+        Some(Speedup { of_medians, paired: Some(p), wins, sign_p, .. }) if p.n > 1 => {
+            format!("{of_medians:.2}x ({:.2}–{:.2}; {wins}/{}, p {sign_p:.2})", p.min, p.max, p.n)
         }
         Some(s) => format!("{:.2}x", s.of_medians),
         None => "—".into(),
@@ -171,7 +196,9 @@ pub fn markdown(r: &Results2, sums: &[Summary2]) -> String {
         "- *seconds*: guest-side time, median over the repetitions, then the min–max range; lower is better.\n\
          - *rate*: from the median time; ops/s (files, system calls, tar entries) or MB/s (10^6 bytes).\n\
          - *avpfs vs X*: X's median time / avpfs's median time, a speedup factor (above 1: avpfs is faster), \
-         then the range of the same ratio taken repetition by repetition.\n\
+         then the range of the same ratio taken repetition by repetition, the repetitions in which avpfs was \
+         faster, and the two-sided sign test of that count (p below 0.05: the difference is unlikely to be noise; \
+         with 5 repetitions p cannot go below 0.06).\n\
          - The machine is shared and QEMU emulates the guest's CPU (TCG): trust ratios with a narrow range more \
          than absolute figures.\n"
     );
@@ -236,11 +263,60 @@ pub fn markdown(r: &Results2, sums: &[Summary2]) -> String {
             );
         }
     }
+    s.push_str(&targets(sums));
     let _ = writeln!(
         s,
         "\nRaw numbers: `level2.json` (every boot, every workload and these summaries) and `level2.csv` (one line \
          per workload per boot). Chart: `level2.svg`."
     );
+    s
+}
+
+/// The issue's level 2 targets checked against `sums` (empty when avpfs or
+/// both others are missing).
+fn targets(sums: &[Summary2]) -> String {
+    let avpfs: Vec<&Summary2> = sums.iter().filter(|x| x.contender == Contender::Avpfs).collect();
+    let mut s = String::new();
+    if avpfs.iter().all(|x| x.vs_virtiofsd.is_none() && x.vs_9p.is_none()) {
+        return s;
+    }
+    let _ = writeln!(s, "\n## Issue 5 targets (level 2)\n");
+    let with = |f: fn(&Summary2) -> Option<Speedup>| -> Vec<(GuestWorkload, Speedup)> {
+        avpfs.iter().filter_map(|x| f(x).map(|v| (x.workload, v))).collect()
+    };
+    let vs_v = with(|x| x.vs_virtiofsd);
+    if !vs_v.is_empty() {
+        let slower: Vec<String> = vs_v
+            .iter()
+            .filter(|(_, v)| v.clearly_slower())
+            .map(|(w, v)| format!("{} {:.2}x", w.name(), v.of_medians))
+            .collect();
+        let below: Vec<String> = vs_v
+            .iter()
+            .filter(|(_, v)| v.of_medians < 1.0 && !v.clearly_slower())
+            .map(|(w, v)| format!("{} {:.2}x (p {:.2})", w.name(), v.of_medians, v.sign_p))
+            .collect();
+        let verdict = if slower.is_empty() {
+            "met: slower beyond noise on none".to_string()
+        } else {
+            format!("**not met**: slower beyond noise on {}", slower.join(", "))
+        };
+        let _ = write!(s, "- Not slower than virtiofsd on any workload: {verdict}");
+        if !below.is_empty() {
+            let _ = write!(s, "; median below 1 within noise: {}", below.join(", "));
+        }
+        let _ = writeln!(s);
+    }
+    let vs_9p: Vec<String> = with(|x| x.vs_9p)
+        .iter()
+        .filter(|(w, _)| w.is_metadata() || w.is_write())
+        .map(|(w, v)| {
+            format!("{} {:.2}x {}", w.name(), v.of_medians, if v.of_medians >= 3.0 { "met" } else { "**not met**" })
+        })
+        .collect();
+    if !vs_9p.is_empty() {
+        let _ = writeln!(s, "- At least 3x QEMU 9p on metadata and write workloads: {}", vs_9p.join("; "));
+    }
     s
 }
 
@@ -456,6 +532,38 @@ mod tests {
     }
 
     #[test]
+    fn slower_is_reported_only_beyond_noise() {
+        let mut r = fake();
+        // Six repetitions of create with avpfs slower in all of them, and
+        // seqread slower in only four of the six.
+        r.meta.reps = 6;
+        r.workloads = vec![GuestWorkload::Create, GuestWorkload::Seqread];
+        r.samples.clear();
+        for rep in 0..6 {
+            for w in [GuestWorkload::Create, GuestWorkload::Seqread] {
+                for (c, t) in [(Contender::Avpfs, 2.0), (Contender::Virtiofsd, 1.0), (Contender::NineP, 9.0)] {
+                    let t = if w == GuestWorkload::Seqread && c == Contender::Avpfs && rep >= 4 { 0.5 } else { t };
+                    let line = Some(GuestLine { workload: w, seconds: t, ops: 100, bytes: 1_000_000 });
+                    r.samples.push(GuestSample { workload: w, contender: c, rep, line, error: None });
+                }
+            }
+        }
+        let sums = summarize(&r);
+        let create = sums.iter().find(|x| x.workload == GuestWorkload::Create && x.contender == Contender::Avpfs);
+        let v = create.unwrap().vs_virtiofsd.unwrap();
+        assert_eq!((v.wins, v.losses), (0, 6));
+        assert!(v.clearly_slower());
+        let md = markdown(&r, &sums);
+        assert!(
+            md.contains(
+                "**not met**: slower beyond noise on create 0.50x; median below 1 within noise: seqread 0.50x (p 0.69)"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("create 4.50x met"), "{md}");
+    }
+
+    #[test]
     fn speedups_tables_and_files() {
         let r = fake();
         let sums = summarize(&r);
@@ -468,7 +576,9 @@ mod tests {
             md.contains("| create | 1.100 (1.000–1.200) | 1.600 (1.500–1.700) | 4.100 (4.000–4.200) | 90.9 |"),
             "{md}"
         );
-        assert!(md.contains("| 1.45x (1.42–1.50) | 3.73x (3.50–4.00) |"), "{md}");
+        assert!(md.contains("| 1.45x (1.42–1.50; 3/3, p 0.25) | 3.73x (3.50–4.00; 3/3, p 0.25) |"), "{md}");
+        assert!(md.contains("- Not slower than virtiofsd on any workload: met: slower beyond noise on none\n"), "{md}");
+        assert!(md.contains("create 3.73x met"), "{md}");
         assert!(md.contains("| tar | — | — | FAILED | — | — | — | ops/s | — | — |"), "{md}");
         assert!(md.contains("- tar / 9p (QEMU): 1 of 3 repetitions gave no figure: boom"), "{md}");
         assert_eq!(csv(&r).lines().count(), 1 + 19);

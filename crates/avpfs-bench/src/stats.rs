@@ -66,6 +66,30 @@ impl Spread {
     }
 }
 
+/// The two-sided exact sign test: the probability, were neither side
+/// faster, of a split at least as uneven as `wins` against `losses` (ties
+/// left out). 1 when there is nothing to compare.
+///
+/// With 5 pairs the smallest possible value is 0.0625; it takes 6 pairs to
+/// go below 0.05.
+pub fn sign_test(wins: usize, losses: usize) -> f64 {
+    let n = wins + losses;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = wins.min(losses);
+    // P(X <= k) for X ~ Binomial(n, 1/2), summed term by term.
+    let mut term = 0.5f64.powi(n as i32);
+    let mut tail = 0.0;
+    for i in 0..=k {
+        if i > 0 {
+            term *= (n - i + 1) as f64 / i as f64;
+        }
+        tail += term;
+    }
+    (2.0 * tail).min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +104,17 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), 0);
         let mut l = vec![5, 1, 3];
         assert_eq!(Latency::of(&mut l), Latency { p50_ns: 3, p99_ns: 5 });
+    }
+
+    #[test]
+    fn sign_test_values() {
+        assert_eq!(sign_test(0, 0), 1.0);
+        assert!((sign_test(5, 0) - 0.0625).abs() < 1e-12);
+        assert!((sign_test(0, 6) - 0.03125).abs() < 1e-12);
+        assert!((sign_test(3, 3) - 1.0).abs() < 1e-12);
+        // 8 against 2: 2 * (1 + 10 + 45) / 1024.
+        assert!((sign_test(8, 2) - 112.0 / 1024.0).abs() < 1e-12);
+        assert_eq!(sign_test(2, 8), sign_test(8, 2));
     }
 
     #[test]

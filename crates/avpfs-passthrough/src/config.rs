@@ -43,7 +43,10 @@ impl CachePolicy {
         }
     }
 
-    /// FOPEN_* flags for an opened directory.
+    /// FOPEN_* flags for an opened directory. `FOPEN_CACHE_DIR` alone keeps
+    /// a listing across opens until the guest changes the directory or sees
+    /// a new mtime (checked in a Linux 6.1 guest: five passes over a
+    /// directory of 2 000 entries sent the READDIRs of one).
     pub fn dir_open_flags(self) -> u32 {
         match self {
             CachePolicy::Always => fopen::CACHE_DIR,

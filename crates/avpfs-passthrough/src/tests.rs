@@ -716,6 +716,15 @@ fn open_flags_follow_the_policy() {
         assert_eq!(o.open_flags, fopen::DIRECT_IO);
     }
     assert_eq!(fs.opendir(&ctx, ROOT_ID, 0).unwrap().open_flags, 0);
+    for (cache, want) in [
+        (CachePolicy::Never, 0),
+        (CachePolicy::Metadata, 0),
+        (CachePolicy::Auto, 0),
+        (CachePolicy::Always, fopen::CACHE_DIR),
+    ] {
+        let fs = fs_with(Config { cache, ..Config::new(t.path()) });
+        assert_eq!(fs.opendir(&ctx, ROOT_ID, 0).unwrap().open_flags, want, "{cache:?}");
+    }
 }
 
 #[test]

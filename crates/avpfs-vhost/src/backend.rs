@@ -17,7 +17,8 @@
 //! window needs no kick and the worker no wake-up. The window doubles when
 //! a kick comes sooner than `poll_max` after the worker went to sleep and
 //! halves when the sleep was longer, so an idle or sparse queue stops
-//! spinning.
+//! spinning. The hiprio queue's worker never polls: nobody waits for a
+//! FORGET.
 //!
 //! A batch with several large READs, popped while fewer workers are busy
 //! than the host has CPUs, is shared with the worker's helper thread
@@ -225,7 +226,10 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             return;
         };
         let event_idx = self.event_idx.load(Ordering::Acquire);
-        let poll_max = if event_idx { self.config.poll_max } else { Duration::ZERO };
+        // The hiprio queue carries FORGETs and INTERRUPTs, which the guest
+        // does not wait for: its worker never spins (a second spinning
+        // thread would take a CPU from the guest's vCPUs).
+        let poll_max = if event_idx && queue != HIPRIO_QUEUE { self.config.poll_max } else { Duration::ZERO };
         POLL_WINDOW.with(|w| w.woken(poll_max));
         loop {
             if event_idx {

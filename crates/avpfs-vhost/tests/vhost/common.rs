@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -51,6 +51,10 @@ pub struct MemFs {
     inner: Mutex<Inner>,
     destroys: AtomicUsize,
     threads: Mutex<HashSet<ThreadId>>,
+    /// Kernel thread ids of the threads that served the last LOOKUP and the
+    /// last FORGET (0: none yet).
+    lookup_tid: AtomicI32,
+    forget_tid: AtomicI32,
 }
 
 impl MemFs {
@@ -60,12 +64,28 @@ impl MemFs {
             abi::ROOT_ID,
             Node { parent: abi::ROOT_ID, name: Vec::new(), kind: Kind::Dir, mode: libc::S_IFDIR | 0o755, lookups: 0 },
         );
-        MemFs { inner: Mutex::new(inner), destroys: AtomicUsize::new(0), threads: Mutex::default() }
+        MemFs {
+            inner: Mutex::new(inner),
+            destroys: AtomicUsize::new(0),
+            threads: Mutex::default(),
+            lookup_tid: AtomicI32::new(0),
+            forget_tid: AtomicI32::new(0),
+        }
     }
 
     /// Lookup references the client holds, summed over all nodes.
     pub fn lookups(&self) -> u64 {
         self.inner.lock().unwrap().nodes.values().map(|n| n.lookups).sum()
+    }
+
+    /// The kernel thread id of the thread that served the last LOOKUP (0: none).
+    pub fn lookup_tid(&self) -> i32 {
+        self.lookup_tid.load(Ordering::SeqCst)
+    }
+
+    /// The kernel thread id of the thread that served the last FORGET (0: none).
+    pub fn forget_tid(&self) -> i32 {
+        self.forget_tid.load(Ordering::SeqCst)
     }
 
     /// Open handles.
@@ -179,6 +199,8 @@ impl FileSystem for MemFs {
 
     fn lookup(&self, _: &Context, parent: NodeId, name: &CStr) -> io::Result<Entry> {
         self.note_thread();
+        // SAFETY: gettid has no preconditions.
+        self.lookup_tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
         let mut inner = self.inner.lock().unwrap();
         let (&id, node) = inner
             .nodes
@@ -189,6 +211,8 @@ impl FileSystem for MemFs {
     }
 
     fn forget(&self, node: NodeId, count: u64) {
+        // SAFETY: gettid has no preconditions.
+        self.forget_tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
         if let Some(n) = self.inner.lock().unwrap().nodes.get_mut(&node) {
             n.lookups = n.lookups.saturating_sub(count);
         }

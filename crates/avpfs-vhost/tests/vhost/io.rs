@@ -256,3 +256,54 @@ fn large_reads_of_a_batch_are_shared_with_a_helper_thread() {
     }
     assert_eq!(large_read_batches(false), 1, "bulk_helper off: the worker alone");
 }
+
+/// Nanoseconds thread `tid` of this process has run (from its schedstat).
+fn thread_cpu_ns(tid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
+    s.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// After a reply, a request queue's worker watches its ring (and so runs)
+/// for its polling window; the hiprio queue's worker, whose FORGETs nobody
+/// waits for, goes to sleep at once. The window is 400 ms here so that the
+/// two differ by far more than any scheduling noise.
+#[test]
+fn only_request_queue_workers_poll() {
+    let b = Backend::start_with(avpfs_vhost::VhostOptions {
+        tag: "testfs".into(),
+        num_request_queues: 1,
+        keep_listening_after_disconnect: true,
+        poll_max: std::time::Duration::from_millis(400),
+        ..Default::default()
+    });
+    b.fs().add_file("f", b"x");
+    let h = b.connect(2);
+    let c = FuseClient::new(&h, 1);
+    c.init().unwrap();
+    let window = std::time::Duration::from_millis(250);
+
+    let node = c.lookup(abi::ROOT_ID, "f").unwrap().nodeid;
+    let worker = b.fs().lookup_tid();
+    let before = thread_cpu_ns(worker);
+    std::thread::sleep(window);
+    let request_worker_ran = thread_cpu_ns(worker) - before;
+    assert!(
+        request_worker_ran > 60_000_000,
+        "the request queue's worker ran {request_worker_ran} ns in its 400 ms window: it does not poll"
+    );
+
+    // Let the request worker's window run out, then FORGET on hiprio.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    c.forget(node, 1).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.fs().lookups() != 0 {
+        assert!(std::time::Instant::now() < deadline, "FORGET not served");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let hiprio = b.fs().forget_tid();
+    assert_ne!(hiprio, worker, "FORGET should be served by the hiprio queue's worker");
+    let before = thread_cpu_ns(hiprio);
+    std::thread::sleep(window);
+    let hiprio_ran = thread_cpu_ns(hiprio) - before;
+    assert!(hiprio_ran < 20_000_000, "the hiprio worker ran {hiprio_ran} ns after a FORGET: it polls");
+}

@@ -47,8 +47,9 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub request_queues: Option<usize>,
 
-    /// Longest time (µs) a queue's worker keeps watching a drained queue for
-    /// the guest's next request before it sleeps; adaptive, 0 turns it off.
+    /// Longest time (µs) a request queue's worker keeps watching a drained
+    /// queue for the guest's next request before it sleeps (the hiprio
+    /// queue's never does); adaptive, 0 turns it off.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
     pub poll_max_us: u64,
 

@@ -322,7 +322,7 @@ pub fn run(data: &[u8]) {
             exercise(&mem, chain, control);
         }
         (Err(bad), Err(prefix)) => {
-            assert_eq!(&bad.valid, prefix, "walk_chain ({}) and the model refuse at different places", bad.error);
+            assert_eq!(&*bad.valid, prefix, "walk_chain ({}) and the model refuse at different places", bad.error);
             check_buffers("validated prefix", &bad.valid);
             let mut w = ChainWriter::from_buffers(&*mem, &bad.valid.writable).expect("writer over a validated prefix");
             assert_eq!(w.available() as u64, bad.valid.writable_len());

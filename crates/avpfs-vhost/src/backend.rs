@@ -45,7 +45,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::descriptor_chain::{walk_chain, Buffer, ChainReader, ChainWriter, SplitChain};
+use crate::descriptor_chain::{walk_chain, Buffers, ChainReader, ChainWriter, SplitChain};
 
 /// Guest memory as the backend maps it (no dirty-page bitmap: no migration yet).
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -591,7 +591,7 @@ fn signal(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
 
 /// The FUSE request header at the start of a chain's readable part, if it holds one.
 fn request_header(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<InHeader> {
-    let readable = SplitChain { readable: chain.readable.clone(), writable: Vec::<Buffer>::new() };
+    let readable = SplitChain { readable: chain.readable.clone(), writable: Buffers::new() };
     let mut r = ChainReader::<()>::new(&**mem, &readable).ok()?;
     let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
     avpfs_server::Reader::read_exact(&mut r, &mut hdr).ok()?;

@@ -263,7 +263,8 @@ impl<'t> HostCtx<'t> {
                     };
                     let mut bufs = vec![vec![0u8; chunk as usize]; case.depth.max(1)];
                     for (i, off) in offsets.into_iter().enumerate() {
-                        let buf = &mut bufs[i % case.depth.max(1)];
+                        let k = i % bufs.len();
+                        let buf = &mut bufs[k];
                         r.time(|| {
                             let got = file.read_at(buf, off).map_err(io_err("pread"))?;
                             if got != buf.len() {

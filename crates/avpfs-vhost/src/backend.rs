@@ -17,8 +17,15 @@
 //! window needs no kick and the worker no wake-up. The window doubles when
 //! a kick comes sooner than `poll_max` after the worker went to sleep and
 //! halves when the sleep was longer, so an idle or sparse queue stops
-//! spinning. The hiprio queue's worker never polls: nobody waits for a
-//! FORGET.
+//! spinning.
+//!
+//! The hiprio queue's worker never polls: nobody waits for a FORGET. It
+//! batches instead ([`DeviceConfig::forget_batch`]): after a kick it leaves
+//! notifications off and sleeps for the batching delay, then serves every
+//! FORGET that gathered and signals the guest once, and goes on so while
+//! FORGETs keep coming. A guest evicting inodes one by one (an `rm -r`)
+//! then kicks once and takes one interrupt per delay instead of one of each
+//! per FORGET.
 //!
 //! A batch with several large READs, popped while fewer workers are busy
 //! than the host has CPUs, is shared with the worker's helper thread
@@ -96,6 +103,10 @@ pub struct DeviceConfig {
     /// Let a worker hand half of a batch's large READs to a helper thread
     /// while CPUs are idle (see [`crate::bulk_helper`]).
     pub bulk_helper: bool,
+    /// How long the hiprio queue's worker lets FORGETs gather after a kick
+    /// before it serves them and signals the guest once (EVENT_IDX only;
+    /// zero: serve each kick at once).
+    pub forget_batch: Duration,
 }
 
 impl DeviceConfig {
@@ -220,12 +231,16 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     /// takes every available chain, answers them, and signals the guest once
     /// (every [`SIGNAL_EVERY`] replies in long batches).
     fn process_queue(&self, queue: usize, vring: &VringMutex<GuestMemoryShared>) {
+        let event_idx = self.event_idx.load(Ordering::Acquire);
+        if queue == HIPRIO_QUEUE && event_idx && !self.config.forget_batch.is_zero() {
+            self.process_forgets_in_batches(vring);
+            return;
+        }
         let _busy = self.in_flight.enter();
         let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
             warn!("queue {queue}: kicked before any memory table was set");
             return;
         };
-        let event_idx = self.event_idx.load(Ordering::Acquire);
         // The hiprio queue carries FORGETs and INTERRUPTs, which the guest
         // does not wait for: its worker never spins (a second spinning
         // thread would take a CPU from the guest's vCPUs).
@@ -261,6 +276,58 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
                 Err(e) => {
                     warn!("queue {queue}: cannot enable notifications: {e}");
                     break;
+                }
+            }
+        }
+    }
+
+    /// The hiprio queue's worker after a kick (EVENT_IDX): with
+    /// notifications off, sleep [`DeviceConfig::forget_batch`], then serve
+    /// what gathered and signal once; repeat until a delay passes without a
+    /// FORGET, then turn notifications back on. The sleep is not counted as
+    /// a batch in progress (a reset does not wait for it, and the bulk
+    /// helper's count of busy workers leaves it out).
+    fn process_forgets_in_batches(&self, vring: &VringMutex<GuestMemoryShared>) {
+        let queue = HIPRIO_QUEUE;
+        loop {
+            if let Err(e) = vring.disable_notification() {
+                warn!("queue {queue}: cannot disable notifications: {e}");
+            }
+            std::thread::sleep(self.config.forget_batch);
+            let serving = {
+                let state = vring.get_ref();
+                state.get_queue().ready() && state.is_enabled()
+            };
+            if !serving {
+                // Stopped or reset while the FORGETs gathered: the chains
+                // stay in the ring for whoever serves the queue next.
+                return;
+            }
+            let served = {
+                let _busy = self.in_flight.enter();
+                let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+                    return;
+                };
+                let (heads, desc_table, size) = pop_available(queue, &mut vring.get_mut(), &atomic.memory());
+                let mem = atomic.memory();
+                let served = heads.len();
+                if served > 0 {
+                    debug!("queue {queue}: batch of {served}");
+                    serve_and_return(&self.server, queue, vring, &mem, desc_table, size, &heads);
+                    notify(queue, vring);
+                }
+                served
+            };
+            if served > 0 {
+                continue;
+            }
+            match vring.enable_notification() {
+                // A FORGET came while notifications were being turned on.
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(e) => {
+                    warn!("queue {queue}: cannot enable notifications: {e}");
+                    return;
                 }
             }
         }
@@ -725,6 +792,7 @@ mod tests {
         DeviceConfig {
             poll_max: Duration::ZERO,
             bulk_helper: true,
+            forget_batch: Duration::ZERO,
             tag: tag.into(),
             num_request_queues: queues,
             queue_size: size,

@@ -61,6 +61,10 @@ impl From<DaemonError> for Error {
 /// `poll-max-ns` for its I/O threads is 32 µs).
 pub const DEFAULT_POLL_MAX: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// The default time FORGETs gather on the hiprio queue before they are
+/// served together, with one signal to the guest.
+pub const DEFAULT_FORGET_BATCH: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How the daemon presents the device and what it does when the front end leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VhostOptions {
@@ -80,12 +84,16 @@ pub struct VhostOptions {
     /// helper thread while CPUs are idle, so that one queue's copies run on
     /// two CPUs.
     pub bulk_helper: bool,
+    /// How long the hiprio queue's worker lets FORGETs gather after a kick
+    /// before it serves them and signals the guest once (zero: at once).
+    pub forget_batch: std::time::Duration,
 }
 
 impl Default for VhostOptions {
     /// Tag `avpfs`, one request queue per host core, queues of up to 1024
     /// entries, return after the first front end leaves (as virtiofsd does),
-    /// poll a drained queue for up to [`DEFAULT_POLL_MAX`], bulk helper threads on.
+    /// poll a drained queue for up to [`DEFAULT_POLL_MAX`], bulk helper threads on,
+    /// FORGETs gathered for [`DEFAULT_FORGET_BATCH`].
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         VhostOptions {
@@ -95,6 +103,7 @@ impl Default for VhostOptions {
             keep_listening_after_disconnect: false,
             poll_max: DEFAULT_POLL_MAX,
             bulk_helper: true,
+            forget_batch: DEFAULT_FORGET_BATCH,
         }
     }
 }
@@ -107,6 +116,7 @@ impl VhostOptions {
             queue_size: self.queue_size,
             poll_max: self.poll_max,
             bulk_helper: self.bulk_helper,
+            forget_batch: self.forget_batch,
         }
     }
 }

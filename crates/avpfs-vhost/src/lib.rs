@@ -29,4 +29,4 @@ pub mod daemon;
 pub mod descriptor_chain;
 
 pub use backend::{DeviceConfig, VhostUserFsBackend};
-pub use daemon::{serve, Error, Socket, Stopper, VhostDaemon, VhostOptions, DEFAULT_POLL_MAX};
+pub use daemon::{serve, Error, Socket, Stopper, VhostDaemon, VhostOptions, DEFAULT_FORGET_BATCH, DEFAULT_POLL_MAX};

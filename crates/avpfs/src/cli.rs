@@ -53,6 +53,13 @@ pub struct Cli {
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
     pub poll_max_us: u64,
 
+    /// How long (µs) the hiprio queue's worker lets FORGETs gather after a
+    /// kick, with notifications off, before it serves them and signals the
+    /// guest once (one kick and one interrupt per batch instead of per
+    /// FORGET); 0 serves each kick at once.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 2000)]
+    pub forget_batch_us: u64,
+
     /// Let each request queue's worker hand every other large READ (64 KiB
     /// or more) of a batch to a helper thread while fewer workers are busy
     /// than there are CPUs, so that one queue's copies use two CPUs.

@@ -177,6 +177,7 @@ impl TryFrom<Cli> for DaemonConfig {
             keep_listening_after_disconnect: cli.keep_listening,
             poll_max: std::time::Duration::from_micros(cli.poll_max_us),
             bulk_helper: cli.bulk_helper,
+            forget_batch: std::time::Duration::from_micros(cli.forget_batch_us),
             ..Default::default()
         };
         if let Some(n) = cli.request_queues {

@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{wait_readable, Chain, Desc, Error, Harness, Token, F_NEXT, F_WRITE};
+use crate::{Chain, Desc, Error, Harness, Token, F_NEXT, F_WRITE};
 
 /// Chains in flight on one queue of a [`Harness`], submitted with deferred
 /// kicks and completed in any order.
@@ -114,7 +114,7 @@ impl<'h> Pipeline<'h> {
     /// Kicks the device if a chain made available since the last kick asked for it.
     pub fn flush(&mut self) -> Result<(), Error> {
         if self.kick_needed {
-            self.harness.queue(self.queue)?.kick.write(1)?;
+            self.harness.queue(self.queue)?.kick()?;
             self.kick_needed = false;
         }
         Ok(())
@@ -162,7 +162,7 @@ impl<'h> Pipeline<'h> {
                 std::thread::yield_now();
                 continue;
             }
-            wait_readable(&q.call, (deadline - now).min(Duration::from_millis(20)))?;
+            q.wait_signal((deadline - now).min(Duration::from_millis(20)))?;
         }
     }
 

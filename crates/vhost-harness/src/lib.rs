@@ -45,6 +45,7 @@ pub mod queue;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -172,6 +173,36 @@ struct Queue {
     driver: Mutex<queue::SplitQueue>,
     kick: EventFd,
     call: EventFd,
+    /// Kicks written to `kick`.
+    kicks: AtomicU64,
+    /// Signals read from `call` (an eventfd counts the writes between reads).
+    signals: AtomicU64,
+}
+
+impl Queue {
+    /// Kicks the device.
+    fn kick(&self) -> Result<(), Error> {
+        self.kick.write(1)?;
+        self.kicks.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits (up to `timeout`) for the device to signal, and counts the signals.
+    fn wait_signal(&self, timeout: Duration) -> Result<(), Error> {
+        let n = wait_readable(&self.call, timeout)?;
+        self.signals.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// How often the driver and the device notified each other on one queue,
+/// from [`Harness::notifications`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Notifications {
+    /// Kicks the driver sent (it kicks only when the device asked for it).
+    pub kicks: u64,
+    /// Signals (used-buffer notifications, the guest's interrupts) the device sent.
+    pub signals: u64,
 }
 
 /// A memory region added at run time.
@@ -287,7 +318,13 @@ impl Harness {
             )?;
             fe.set_vring_kick(index, &kick)?;
             fe.set_vring_call(index, &call)?;
-            queues.push(Queue { driver: Mutex::new(driver), kick, call });
+            queues.push(Queue {
+                driver: Mutex::new(driver),
+                kick,
+                call,
+                kicks: AtomicU64::new(0),
+                signals: AtomicU64::new(0),
+            });
         }
         for index in 0..cfg.num_queues {
             fe.set_vring_enable(index, true)?;
@@ -352,6 +389,14 @@ impl Harness {
 
     fn queue(&self, index: usize) -> Result<&Queue, Error> {
         self.queues.get(index).ok_or(Error::NoQueue(index))
+    }
+
+    /// The kicks and signals exchanged on `queue` since the connection was
+    /// set up (signals not yet waited for included).
+    pub fn notifications(&self, queue: usize) -> Result<Notifications, Error> {
+        let q = self.queue(queue)?;
+        q.wait_signal(Duration::ZERO)?;
+        Ok(Notifications { kicks: q.kicks.load(Ordering::Relaxed), signals: q.signals.load(Ordering::Relaxed) })
     }
 
     /// Allocates `len` bytes of guest memory (64-byte aligned).
@@ -452,7 +497,7 @@ impl Harness {
         let mut driver = q.driver.lock().unwrap_or_else(|e| e.into_inner());
         let head = driver.place(&mem, descs)?;
         if driver.publish(&mem, head)? {
-            q.kick.write(1)?;
+            q.kick()?;
         }
         Ok(Token { queue, head })
     }
@@ -489,7 +534,7 @@ impl Harness {
             }
             // Short slices: another thread waiting on the same queue may
             // consume the interrupt meant for this chain.
-            wait_readable(&q.call, (deadline - now).min(Duration::from_millis(20)))?;
+            q.wait_signal((deadline - now).min(Duration::from_millis(20)))?;
         }
     }
 
@@ -575,7 +620,9 @@ impl Harness {
 }
 
 /// Waits until `fd` is readable or `timeout` passes, then consumes its count.
-fn wait_readable(fd: &EventFd, timeout: Duration) -> Result<(), Error> {
+/// Waits up to `timeout` for `fd` to be readable and reads it; returns the
+/// count read (0 when it did not become readable).
+fn wait_readable(fd: &EventFd, timeout: Duration) -> Result<u64, Error> {
     let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: `p` is one valid pollfd for the duration of the call and the
@@ -589,10 +636,10 @@ fn wait_readable(fd: &EventFd, timeout: Duration) -> Result<(), Error> {
     }
     if n > 0 {
         match fd.read() {
-            Ok(_) => {}
+            Ok(count) => return Ok(count),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(0)
 }

@@ -307,3 +307,50 @@ fn only_request_queue_workers_poll() {
     let hiprio_ran = thread_cpu_ns(hiprio) - before;
     assert!(hiprio_ran < 20_000_000, "the hiprio worker ran {hiprio_ran} ns after a FORGET: it polls");
 }
+
+/// FORGETs that reach the hiprio queue while its worker lets them gather
+/// (300 ms here, far above any scheduling noise) are served together: the
+/// driver kicks once, for the first, and the device signals once, for all.
+/// Served as they come, 50 ms apart, each would take a kick and a signal.
+#[test]
+fn forgets_gather_for_one_kick_and_one_signal() {
+    let b = Backend::start_with(avpfs_vhost::VhostOptions {
+        tag: "testfs".into(),
+        num_request_queues: 1,
+        keep_listening_after_disconnect: true,
+        forget_batch: std::time::Duration::from_millis(300),
+        ..Default::default()
+    });
+    let names = ["a", "b", "c"];
+    for n in names {
+        b.fs().add_file(n, b"x");
+    }
+    let h = b.connect(2);
+    let c = FuseClient::new(&h, 1);
+    c.init().unwrap();
+    let nodes: Vec<u64> = names.iter().map(|n| c.lookup(abi::ROOT_ID, n).unwrap().nodeid).collect();
+    assert_eq!(b.fs().lookups(), 3);
+
+    let hiprio = avpfs_vhost::backend::HIPRIO_QUEUE;
+    let before = h.notifications(hiprio).unwrap();
+    let mut tokens = Vec::new();
+    for (i, &node) in nodes.iter().enumerate() {
+        if i > 0 {
+            // Ample time for a worker that serves at once to answer the last one.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let body = abi::ForgetIn { nlookup: 1 };
+        let req = request(opcode::FORGET, 100 + i as u64, node, &[body.as_bytes()]);
+        let addr = h.alloc(req.len()).unwrap();
+        h.write_guest(addr, &req).unwrap();
+        let chain = Chain { readable: vec![(addr, req.len() as u32)], writable: vec![], indirect: false };
+        tokens.push(h.submit(hiprio, &chain).unwrap());
+    }
+    for t in tokens {
+        assert_eq!(h.wait(t).unwrap(), 0, "a FORGET has no reply");
+    }
+    assert_eq!(b.fs().lookups(), 0, "every FORGET was served");
+    let after = h.notifications(hiprio).unwrap();
+    assert_eq!(after.kicks - before.kicks, 1, "kicks for three FORGETs that gathered");
+    assert_eq!(after.signals - before.signals, 1, "signals for three FORGETs that gathered");
+}

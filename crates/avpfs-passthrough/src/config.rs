@@ -12,10 +12,13 @@ pub enum CachePolicy {
     /// Nothing: names and attributes are revalidated on every use, file
     /// data goes to the server on every read and write (`FOPEN_DIRECT_IO`).
     Never,
-    /// Names and attributes for a second, file data not cached.
+    /// Names and attributes for a second, file data not cached; the
+    /// listings of settled directories cached (see
+    /// [`CachePolicy::dir_open_flags`]).
     Metadata,
     /// Names and attributes for a second; file data cached while the file is
-    /// open, dropped on the next open.
+    /// open, dropped on the next open; the listings of settled directories
+    /// cached (see [`CachePolicy::dir_open_flags`]).
     #[default]
     Auto,
     /// Everything for a day, file data kept across opens (`FOPEN_KEEP_CACHE`)
@@ -43,17 +46,52 @@ impl CachePolicy {
         }
     }
 
-    /// FOPEN_* flags for an opened directory. `FOPEN_CACHE_DIR` alone keeps
-    /// a listing across opens until the guest changes the directory or sees
-    /// a new mtime (checked in a Linux 6.1 guest: five passes over a
-    /// directory of 2 000 entries sent the READDIRs of one).
-    pub fn dir_open_flags(self) -> u32 {
+    /// FOPEN_* flags for an opened directory whose mtime was `mtime_age`
+    /// old when it was opened (`None`: unknown, or in the future).
+    ///
+    /// `FOPEN_CACHE_DIR` lets the guest cache the listing, and
+    /// `FOPEN_KEEP_CACHE` keep it across opens (without it, Linux drops the
+    /// listing at every OPENDIR: Debian's 6.1.0-56 guest read a settled
+    /// directory of 2 000 entries five times with 410 READDIRPLUS, the
+    /// host's 6.18 FUSE mount likewise; with both flags the guest sent the
+    /// 82 of one pass), until the guest changes the directory itself or
+    /// sees a new mtime. The guest looks at the mtime when it starts a
+    /// listing and its attributes are older than their timeout, so a
+    /// change elsewhere (the host, another guest) shows within the same
+    /// timeout as the change's names and attributes do. That only works if
+    /// the change gives the directory a new mtime: a change within the same
+    /// tick of the host's clock as the one the guest saw would not, so
+    /// `never`-to-`auto` policies cache only *settled* directories, whose
+    /// mtime is older than [`SETTLED_DIR_AGE`] (any later change then has a
+    /// later mtime on every Linux file system, FAT's 2 s steps included).
+    /// `always` caches every listing (its trees change only through the
+    /// guest); `never` none.
+    pub fn dir_open_flags(self, mtime_age: Option<Duration>) -> u32 {
+        let cached = fopen::CACHE_DIR | fopen::KEEP_CACHE;
         match self {
-            CachePolicy::Always => fopen::CACHE_DIR,
-            _ => 0,
+            CachePolicy::Never => 0,
+            CachePolicy::Metadata | CachePolicy::Auto => {
+                if mtime_age.is_some_and(|age| age > SETTLED_DIR_AGE) {
+                    cached
+                } else {
+                    0
+                }
+            }
+            CachePolicy::Always => cached,
         }
     }
+
+    /// Whether [`dir_open_flags`](Self::dir_open_flags) depends on the
+    /// directory's mtime (so OPENDIR needs it).
+    pub fn dir_caching_needs_mtime(self) -> bool {
+        matches!(self, CachePolicy::Metadata | CachePolicy::Auto)
+    }
 }
+
+/// A directory unchanged for longer than this is settled: the `auto` and
+/// `metadata` policies let the guest cache its listing. Coarser than the
+/// timestamps of every Linux file system (FAT keeps mtimes in 2 s steps).
+pub const SETTLED_DIR_AGE: Duration = Duration::from_secs(2);
 
 /// Whether nodes keep an `O_PATH` descriptor or a file handle
 /// (virtiofsd's `--inode-file-handles`).

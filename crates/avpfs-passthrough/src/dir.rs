@@ -7,6 +7,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::AsFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avpfs_server::{DirEntry, DirSink, Entry, Handle, NodeId, OpenReply};
 use avpfs_sys::dir::{getdents64, DirEntries};
@@ -24,6 +25,12 @@ fn dtype_mode(typ: u8) -> u32 {
     u32::from(typ) << 12
 }
 
+/// How long ago `mtime` was (`None` when it is in the future).
+fn mtime_age(mtime: &libc::statx_timestamp) -> Option<Duration> {
+    let since_epoch = Duration::new(u64::try_from(mtime.tv_sec).ok()?, mtime.tv_nsec);
+    SystemTime::now().duration_since(UNIX_EPOCH).ok()?.checked_sub(since_epoch)
+}
+
 impl PassthroughFs {
     pub(crate) fn do_opendir(&self, node: NodeId) -> io::Result<OpenReply> {
         let n = self.inodes.get(node)?;
@@ -31,8 +38,15 @@ impl PassthroughFs {
             return Err(errno(libc::ENOTDIR));
         }
         let fd = self.proc.reopen(n.fd()?.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK)?;
+        let cache = self.cfg.cache;
+        // A failed fstat only costs the guest its cached listing.
+        let mtime_age = if cache.dir_caching_needs_mtime() {
+            avpfs_sys::stat::fstatx(fd.as_fd()).ok().and_then(|st| mtime_age(&st.stx_mtime))
+        } else {
+            None
+        };
         let handle = self.handles.insert(n, fd, true);
-        Ok(OpenReply { handle, open_flags: self.cfg.cache.dir_open_flags() })
+        Ok(OpenReply { handle, open_flags: cache.dir_open_flags(mtime_age) })
     }
 
     pub(crate) fn do_readdir(

@@ -715,16 +715,49 @@ fn open_flags_follow_the_policy() {
     if let Ok(o) = direct {
         assert_eq!(o.open_flags, fopen::DIRECT_IO);
     }
-    assert_eq!(fs.opendir(&ctx, ROOT_ID, 0).unwrap().open_flags, 0);
+}
+
+/// Listings are cached by `always`, and by `auto` and `metadata` once the
+/// directory has settled (mtime older than `SETTLED_DIR_AGE`); a change
+/// makes the directory unsettled again.
+#[test]
+fn dir_open_flags_follow_the_policy_and_the_mtime() {
+    use fuse_abi::fopen;
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t.path().join("d")).unwrap();
+    let ctx = root_ctx();
+    // Cached, and kept across opens.
+    let cached = fopen::CACHE_DIR | fopen::KEEP_CACHE;
+    let settle = || {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(t.path().join("d")).unwrap().set_modified(hour_ago).unwrap();
+    };
+    let flags = |cache| {
+        let fs = fs_with(Config { cache, ..Config::new(t.path()) });
+        let d = lookup(&fs, ROOT_ID, "d").unwrap().nodeid;
+        fs.opendir(&ctx, d, 0).unwrap().open_flags
+    };
+    // Just made: only `always` caches it.
+    for (cache, want) in
+        [(CachePolicy::Never, 0), (CachePolicy::Metadata, 0), (CachePolicy::Auto, 0), (CachePolicy::Always, cached)]
+    {
+        assert_eq!(flags(cache), want, "new directory, {cache:?}");
+    }
+    settle();
     for (cache, want) in [
         (CachePolicy::Never, 0),
-        (CachePolicy::Metadata, 0),
-        (CachePolicy::Auto, 0),
-        (CachePolicy::Always, fopen::CACHE_DIR),
+        (CachePolicy::Metadata, cached),
+        (CachePolicy::Auto, cached),
+        (CachePolicy::Always, cached),
     ] {
-        let fs = fs_with(Config { cache, ..Config::new(t.path()) });
-        assert_eq!(fs.opendir(&ctx, ROOT_ID, 0).unwrap().open_flags, want, "{cache:?}");
+        assert_eq!(flags(cache), want, "settled directory, {cache:?}");
     }
+    std::fs::write(t.path().join("d/new"), b"").unwrap();
+    assert_eq!(flags(CachePolicy::Auto), 0, "a directory just changed is not settled");
+    // An mtime in the future (a clock step) is not settled either.
+    let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(86400);
+    std::fs::File::open(t.path().join("d")).unwrap().set_modified(tomorrow).unwrap();
+    assert_eq!(flags(CachePolicy::Auto), 0, "an mtime in the future");
 }
 
 #[test]

@@ -34,6 +34,19 @@ impl Mounted {
 
     /// Like [`Mounted::start`], with the daemon's stderr going to `log`.
     pub fn start_logging(share: &Path, mountpoint: &Path, extra: &[&str], log: Option<&Path>) -> Mounted {
+        let filter = std::env::var("AVPFS_LOG").unwrap_or_else(|_| "warn".into());
+        Self::start_logging_at(share, mountpoint, extra, log, &filter)
+    }
+
+    /// Like [`Mounted::start_logging`], with the log filter `filter`
+    /// (`AVPFS_LOG` syntax; `avpfs_server=debug` logs every request).
+    pub fn start_logging_at(
+        share: &Path,
+        mountpoint: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+        filter: &str,
+    ) -> Mounted {
         let stderr = match log {
             Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
             None => Stdio::inherit(),
@@ -46,7 +59,7 @@ impl Mounted {
             .arg("--fuse-mount")
             .arg(mountpoint)
             .args(extra)
-            .env("AVPFS_LOG", std::env::var("AVPFS_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("AVPFS_LOG", filter)
             .stdin(Stdio::null())
             .stderr(stderr)
             .spawn()

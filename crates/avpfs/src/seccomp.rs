@@ -156,7 +156,7 @@ allow! {
     SYS_exit => "a thread ends (SETLKW threads, workers at disconnect)",
     SYS_exit_group => "the daemon ends",
     SYS_clock_gettime => "time stamps (when the vDSO cannot answer)",
-    SYS_clock_nanosleep => "sleeping in retry loops",
+    SYS_clock_nanosleep => "sleeping in retry loops and while FORGETs gather",
     SYS_nanosleep => "sleeping in retry loops",
     SYS_getrandom => "hash map keys of new threads",
     // --- Signals.

@@ -189,12 +189,15 @@ pub enum Command {
 pub enum CacheArg {
     /// Nothing is cached; every read goes to the host (FOPEN_DIRECT_IO).
     Never,
-    /// Metadata is cached for one second, file data not.
+    /// Metadata is cached for one second, file data not; listings of
+    /// directories unchanged for over 2 s until their mtime changes.
     Metadata,
-    /// Metadata for one second; file data until the file changes.
+    /// Metadata for one second; file data until the file changes; listings
+    /// of directories unchanged for over 2 s until their mtime changes.
     #[default]
     Auto,
-    /// Everything is cached for a long time (the host tree is not changed by others).
+    /// Everything, listings included, is cached for a long time (the host
+    /// tree is not changed by others).
     Always,
 }
 

@@ -289,6 +289,10 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     /// helper's count of busy workers leaves it out).
     fn process_forgets_in_batches(&self, vring: &VringMutex<GuestMemoryShared>) {
         let queue = HIPRIO_QUEUE;
+        let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            warn!("queue {queue}: kicked before any memory table was set");
+            return;
+        };
         loop {
             if let Err(e) = vring.disable_notification() {
                 warn!("queue {queue}: cannot disable notifications: {e}");
@@ -305,9 +309,6 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             }
             let served = {
                 let _busy = self.in_flight.enter();
-                let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
-                    return;
-                };
                 let (heads, desc_table, size) = pop_available(queue, &mut vring.get_mut(), &atomic.memory());
                 let mem = atomic.memory();
                 let served = heads.len();

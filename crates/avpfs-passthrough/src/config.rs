@@ -46,8 +46,9 @@ impl CachePolicy {
         }
     }
 
-    /// FOPEN_* flags for an opened directory whose mtime was `mtime_age`
-    /// old when it was opened (`None`: unknown, or in the future).
+    /// FOPEN_* flags for an opened directory; `mtime_age` tells how old its
+    /// mtime is (`None`: unknown, or in the future), asked only by the
+    /// policies that depend on it.
     ///
     /// `FOPEN_CACHE_DIR` lets the guest cache the listing, and
     /// `FOPEN_KEEP_CACHE` keep it across opens (without it, Linux drops the
@@ -66,12 +67,12 @@ impl CachePolicy {
     /// later mtime on every Linux file system, FAT's 2 s steps included).
     /// `always` caches every listing (its trees change only through the
     /// guest); `never` none.
-    pub fn dir_open_flags(self, mtime_age: Option<Duration>) -> u32 {
+    pub fn dir_open_flags(self, mtime_age: impl FnOnce() -> Option<Duration>) -> u32 {
         let cached = fopen::CACHE_DIR | fopen::KEEP_CACHE;
         match self {
             CachePolicy::Never => 0,
             CachePolicy::Metadata | CachePolicy::Auto => {
-                if mtime_age.is_some_and(|age| age > SETTLED_DIR_AGE) {
+                if mtime_age().is_some_and(|age| age > SETTLED_DIR_AGE) {
                     cached
                 } else {
                     0
@@ -79,12 +80,6 @@ impl CachePolicy {
             }
             CachePolicy::Always => cached,
         }
-    }
-
-    /// Whether [`dir_open_flags`](Self::dir_open_flags) depends on the
-    /// directory's mtime (so OPENDIR needs it).
-    pub fn dir_caching_needs_mtime(self) -> bool {
-        matches!(self, CachePolicy::Metadata | CachePolicy::Auto)
     }
 }
 

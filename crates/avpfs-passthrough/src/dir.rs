@@ -38,15 +38,13 @@ impl PassthroughFs {
             return Err(errno(libc::ENOTDIR));
         }
         let fd = self.proc.reopen(n.fd()?.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK)?;
-        let cache = self.cfg.cache;
         // A failed fstat only costs the guest its cached listing.
-        let mtime_age = if cache.dir_caching_needs_mtime() {
-            avpfs_sys::stat::fstatx(fd.as_fd()).ok().and_then(|st| mtime_age(&st.stx_mtime))
-        } else {
-            None
-        };
+        let open_flags = self
+            .cfg
+            .cache
+            .dir_open_flags(|| avpfs_sys::stat::fstatx(fd.as_fd()).ok().and_then(|st| mtime_age(&st.stx_mtime)));
         let handle = self.handles.insert(n, fd, true);
-        Ok(OpenReply { handle, open_flags: cache.dir_open_flags(mtime_age) })
+        Ok(OpenReply { handle, open_flags })
     }
 
     pub(crate) fn do_readdir(

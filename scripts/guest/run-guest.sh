@@ -100,7 +100,9 @@ if [ $shell = 1 ]; then
   exec "$qemu" "${args[@]}"
 fi
 set +e
-timeout "$timeout" "$qemu" "${args[@]}" < /dev/null | tee "$work/console" | tr -d '\r'
+# Line-buffered, so that whoever reads our output sees each console line as
+# the guest prints it (the benchmark samples the daemon's CPU time at them).
+timeout "$timeout" "$qemu" "${args[@]}" < /dev/null | tee "$work/console" | stdbuf -oL tr -d '\r'
 set -e
 rc=$(sed -n 's/.*AVPFS-EXIT \([0-9]*\).*/\1/p' "$work/console" | tail -n1)
 [ -n "$rc" ] || { echo "run-guest: the guest did not finish (timeout or crash)" >&2; exit 124; }

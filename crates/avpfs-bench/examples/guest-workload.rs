@@ -7,6 +7,10 @@
 //! `AVPFS-BENCH <workload> seconds=<s> ops=<n> bytes=<n>`, or
 //! `AVPFS-BENCH-ERROR <workload> <message>` when it failed.
 //!
+//! Before it starts each workload's clock it prints
+//! `AVPFS-BENCH-START <workload>` and pauses, and it pauses again after the
+//! result line: the host samples the daemon's CPU time at both lines.
+//!
 //! Set-up and clean-up (writing the small files, removing what a workload
 //! left) are not timed. The workloads and sizes are in `avpfs_bench::guest`.
 
@@ -20,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use avpfs_bench::guest::{GuestLine, GuestSizes, GuestWorkload, FAILURE};
+use avpfs_bench::guest::{GuestLine, GuestSizes, GuestWorkload, FAILURE, MARK_PAUSE, START};
 use clap::Parser;
 
 /// Times the level-2 workloads on a mounted share.
@@ -107,6 +111,13 @@ impl Runner {
     /// returns ops and bytes) timed and prints its line.
     fn timed(&mut self, w: GuestWorkload, drop: bool, f: impl FnOnce(&Args) -> Res<(u64, u64)>) {
         let result = self.settle(drop).and_then(|()| {
+            // The host samples the daemon's CPU time at this line and at the
+            // result line; the pauses keep those samples in idle time (the
+            // first lets the FORGETs of drop_caches be served before it).
+            std::thread::sleep(MARK_PAUSE);
+            println!("{START} {}", w.name());
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(MARK_PAUSE);
             let t = Instant::now();
             let (ops, bytes) = f(&self.args)?;
             Ok(GuestLine { workload: w, seconds: t.elapsed().as_secs_f64(), ops, bytes })
@@ -119,6 +130,7 @@ impl Runner {
             }
         }
         let _ = std::io::stdout().flush();
+        std::thread::sleep(MARK_PAUSE);
     }
 
     fn wants(&self, w: GuestWorkload) -> bool {

@@ -168,6 +168,15 @@ pub const RESULT: &str = "AVPFS-BENCH";
 pub const FAILURE: &str = "AVPFS-BENCH-ERROR";
 /// The prefix of an information line (`AVPFS-BENCH-INFO key value`).
 pub const INFO: &str = "AVPFS-BENCH-INFO";
+/// The prefix of the line the runner prints just before it starts a
+/// workload's clock (`AVPFS-BENCH-START <workload>`): the host samples the
+/// daemon's CPU time when it sees this line and again at the result line.
+pub const START: &str = "AVPFS-BENCH-START";
+/// How long the runner stays idle after its start line and after its result
+/// line, so that the host's CPU samples, taken when the lines reach it, fall
+/// in time when the daemon has nothing to do (a late sample then counts no
+/// other work; the set-up and clean-up of the next workload come after).
+pub const MARK_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One timed workload, as the guest reports it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -209,6 +218,12 @@ pub fn parse_failure(line: &str) -> Option<(String, String)> {
     Some((name.to_string(), msg.trim().to_string()))
 }
 
+/// The workload a start line within `line` names.
+pub fn parse_start(line: &str) -> Option<GuestWorkload> {
+    let at = line.find(&format!("{START} "))?;
+    GuestWorkload::from_name(line[at + START.len() + 1..].split_whitespace().next()?)
+}
+
 /// An information line within `line`: (key, value).
 pub fn parse_info(line: &str) -> Option<(String, String)> {
     let at = line.find(&format!("{INFO} "))?;
@@ -233,6 +248,11 @@ mod tests {
             Some(("tar".into(), "no such file".into()))
         );
         assert_eq!(parse_info("AVPFS-BENCH-INFO kernel 6.1.0-1"), Some(("kernel".into(), "6.1.0-1".into())));
+        assert_eq!(parse_start("[ 9.0] AVPFS-BENCH-START unlink\r"), Some(GuestWorkload::Unlink));
+        assert_eq!(parse_start("AVPFS-BENCH-START nope"), None);
+        // A start line is neither a result nor a failure.
+        assert_eq!(GuestLine::parse("AVPFS-BENCH-START unlink"), None);
+        assert_eq!(parse_failure("AVPFS-BENCH-START unlink"), None);
         for w in GuestWorkload::ALL {
             assert_eq!(GuestWorkload::from_name(w.name()), Some(w));
         }

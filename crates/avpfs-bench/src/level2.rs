@@ -7,9 +7,10 @@
 //! CLOCK_MONOTONIC and prints one line per workload on the serial console;
 //! this module collects them.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -17,6 +18,7 @@ use crate::cli::{Config, Mode};
 use crate::contenders::{self, Contender, Daemon, DaemonSpec, TAG};
 use crate::error::{Error, IoContext};
 use crate::guest::{self, GuestLine, GuestSizes, GuestWorkload};
+use crate::procstat::CpuSample;
 use crate::runner::{names, nr_open, raise_nofile, rotated, utc_now, Machine};
 use crate::share::{DirKind, Share};
 
@@ -69,6 +71,11 @@ pub struct GuestSample {
     pub line: Option<GuestLine>,
     /// Why it has no figures.
     pub error: Option<String>,
+    /// CPU time (seconds) the daemon's process used while the workload ran:
+    /// sampled from /proc when the runner's start line and result line
+    /// reached the host (avpfs and virtiofsd; none for 9p, whose server is
+    /// QEMU itself).
+    pub daemon_cpu_seconds: Option<f64>,
 }
 
 impl GuestSample {
@@ -337,6 +344,48 @@ struct Console {
     kernel: Option<String>,
     mount_failed: bool,
     tail: String,
+    /// The daemon's CPU time per workload (see [`follow_console`]).
+    daemon_cpu: Vec<(GuestWorkload, Duration)>,
+}
+
+/// Copies the guest's console from `from` to `log` line by line as it comes
+/// and, when `daemon` is given, samples that process's CPU time at each
+/// runner start line and again at the workload's result line. The runner
+/// pauses after both lines (`guest::MARK_PAUSE`), so a sample taken a little
+/// late counts no other work.
+fn follow_console(
+    from: impl Read,
+    mut log: impl Write,
+    daemon: Option<u32>,
+) -> std::io::Result<Vec<(GuestWorkload, Duration)>> {
+    let mut from = BufReader::new(from);
+    let mut line = Vec::new();
+    let mut started: Vec<(GuestWorkload, CpuSample)> = Vec::new();
+    let mut used = Vec::new();
+    loop {
+        line.clear();
+        if from.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        log.write_all(&line)?;
+        let Some(pid) = daemon else { continue };
+        let text = String::from_utf8_lossy(&line);
+        if let Some(w) = guest::parse_start(&text) {
+            started.retain(|(sw, _)| *sw != w);
+            if let Ok(s) = CpuSample::read(pid) {
+                started.push((w, s));
+            }
+        } else if let Some(l) = GuestLine::parse(&text) {
+            if let Some(i) = started.iter().position(|(sw, _)| *sw == l.workload) {
+                let (w, before) = started.swap_remove(i);
+                if let Ok(now) = CpuSample::read(pid) {
+                    used.push((w, now.since(&before)));
+                }
+            }
+        }
+    }
+    log.flush()?;
+    Ok(used)
 }
 
 fn read_console(text: &str) -> Console {
@@ -390,10 +439,13 @@ impl Bench<'_> {
             .workloads
             .iter()
             .map(|&w| {
-                let mut s = GuestSample { workload: w, contender: c, rep, line: None, error: None };
+                let mut s =
+                    GuestSample { workload: w, contender: c, rep, line: None, error: None, daemon_cpu_seconds: None };
                 match &console {
                     Some(con) => {
                         s.line = con.lines.iter().find(|l| l.workload == w).cloned();
+                        s.daemon_cpu_seconds =
+                            con.daemon_cpu.iter().find(|(cw, _)| *cw == w).map(|(_, d)| d.as_secs_f64());
                         if s.line.is_none() {
                             s.error = Some(match con.failures.iter().find(|(n, _)| n == w.name()) {
                                 Some((_, msg)) => msg.clone(),
@@ -445,7 +497,16 @@ impl Bench<'_> {
         let log = self.run_dir.join(format!("{label}.console"));
         let out = std::fs::File::create(&log).ctx(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().ctx(|| "duplicating the console log".into())?;
-        let status = cmd.stdout(out).stderr(err).status().ctx(|| format!("running {}", g.run_guest.display()))?;
+        let mut child =
+            cmd.stdout(Stdio::piped()).stderr(err).spawn().ctx(|| format!("running {}", g.run_guest.display()))?;
+        let mut stdout = child.stdout.take().expect("stdout was piped");
+        let followed = follow_console(&mut stdout, &out, daemon.as_ref().map(Daemon::pid));
+        if followed.is_err() {
+            // Keep QEMU from blocking on a full pipe until it ends.
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        }
+        let status = child.wait().ctx(|| format!("waiting for {}", g.run_guest.display()))?;
+        let daemon_cpu = followed.ctx(|| format!("copying the console to {}", log.display()))?;
         boot.exit = match status.code() {
             Some(124) => "timeout".into(),
             Some(n) => format!("exit {n}"),
@@ -461,7 +522,8 @@ impl Bench<'_> {
         }
         let text =
             String::from_utf8_lossy(&std::fs::read(&log).ctx(|| format!("reading {}", log.display()))?).into_owned();
-        let console = read_console(&text);
+        let mut console = read_console(&text);
+        console.daemon_cpu = daemon_cpu;
         boot.mount = console.mount.clone();
         boot.guest_kernel = console.kernel.clone();
         if !status.success() && boot.error.is_none() {
@@ -626,6 +688,56 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hands out `chunks` one read at a time and spends `burn` of CPU time
+    /// before handing out chunk `burn_before`.
+    struct SlowConsole {
+        chunks: Vec<&'static str>,
+        next: usize,
+        burn_before: usize,
+        burn: Duration,
+    }
+
+    impl Read for SlowConsole {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some(chunk) = self.chunks.get(self.next) else { return Ok(0) };
+            if self.next == self.burn_before {
+                let start = crate::procstat::thread_cpu_time();
+                while crate::procstat::thread_cpu_time() - start < self.burn {
+                    std::hint::spin_loop();
+                }
+            }
+            self.next += 1;
+            buf[..chunk.len()].copy_from_slice(chunk.as_bytes());
+            Ok(chunk.len())
+        }
+    }
+
+    #[test]
+    fn the_daemon_cpu_between_a_start_line_and_its_result_is_sampled() {
+        let chunks = vec![
+            "SeaBIOS\n",
+            "AVPFS-BENCH-START create\n",
+            "AVPFS-BENCH create seconds=1.5 ops=2000 bytes=0\n",
+            "AVPFS-BENCH-START stat\n",
+            "AVPFS-BENCH-ERROR stat lstat: boom\n",
+            "AVPFS-BENCH seqread seconds=1 ops=1 bytes=1\n",
+        ];
+        let console =
+            || SlowConsole { chunks: chunks.clone(), next: 0, burn_before: 2, burn: Duration::from_millis(60) };
+        // This process stands in for the daemon: the CPU it spends while
+        // "create" runs is counted for create, and only for it.
+        let mut log = Vec::new();
+        let used = follow_console(console(), &mut log, Some(std::process::id())).unwrap();
+        assert_eq!(String::from_utf8(log).unwrap(), chunks.concat());
+        assert_eq!(used.len(), 1, "{used:?}");
+        assert_eq!(used[0].0, GuestWorkload::Create);
+        assert!(used[0].1 >= Duration::from_millis(55), "{used:?}");
+        // Without a daemon (9p) the console is copied and nothing sampled.
+        let mut log = Vec::new();
+        assert!(follow_console(console(), &mut log, None).unwrap().is_empty());
+        assert_eq!(log.len(), chunks.concat().len());
+    }
 
     #[test]
     fn the_console_is_read_line_by_line() {

@@ -248,7 +248,7 @@ pub fn init_logging(cli: &Cli) {
             }
         }
     }
-    let _ = env_logger::Builder::new().filter_level(level).parse_env("AVPFS_LOG").try_init();
+    let _ = env_logger::Builder::new().filter_level(level).format_timestamp_micros().parse_env("AVPFS_LOG").try_init();
 }
 
 /// Runs the daemon until its front end ends.

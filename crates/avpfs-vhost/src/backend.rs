@@ -138,28 +138,46 @@ impl DeviceConfig {
 }
 
 /// Counts the batches being processed, so that a reset can wait for them.
+///
+/// The end of a batch wakes only when a reset is waiting: `Condvar::notify_all`
+/// makes a futex system call whether or not anyone waits, and a batch ends
+/// after every reply at low depth.
 #[derive(Debug, Default)]
 struct InFlight {
-    count: Mutex<usize>,
+    state: Mutex<InFlightState>,
     idle: Condvar,
 }
 
+#[derive(Debug, Default)]
+struct InFlightState {
+    /// Batches in progress.
+    batches: usize,
+    /// Threads in [`InFlight::wait_idle`].
+    waiters: usize,
+}
+
 impl InFlight {
+    fn state(&self) -> std::sync::MutexGuard<'_, InFlightState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Batches in progress now.
     fn busy(&self) -> usize {
-        *self.count.lock().unwrap_or_else(|e| e.into_inner())
+        self.state().batches
     }
 
     fn enter(&self) -> InFlightGuard<'_> {
-        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.state().batches += 1;
         InFlightGuard(self)
     }
 
     /// Waits until no batch is in progress; false on timeout.
     fn wait_idle(&self, timeout: Duration) -> bool {
-        let guard = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        let (_guard, result) =
-            self.idle.wait_timeout_while(guard, timeout, |n| *n > 0).unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
+        state.waiters += 1;
+        let (mut state, result) =
+            self.idle.wait_timeout_while(state, timeout, |s| s.batches > 0).unwrap_or_else(|e| e.into_inner());
+        state.waiters -= 1;
         !result.timed_out()
     }
 }
@@ -168,9 +186,9 @@ struct InFlightGuard<'a>(&'a InFlight);
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        let mut n = self.0.count.lock().unwrap_or_else(|e| e.into_inner());
-        *n = n.saturating_sub(1);
-        if *n == 0 {
+        let mut state = self.0.state();
+        state.batches = state.batches.saturating_sub(1);
+        if state.batches == 0 && state.waiters > 0 {
             self.0.idle.notify_all();
         }
     }
@@ -806,6 +824,42 @@ mod tests {
             window: Cell::new(window),
             asleep_since: Cell::new(slept.map(|d| Instant::now() - d)),
         }
+    }
+
+    #[test]
+    fn a_reset_waiting_for_batches_wakes_when_the_last_one_ends() {
+        let in_flight = &InFlight::default();
+        std::thread::scope(|s| {
+            let first = in_flight.enter();
+            let second = in_flight.enter();
+            assert_eq!(in_flight.busy(), 2);
+            // A missed wake-up would return only at the timeout.
+            let timeout = Duration::from_secs(60);
+            let waiter = s.spawn(move || {
+                let started = Instant::now();
+                (in_flight.wait_idle(timeout), started.elapsed())
+            });
+            // The waiter registers under the lock before it sleeps.
+            while in_flight.state().waiters == 0 {
+                std::thread::yield_now();
+            }
+            drop(first);
+            assert_eq!(in_flight.busy(), 1);
+            drop(second);
+            let (idle, waited) = waiter.join().unwrap();
+            assert!(idle);
+            assert!(waited < timeout, "the end of the last batch must wake the reset, not its timeout");
+        });
+        assert_eq!(in_flight.state().waiters, 0);
+        assert_eq!(in_flight.busy(), 0);
+    }
+
+    #[test]
+    fn a_reset_gives_up_waiting_on_a_batch_that_does_not_end() {
+        let in_flight = InFlight::default();
+        let _busy = in_flight.enter();
+        assert!(!in_flight.wait_idle(Duration::from_millis(20)));
+        assert_eq!(in_flight.state().waiters, 0);
     }
 
     #[test]

@@ -635,9 +635,12 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
         .collect();
     if cfg.contenders.contains(&Contender::NineP) && g.ninep_cache == "none" {
         let virtio_fs = if cfg.cache == "never" {
-            "the virtio-fs daemons run with --cache never too (FOPEN_DIRECT_IO: no guest page cache either)"
+            "the virtio-fs daemons run with --cache never too (FOPEN_DIRECT_IO: no guest page cache either)".to_string()
         } else {
-            "the virtio-fs guests (--cache auto) write through their page cache and read after drop_caches"
+            format!(
+                "the virtio-fs guests (--cache {}) write through their page cache and read after drop_caches",
+                cfg.cache
+            )
         };
         notes.push(format!(
             "9p is mounted with cache=none (run-guest.sh's default; its mount shows sync,dirsync): no guest page \

@@ -206,13 +206,19 @@ impl PassthroughFs {
             | init::ATOMIC_O_TRUNC
             | init::FLOCK_LOCKS
             | init::POSIX_LOCKS
-            | init::DO_READDIRPLUS
-            | init::READDIRPLUS_AUTO
             | init::MAX_PAGES
             | init::SETXATTR_EXT
             | init::CREATE_SUPP_GROUP
             // Shared mmap of FOPEN_DIRECT_IO files (cache never/metadata).
             | init::DIRECT_IO_ALLOW_MMAP;
+        // READDIRPLUS replies carry each entry's attributes for the guest
+        // to cache; `never` lets it cache none, so the guest would set up a
+        // dentry and an inode for every entry only to look it up again
+        // (virtiofsd turns READDIRPLUS off with cache=none for the same
+        // reason).
+        if self.cfg.cache != CachePolicy::Never {
+            want |= init::DO_READDIRPLUS | init::READDIRPLUS_AUTO;
+        }
         if self.cfg.writeback {
             want |= init::WRITEBACK_CACHE;
         }

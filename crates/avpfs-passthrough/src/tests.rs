@@ -693,6 +693,20 @@ fn init_asks_for_the_configured_flags() {
 }
 
 #[test]
+fn readdirplus_is_asked_for_only_when_the_guest_may_cache_attributes() {
+    use fuse_abi::init_flags as init;
+    let t = tempfile::tempdir().unwrap();
+    let plus = init::DO_READDIRPLUS | init::READDIRPLUS_AUTO;
+    for (cache, wanted) in
+        [(CachePolicy::Never, 0), (CachePolicy::Metadata, plus), (CachePolicy::Auto, plus), (CachePolicy::Always, plus)]
+    {
+        let fs = PassthroughFs::new(Config { cache, ..Config::new(t.path()) }).unwrap();
+        let want = fs.init(InitOptions { minor: 41, client_flags: 0 }).unwrap();
+        assert_eq!(want & plus, wanted, "{cache:?}");
+    }
+}
+
+#[test]
 fn open_flags_follow_the_policy() {
     use fuse_abi::fopen;
     let t = tempfile::tempdir().unwrap();

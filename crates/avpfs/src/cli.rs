@@ -187,7 +187,8 @@ pub enum Command {
 /// `--cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum CacheArg {
-    /// Nothing is cached; every read goes to the host (FOPEN_DIRECT_IO).
+    /// Nothing is cached; every read goes to the host (FOPEN_DIRECT_IO), and
+    /// directories are listed with plain READDIR (no attributes to cache).
     Never,
     /// Metadata is cached for one second, file data not; listings of
     /// directories unchanged for over 2 s until their mtime changes.

@@ -472,6 +472,7 @@ impl<'a> RepRun<'a> {
     }
 
     fn pass(&mut self, c: Contender, case: Case, label: &str) -> Result<Measurement, Error> {
+        self.share.sync()?;
         if c == Contender::Host {
             if self.host.is_none() {
                 self.host = Some(HostCtx::new(self.share.root(), self.tree)?);

@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -75,6 +76,26 @@ impl Share {
     /// The file system type the directory is on (from /proc/self/mounts).
     pub fn fs_type(&self) -> &str {
         &self.fs_type
+    }
+
+    /// Writes back every dirty page and the journal of the share's file
+    /// system (`syncfs`), so that a timed pass does not pay for the
+    /// write-back of what the one before it (another contender's, as often
+    /// as not) left behind. On ext4 that write-back ran under whichever pass
+    /// came next: the host's own 4 KiB file creation ranged from 5 500 to
+    /// 31 900 files/s from one pass to the next.
+    pub fn sync(&self) -> Result<(), Error> {
+        let dir = File::open(&self.root).ctx(|| format!("opening {}", self.root.display()))?;
+        // SAFETY: `dir` is an open descriptor that outlives the call;
+        // syncfs reads no memory of ours.
+        let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+        if rc != 0 {
+            return Err(Error::Io {
+                context: format!("syncfs {}", self.root.display()),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -270,5 +291,15 @@ mod tests {
         assert_eq!(fs::metadata(tmp.path().join("data/x")).unwrap().len(), 3 << 20 | 5);
         prewritten_file(&tmp.path().join("p"), 1 << 20).unwrap();
         assert_eq!(fs::metadata(tmp.path().join("p")).unwrap().len(), 1 << 20);
+    }
+
+    #[test]
+    fn a_share_syncs_its_file_system_and_says_when_it_cannot() {
+        let share = Share::create(DirKind::Disk, &std::env::temp_dir()).unwrap();
+        fs::write(share.root().join("dirty"), vec![7u8; 1 << 16]).unwrap();
+        share.sync().unwrap();
+        fs::remove_dir_all(share.root()).unwrap();
+        let e = share.sync().unwrap_err().to_string();
+        assert!(e.contains("opening"), "{e}");
     }
 }

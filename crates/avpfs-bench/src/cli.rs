@@ -8,7 +8,7 @@ use crate::contenders::Contender;
 use crate::error::Error;
 use crate::guest::{GuestSizes, GuestWorkload};
 use crate::level2::GuestConfig;
-use crate::share::DirKind;
+use crate::share::{DirKind, DiskFs};
 use crate::workloads::{Sizes, Workload};
 
 /// Benchmarks avpfs side by side with virtiofsd and the host (level 1: the
@@ -52,6 +52,13 @@ pub struct Cli {
     /// Parent directory of the share for --dir-kind disk.
     #[arg(long, default_value = "/var/tmp")]
     pub disk_dir: PathBuf,
+
+    /// Size of the ext4 image made under --disk-dir for the disk share and
+    /// mounted through a loop device (sparse: only what the run writes takes
+    /// room), so every run starts from the same empty file system; 0 puts the
+    /// share on the file system of --disk-dir itself, as it is.
+    #[arg(long, default_value_t = 8)]
+    pub disk_image_gib: u64,
 
     /// Repetitions (default: 3 quick, 5 full).
     #[arg(long)]
@@ -233,6 +240,8 @@ pub struct Config {
     pub dir_kinds: Vec<DirKind>,
     /// Parent of the disk share.
     pub disk_dir: PathBuf,
+    /// The disk share's own file system, or none.
+    pub disk_fs: DiskFs,
     /// Repetitions.
     pub reps: usize,
     /// Workload sizes.
@@ -368,6 +377,10 @@ impl TryFrom<Cli> for Config {
             contenders,
             dir_kinds,
             disk_dir: cli.disk_dir.clone(),
+            disk_fs: match cli.disk_image_gib {
+                0 => DiskFs::Directory,
+                gib => DiskFs::Image { gib },
+            },
             reps: cli.reps.unwrap_or(if full { 5 } else { 3 }).max(1),
             sizes,
             min_time: std::time::Duration::from_secs_f64(
@@ -404,6 +417,7 @@ mod tests {
         let f = Config::try_from(Cli::parse_from(["avpfs-bench", "--full"])).unwrap();
         assert_eq!((f.mode, f.reps, f.sizes.files, f.sizes.memory_files), (Mode::Full, 5, 100_000, 1_000_000));
         assert_eq!(f.dir_kinds, vec![DirKind::Tmpfs, DirKind::Disk]);
+        assert_eq!(f.disk_fs, DiskFs::Image { gib: 8 });
         assert_eq!(q.contenders, vec![Contender::Avpfs, Contender::Virtiofsd, Contender::Host]);
     }
 

@@ -20,7 +20,7 @@ use crate::error::{Error, IoContext};
 use crate::guest::{self, GuestLine, GuestSizes, GuestWorkload};
 use crate::procstat::CpuSample;
 use crate::runner::{names, nr_open, raise_nofile, rotated, utc_now, Machine};
-use crate::share::{DirKind, Share};
+use crate::share::{DirKind, DiskFs, Share};
 
 /// Level 2's settings.
 #[derive(Debug, Clone)]
@@ -464,7 +464,7 @@ impl Bench<'_> {
 
     fn boot_inner(&self, c: Contender, label: &str, boot: &mut Boot) -> Result<Console, Error> {
         let g = &self.cfg.guest;
-        let share = Share::create(DirKind::Tmpfs, Path::new("/var/tmp"))?;
+        let share = Share::create(DirKind::Tmpfs, Path::new("/var/tmp"), DiskFs::Directory)?;
         let mut cmd = Command::new(&g.run_guest);
         cmd.arg("--kernel")
             .arg(&g.kernel)

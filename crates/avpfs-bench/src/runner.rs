@@ -393,7 +393,7 @@ fn report_line(kind: DirKind, rep: usize, case: &Case, c: Contender, outcome: &R
 /// Makes the share and everything the workloads read.
 fn prepare_share(kind: DirKind, cfg: &Config) -> Result<Share, Error> {
     let t = Instant::now();
-    let share = Share::create(kind, &cfg.disk_dir)?;
+    let share = Share::create(kind, &cfg.disk_dir, cfg.disk_fs)?;
     let root = share.root();
     eprintln!("== preparing the {} share at {} ({})", kind.name(), root.display(), share.fs_type());
     Tree::new(paths::TREE, cfg.sizes.files, cfg.sizes.per_dir).build(root)?;

@@ -33,33 +33,68 @@ impl DirKind {
     }
 }
 
+/// Where the disk share lives: a file system of its own or a directory on
+/// the file system of `--disk-dir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFs {
+    /// A fresh ext4 of this many GiB, made in a sparse image file under
+    /// `--disk-dir` and mounted through a loop device, for every run: the
+    /// same empty file system for every run and every machine, whatever
+    /// state the machine's own disk is in.
+    Image {
+        /// Size of the image (sparse: only what is written takes room).
+        gib: u64,
+    },
+    /// A new directory on the file system of `--disk-dir` itself.
+    Directory,
+}
+
 /// The shared directory; unmounted and removed when dropped.
 pub struct Share {
     kind: DirKind,
     root: PathBuf,
-    mounted: bool,
+    /// The mount made for the share (a tmpfs, or the loop-mounted image),
+    /// unmounted on drop.
+    mount: Option<PathBuf>,
     fs_type: String,
-    // Dropped after `Drop::drop` has unmounted the tmpfs.
+    // Dropped after `Drop::drop` has unmounted the mount.
     _base: tempfile::TempDir,
 }
 
 impl Share {
     /// Makes a fresh shared directory: a tmpfs mounted on a new directory
-    /// under the system's temporary directory, or a new directory under `disk_parent`.
-    pub fn create(kind: DirKind, disk_parent: &Path) -> Result<Share, Error> {
+    /// under the system's temporary directory, or for [`DirKind::Disk`] a
+    /// new directory under `disk_parent`, on a file system of its own
+    /// there if `disk` says so.
+    pub fn create(kind: DirKind, disk_parent: &Path, disk: DiskFs) -> Result<Share, Error> {
         let base = match kind {
             DirKind::Tmpfs => tempfile::Builder::new().prefix("avpfs-bench-").tempdir(),
             DirKind::Disk => tempfile::Builder::new().prefix("avpfs-bench-").tempdir_in(disk_parent),
         }
         .ctx(|| "making the share's directory".into())?;
-        let root = base.path().join("share");
-        fs::create_dir(&root).ctx(|| format!("mkdir {}", root.display()))?;
-        let mut share = Share { kind, root, mounted: false, fs_type: String::new(), _base: base };
-        if kind == DirKind::Tmpfs {
-            mount_tmpfs(&share.root)?;
-            share.mounted = true;
+        let mount = base.path().join("mnt");
+        let mut share = Share { kind, root: mount.join("share"), mount: None, fs_type: String::new(), _base: base };
+        fs::create_dir(&mount).ctx(|| format!("mkdir {}", mount.display()))?;
+        let mut described = None;
+        match (kind, disk) {
+            (DirKind::Tmpfs, _) => {
+                mount_tmpfs(&mount)?;
+                share.mount = Some(mount);
+            }
+            (DirKind::Disk, DiskFs::Image { gib }) => {
+                let image = share._base.path().join("disk.img");
+                mount_image(&image, gib, &mount)?;
+                share.mount = Some(mount);
+                described = Some(format!("a fresh {gib} GiB image on a loop device"));
+            }
+            (DirKind::Disk, DiskFs::Directory) => {}
         }
-        share.fs_type = fs_type_of(&share.root);
+        fs::create_dir(&share.root).ctx(|| format!("mkdir {}", share.root.display()))?;
+        let ty = fs_type_of(&share.root);
+        share.fs_type = match described {
+            Some(d) => format!("{ty}, {d}"),
+            None => ty,
+        };
         Ok(share)
     }
 
@@ -101,8 +136,8 @@ impl Share {
 
 impl Drop for Share {
     fn drop(&mut self) {
-        if self.mounted {
-            if let Ok(c) = CString::new(self.root.as_os_str().as_bytes()) {
+        if let Some(mount) = &self.mount {
+            if let Ok(c) = CString::new(mount.as_os_str().as_bytes()) {
                 // SAFETY: `c` is a valid NUL-terminated path; umount2 has no
                 // other memory-safety preconditions.
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
@@ -124,6 +159,42 @@ fn mount_tmpfs(dir: &Path) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// Makes an ext4 file system of `gib` GiB in the sparse file `image` and
+/// mounts it on `dir` through a loop device (released when unmounted).
+/// Nothing is zeroed (the sparse image reads as zeros already), so no
+/// background initialisation runs under the timed passes, and discards are
+/// off, as on a disk that does not need them.
+fn mount_image(image: &Path, gib: u64, dir: &Path) -> Result<(), Error> {
+    let f = File::create(image).ctx(|| format!("creating {}", image.display()))?;
+    f.set_len(gib << 30).ctx(|| format!("sizing {}", image.display()))?;
+    drop(f);
+    // One inode per 8 KiB: room for the memory probe's million files.
+    run_tool(
+        "mkfs.ext4",
+        &["-q", "-F", "-i", "8192", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"],
+        &[image.as_os_str()],
+    )?;
+    run_tool("mount", &["-t", "ext4", "-o", "loop,noinit_itable,nodiscard"], &[image.as_os_str(), dir.as_os_str()])
+}
+
+/// Runs `tool` with `args` and then `paths`; its failure is an error that
+/// quotes what it printed.
+fn run_tool(tool: &str, args: &[&str], paths: &[&std::ffi::OsStr]) -> Result<(), Error> {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .args(paths)
+        .output()
+        .ctx(|| format!("running {tool} (a disk image share needs it; or use --disk-image-gib 0)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Io {
+            context: format!("{tool} {} {:?}: {}", args.join(" "), paths, String::from_utf8_lossy(&out.stderr).trim()),
+            source: std::io::Error::other(format!("{tool} failed ({})", out.status)),
+        })
+    }
 }
 
 /// The type of the file system holding `dir`: the longest mount point of
@@ -295,11 +366,27 @@ mod tests {
 
     #[test]
     fn a_share_syncs_its_file_system_and_says_when_it_cannot() {
-        let share = Share::create(DirKind::Disk, &std::env::temp_dir()).unwrap();
+        let share = Share::create(DirKind::Disk, &std::env::temp_dir(), DiskFs::Directory).unwrap();
         fs::write(share.root().join("dirty"), vec![7u8; 1 << 16]).unwrap();
         share.sync().unwrap();
         fs::remove_dir_all(share.root()).unwrap();
         let e = share.sync().unwrap_err().to_string();
         assert!(e.contains("opening"), "{e}");
+    }
+
+    #[test]
+    fn a_disk_image_share_is_an_ext4_of_its_own_until_dropped() {
+        let share = Share::create(DirKind::Disk, &std::env::temp_dir(), DiskFs::Image { gib: 1 }).unwrap();
+        assert!(share.fs_type().starts_with("ext4, a fresh 1 GiB image"), "{}", share.fs_type());
+        let mount = share.mount.clone().unwrap();
+        let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&fs::metadata(p).unwrap());
+        assert_ne!(dev(&mount), dev(mount.parent().unwrap()), "the image is mounted");
+        fs::write(share.root().join("f"), b"x").unwrap();
+        share.sync().unwrap();
+        let image = mount.parent().unwrap().join("disk.img");
+        drop(share);
+        assert!(!image.exists(), "the image is removed with the share");
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.contains(mount.to_str().unwrap()), "unmounted");
     }
 }

@@ -473,6 +473,14 @@ impl<'a> RepRun<'a> {
 
     fn pass(&mut self, c: Contender, case: Case, label: &str) -> Result<Measurement, Error> {
         self.share.sync()?;
+        let data = match case.workload {
+            Workload::Randread => Some(paths::RAND),
+            Workload::Seqread => Some(paths::SEQ),
+            _ => None,
+        };
+        if let Some(name) = data {
+            crate::share::read_into_cache(&self.share.root().join(paths::DATA).join(name))?;
+        }
         if c == Contender::Host {
             if self.host.is_none() {
                 self.host = Some(HostCtx::new(self.share.root(), self.tree)?);

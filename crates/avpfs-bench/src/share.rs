@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -121,16 +121,7 @@ impl Share {
     /// 31 900 files/s from one pass to the next.
     pub fn sync(&self) -> Result<(), Error> {
         let dir = File::open(&self.root).ctx(|| format!("opening {}", self.root.display()))?;
-        // SAFETY: `dir` is an open descriptor that outlives the call;
-        // syncfs reads no memory of ours.
-        let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
-        if rc != 0 {
-            return Err(Error::Io {
-                context: format!("syncfs {}", self.root.display()),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+        avpfs_sys::fs::syncfs(dir.as_fd()).ctx(|| format!("syncfs {}", self.root.display()))
     }
 }
 

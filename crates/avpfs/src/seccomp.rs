@@ -99,6 +99,7 @@ allow! {
     SYS_symlinkat => "SYMLINK",
     SYS_linkat => "LINK (through /proc/self/fd with AT_SYMLINK_FOLLOW)",
     SYS_unlinkat => "UNLINK/RMDIR",
+    SYS_unlink => "removing the vhost-user socket file at exit without a supervisor (--sandbox none or chroot); no more than unlinkat(AT_FDCWD) allows",
     SYS_renameat2 => "RENAME/RENAME2 (NOREPLACE, EXCHANGE, WHITEOUT)",
     SYS_fchmod => "SETATTR mode on an open file",
     SYS_fchmodat => "SETATTR mode through /proc/self/fd",

@@ -219,12 +219,65 @@ pub fn flush_by_close(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Grows this process's descriptor table to at least `slots` descriptors
+/// (at most the `RLIMIT_NOFILE` soft limit) by duplicating `fd` to the last
+/// of them and closing the duplicate; the table never shrinks. Returns the
+/// size asked of the kernel.
+///
+/// Why: the kernel grows the table by doubling when a descriptor number
+/// outgrows it, and in a process of several threads each growth first waits
+/// for an RCU grace period (`synchronize_rcu` in `expand_fdtable`, 10-20 ms
+/// here), while every thread that needs a descriptor beyond the old table
+/// waits with it. Reserved early, in a single-threaded process, the growth
+/// costs nothing but the table's memory (8 bytes a slot).
+pub fn reserve_descriptor_table(fd: BorrowedFd<'_>, slots: u32) -> io::Result<u32> {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `rl` is a valid rlimit for the kernel to fill.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) })?;
+    let slots = u64::from(slots).min(rl.rlim_cur) as u32;
+    if slots == 0 {
+        return Ok(0);
+    }
+    let last = libc::c_int::try_from(slots - 1).map_err(|_| err(libc::EINVAL))?;
+    // SAFETY: no memory is passed; `fd` is open for the call.
+    let d = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, last) })?;
+    // SAFETY: `d` is a new descriptor that we own and close exactly once.
+    unsafe { libc::close(d) };
+    Ok(slots)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::open::{open_beneath, open_path};
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
+
+    /// The table size the kernel shows in /proc/self/status.
+    fn fd_table_size() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
+        line["FDSize:".len()..].trim().parse().unwrap()
+    }
+
+    #[test]
+    fn the_descriptor_table_is_grown_and_the_duplicate_closed() {
+        let t = tempfile::tempdir().unwrap();
+        let d = open_path(t.path(), libc::O_PATH | libc::O_DIRECTORY).unwrap();
+        let reserved = reserve_descriptor_table(d.as_fd(), 1 << 14).unwrap();
+        assert!(reserved >= 256, "RLIMIT_NOFILE below 256? reserved {reserved}");
+        assert!(fd_table_size() >= reserved, "table of {} slots after reserving {reserved}", fd_table_size());
+        // SAFETY: F_GETFD on a descriptor number only reads its flags.
+        let open = unsafe { libc::fcntl(reserved as i32 - 1, libc::F_GETFD) };
+        assert_eq!(open, -1, "the duplicate at {} was left open", reserved - 1);
+        // Never beyond the soft limit (the kernel would refuse).
+        assert_eq!(reserve_descriptor_table(d.as_fd(), u32::MAX).unwrap() as u64, {
+            let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: `rl` is a valid rlimit to fill.
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+            rl.rlim_cur.min(u64::from(u32::MAX))
+        });
+    }
 
     #[test]
     fn entry_operations() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use avpfs_passthrough::{CachePolicy, Config as PassthroughConfig, FileHandleMode, PassthroughFs};
 use avpfs_server::Server;
-use log::info;
+use log::{debug, info};
 
 use cli::{CacheArg, Cli, FileHandlesArg, LogLevelArg, SandboxArg, SeccompArg};
 
@@ -265,6 +265,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     init_logging(&cli);
     let mut config = DaemonConfig::try_from(cli)?;
     signals::raise_nofile_limit(config.rlimit_nofile).map_err(|source| Error::Sys { what: "setrlimit", source })?;
+    reserve_descriptor_table()?;
     // What must be done in the host's view happens before the sandbox: the
     // /dev/fuse mount, the vhost-user socket (and its group).
     let opened = open_front_end(&config)?;
@@ -274,6 +275,25 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Some(policy) => serve(&config, opened, supervised, avpfs_policy::PolicyFs::new(fs, policy)),
         None => serve(&config, opened, supervised, fs),
     }
+}
+
+/// Descriptors the table is grown to at start-up: an O_PATH descriptor per
+/// inode the guest holds, so that the first 65 536 never make the kernel grow
+/// the table (each growth, once threads run, stalls every thread that opens
+/// a file for an RCU grace period, 10-20 ms). It costs 512 KiB of kernel
+/// memory. Beyond it the table still grows, by doubling.
+const DESCRIPTOR_TABLE_RESERVE: u32 = 1 << 16;
+
+/// Grows the descriptor table to [`DESCRIPTOR_TABLE_RESERVE`] (or the
+/// descriptor limit) while the process has one thread. Must run before any
+/// thread starts.
+fn reserve_descriptor_table() -> Result<(), Error> {
+    let sys = |what: &'static str| move |source| Error::Sys { what, source };
+    let root = std::fs::File::open("/").map_err(sys("open /"))?;
+    let slots = avpfs_sys::fs::reserve_descriptor_table(std::os::fd::AsFd::as_fd(&root), DESCRIPTOR_TABLE_RESERVE)
+        .map_err(sys("grow the descriptor table"))?;
+    debug!("descriptor table: {slots} slots");
+    Ok(())
 }
 
 /// Enters the sandbox (`--sandbox`) and drops privileges: capabilities to

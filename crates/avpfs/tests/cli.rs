@@ -105,3 +105,32 @@ fn the_vhost_socket_is_created_and_removed() {
     assert!(status.success(), "{status}");
     assert!(!sock.exists(), "the socket file is removed on exit");
 }
+
+/// The daemon grows its descriptor table before its threads start (later
+/// growths stall every thread that opens a file for an RCU grace period):
+/// a table of 64 slots at start would show here as FDSize 64. Without a
+/// sandbox (so without a supervisor) and with the default seccomp filter, it
+/// removes its socket itself and exits cleanly on SIGTERM.
+#[test]
+fn the_descriptor_table_is_grown_at_start_up_and_an_unsandboxed_daemon_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("vhost.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avpfs"))
+        .args(["--shared-dir", tmp.path().to_str().unwrap(), "--socket-path", sock.to_str().unwrap()])
+        .args(["--sandbox", "none", "--rlimit-nofile", "4096"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "no socket");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let slots: u32 = status.lines().find_map(|l| l.strip_prefix("FDSize:")).unwrap().trim().parse().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    assert!(!sock.exists(), "the socket file is removed on exit");
+    assert!(slots >= 4096, "a table of {slots} slots under a limit of 4096 descriptors");
+}

@@ -66,8 +66,12 @@ pub const HIPRIO_QUEUE: usize = 0;
 /// Most queues one device can have: vhost-user-backend assigns queues to
 /// worker threads with a 64-bit mask.
 pub const MAX_QUEUES: usize = 64;
-/// In a batch longer than this, the guest is signalled every this many replies.
-const SIGNAL_EVERY: usize = 32;
+/// The longest a worker serves on after a signal (or after the start of its
+/// batch) before it signals the replies it has put in the used ring since:
+/// a batch of short requests is signalled once, at its end, while in a
+/// batch of long ones (1 MiB WRITEs, ~150 µs each) every reply is signalled
+/// as it is returned, not held until the whole batch is done.
+const SIGNAL_INTERVAL: Duration = Duration::from_micros(50);
 /// A chain with room for a reply of at least this many bytes (a large READ)
 /// is a bulk request, worth a helper thread's copy.
 const BULK_BYTES: u64 = 64 << 10;
@@ -247,7 +251,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     /// Drains queue `queue` until it is empty (with EVENT_IDX: until no new
     /// chain arrived while notifications were being re-enabled). Each pass
     /// takes every available chain, answers them, and signals the guest once
-    /// (every [`SIGNAL_EVERY`] replies in long batches).
+    /// (and within long batches, every [`SIGNAL_INTERVAL`]).
     fn process_queue(&self, queue: usize, vring: &VringMutex<GuestMemoryShared>) {
         let event_idx = self.event_idx.load(Ordering::Acquire);
         if queue == HIPRIO_QUEUE && event_idx && !self.config.forget_batch.is_zero() {
@@ -508,8 +512,9 @@ fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, desc_table: GuestAddress, s
 }
 
 /// Serves `heads` in order, puts each in the used ring, and signals the
-/// guest every [`SIGNAL_EVERY`] replies (if it wants to know), so that in a
-/// long batch it sees the first replies early.
+/// guest (if it wants to know) whenever [`SIGNAL_INTERVAL`] has passed since
+/// the start or the last signal, so that in a long batch it sees the first
+/// replies early. The caller signals the rest at the end of the batch.
 fn serve_and_return<F: FileSystem>(
     server: &Server<F>,
     queue: usize,
@@ -519,14 +524,53 @@ fn serve_and_return<F: FileSystem>(
     size: u16,
     heads: &[u16],
 ) {
+    let mut pacer = SignalPacer::new(Instant::now());
     for (n, &head) in heads.iter().enumerate() {
         let len = serve_chain(server, queue, mem, desc_table, size, head);
         if let Err(e) = vring.add_used(head, len) {
             warn!("queue {queue}: cannot return descriptor {head}: {e}");
         }
-        if (n + 1) % SIGNAL_EVERY == 0 {
+        if n + 1 < heads.len() && pacer.returned(Instant::now) {
             notify(queue, vring);
         }
+    }
+}
+
+/// When a worker in the middle of a batch signals the replies it has put in
+/// the used ring: once [`SIGNAL_INTERVAL`] has passed since the batch began
+/// or since the last signal. It reads the clock only when the interval may
+/// have passed at the batch's pace so far (about twice per batch of short
+/// requests, after every reply when each takes longer than the interval).
+struct SignalPacer {
+    start: Instant,
+    last_signal: Instant,
+    returned: u32,
+    /// The reply count at which to look at the clock next.
+    check_at: u32,
+}
+
+impl SignalPacer {
+    fn new(now: Instant) -> Self {
+        SignalPacer { start: now, last_signal: now, returned: 0, check_at: 1 }
+    }
+
+    /// One more reply was returned; true if the guest is to be signalled now.
+    fn returned(&mut self, clock: impl FnOnce() -> Instant) -> bool {
+        self.returned += 1;
+        if self.returned < self.check_at {
+            return false;
+        }
+        let now = clock();
+        let signal = now.saturating_duration_since(self.last_signal) >= SIGNAL_INTERVAL;
+        if signal {
+            self.last_signal = now;
+        }
+        // Look again about when the interval runs out at the pace so far.
+        let pace = now.saturating_duration_since(self.start) / self.returned;
+        let left = SIGNAL_INTERVAL.saturating_sub(now.saturating_duration_since(self.last_signal));
+        let more = if pace.is_zero() { u32::MAX } else { (left.as_nanos() / pace.as_nanos()) as u32 };
+        self.check_at = self.returned.saturating_add(more.max(1));
+        signal
     }
 }
 
@@ -816,6 +860,59 @@ mod tests {
             num_request_queues: queues,
             queue_size: size,
         }
+    }
+
+    /// Runs a pacer over replies that each take `took`; returns the replies
+    /// after which it signalled and how many times it read the clock.
+    fn pace(took: &[Duration]) -> (Vec<usize>, usize) {
+        let t0 = Instant::now();
+        let mut pacer = SignalPacer::new(t0);
+        let (mut now, mut reads, mut signals) = (t0, 0, Vec::new());
+        for (n, d) in took.iter().enumerate() {
+            now += *d;
+            if pacer.returned(|| {
+                reads += 1;
+                now
+            }) {
+                signals.push(n + 1);
+            }
+        }
+        (signals, reads)
+    }
+
+    #[test]
+    fn a_batch_of_short_replies_is_signalled_at_its_end_only() {
+        let (signals, reads) = pace(&[Duration::from_micros(1); 40]);
+        assert_eq!(signals, Vec::<usize>::new(), "40 µs of replies: no signal before the end");
+        assert!(reads <= 3, "the clock was read {reads} times for 40 short replies");
+    }
+
+    #[test]
+    fn long_replies_are_each_signalled_as_they_are_returned() {
+        let (signals, reads) = pace(&[Duration::from_micros(150); 6]);
+        assert_eq!(signals, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(reads, 6);
+    }
+
+    #[test]
+    fn a_long_batch_of_short_replies_is_signalled_every_interval() {
+        let (signals, _) = pace(&[Duration::from_micros(2); 100]);
+        // 200 µs of replies: a signal about every 50 µs (25 replies).
+        assert_eq!(signals.len(), 4, "signals after replies {signals:?}");
+        assert!(signals.windows(2).all(|w| (20..=30).contains(&(w[1] - w[0]))), "{signals:?}");
+    }
+
+    #[test]
+    fn a_long_reply_after_short_ones_is_signalled_soon_after_it() {
+        let mut took = vec![Duration::from_micros(1); 10];
+        took.push(Duration::from_micros(500));
+        took.extend([Duration::from_micros(1); 60]);
+        let (signals, reads) = pace(&took);
+        // At the pace of the first reply the next look is 49 replies later:
+        // the slow reply is caught there (about an interval of short
+        // replies after it), not at the end of the batch.
+        assert_eq!(signals.first(), Some(&50), "signals after replies {signals:?}");
+        assert!(reads < 10, "the clock was read {reads} times for 71 replies");
     }
 
     fn window(max: Duration, window: Duration, slept: Option<Duration>) -> PollWindow {

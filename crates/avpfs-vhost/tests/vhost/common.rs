@@ -55,6 +55,8 @@ pub struct MemFs {
     /// last FORGET (0: none yet).
     lookup_tid: AtomicI32,
     forget_tid: AtomicI32,
+    /// How long each READ takes (as a slow host file system would).
+    read_delay: Mutex<Duration>,
 }
 
 impl MemFs {
@@ -70,6 +72,7 @@ impl MemFs {
             threads: Mutex::default(),
             lookup_tid: AtomicI32::new(0),
             forget_tid: AtomicI32::new(0),
+            read_delay: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -86,6 +89,11 @@ impl MemFs {
     /// The kernel thread id of the thread that served the last FORGET (0: none).
     pub fn forget_tid(&self) -> i32 {
         self.forget_tid.load(Ordering::SeqCst)
+    }
+
+    /// Makes every READ take `delay` longer.
+    pub fn set_read_delay(&self, delay: Duration) {
+        *self.read_delay.lock().unwrap() = delay;
     }
 
     /// Open handles.
@@ -268,6 +276,7 @@ impl FileSystem for MemFs {
         _: u32,
     ) -> io::Result<usize> {
         self.note_thread();
+        std::thread::sleep(*self.read_delay.lock().unwrap());
         self.with_file(handle, |f| {
             let mut done = 0;
             while done < size as usize {

@@ -112,6 +112,58 @@ fn requests_spread_over_queues_in_parallel() {
     assert!(threads.len() >= QUEUES, "only {} worker threads served {QUEUES} queues", threads.len());
 }
 
+/// Three slow READs (200 ms each) made available with one kick are served as
+/// one batch; the driver is signalled as each reply is returned, not once
+/// at the end of the batch: a guest would otherwise see the first reply
+/// 400 ms late.
+#[test]
+fn replies_of_a_batch_of_slow_requests_are_each_signalled() {
+    // No polling: the worker sleeps until the kick that follows all three.
+    let b = Backend::start_with(avpfs_vhost::VhostOptions {
+        tag: "testfs".into(),
+        num_request_queues: 1,
+        keep_listening_after_disconnect: true,
+        poll_max: std::time::Duration::ZERO,
+        ..Default::default()
+    });
+    b.fs().add_file("slow", b"data");
+    let h = b.connect(2);
+    let c = FuseClient::new(&h, 1);
+    c.init().unwrap();
+    let node = c.lookup(abi::ROOT_ID, "slow").unwrap().nodeid;
+    let fh = c.open(node, libc::O_RDONLY as u32).unwrap().fh;
+    b.fs().set_read_delay(std::time::Duration::from_millis(200));
+    // Let the worker finish its turn after OPEN (turn notifications back on
+    // and sleep), so that it sees the three READs only at the kick.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+
+    let before = h.notifications(1).unwrap();
+    let chains: Vec<Chain> = (0..3u64)
+        .map(|i| {
+            let body = abi::ReadIn { fh, offset: 0, size: 4, ..Default::default() };
+            let req = request(opcode::READ, 900 + i, node, &[body.as_bytes()]);
+            let addr = h.alloc(req.len()).unwrap();
+            h.write_guest(addr, &req).unwrap();
+            let reply = h.alloc(4096).unwrap();
+            Chain { readable: vec![(addr, req.len() as u32)], writable: vec![(reply, 4096)], indirect: false }
+        })
+        .collect();
+    let mut p = h.pipeline(1).unwrap();
+    for chain in &chains {
+        p.push(chain).unwrap();
+    }
+    // Taking each reply as it comes re-arms the interrupt (EVENT_IDX) for
+    // the next one.
+    let mut done = Vec::new();
+    while done.len() < chains.len() {
+        p.wait_any(&mut done).unwrap();
+    }
+    assert!(done.iter().all(|&(_, used)| used as usize == std::mem::size_of::<abi::OutHeader>() + 4));
+    let after = h.notifications(1).unwrap();
+    assert_eq!(after.kicks - before.kicks, 1, "the three READs went out with one kick");
+    assert!(after.signals - before.signals >= 2, "{} signal(s) for three slow replies", after.signals - before.signals);
+}
+
 /// Many chains in flight on a small queue (more than one signal interval),
 /// in indirect tables, several times around the ring,
 /// with and without EVENT_IDX: every chain is answered once, in batches.

@@ -85,11 +85,12 @@ pub struct Cli {
     #[arg(long)]
     pub min_time: Option<f64>,
 
-    /// Level 1: the front end polls the used ring for up to this many µs
-    /// (yielding the CPU between looks) before it sleeps on the call eventfd,
-    /// as a KVM vCPU halt-polls (halt_poll_ns, 200 µs by default) before it
-    /// sleeps. 0: sleep at once, so every reply also pays for waking the
-    /// front end's thread.
+    /// Level 1: the front end polls the call eventfd for the daemon's signal
+    /// for up to this many µs (yielding the CPU between looks) before it
+    /// sleeps on it, as a KVM vCPU halt-polls for an interrupt (halt_poll_ns,
+    /// 200 µs by default) before it sleeps; it reads the used ring on a
+    /// signal, as a guest does. 0: sleep at once, so every reply also pays
+    /// for waking the front end's thread.
     #[arg(long, default_value_t = 200)]
     pub fe_poll_us: u64,
 

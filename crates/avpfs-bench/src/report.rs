@@ -471,8 +471,9 @@ fn fe_poll_line(us: u64) -> String {
             .into()
     } else {
         format!(
-            "polls the used ring for up to {us} µs (yielding the CPU between looks) before it sleeps on the call \
-             eventfd, as a KVM vCPU halt-polls before it sleeps (`--fe-poll-us`), in the runs where every front-end \
+            "polls the call eventfd for the daemon's signal for up to {us} µs (yielding the CPU between looks) before \
+             it sleeps on it, as a KVM vCPU halt-polls for an interrupt before it sleeps (`--fe-poll-us`), and reads \
+             the used ring on a signal, as a guest does; it polls in the runs where every front-end \
              thread and every daemon queue thread has a CPU of its own (q × 2 ≤ CPUs; the other runs sleep at once, \
              as KVM stops polling when another task wants the CPU)"
         )

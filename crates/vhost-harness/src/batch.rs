@@ -44,12 +44,14 @@ impl<'h> Pipeline<'h> {
         Ok(Pipeline { harness, queue, pending: Vec::new(), kick_needed: false, completion_poll: Duration::ZERO })
     }
 
-    /// Makes [`wait_any`](Self::wait_any) poll the used ring for up to
-    /// `poll` (yielding the CPU between looks) before it sleeps on the call
-    /// eventfd; zero (the default) sleeps at once. A vCPU under KVM behaves
-    /// alike: it halt-polls (up to `halt_poll_ns`, 200 µs by default on x86)
-    /// before it sleeps, so an interrupt that comes soon does not pay for a
-    /// thread wake-up.
+    /// Makes [`wait_any`](Self::wait_any) poll the call eventfd for up to
+    /// `poll` (yielding the CPU between looks) before it sleeps on it; zero
+    /// (the default) sleeps at once. A vCPU under KVM behaves alike: it
+    /// halt-polls (up to `halt_poll_ns`, 200 µs by default on x86) before it
+    /// sleeps, so an interrupt that comes soon does not pay for a thread
+    /// wake-up. It polls for the interrupt, not the used ring: a guest learns
+    /// of replies when the device signals, so a device that holds back its
+    /// signal holds back the replies.
     pub fn poll_for_completions(&mut self, poll: Duration) {
         self.completion_poll = poll;
     }
@@ -134,9 +136,12 @@ impl<'h> Pipeline<'h> {
         let start = Instant::now();
         let deadline = start + timeout;
         let poll_until = start + self.completion_poll;
+        // The used ring is read on entry (as a driver looks once more after
+        // turning interrupts back on) and after each signal.
+        let mut look = true;
         loop {
             let before = done.len();
-            {
+            if look {
                 let mem = self.harness.mem();
                 let mut driver = q.driver.lock().unwrap_or_else(|e| e.into_inner());
                 driver.reap(&mem)?;
@@ -157,12 +162,18 @@ impl<'h> Pipeline<'h> {
                 return Err(Error::Timeout { queue: self.queue, timeout });
             }
             if now < poll_until {
-                // Yield rather than spin: a backend thread waiting for this
-                // CPU gets it.
-                std::thread::yield_now();
+                look = q.wait_signal(Duration::ZERO)?;
+                if !look {
+                    // Yield rather than spin: a backend thread waiting for
+                    // this CPU gets it.
+                    std::thread::yield_now();
+                }
                 continue;
             }
+            // After a sleep the ring is read even without a signal (a
+            // timeout slice): a lost signal shows as slowness, not a hang.
             q.wait_signal((deadline - now).min(Duration::from_millis(20)))?;
+            look = true;
         }
     }
 

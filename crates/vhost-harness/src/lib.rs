@@ -187,11 +187,12 @@ impl Queue {
         Ok(())
     }
 
-    /// Waits (up to `timeout`) for the device to signal, and counts the signals.
-    fn wait_signal(&self, timeout: Duration) -> Result<(), Error> {
+    /// Waits (up to `timeout`; zero: only looks) for the device to signal,
+    /// and counts the signals; true if it signalled.
+    fn wait_signal(&self, timeout: Duration) -> Result<bool, Error> {
         let n = wait_readable(&self.call, timeout)?;
         self.signals.fetch_add(n, Ordering::Relaxed);
-        Ok(())
+        Ok(n > 0)
     }
 }
 
@@ -619,7 +620,6 @@ impl Harness {
     }
 }
 
-/// Waits until `fd` is readable or `timeout` passes, then consumes its count.
 /// Waits up to `timeout` for `fd` to be readable and reads it; returns the
 /// count read (0 when it did not become readable).
 fn wait_readable(fd: &EventFd, timeout: Duration) -> Result<u64, Error> {

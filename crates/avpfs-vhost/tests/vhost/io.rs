@@ -197,11 +197,12 @@ fn full_queue_batches_wrap_the_ring() {
     }
 }
 
-/// A pipeline that polls the used ring for longer than the harness's
-/// timeout before it would sleep: every reply is still taken while it
-/// polls (a poll that failed to reap would end in the harness's timeout
-/// error), in order of completion, across several turns of a small ring,
-/// with and without EVENT_IDX.
+/// A pipeline that polls for the device's signal for longer than the
+/// harness's timeout before it would sleep (it reads the used ring only on
+/// a signal): every reply is signalled and taken while it polls (a reply
+/// the device did not signal would end in the harness's timeout error), in
+/// order of completion, across several turns of a small ring, with and
+/// without EVENT_IDX.
 #[test]
 fn polling_pipeline_takes_every_reply() {
     for event_idx in [true, false] {

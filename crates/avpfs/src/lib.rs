@@ -263,6 +263,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         return Ok(());
     }
     init_logging(&cli);
+    signals::block_termination_signals().map_err(|source| Error::Sys { what: "block signals", source })?;
     let mut config = DaemonConfig::try_from(cli)?;
     signals::raise_nofile_limit(config.rlimit_nofile).map_err(|source| Error::Sys { what: "setrlimit", source })?;
     reserve_descriptor_table()?;

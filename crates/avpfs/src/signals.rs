@@ -5,10 +5,12 @@ use std::thread;
 
 use log::info;
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in every thread and starts a thread that
-/// waits for them and then runs `stop` (unmount, or stop the vhost-user
-/// daemon), so the workers end cleanly. Call before starting any thread.
-pub fn on_termination(stop: impl FnOnce() + Send + 'static) -> io::Result<()> {
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads
+/// it starts afterwards); returns the set. Called first thing at start-up, so
+/// that a signal that comes before [`on_termination`] waits for it (stays
+/// pending) instead of killing the daemon half set up, its socket file left
+/// behind.
+pub fn block_termination_signals() -> io::Result<libc::sigset_t> {
     // SAFETY: an all-zero sigset_t is a valid value for sigemptyset to fill.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t owned by this frame.
@@ -23,6 +25,15 @@ pub fn on_termination(stop: impl FnOnce() + Send + 'static) -> io::Result<()> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
+    Ok(set)
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in every thread and starts a thread that
+/// waits for them (those that came since [`block_termination_signals`]
+/// included) and then runs `stop` (unmount, or stop the vhost-user daemon),
+/// so the workers end cleanly. Call before starting any other thread.
+pub fn on_termination(stop: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    let set = block_termination_signals()?;
     let mut stop = Some(stop);
     thread::Builder::new().name("signals".into()).spawn(move || loop {
         let mut sig = 0;

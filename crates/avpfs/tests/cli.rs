@@ -86,24 +86,44 @@ fn legacy_o_options_fill_the_modern_flags() {
     assert!(cli.xattr && cli.readonly);
 }
 
+/// A daemon serving a temporary directory on a vhost-user socket with the
+/// `extra` options, started and waited for until its socket exists.
+struct SocketDaemon {
+    child: std::process::Child,
+    sock: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl SocketDaemon {
+    fn start(extra: &[&str]) -> SocketDaemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let sock = tmp.path().join("vhost.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_avpfs"))
+            .args(["--shared-dir", tmp.path().to_str().unwrap(), "--socket-path", sock.to_str().unwrap()])
+            .args(extra)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(std::time::Instant::now() < deadline, "no socket");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        SocketDaemon { child, sock, _tmp: tmp }
+    }
+
+    /// Sends SIGTERM; checks the daemon exits with success and removes its socket.
+    fn stop_cleanly(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        assert!(!self.sock.exists(), "the socket file is removed on exit");
+    }
+}
+
 #[test]
 fn the_vhost_socket_is_created_and_removed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let sock = tmp.path().join("vhost.sock");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avpfs"))
-        .args(["--shared-dir", tmp.path().to_str().unwrap(), "--socket-path", sock.to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(std::time::Instant::now() < deadline, "no socket");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    assert!(!sock.exists(), "the socket file is removed on exit");
+    SocketDaemon::start(&[]).stop_cleanly();
 }
 
 /// The daemon grows its descriptor table before its threads start (later
@@ -113,24 +133,9 @@ fn the_vhost_socket_is_created_and_removed() {
 /// removes its socket itself and exits cleanly on SIGTERM.
 #[test]
 fn the_descriptor_table_is_grown_at_start_up_and_an_unsandboxed_daemon_stops_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let sock = tmp.path().join("vhost.sock");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avpfs"))
-        .args(["--shared-dir", tmp.path().to_str().unwrap(), "--socket-path", sock.to_str().unwrap()])
-        .args(["--sandbox", "none", "--rlimit-nofile", "4096"])
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(std::time::Instant::now() < deadline, "no socket");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let d = SocketDaemon::start(&["--sandbox", "none", "--rlimit-nofile", "4096"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
     let slots: u32 = status.lines().find_map(|l| l.strip_prefix("FDSize:")).unwrap().trim().parse().unwrap();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "{exit}");
-    assert!(!sock.exists(), "the socket file is removed on exit");
+    d.stop_cleanly();
     assert!(slots >= 4096, "a table of {slots} slots under a limit of 4096 descriptors");
 }

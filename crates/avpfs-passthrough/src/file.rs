@@ -149,7 +149,11 @@ impl PassthroughFs {
         offset: u64,
     ) -> io::Result<usize> {
         let of = self.handles.get(handle, node)?;
-        w.write_from(of.fd.as_fd(), size as usize, offset)
+        if of.node.kind == libc::S_IFREG {
+            w.write_from_file(of.fd.as_fd(), size as usize, offset)
+        } else {
+            w.write_from(of.fd.as_fd(), size as usize, offset)
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

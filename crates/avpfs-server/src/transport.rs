@@ -23,6 +23,16 @@ pub trait ZeroCopyWriter {
     /// Reads up to `count` bytes from `fd` at `off` (`preadv`) straight into the
     /// reply. Returns the number of bytes read (0 at end of file).
     fn write_from(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize>;
+
+    /// Like [`write_from`](Self::write_from), from a regular file. Reads of
+    /// distinct ranges of a regular file are independent and change
+    /// nothing, so a transport may split a large one and read the parts at
+    /// once on several threads; the reply is the same as one `preadv`'s
+    /// (a short count ends at the first byte not read). By default, one
+    /// `write_from`.
+    fn write_from_file(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize> {
+        self.write_from(fd, count, off)
+    }
 }
 
 /// The request side of a transport.

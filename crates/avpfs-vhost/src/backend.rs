@@ -30,7 +30,10 @@
 //! A batch with several large READs, popped while fewer workers are busy
 //! than the host has CPUs, is shared with the worker's helper thread
 //! ([`crate::bulk_helper`]): the two copy into guest memory at once, and the
-//! worker signals the guest when both are done.
+//! worker signals the guest when both are done. A large READ from a regular
+//! file in a batch without another is split in two halves instead, read at
+//! once by the worker and its helper
+//! ([`ChainWriter::with_read_split`](crate::descriptor_chain::ChainWriter::with_read_split)).
 
 use std::cell::Cell;
 use std::io;
@@ -104,8 +107,9 @@ pub struct DeviceConfig {
     /// Longest time a worker watches its drained queue for the next request
     /// before it sleeps (EVENT_IDX only; zero: never).
     pub poll_max: Duration,
-    /// Let a worker hand half of a batch's large READs to a helper thread
-    /// while CPUs are idle (see [`crate::bulk_helper`]).
+    /// Let a worker hand half of a batch's large READs, or half of a large
+    /// READ alone, to a helper thread while CPUs are idle (see
+    /// [`crate::bulk_helper`]).
     pub bulk_helper: bool,
     /// How long the hiprio queue's worker lets FORGETs gather after a kick
     /// before it serves them and signals the guest once (EVENT_IDX only;
@@ -336,7 +340,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
                 let served = heads.len();
                 if served > 0 {
                     debug!("queue {queue}: batch of {served}");
-                    serve_and_return(&self.server, queue, vring, &mem, desc_table, size, &heads);
+                    serve_and_return(&self.server, queue, vring, &mem, desc_table, size, &heads, false);
                     notify(queue, vring);
                 }
                 served
@@ -357,10 +361,12 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     }
 
     /// Serves the chains of one batch and puts them in the used ring. Lock
-    /// waits go to threads of their own. When the batch has two or more bulk
-    /// requests and fewer workers are busy than there are CPUs, every other
-    /// bulk request goes to this worker's helper thread, which serves them
-    /// while the worker serves the rest. (Only READs: WRITEs to one host file
+    /// waits go to threads of their own. While fewer workers are busy than
+    /// there are CPUs, the worker's helper thread takes a share of the
+    /// large READs: every other bulk request of a batch that has two or
+    /// more, else the second half of each large read from a regular file
+    /// (see [`ChainWriter::with_read_split`]), so that the copies into
+    /// guest memory run on two CPUs. (Only READs: WRITEs to one host file
     /// take its inode lock in turn, so a helper would mostly wait.)
     #[allow(clippy::too_many_arguments)]
     fn serve_batch(
@@ -373,12 +379,13 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         size: u16,
         heads: Vec<u16>,
     ) {
+        let helper_free = self.config.bulk_helper && queue != HIPRIO_QUEUE && self.in_flight.busy() < self.cpus;
         if let [head] = heads[..] {
-            // The common case at low depth: nothing to split, nothing to allocate.
+            // The common case at low depth: nothing to allocate.
             if queue != HIPRIO_QUEUE && classify(mem, desc_table, size, head) == ChainKind::Blocking {
                 self.process_blocking_chain(queue, vring, atomic, desc_table, size, head);
             } else {
-                serve_and_return(&self.server, queue, vring, mem, desc_table, size, &heads);
+                serve_and_return(&self.server, queue, vring, mem, desc_table, size, &heads, helper_free);
             }
             return;
         }
@@ -388,7 +395,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             heads.iter().map(|&head| classify(mem, desc_table, size, head)).collect()
         };
         let bulk = kinds.iter().filter(|&&k| k == ChainKind::Bulk).count();
-        let split = self.config.bulk_helper && bulk >= 2 && self.in_flight.busy() < self.cpus;
+        let split = helper_free && bulk >= 2;
         let mut mine = Vec::with_capacity(heads.len());
         let mut theirs = Vec::new();
         let mut nth_bulk = 0;
@@ -407,7 +414,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             }
         }
         if theirs.is_empty() {
-            serve_and_return(&self.server, queue, vring, mem, desc_table, size, &mine);
+            serve_and_return(&self.server, queue, vring, mem, desc_table, size, &mine, helper_free);
             return;
         }
         // Both halves keep their replies' lengths; the worker returns every
@@ -418,17 +425,20 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         let (server, thread_atomic, out) = (self.server.clone(), atomic.clone(), their_replies.clone());
         let job = Box::new(move || {
             let mem = thread_atomic.memory();
-            let replies: Vec<(u16, u32)> =
-                theirs.iter().map(|&head| (head, serve_chain(&server, queue, &mem, desc_table, size, head))).collect();
+            let replies: Vec<(u16, u32)> = theirs
+                .iter()
+                .map(|&head| (head, serve_chain(&server, queue, &mem, desc_table, size, head, false)))
+                .collect();
             *out.lock().unwrap_or_else(|e| e.into_inner()) = replies;
         });
         let mut replies = Vec::with_capacity(mine.len());
         crate::bulk_helper::run_split(
-            || format!("vq{queue}-bulk"),
+            || crate::bulk_helper::thread_name(queue),
             job,
             || {
                 replies.extend(
-                    mine.iter().map(|&head| (head, serve_chain(&self.server, queue, mem, desc_table, size, head))),
+                    mine.iter()
+                        .map(|&head| (head, serve_chain(&self.server, queue, mem, desc_table, size, head, false))),
                 )
             },
         );
@@ -460,7 +470,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         let started = generation.load(Ordering::Acquire);
         let spawned = std::thread::Builder::new().name(format!("vq{queue}-setlkw")).spawn(move || {
             let mem = thread_atomic.memory();
-            let len = serve_chain(&server, queue, &mem, desc_table, size, head);
+            let len = serve_chain(&server, queue, &mem, desc_table, size, head, false);
             if generation.load(Ordering::Acquire) != started {
                 debug!("queue {queue}: device reset while a lock wait was in progress; reply dropped");
                 return;
@@ -515,6 +525,8 @@ fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, desc_table: GuestAddress, s
 /// guest (if it wants to know) whenever [`SIGNAL_INTERVAL`] has passed since
 /// the start or the last signal, so that in a long batch it sees the first
 /// replies early. The caller signals the rest at the end of the batch.
+/// `split_reads`: large reads may be split with the worker's helper thread.
+#[allow(clippy::too_many_arguments)]
 fn serve_and_return<F: FileSystem>(
     server: &Server<F>,
     queue: usize,
@@ -523,10 +535,11 @@ fn serve_and_return<F: FileSystem>(
     desc_table: GuestAddress,
     size: u16,
     heads: &[u16],
+    split_reads: bool,
 ) {
     let mut pacer = SignalPacer::new(Instant::now());
     for (n, &head) in heads.iter().enumerate() {
-        let len = serve_chain(server, queue, mem, desc_table, size, head);
+        let len = serve_chain(server, queue, mem, desc_table, size, head, split_reads);
         if let Err(e) = vring.add_used(head, len) {
             warn!("queue {queue}: cannot return descriptor {head}: {e}");
         }
@@ -574,7 +587,9 @@ impl SignalPacer {
     }
 }
 
-/// Serves one chain with `server`; returns the number of bytes written to its writable part.
+/// Serves one chain with `server`; returns the number of bytes written to
+/// its writable part. `split_reads`: a large read may be split with the
+/// calling worker's helper thread ([`ChainWriter::with_read_split`]).
 fn serve_chain<F: FileSystem>(
     server: &Server<F>,
     queue: usize,
@@ -582,6 +597,7 @@ fn serve_chain<F: FileSystem>(
     desc_table: GuestAddress,
     size: u16,
     head: u16,
+    split_reads: bool,
 ) -> u32 {
     {
         let chain = match walk_chain(&**mem, desc_table, size, head) {
@@ -592,7 +608,7 @@ fn serve_chain<F: FileSystem>(
             }
         };
         let (mut r, mut w) = match (ChainReader::new(&**mem, &chain), ChainWriter::new(&**mem, &chain)) {
-            (Ok(r), Ok(w)) => (r, w),
+            (Ok(r), Ok(w)) => (r, w.with_read_split(split_reads.then_some(queue))),
             (Err(e), _) | (_, Err(e)) => {
                 avpfs_server::guest_warn!("queue {queue}: descriptor chain at head {head}: {e}");
                 return 0;

@@ -4,7 +4,10 @@
 //! the host's page cache into guest memory are most of their cost)
 //! hands every other one to its helper and serves the rest itself, so that
 //! two copies run at once on two CPUs; it then waits for the helper before
-//! it signals the guest for the batch. The worker does this only while fewer
+//! it signals the guest for the batch. A large READ without another in its
+//! batch is split in two halves instead: the helper reads the second while
+//! the worker reads the first (on this machine, a 1 MiB read from the page
+//! cache took 85–91 µs on one thread and 36 µs as two halves on two). The worker does this only while fewer
 //! queue workers are busy than the host has CPUs: with one busy worker per
 //! CPU, a helper would only take CPU time from another queue.
 //!
@@ -65,16 +68,26 @@ fn recv_watching<T>(rx: &Receiver<T>, watch: Duration) -> Option<T> {
     }
 }
 
+/// The name of the helper thread of the worker of queue `queue`.
+pub(crate) fn thread_name(queue: usize) -> String {
+    format!("vq{queue}-bulk")
+}
+
 thread_local! {
     static HELPER: RefCell<Option<BulkHelper>> = const { RefCell::new(None) };
 }
 
 /// Runs `theirs` on the calling thread's helper (started if need be, named
 /// `name`) while the caller runs `ours`, and returns once both are done. If
-/// the helper cannot be started or has died, the caller runs both.
+/// the helper cannot be started or has died, or is already in use by a
+/// split that this call is part of, the caller runs both.
 pub(crate) fn run_split(name: impl FnOnce() -> String, theirs: Job, ours: impl FnOnce()) {
     HELPER.with(|cell| {
-        let mut slot = cell.borrow_mut();
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            ours();
+            theirs();
+            return;
+        };
         if slot.is_none() {
             match BulkHelper::start(name()) {
                 Ok(h) => *slot = Some(h),
@@ -148,5 +161,25 @@ mod tests {
         }
         assert_eq!(ran.load(Ordering::SeqCst), 50);
         assert_eq!(threads.len(), 1, "a new helper thread per batch");
+    }
+
+    #[test]
+    fn a_split_inside_a_split_runs_on_the_caller() {
+        let inner_threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let outer = inner_threads.clone();
+        run_split(
+            || "test-helper".into(),
+            Box::new(|| {}),
+            move || {
+                let t = outer.clone();
+                run_split(
+                    || "test-helper".into(),
+                    Box::new(move || t.lock().unwrap().push(std::thread::current().id())),
+                    || outer.lock().unwrap().push(std::thread::current().id()),
+                );
+            },
+        );
+        let me = std::thread::current().id();
+        assert_eq!(*inner_threads.lock().unwrap(), vec![me, me]);
     }
 }

@@ -80,9 +80,9 @@ pub struct VhostOptions {
     /// Longest time a worker keeps watching its drained queue for the next
     /// request before it sleeps (adaptive; zero: never poll).
     pub poll_max: std::time::Duration,
-    /// Let each queue's worker hand half of a batch's large READs to a
-    /// helper thread while CPUs are idle, so that one queue's copies run on
-    /// two CPUs.
+    /// Let each queue's worker hand half of a batch's large READs, or half
+    /// of a large READ alone, to a helper thread while CPUs are idle, so
+    /// that one queue's copies run on two CPUs.
     pub bulk_helper: bool,
     /// How long the hiprio queue's worker lets FORGETs gather after a kick
     /// before it serves them and signals the guest once (zero: at once).

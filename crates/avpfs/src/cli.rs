@@ -60,9 +60,11 @@ pub struct Cli {
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 2000)]
     pub forget_batch_us: u64,
 
-    /// Let each request queue's worker hand every other large READ (64 KiB
-    /// or more) of a batch to a helper thread while fewer workers are busy
-    /// than there are CPUs, so that one queue's copies use two CPUs.
+    /// Let each request queue's worker share large READs with a helper
+    /// thread while fewer workers are busy than there are CPUs, so that one
+    /// queue's copies use two CPUs: every other READ of 64 KiB or more of a
+    /// batch that has several, else the second half of each READ of 128 KiB
+    /// or more from a regular file.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub bulk_helper: bool,
 

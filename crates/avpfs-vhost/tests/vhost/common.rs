@@ -280,7 +280,7 @@ impl FileSystem for MemFs {
         self.with_file(handle, |f| {
             let mut done = 0;
             while done < size as usize {
-                let n = w.write_from(f.as_fd(), size as usize - done, offset + done as u64)?;
+                let n = w.write_from_file(f.as_fd(), size as usize - done, offset + done as u64)?;
                 if n == 0 {
                     break;
                 }

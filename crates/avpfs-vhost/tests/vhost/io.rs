@@ -310,6 +310,70 @@ fn large_reads_of_a_batch_are_shared_with_a_helper_thread() {
     assert_eq!(large_read_batches(false), 1, "bulk_helper off: the worker alone");
 }
 
+/// The threads of this process named `name`.
+fn threads_named(name: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| {
+            let tid: i32 = t.ok()?.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+            (comm.trim_end() == name).then_some(tid)
+        })
+        .collect()
+}
+
+/// Reads a 1 MiB file 8 times with one READ at a time on queue 5 and checks
+/// every reply; returns the CPU time of the queue's bulk helper threads
+/// (`None`: there is none).
+fn single_large_reads(bulk_helper: bool) -> Option<u64> {
+    const QUEUE: usize = 5;
+    const SIZE: usize = 1 << 20;
+    let b = Backend::start_with(avpfs_vhost::VhostOptions {
+        tag: "testfs".into(),
+        num_request_queues: QUEUE,
+        keep_listening_after_disconnect: true,
+        bulk_helper,
+        ..Default::default()
+    });
+    let h = b.connect(QUEUE + 1);
+    let c = FuseClient::new(&h, QUEUE);
+    c.init().unwrap();
+    // Odd-sized, so that the file ends inside the second half of the last READ.
+    let data = pattern(3 * SIZE + 12345, 9);
+    let (entry, open) = c.create(abi::ROOT_ID, "big", 0o644, libc::O_RDWR as u32).unwrap();
+    for (i, part) in data.chunks(256 << 10).enumerate() {
+        assert_eq!(c.write(entry.nodeid, open.fh, (i * (256 << 10)) as u64, part).unwrap(), part.len() as u32);
+    }
+    for round in 0..8usize {
+        let off = (round % 4) * SIZE;
+        let got = c.read(entry.nodeid, open.fh, off as u64, SIZE as u32).unwrap();
+        assert!(got == data[off.min(data.len())..(off + SIZE).min(data.len())], "READ at {off}: data differs");
+    }
+    // A READ that ends inside the first half, and one past the end.
+    let off = data.len() - 1000;
+    assert!(c.read(entry.nodeid, open.fh, off as u64, SIZE as u32).unwrap() == data[off..]);
+    assert!(c.read(entry.nodeid, open.fh, data.len() as u64, SIZE as u32).unwrap().is_empty());
+    let helpers = threads_named(&format!("vq{QUEUE}-bulk"));
+    c.release(entry.nodeid, open.fh).unwrap();
+    (!helpers.is_empty()).then(|| helpers.iter().map(|&tid| thread_cpu_ns(tid)).sum())
+}
+
+/// A large READ that comes alone is split: its queue's worker reads the
+/// first half while the worker's helper thread reads the second (when the
+/// host has a second CPU). Every reply is whole, short ones included; with
+/// `bulk_helper` off there is no helper.
+#[test]
+fn a_large_read_alone_is_split_with_the_helper_thread() {
+    assert_eq!(single_large_reads(false), None, "bulk_helper off: no helper thread");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let helper_cpu = single_large_reads(true);
+    if cpus >= 2 {
+        assert!(helper_cpu.is_some_and(|ns| ns > 0), "the helper should have read the second halves");
+    } else {
+        assert_eq!(helper_cpu, None, "one CPU: no helper");
+    }
+}
+
 /// Nanoseconds thread `tid` of this process has run (from its schedstat).
 fn thread_cpu_ns(tid: i32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();

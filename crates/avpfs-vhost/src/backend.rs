@@ -55,7 +55,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::descriptor_chain::{walk_chain, Buffers, ChainReader, ChainWriter, SplitChain};
+use crate::descriptor_chain::{walk_chain, BadChain, Buffers, ChainReader, ChainWriter, SplitChain};
 
 /// Guest memory as the backend maps it (no dirty-page bitmap: no migration yet).
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -340,7 +340,8 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
                 let served = heads.len();
                 if served > 0 {
                     debug!("queue {queue}: batch of {served}");
-                    serve_and_return(&self.server, queue, vring, &mem, desc_table, size, &heads, false);
+                    let chains = walk_all(&mem, desc_table, size, heads);
+                    serve_and_return(&self.server, queue, vring, &mem, &chains, false);
                     notify(queue, vring);
                 }
                 served
@@ -382,39 +383,42 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         let helper_free = self.config.bulk_helper && queue != HIPRIO_QUEUE && self.in_flight.busy() < self.cpus;
         if let [head] = heads[..] {
             // The common case at low depth: nothing to allocate.
-            if queue != HIPRIO_QUEUE && classify(mem, desc_table, size, head) == ChainKind::Blocking {
-                self.process_blocking_chain(queue, vring, atomic, desc_table, size, head);
+            let chain = [WalkedChain::walk(mem, desc_table, size, head)];
+            if queue != HIPRIO_QUEUE && classify(mem, &chain[0]) == ChainKind::Blocking {
+                let [chain] = chain;
+                self.process_blocking_chain(queue, vring, atomic, desc_table, size, chain);
             } else {
-                serve_and_return(&self.server, queue, vring, mem, desc_table, size, &heads, helper_free);
+                serve_and_return(&self.server, queue, vring, mem, &chain, helper_free);
             }
             return;
         }
+        let chains = walk_all(mem, desc_table, size, heads);
         let kinds: Vec<ChainKind> = if queue == HIPRIO_QUEUE {
-            vec![ChainKind::Plain; heads.len()]
+            vec![ChainKind::Plain; chains.len()]
         } else {
-            heads.iter().map(|&head| classify(mem, desc_table, size, head)).collect()
+            chains.iter().map(|chain| classify(mem, chain)).collect()
         };
         let bulk = kinds.iter().filter(|&&k| k == ChainKind::Bulk).count();
         let split = helper_free && bulk >= 2;
-        let mut mine = Vec::with_capacity(heads.len());
+        let mut mine = Vec::with_capacity(chains.len());
         let mut theirs = Vec::new();
         let mut nth_bulk = 0;
-        for (head, kind) in heads.into_iter().zip(kinds) {
+        for (chain, kind) in chains.into_iter().zip(kinds) {
             match kind {
-                ChainKind::Blocking => self.process_blocking_chain(queue, vring, atomic, desc_table, size, head),
+                ChainKind::Blocking => self.process_blocking_chain(queue, vring, atomic, desc_table, size, chain),
                 ChainKind::Bulk if split && nth_bulk % 2 == 1 => {
-                    theirs.push(head);
+                    theirs.push(chain);
                     nth_bulk += 1;
                 }
                 ChainKind::Bulk => {
-                    mine.push(head);
+                    mine.push(chain);
                     nth_bulk += 1;
                 }
-                ChainKind::Plain => mine.push(head),
+                ChainKind::Plain => mine.push(chain),
             }
         }
         if theirs.is_empty() {
-            serve_and_return(&self.server, queue, vring, mem, desc_table, size, &mine, helper_free);
+            serve_and_return(&self.server, queue, vring, mem, &mine, helper_free);
             return;
         }
         // Both halves keep their replies' lengths; the worker returns every
@@ -425,10 +429,8 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         let (server, thread_atomic, out) = (self.server.clone(), atomic.clone(), their_replies.clone());
         let job = Box::new(move || {
             let mem = thread_atomic.memory();
-            let replies: Vec<(u16, u32)> = theirs
-                .iter()
-                .map(|&head| (head, serve_chain(&server, queue, &mem, desc_table, size, head, false)))
-                .collect();
+            let replies: Vec<(u16, u32)> =
+                theirs.iter().map(|chain| (chain.head, serve_chain(&server, queue, &mem, chain, false))).collect();
             *out.lock().unwrap_or_else(|e| e.into_inner()) = replies;
         });
         let mut replies = Vec::with_capacity(mine.len());
@@ -436,10 +438,8 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             || crate::bulk_helper::thread_name(queue),
             job,
             || {
-                replies.extend(
-                    mine.iter()
-                        .map(|&head| (head, serve_chain(&self.server, queue, mem, desc_table, size, head, false))),
-                )
+                replies
+                    .extend(mine.iter().map(|chain| (chain.head, serve_chain(&self.server, queue, mem, chain, false))))
             },
         );
         replies.append(&mut their_replies.lock().unwrap_or_else(|e| e.into_inner()));
@@ -461,8 +461,9 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         atomic: &GuestMemoryShared,
         desc_table: GuestAddress,
         size: u16,
-        head: u16,
+        chain: WalkedChain,
     ) {
+        let head = chain.head;
         let server = self.server.clone();
         let thread_vring = vring.clone();
         let thread_atomic = atomic.clone();
@@ -470,7 +471,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         let started = generation.load(Ordering::Acquire);
         let spawned = std::thread::Builder::new().name(format!("vq{queue}-setlkw")).spawn(move || {
             let mem = thread_atomic.memory();
-            let len = serve_chain(&server, queue, &mem, desc_table, size, head, false);
+            let len = serve_chain(&server, queue, &mem, &chain, false);
             if generation.load(Ordering::Acquire) != started {
                 debug!("queue {queue}: device reset while a lock wait was in progress; reply dropped");
                 return;
@@ -481,7 +482,8 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             notify(queue, &thread_vring);
         });
         if let Err(e) = spawned {
-            // No thread: answer EAGAIN-like failure rather than block the queue.
+            // No thread: answer EAGAIN-like failure rather than block the queue
+            // (the walked chain went with the thread's closure: walk it again).
             warn!("queue {queue}: cannot start a thread for a lock wait: {e}");
             let mem = atomic.memory();
             let len = match walk_chain(&*mem, desc_table, size, head) {
@@ -507,12 +509,12 @@ enum ChainKind {
     Plain,
 }
 
-/// What kind of chain is at `head`.
-fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, desc_table: GuestAddress, size: u16, head: u16) -> ChainKind {
-    let Ok(chain) = walk_chain(&**mem, desc_table, size, head) else {
+/// What kind of chain `chain` is.
+fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &WalkedChain) -> ChainKind {
+    let Ok(chain) = &chain.chain else {
         return ChainKind::Plain;
     };
-    if request_header(mem, &chain).is_some_and(|h| h.opcode == fuse_abi::opcode::SETLKW) {
+    if request_opcode(mem, chain) == Some(fuse_abi::opcode::SETLKW) {
         ChainKind::Blocking
     } else if chain.writable_len() >= BULK_BYTES {
         ChainKind::Bulk
@@ -521,7 +523,30 @@ fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, desc_table: GuestAddress, s
     }
 }
 
-/// Serves `heads` in order, puts each in the used ring, and signals the
+/// A chain popped from the available ring, walked (and so validated) once
+/// for both its classification and its serving.
+struct WalkedChain {
+    head: u16,
+    chain: Result<SplitChain, BadChain>,
+}
+
+impl WalkedChain {
+    fn walk(mem: &GuestMemoryLoadGuard<GuestMemory>, desc_table: GuestAddress, size: u16, head: u16) -> Self {
+        WalkedChain { head, chain: walk_chain(&**mem, desc_table, size, head) }
+    }
+}
+
+/// Walks the chains at `heads`.
+fn walk_all(
+    mem: &GuestMemoryLoadGuard<GuestMemory>,
+    desc_table: GuestAddress,
+    size: u16,
+    heads: Vec<u16>,
+) -> Vec<WalkedChain> {
+    heads.into_iter().map(|head| WalkedChain::walk(mem, desc_table, size, head)).collect()
+}
+
+/// Serves `chains` in order, puts each in the used ring, and signals the
 /// guest (if it wants to know) whenever [`SIGNAL_INTERVAL`] has passed since
 /// the start or the last signal, so that in a long batch it sees the first
 /// replies early. The caller signals the rest at the end of the batch.
@@ -532,18 +557,16 @@ fn serve_and_return<F: FileSystem>(
     queue: usize,
     vring: &VringMutex<GuestMemoryShared>,
     mem: &GuestMemoryLoadGuard<GuestMemory>,
-    desc_table: GuestAddress,
-    size: u16,
-    heads: &[u16],
+    chains: &[WalkedChain],
     split_reads: bool,
 ) {
     let mut pacer = SignalPacer::new(Instant::now());
-    for (n, &head) in heads.iter().enumerate() {
-        let len = serve_chain(server, queue, mem, desc_table, size, head, split_reads);
-        if let Err(e) = vring.add_used(head, len) {
-            warn!("queue {queue}: cannot return descriptor {head}: {e}");
+    for (n, chain) in chains.iter().enumerate() {
+        let len = serve_chain(server, queue, mem, chain, split_reads);
+        if let Err(e) = vring.add_used(chain.head, len) {
+            warn!("queue {queue}: cannot return descriptor {}: {e}", chain.head);
         }
-        if n + 1 < heads.len() && pacer.returned(Instant::now) {
+        if n + 1 < chains.len() && pacer.returned(Instant::now) {
             notify(queue, vring);
         }
     }
@@ -594,20 +617,19 @@ fn serve_chain<F: FileSystem>(
     server: &Server<F>,
     queue: usize,
     mem: &GuestMemoryLoadGuard<GuestMemory>,
-    desc_table: GuestAddress,
-    size: u16,
-    head: u16,
+    walked: &WalkedChain,
     split_reads: bool,
 ) -> u32 {
     {
-        let chain = match walk_chain(&**mem, desc_table, size, head) {
+        let head = walked.head;
+        let chain = match &walked.chain {
             Ok(chain) => chain,
             Err(bad) => {
                 avpfs_server::guest_warn!("queue {queue}: bad descriptor chain at head {head}: {}", bad.error);
                 return error_reply(mem, &bad.valid, libc::EIO);
             }
         };
-        let (mut r, mut w) = match (ChainReader::new(&**mem, &chain), ChainWriter::new(&**mem, &chain)) {
+        let (mut r, mut w) = match (ChainReader::new(&**mem, chain), ChainWriter::new(&**mem, chain)) {
             (Ok(r), Ok(w)) => (r, w.with_read_split(split_reads.then_some(queue))),
             (Err(e), _) | (_, Err(e)) => {
                 avpfs_server::guest_warn!("queue {queue}: descriptor chain at head {head}: {e}");
@@ -619,7 +641,7 @@ fn serve_chain<F: FileSystem>(
             Ok(Handled::NoReply) => 0,
             Err(avpfs_server::Error::ShortHeader(n)) => {
                 avpfs_server::guest_warn!("queue {queue}: request of {n} bytes has no complete FUSE header");
-                error_reply(mem, &chain, libc::EIO)
+                error_reply(mem, chain, libc::EIO)
             }
             Err(e) => {
                 avpfs_server::guest_warn!("queue {queue}: {e}");
@@ -733,6 +755,19 @@ fn signal(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
     if let Err(e) = vring.signal_used_queue() {
         warn!("queue {queue}: cannot signal the guest: {e}");
     }
+}
+
+/// The opcode of the FUSE request at the start of a chain's readable part,
+/// if it holds a request header; read straight from the first buffer when
+/// it holds the field, as it does for any Linux guest.
+fn request_opcode(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<u32> {
+    use vm_memory::{Address, Bytes};
+    let first = chain.readable.first()?;
+    if first.len as usize >= std::mem::size_of::<InHeader>() {
+        let at = first.addr.checked_add(std::mem::offset_of!(InHeader, opcode) as u64)?;
+        return mem.read_obj::<u32>(at).ok().map(u32::from_le);
+    }
+    request_header(mem, chain).map(|h| h.opcode)
 }
 
 /// The FUSE request header at the start of a chain's readable part, if it holds one.

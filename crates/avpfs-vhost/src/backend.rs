@@ -902,6 +902,53 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
 mod tests {
     use super::*;
 
+    /// Classifies a chain whose request header (with `opcode`) lies at
+    /// 0x1000, in one buffer or cut in two after `cut` bytes, with
+    /// `reply_room` bytes of writable buffer.
+    fn kind_of(opcode: u32, cut: Option<u32>, reply_room: u32) -> ChainKind {
+        use crate::descriptor_chain::Buffer;
+        use vm_memory::Bytes;
+        let atomic = GuestMemoryAtomic::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap());
+        let mem = atomic.memory();
+        let header = InHeader { len: 64, opcode, unique: 7, ..Default::default() };
+        let len = std::mem::size_of::<InHeader>() as u32;
+        let readable: Buffers = match cut {
+            None => {
+                mem.write_slice(header.as_bytes(), GuestAddress(0x1000)).unwrap();
+                smallvec::smallvec![Buffer { addr: GuestAddress(0x1000), len: 64 }]
+            }
+            Some(cut) => {
+                let (head, tail) = header.as_bytes().split_at(cut as usize);
+                mem.write_slice(head, GuestAddress(0x1000)).unwrap();
+                mem.write_slice(tail, GuestAddress(0x3000)).unwrap();
+                smallvec::smallvec![
+                    Buffer { addr: GuestAddress(0x1000), len: cut },
+                    Buffer { addr: GuestAddress(0x3000), len: len - cut + 24 },
+                ]
+            }
+        };
+        let writable: Buffers = smallvec::smallvec![Buffer { addr: GuestAddress(0x10000), len: reply_room }];
+        classify(&mem, &WalkedChain { head: 0, chain: Ok(SplitChain { readable, writable }) })
+    }
+
+    #[test]
+    fn chains_are_classified_by_opcode_and_reply_room() {
+        use fuse_abi::opcode::{LOOKUP, READ, SETLKW};
+        let bulk = BULK_BYTES as u32;
+        assert_eq!(kind_of(SETLKW, None, 16), ChainKind::Blocking);
+        // A header cut over two buffers (the opcode too) is read whole.
+        assert_eq!(kind_of(SETLKW, Some(6), 16), ChainKind::Blocking);
+        assert_eq!(kind_of(SETLKW, Some(1), 16), ChainKind::Blocking);
+        assert_eq!(kind_of(READ, None, bulk), ChainKind::Bulk);
+        assert_eq!(kind_of(READ, Some(6), bulk - 1), ChainKind::Plain);
+        assert_eq!(kind_of(LOOKUP, None, 200), ChainKind::Plain);
+        // A bad chain is served (with an error) by the worker.
+        let atomic = GuestMemoryAtomic::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap());
+        let bad = walk_chain(&*atomic.memory(), GuestAddress(0x100_0000), 16, 0);
+        assert!(bad.is_err());
+        assert_eq!(classify(&atomic.memory(), &WalkedChain { head: 0, chain: bad }), ChainKind::Plain);
+    }
+
     fn config(tag: &str, queues: usize, size: u16) -> DeviceConfig {
         DeviceConfig {
             poll_max: Duration::ZERO,

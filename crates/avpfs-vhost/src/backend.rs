@@ -549,7 +549,9 @@ fn walk_all(
 /// Serves `chains` in order, puts each in the used ring, and signals the
 /// guest (if it wants to know) whenever [`SIGNAL_INTERVAL`] has passed since
 /// the start or the last signal, so that in a long batch it sees the first
-/// replies early. The caller signals the rest at the end of the batch.
+/// replies early. The caller signals the rest at the end of the batch. On
+/// the hiprio queue nothing is signalled mid-batch: its FORGETs have no
+/// reply a guest waits for, and a batch of them is to cost one interrupt.
 /// `split_reads`: large reads may be split with the worker's helper thread.
 #[allow(clippy::too_many_arguments)]
 fn serve_and_return<F: FileSystem>(
@@ -561,12 +563,13 @@ fn serve_and_return<F: FileSystem>(
     split_reads: bool,
 ) {
     let mut pacer = SignalPacer::new(Instant::now());
+    let paced = queue != HIPRIO_QUEUE;
     for (n, chain) in chains.iter().enumerate() {
         let len = serve_chain(server, queue, mem, chain, split_reads);
         if let Err(e) = vring.add_used(chain.head, len) {
             warn!("queue {queue}: cannot return descriptor {}: {e}", chain.head);
         }
-        if n + 1 < chains.len() && pacer.returned(Instant::now) {
+        if paced && n + 1 < chains.len() && pacer.returned(Instant::now) {
             notify(queue, vring);
         }
     }

@@ -57,6 +57,7 @@ pub struct MemFs {
     forget_tid: AtomicI32,
     /// How long each READ takes (as a slow host file system would).
     read_delay: Mutex<Duration>,
+    forget_delay: Mutex<Duration>,
 }
 
 impl MemFs {
@@ -73,6 +74,7 @@ impl MemFs {
             lookup_tid: AtomicI32::new(0),
             forget_tid: AtomicI32::new(0),
             read_delay: Mutex::new(Duration::ZERO),
+            forget_delay: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -94,6 +96,11 @@ impl MemFs {
     /// Makes every READ take `delay` longer.
     pub fn set_read_delay(&self, delay: Duration) {
         *self.read_delay.lock().unwrap() = delay;
+    }
+
+    /// Makes every FORGET take `delay` longer.
+    pub fn set_forget_delay(&self, delay: Duration) {
+        *self.forget_delay.lock().unwrap() = delay;
     }
 
     /// Open handles.
@@ -221,6 +228,7 @@ impl FileSystem for MemFs {
     fn forget(&self, node: NodeId, count: u64) {
         // SAFETY: gettid has no preconditions.
         self.forget_tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+        std::thread::sleep(*self.forget_delay.lock().unwrap());
         if let Some(n) = self.inner.lock().unwrap().nodes.get_mut(&node) {
             n.lookups = n.lookups.saturating_sub(count);
         }

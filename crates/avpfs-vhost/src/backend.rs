@@ -380,15 +380,18 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         size: u16,
         heads: Vec<u16>,
     ) {
-        let helper_free = self.config.bulk_helper && queue != HIPRIO_QUEUE && self.in_flight.busy() < self.cpus;
+        // Asked only of batches with a bulk request (it takes the lock of
+        // the in-flight count).
+        let helper_free = || self.config.bulk_helper && self.in_flight.busy() < self.cpus;
         if let [head] = heads[..] {
             // The common case at low depth: nothing to allocate.
             let chain = [WalkedChain::walk(mem, desc_table, size, head)];
-            if queue != HIPRIO_QUEUE && classify(mem, &chain[0]) == ChainKind::Blocking {
+            let kind = if queue == HIPRIO_QUEUE { ChainKind::Plain } else { classify(mem, &chain[0]) };
+            if kind == ChainKind::Blocking {
                 let [chain] = chain;
                 self.process_blocking_chain(queue, vring, atomic, desc_table, size, chain);
             } else {
-                serve_and_return(&self.server, queue, vring, mem, &chain, helper_free);
+                serve_and_return(&self.server, queue, vring, mem, &chain, kind == ChainKind::Bulk && helper_free());
             }
             return;
         }
@@ -399,7 +402,8 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             chains.iter().map(|chain| classify(mem, chain)).collect()
         };
         let bulk = kinds.iter().filter(|&&k| k == ChainKind::Bulk).count();
-        let split = helper_free && bulk >= 2;
+        let helper = bulk > 0 && helper_free();
+        let split = helper && bulk >= 2;
         let mut mine = Vec::with_capacity(chains.len());
         let mut theirs = Vec::new();
         let mut nth_bulk = 0;
@@ -418,7 +422,8 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             }
         }
         if theirs.is_empty() {
-            serve_and_return(&self.server, queue, vring, mem, &mine, helper_free);
+            // At most one bulk request: its read may be split.
+            serve_and_return(&self.server, queue, vring, mem, &mine, helper);
             return;
         }
         // Both halves keep their replies' lengths; the worker returns every
@@ -553,7 +558,6 @@ fn walk_all(
 /// the hiprio queue nothing is signalled mid-batch: its FORGETs have no
 /// reply a guest waits for, and a batch of them is to cost one interrupt.
 /// `split_reads`: large reads may be split with the worker's helper thread.
-#[allow(clippy::too_many_arguments)]
 fn serve_and_return<F: FileSystem>(
     server: &Server<F>,
     queue: usize,

@@ -7,9 +7,10 @@
 //! it signals the guest for the batch. A large READ without another in its
 //! batch is split in two halves instead: the helper reads the second while
 //! the worker reads the first (on this machine, a 1 MiB read from the page
-//! cache took 85–91 µs on one thread and 36 µs as two halves on two). The worker does this only while fewer
-//! queue workers are busy than the host has CPUs: with one busy worker per
-//! CPU, a helper would only take CPU time from another queue.
+//! cache took 85–91 µs on one thread and 36 µs as two halves on two). The
+//! worker does this only while fewer queue workers are busy than the host
+//! has CPUs: with one busy worker per CPU, a helper would only take CPU
+//! time from another queue.
 //!
 //! Each worker thread has at most one helper, started the first time it is
 //! needed and ended when the worker thread ends (the job channel closes).

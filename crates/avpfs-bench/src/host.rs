@@ -276,14 +276,21 @@ impl<'t> HostCtx<'t> {
                     Ok(())
                 })
             }
-            Workload::Seqwrite => {
+            Workload::Seqwrite | Workload::Randwrite => {
+                let seq = case.workload == Workload::Seqwrite;
                 let path = self.root.join(paths::WORK).join(format!("{label}.bin"));
-                let file = crate::share::prewritten_file(&path, sizes.seq_bytes)?;
-                let chunk = BULK_CAP as u32;
+                let bytes = if seq { sizes.seq_bytes } else { sizes.rand_file_bytes };
+                let file = crate::share::prewritten_file(&path, bytes)?;
+                let chunk = if seq { BULK_CAP as u32 } else { SMALL_FILE };
                 let data: Vec<u8> = (0..chunk as usize).map(|i| (i % 251) as u8 | 1).collect();
                 let m = run_threads(n, |t, r| {
                     let bufs = vec![data.clone(); case.depth.max(1)];
-                    for (i, off) in sequential_offsets(sizes.seq_bytes, chunk, t, n).into_iter().enumerate() {
+                    let offsets = if seq {
+                        sequential_offsets(bytes, chunk, t, n)
+                    } else {
+                        random_offsets(sizes.rand_ops, bytes, t, n)
+                    };
+                    for (i, off) in offsets.into_iter().enumerate() {
                         let buf = &bufs[i % bufs.len()];
                         r.time(|| {
                             let put = file.write_at(buf, off).map_err(io_err("pwrite"))?;
@@ -331,7 +338,7 @@ mod tests {
                 let expected_units = match w {
                     Workload::Lookup | Workload::Getattr | Workload::Readdirplus => 50,
                     Workload::Create => 10,
-                    Workload::Randread => 20 * 4096,
+                    Workload::Randread | Workload::Randwrite => 20 * 4096,
                     Workload::Seqread | Workload::Seqwrite => 4 << 20,
                 };
                 assert_eq!(m.run.units, expected_units, "{w:?} q{queues} d{depth}");

@@ -10,6 +10,7 @@
 //! | randread    | READ 4 KiB at random offsets       | pread 4 KiB                   |
 //! | seqread     | READ 1 MiB, in order               | pread 1 MiB                   |
 //! | seqwrite    | WRITE 1 MiB, in order (*)          | pwrite 1 MiB                  |
+//! | randwrite   | WRITE 4 KiB at random offsets (*)  | pwrite 4 KiB                  |
 //!
 //! (*) over a file written beforehand, untimed: the daemons' write
 //! path is measured, not the file system's block allocation.
@@ -51,11 +52,13 @@ pub enum Workload {
     Seqread,
     /// 1 MiB WRITEs in order.
     Seqwrite,
+    /// 4 KiB WRITEs at random offsets.
+    Randwrite,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::Lookup,
         Workload::Getattr,
         Workload::Readdirplus,
@@ -63,6 +66,7 @@ impl Workload {
         Workload::Randread,
         Workload::Seqread,
         Workload::Seqwrite,
+        Workload::Randwrite,
     ];
 
     /// The name used in reports and on the command line.
@@ -75,6 +79,7 @@ impl Workload {
             Workload::Randread => "randread",
             Workload::Seqread => "seqread",
             Workload::Seqwrite => "seqwrite",
+            Workload::Randwrite => "randwrite",
         }
     }
 
@@ -97,6 +102,7 @@ impl Workload {
             Workload::Randread => "READ 4 KiB / pread",
             Workload::Seqread => "READ 1 MiB / pread",
             Workload::Seqwrite => "WRITE 1 MiB / pwrite",
+            Workload::Randwrite => "WRITE 4 KiB / pwrite",
         }
     }
 }
@@ -161,9 +167,9 @@ pub struct Sizes {
     pub memory_files: usize,
     /// Files made per create run.
     pub create_files: usize,
-    /// READs per randread run.
+    /// READs per randread run, and WRITEs per randwrite run.
     pub rand_ops: usize,
-    /// Size of the randread file.
+    /// Size of the randread file, and of the file randwrite writes in.
     pub rand_file_bytes: u64,
     /// Size of the seqread file, and bytes written per seqwrite run.
     pub seq_bytes: u64,
@@ -183,7 +189,7 @@ pub mod paths {
     pub const RAND: &str = "rand.bin";
     /// The seqread file, in [`DATA`].
     pub const SEQ: &str = "seq.bin";
-    /// Where create and seqwrite write, one entry per run.
+    /// Where create, seqwrite and randwrite write, one entry per run.
     pub const WORK: &str = "w";
 }
 
@@ -675,15 +681,23 @@ impl<'t> FuseCtx<'t> {
                 self.session.forget(&[(node, 1)])?;
                 Ok(result?.0)
             }
-            Workload::Seqwrite => {
+            Workload::Seqwrite | Workload::Randwrite => {
+                let seq = case.workload == Workload::Seqwrite;
                 let name = format!("{label}.bin");
                 let host_file = share.join(paths::WORK).join(&name);
-                drop(crate::share::prewritten_file(&host_file, sizes.seq_bytes)?);
+                let bytes = if seq { sizes.seq_bytes } else { sizes.rand_file_bytes };
+                drop(crate::share::prewritten_file(&host_file, bytes)?);
                 let node = c.lookup(self.work_node, &name)?.nodeid;
                 let fh = c.open(node, libc::O_WRONLY as u32)?.fh;
                 let chunk = self.session.max_io();
                 let streams = (0..q)
-                    .map(|i| WriteStream::new(node, fh, chunk, sequential_offsets(sizes.seq_bytes, chunk, i, q)))
+                    .map(|i| {
+                        if seq {
+                            WriteStream::new(node, fh, chunk, sequential_offsets(bytes, chunk, i, q))
+                        } else {
+                            WriteStream::new(node, fh, SMALL_FILE, random_offsets(sizes.rand_ops, bytes, i, q))
+                        }
+                    })
                     .collect();
                 let result = self.timed(d, streams);
                 c.release(node, fh)?;

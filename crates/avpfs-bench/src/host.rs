@@ -261,10 +261,11 @@ impl<'t> HostCtx<'t> {
                     } else {
                         sequential_offsets(sizes.seq_bytes, chunk, t, n)
                     };
-                    let mut bufs = vec![vec![0u8; chunk as usize]; case.depth.max(1)];
+                    let mut bufs: Vec<PageAligned> =
+                        (0..case.depth.max(1)).map(|_| PageAligned::new(chunk as usize)).collect();
                     for (i, off) in offsets.into_iter().enumerate() {
                         let k = i % bufs.len();
-                        let buf = &mut bufs[k];
+                        let buf = bufs[k].bytes_mut();
                         r.time(|| {
                             let got = file.read_at(buf, off).map_err(io_err("pread"))?;
                             if got != buf.len() {
@@ -284,14 +285,20 @@ impl<'t> HostCtx<'t> {
                 let chunk = if seq { BULK_CAP as u32 } else { SMALL_FILE };
                 let data: Vec<u8> = (0..chunk as usize).map(|i| (i % 251) as u8 | 1).collect();
                 let m = run_threads(n, |t, r| {
-                    let bufs = vec![data.clone(); case.depth.max(1)];
+                    let bufs: Vec<PageAligned> = (0..case.depth.max(1))
+                        .map(|_| {
+                            let mut b = PageAligned::new(data.len());
+                            b.bytes_mut().copy_from_slice(&data);
+                            b
+                        })
+                        .collect();
                     let offsets = if seq {
                         sequential_offsets(bytes, chunk, t, n)
                     } else {
                         random_offsets(sizes.rand_ops, bytes, t, n)
                     };
                     for (i, off) in offsets.into_iter().enumerate() {
-                        let buf = &bufs[i % bufs.len()];
+                        let buf = bufs[i % bufs.len()].bytes();
                         r.time(|| {
                             let put = file.write_at(buf, off).map_err(io_err("pwrite"))?;
                             Ok(put as u64)
@@ -307,9 +314,46 @@ impl<'t> HostCtx<'t> {
     }
 }
 
+/// A buffer that starts on a page boundary, as the daemons' 1 MiB buffers in
+/// guest memory do (the front end allocates them page aligned, like the
+/// page-cache pages a guest's driver passes): where a copy's buffers lie can
+/// change its speed, so every contender gets the same alignment.
+struct PageAligned {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl PageAligned {
+    const PAGE: usize = 4096;
+
+    fn new(len: usize) -> Self {
+        let storage = vec![0u8; len + Self::PAGE];
+        let start = storage.as_ptr().align_offset(Self::PAGE);
+        PageAligned { storage, start, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_aligned_buffers_start_on_a_page() {
+        for len in [1, 4096, 1 << 20] {
+            let mut b = PageAligned::new(len);
+            assert_eq!(b.bytes().as_ptr() as usize % 4096, 0);
+            assert_eq!(b.bytes_mut().len(), len);
+        }
+    }
 
     #[test]
     fn runs_every_workload_on_a_small_share() {

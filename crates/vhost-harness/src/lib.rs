@@ -405,6 +405,12 @@ impl Harness {
         Ok(self.alloc.lock().unwrap_or_else(|e| e.into_inner()).alloc(len, None)?)
     }
 
+    /// Allocates `len` bytes at a multiple of `align` (a power of two; at
+    /// least 64 bytes), as a guest's page-sized buffers are page aligned.
+    pub fn alloc_aligned(&self, len: usize, align: u64) -> Result<GuestAddress, Error> {
+        Ok(self.alloc.lock().unwrap_or_else(|e| e.into_inner()).alloc_aligned(len, align, None)?)
+    }
+
     /// Allocates `len` bytes inside the guest range `[lo, hi)`.
     pub fn alloc_within(&self, len: usize, lo: u64, hi: u64) -> Result<GuestAddress, Error> {
         Ok(self.alloc.lock().unwrap_or_else(|e| e.into_inner()).alloc(len, Some((lo, hi)))?)

@@ -99,10 +99,17 @@ impl Allocator {
 
     /// Allocates `len` bytes (at least 1), optionally inside `[lo, hi)`.
     pub fn alloc(&mut self, len: usize, within: Option<(u64, u64)>) -> Result<GuestAddress, Error> {
+        self.alloc_aligned(len, ALIGN, within)
+    }
+
+    /// Allocates `len` bytes (at least 1) at a multiple of `align` (rounded
+    /// up to a power of two of at least 64 bytes), optionally inside `[lo, hi)`.
+    pub fn alloc_aligned(&mut self, len: usize, align: u64, within: Option<(u64, u64)>) -> Result<GuestAddress, Error> {
+        let align = align.max(ALIGN).next_power_of_two();
         let size = (len.max(1) as u64).next_multiple_of(ALIGN);
         let (lo, hi) = within.unwrap_or((0, u64::MAX));
         let found = self.free.iter().find_map(|(&s, &l)| {
-            let start = s.max(lo);
+            let start = s.max(lo).checked_next_multiple_of(align)?;
             let end = (s + l).min(hi);
             (end > start && end - start >= size).then_some((s, l, start))
         });
@@ -159,6 +166,22 @@ mod tests {
         a.free(y).unwrap();
         assert!(a.free(y).is_err());
         assert_eq!(a.alloc(0x1000, None).unwrap(), GuestAddress(0x1000));
+    }
+
+    #[test]
+    fn aligned_allocations_start_on_the_boundary_and_free_the_gap() {
+        let mut a = Allocator::default();
+        a.add_range(0, 0x10000);
+        assert_eq!(a.alloc(100, None).unwrap(), GuestAddress(0));
+        let page = a.alloc_aligned(0x2000, 0x1000, None).unwrap();
+        assert_eq!(page, GuestAddress(0x1000));
+        // The gap before the aligned block stays allocatable.
+        assert_eq!(a.alloc(64, None).unwrap(), GuestAddress(0x80));
+        // Alignments below 64 bytes, or not powers of two, are rounded up.
+        assert_eq!(a.alloc_aligned(1, 3000, None).unwrap(), GuestAddress(0x1000 + 0x2000));
+        assert!(a.alloc_aligned(0x1000, 0x10000, None).is_err());
+        a.free(page).unwrap();
+        assert_eq!(a.alloc_aligned(0x2000, 0x1000, None).unwrap(), GuestAddress(0x1000));
     }
 
     #[test]

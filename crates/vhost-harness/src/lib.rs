@@ -405,8 +405,9 @@ impl Harness {
         Ok(self.alloc.lock().unwrap_or_else(|e| e.into_inner()).alloc(len, None)?)
     }
 
-    /// Allocates `len` bytes at a multiple of `align` (a power of two; at
-    /// least 64 bytes), as a guest's page-sized buffers are page aligned.
+    /// Allocates `len` bytes at a multiple of `align` (rounded up to a power
+    /// of two of at least 64 bytes), as a guest's page-cache pages are page
+    /// aligned.
     pub fn alloc_aligned(&self, len: usize, align: u64) -> Result<GuestAddress, Error> {
         Ok(self.alloc.lock().unwrap_or_else(|e| e.into_inner()).alloc_aligned(len, align, None)?)
     }

@@ -415,6 +415,7 @@ mod tests {
         assert_eq!((q.mode, q.reps, q.sizes.files), (Mode::Quick, 3, 10_000));
         assert_eq!(q.dir_kinds, vec![DirKind::Tmpfs]);
         assert_eq!(q.workloads, Workload::ALL.to_vec());
+        assert_eq!(q.workloads.len(), 8);
         let f = Config::try_from(Cli::parse_from(["avpfs-bench", "--full"])).unwrap();
         assert_eq!((f.mode, f.reps, f.sizes.files, f.sizes.memory_files), (Mode::Full, 5, 100_000, 1_000_000));
         assert_eq!(f.dir_kinds, vec![DirKind::Tmpfs, DirKind::Disk]);

@@ -26,6 +26,9 @@ const REQ_CAP: usize = 4096;
 const REPLY_CAP: usize = 4096;
 /// The bulk buffer of each slot: WRITE payload or READ/READDIRPLUS data.
 pub const BULK_CAP: usize = 1 << 20;
+/// Alignment of the bulk buffers: a page, as the page-cache pages a guest's
+/// driver passes are (see bench/README.md, "Where the 1 MiB buffers lie").
+const BULK_ALIGN: u64 = 4096;
 
 /// Where a reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +181,7 @@ impl Session {
         depth: usize,
         completion_poll: Duration,
     ) -> Result<Session, Error> {
-        let per_slot = REQ_CAP + REPLY_CAP + BULK_CAP + 4096 + 3 * 64;
+        let per_slot = REQ_CAP + REPLY_CAP + BULK_CAP + BULK_ALIGN as usize + 3 * 64;
         let memory_size = (request_queues * depth * per_slot + (32 << 20)).next_multiple_of(2 << 20);
         let cfg = HarnessConfig {
             num_queues: 1 + request_queues,
@@ -207,14 +210,9 @@ impl Session {
                 q.push(Slot {
                     req: harness.alloc(REQ_CAP)?.0,
                     reply: harness.alloc(REPLY_CAP)?.0,
-                    // Page aligned, as the page-cache pages a guest's
-                    // driver passes are, and so at the same place whatever
-                    // else the session allocated. (They used to follow the
-                    // rings, so their page offset changed with the queue
-                    // count: avpfs, connected with 2 queues, ran the
-                    // 1-queue 1 MiB WRITE case at 0.93-0.94x virtiofsd,
-                    // connected with 1; connected with 1, at 0.99-1.03x.)
-                    bulk: harness.alloc_aligned(BULK_CAP, 4096)?.0,
+                    // At the same page offset whatever else the session
+                    // allocated (the queue count changes the rings' size).
+                    bulk: harness.alloc_aligned(BULK_CAP, BULK_ALIGN)?.0,
                 });
             }
             slots.push(q);

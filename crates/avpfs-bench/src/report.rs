@@ -184,7 +184,7 @@ pub fn markdown(r: &Results, sums: &[Summary]) -> String {
     let io: Vec<String> = m.max_io.iter().map(|(c, n)| format!("{} {} KiB", c.name(), n / 1024)).collect();
     let _ = writeln!(
         s,
-        "- **Sizes**: tree of {} files ({} per directory); {} files per create run; {} random 4 KiB reads of a {} MiB file; \
+        "- **Sizes**: tree of {} files ({} per directory); {} files per create run; {} random 4 KiB reads, and as many writes, of a {} MiB file; \
          {} MiB read and written in order; READDIRPLUS buffer {} bytes; memory probe on {} files. Largest READ/WRITE: {}. \
          Each run repeats its workload until it has measured {:.1} s.",
         m.sizes.files,

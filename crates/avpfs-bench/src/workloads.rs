@@ -466,8 +466,8 @@ impl ReadStream {
     }
 }
 
-/// Offsets of stream `q` of `n` for randread: `ops` random 4 KiB blocks of a
-/// `file_bytes` file.
+/// Offsets of stream `q` of `n` for randread and randwrite: `ops` random
+/// 4 KiB blocks of a `file_bytes` file.
 pub fn random_offsets(ops: usize, file_bytes: u64, q: usize, n: usize) -> Vec<u64> {
     let mut rng = Rng::new(q);
     let blocks = file_bytes / u64::from(SMALL_FILE);

@@ -76,7 +76,7 @@ pub struct Allocator {
     used: BTreeMap<u64, u64>,
 }
 
-/// Alignment of every allocation (a descriptor table needs 16).
+/// The least alignment of every allocation (a descriptor table needs 16).
 const ALIGN: u64 = 64;
 
 impl Allocator {
@@ -105,7 +105,7 @@ impl Allocator {
     /// Allocates `len` bytes (at least 1) at a multiple of `align` (rounded
     /// up to a power of two of at least 64 bytes), optionally inside `[lo, hi)`.
     pub fn alloc_aligned(&mut self, len: usize, align: u64, within: Option<(u64, u64)>) -> Result<GuestAddress, Error> {
-        let align = align.max(ALIGN).next_power_of_two();
+        let align = align.max(ALIGN).checked_next_power_of_two().ok_or(Error::OutOfMemory(len))?;
         let size = (len.max(1) as u64).next_multiple_of(ALIGN);
         let (lo, hi) = within.unwrap_or((0, u64::MAX));
         let found = self.free.iter().find_map(|(&s, &l)| {
@@ -179,6 +179,8 @@ mod tests {
         assert_eq!(a.alloc(64, None).unwrap(), GuestAddress(0x80));
         // Alignments below 64 bytes, or not powers of two, are rounded up.
         assert_eq!(a.alloc_aligned(1, 3000, None).unwrap(), GuestAddress(0x1000 + 0x2000));
+        assert_eq!(a.alloc_aligned(1, 16, None).unwrap(), GuestAddress(0xc0));
+        assert!(a.alloc_aligned(1, u64::MAX, None).is_err());
         assert!(a.alloc_aligned(0x1000, 0x10000, None).is_err());
         a.free(page).unwrap();
         assert_eq!(a.alloc_aligned(0x2000, 0x1000, None).unwrap(), GuestAddress(0x1000));

@@ -119,6 +119,10 @@ pub struct Cli {
     pub allow_direct_io: bool,
 
     /// Set the maximum number of open files (default: raise to the hard limit).
+    /// The descriptor table is grown at start-up to 65 536 slots or this
+    /// limit, whichever is lower (512 KiB of kernel memory at most): a table
+    /// that grows later, once threads run, stalls every thread that opens a
+    /// file for an RCU grace period.
     #[arg(long, value_name = "N")]
     pub rlimit_nofile: Option<u64>,
 
@@ -207,7 +211,9 @@ pub enum CacheArg {
 /// `--sandbox`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SandboxArg {
-    /// New mount/pid/net/ipc namespaces and pivot_root into the share.
+    /// New mount/pid/net/ipc namespaces and pivot_root: a supervisor stays
+    /// on the host, the daemon runs as pid 1 of the new namespaces, whose
+    /// read-only root holds only the share and `/proc/self/fd`.
     Namespace,
     /// chroot into the share (for containers).
     Chroot,

@@ -1,9 +1,12 @@
-//! The Linux system calls the avpfs passthrough file system needs, each as a
-//! small safe function returning [`std::io::Result`].
+//! The Linux system calls avpfs needs (the passthrough file system, the
+//! daemon's sandbox, the front ends, the test harness), each as a small safe
+//! function returning [`std::io::Result`].
 //!
-//! This crate is the only place of avpfs where `unsafe` appears (but for
-//! the bench and the conformance tests, and the few uses the daemon crate
-//! lists with their reasons).
+//! `unsafe` belongs here. Elsewhere it is forbidden, but for what no safe
+//! wrapper can vouch for (the daemon taking ownership of an inherited
+//! descriptor, avpfs-vhost's vectored I/O into guest memory) and for test
+//! code (the bench, the conformance tests).
+//!
 //! Every wrapper takes borrowed descriptors ([`BorrowedFd`](std::os::fd::BorrowedFd))
 //! and NUL-terminated names ([`CStr`](std::ffi::CStr)), so the checks that make
 //! each call sound are made by the types: a descriptor stays open for the

@@ -7,6 +7,7 @@
 //! own so that they never stall the pool.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod mount;
 

@@ -1,4 +1,4 @@
-//! Opening `/dev/fuse` and mounting it: the only `unsafe` of this crate.
+//! Opening `/dev/fuse` and mounting it (the system calls are avpfs-sys's).
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -45,25 +45,44 @@ pub fn mount(mountpoint: &Path, opts: &MountOptions) -> io::Result<File> {
     if opts.read_only {
         flags |= libc::MS_RDONLY;
     }
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    avpfs_sys::mount::mount(Some(&source), &target, Some(&fstype), flags, Some(&data))?;
     Ok(dev)
 }
 
 /// Detaches the mount at `mountpoint` (`umount2(MNT_DETACH)`).
 pub fn unmount(mountpoint: &Path) -> io::Result<()> {
     let target = cstring(mountpoint.as_os_str().as_bytes())?;
-    // SAFETY: `target` is a NUL-terminated string that outlives the call.
-    let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    avpfs_sys::mount::umount2(&target, libc::MNT_DETACH)
 }
 
 fn cstring(b: &[u8]) -> io::Result<CString> {
     CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mounted(p: &Path) -> bool {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let p = p.to_str().unwrap();
+        info.lines().any(|l| l.split(' ').nth(4) == Some(p) && l.contains(" fuse.avpfs "))
+    }
+
+    /// Needs CAP_SYS_ADMIN and /dev/fuse (the tests run as root). Nothing
+    /// answers the kernel's INIT: the mount is only made and detached.
+    #[test]
+    fn mounts_and_detaches() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        let opts = MountOptions { read_only: true, ..MountOptions::default() };
+        let dev = mount(&dir, &opts).unwrap();
+        assert!(mounted(&dir));
+        unmount(&dir).unwrap();
+        assert!(!mounted(&dir));
+        drop(dev);
+        assert_eq!(unmount(&dir).unwrap_err().raw_os_error(), Some(libc::EINVAL), "no longer a mount point");
+        let nul = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/a\0b"));
+        assert_eq!(mount(nul, &opts).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
 }

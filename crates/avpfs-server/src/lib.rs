@@ -6,6 +6,7 @@
 //! virtqueues.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod args;
 pub mod filesystem;

@@ -9,7 +9,9 @@
 //! memory.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
+
+use avpfs_sys::io::{pread, pwrite};
 
 /// Moves request payload bytes from the transport into a host file.
 pub trait ZeroCopyReader {
@@ -80,7 +82,7 @@ impl<'a> SliceReader<'a> {
 impl ZeroCopyReader for SliceReader<'_> {
     fn read_to(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize> {
         let count = count.min(self.buf.len());
-        let n = avpfs_pwrite(fd, &self.buf[..count], off)?;
+        let n = pwrite(fd, &self.buf[..count], off)?;
         self.buf = &self.buf[n..];
         Ok(n)
     }
@@ -136,7 +138,7 @@ impl ZeroCopyWriter for VecWriter {
         let count = count.min(self.available());
         let start = self.buf.len();
         self.buf.resize(start + count, 0);
-        match avpfs_pread(fd, &mut self.buf[start..], off) {
+        match pread(fd, &mut self.buf[start..], off) {
             Ok(n) => {
                 self.buf.truncate(start + n);
                 Ok(n)
@@ -173,40 +175,6 @@ impl Writer for VecWriter {
         }
         self.buf[offset..end].copy_from_slice(data);
         Ok(())
-    }
-}
-
-/// `pread` on a borrowed descriptor, retried on EINTR.
-fn avpfs_pread(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    let off = i64::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    loop {
-        // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the
-        // duration of the call; the descriptor is borrowed and so stays open.
-        let n = unsafe { libc::pread64(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// `pwrite` on a borrowed descriptor, retried on EINTR.
-fn avpfs_pwrite(fd: BorrowedFd<'_>, buf: &[u8], off: u64) -> io::Result<usize> {
-    let off = i64::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    loop {
-        // SAFETY: `buf` is a valid readable region of `buf.len()` bytes for the
-        // duration of the call; the descriptor is borrowed and so stays open.
-        let n = unsafe { libc::pwrite64(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), off) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
     }
 }
 

@@ -6,6 +6,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::util::{cvt, err, off, retry};
 
+/// Whether the descriptor number `fd` is open in this process
+/// (`fcntl(F_GETFD)`; only the descriptor table is looked at).
+pub fn fd_is_open(fd: std::os::fd::RawFd) -> bool {
+    // SAFETY: F_GETFD takes no argument and only reads the descriptor table
+    // entry; any number is harmless (EBADF).
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
+}
+
 /// `mkdirat(2)`.
 pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
     // SAFETY: `name` is a valid C string; `dir` is open for the call.
@@ -250,6 +258,17 @@ pub fn reserve_descriptor_table(fd: BorrowedFd<'_>, slots: u32) -> io::Result<u3
 mod tests {
     use super::*;
     use crate::open::{open_beneath, open_path};
+
+    #[test]
+    fn open_descriptors_are_told_from_closed_ones() {
+        let f = tempfile::tempfile().unwrap();
+        assert!(fd_is_open(f.as_raw_fd()));
+        let n = f.as_raw_fd();
+        drop(f);
+        assert!(!fd_is_open(n) || n < 3);
+        assert!(!fd_is_open(-1));
+        assert!(!fd_is_open(i32::MAX));
+    }
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
 

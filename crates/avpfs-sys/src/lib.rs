@@ -1,7 +1,12 @@
-//! The Linux system calls the avpfs passthrough file system needs, each as a
-//! small safe function returning [`std::io::Result`].
+//! The Linux system calls avpfs needs (the passthrough file system, the
+//! daemon's sandbox, the front ends, the test harness), each as a small safe
+//! function returning [`std::io::Result`].
 //!
-//! This crate is the only place of the passthrough where `unsafe` appears.
+//! `unsafe` belongs here. Elsewhere it is forbidden, but for what no safe
+//! wrapper can vouch for (the daemon taking ownership of an inherited
+//! descriptor, avpfs-vhost's vectored I/O into guest memory) and for test
+//! code (the bench, the conformance tests).
+//!
 //! Every wrapper takes borrowed descriptors ([`BorrowedFd`](std::os::fd::BorrowedFd))
 //! and NUL-terminated names ([`CStr`](std::ffi::CStr)), so the checks that make
 //! each call sound are made by the types: a descriptor stays open for the
@@ -20,18 +25,38 @@
 //! - [`lock`]: open-file-description locks and `flock`;
 //! - [`dir`]: `getdents64` and a parser for its buffer;
 //! - positional I/O, `preadv`/`pwritev`: [`io`];
-//! - [`memory`]: giving freed heap memory back to the kernel.
+//! - [`memory`]: giving freed heap memory back to the kernel;
+//! - [`memfd`]: anonymous memory files (`memfd_create`);
+//! - [`mount`]: `mount`, `umount2`, `open_tree` clones, `move_mount`,
+//!   `pivot_root`, `chroot`, `chdir`/`fchdir`;
+//! - [`process`]: `fork` (of a single-threaded process), `waitpid`, `kill`,
+//!   `unshare`, `prctl` (parent-death signal, no_new_privs), resource limits,
+//!   the thread CPU clock;
+//! - [`signal`]: signal sets and masks, `sigwait`, handlers (a wake-up
+//!   handler, a SIGSYS reporter), signalling one thread (`tgkill`);
+//! - [`poll`](mod@poll): `poll(2)`;
+//! - [`fmt`]: decimal formatting without allocation (for signal handlers).
+//!
+//! Wrappers documented as allocation-free (the mount, process and signal
+//! calls, [`poll::poll`], [`fmt::decimal`]) are async-signal-safe: they may be
+//! used in a child after `fork` and in signal handlers.
 
 #![deny(missing_docs)]
 
 pub mod creds;
 pub mod dir;
 pub mod fhandle;
+pub mod fmt;
 pub mod fs;
 pub mod io;
 pub mod lock;
+pub mod memfd;
 pub mod memory;
+pub mod mount;
 pub mod open;
+pub mod poll;
+pub mod process;
+pub mod signal;
 pub mod stat;
 pub mod xattr;
 

@@ -112,8 +112,9 @@ pub fn open_path(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     openat(cwd(), &c, flags, 0)
 }
 
-/// The current working directory as a descriptor argument (`AT_FDCWD`).
-fn cwd() -> BorrowedFd<'static> {
+/// The current working directory as a descriptor argument (`AT_FDCWD`), for
+/// the `*at` wrappers.
+pub fn cwd() -> BorrowedFd<'static> {
     // SAFETY: AT_FDCWD is a special value the kernel interprets as "the
     // current directory", never closed; it is only passed to *at calls.
     unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
@@ -129,20 +130,11 @@ pub struct FdName {
 impl FdName {
     /// The name of `fd`.
     pub fn new(fd: BorrowedFd<'_>) -> Self {
-        let mut n = fd.as_raw_fd() as u32;
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let len = digits.len() - i;
+        let mut digits = [0u8; crate::fmt::U64_DIGITS];
+        let digits = crate::fmt::decimal(u64::from(fd.as_raw_fd() as u32), &mut digits);
+        let len = digits.len();
         let mut buf = [0u8; 12];
-        buf[..len].copy_from_slice(&digits[i..]);
+        buf[..len].copy_from_slice(digits);
         FdName { buf, len }
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use avpfs_server::{FileSystem, Server};
+use avpfs_sys::poll::{poll, PollFd};
 use log::{info, warn};
 use vhost::vhost_user::{Error as VhostUserError, Listener};
 use vhost_user_backend::{Error as DaemonError, ShutdownHandle, VhostUserDaemon};
@@ -244,24 +245,20 @@ impl<F: FileSystem + 'static> VhostDaemon<F> {
             if self.stop.stopping.load(Ordering::Acquire) {
                 return Ok(false);
             }
-            let mut fds = [
-                libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
-            ];
-            // SAFETY: `fds` is a valid array of two pollfd for the duration of
-            // the call; both descriptors are owned by `self` and stay open.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
+            // Both descriptors are owned by `self` and stay open; `wake` is -1
+            // (ignored by poll) when there is no stop event.
+            let mut fds =
+                [PollFd::from_raw_fd(self.listener.as_raw_fd(), libc::POLLIN), PollFd::from_raw_fd(wake, libc::POLLIN)];
+            if let Err(e) = poll(&mut fds, -1) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(Error::Setup(e));
             }
-            if fds[1].revents != 0 {
+            if fds[1].revents() != 0 {
                 return Ok(false);
             }
-            if fds[0].revents != 0 {
+            if fds[0].revents() != 0 {
                 return Ok(true);
             }
         }

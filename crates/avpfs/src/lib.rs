@@ -1,6 +1,10 @@
 //! The avpfs daemon: command line, start-up and the choice of front end.
 
 #![deny(missing_docs)]
+// The system calls are made through avpfs-sys's safe wrappers; the one
+// `unsafe` left (taking ownership of an inherited descriptor) is allowed
+// where it is, with its reason.
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod sandbox;
@@ -435,13 +439,16 @@ fn serve<F: avpfs_server::FileSystem + 'static>(
 /// Takes ownership of a listening socket inherited from the parent (`--fd`).
 fn inherited_fd(fd: i32) -> Result<std::os::fd::OwnedFd, Error> {
     use std::os::fd::FromRawFd;
-    // SAFETY: F_GETFD only inspects the descriptor table entry.
-    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+    if !avpfs_sys::fs::fd_is_open(fd) {
         return Err(Error::Usage(format!("--fd {fd}: not an open file descriptor")));
     }
+    // Taking ownership of a descriptor number cannot be made safe by a
+    // wrapper: only the caller knows that nothing else owns it.
     // SAFETY: the descriptor is open (checked above) and was handed to this
     // process on its command line to own; nothing else in the process uses it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    #[allow(unsafe_code)]
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    Ok(owned)
 }
 
 /// Gives the socket file to `group` and lets that group connect.

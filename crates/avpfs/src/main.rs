@@ -1,5 +1,7 @@
 //! `avpfs`: see the library crate for the work.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() {

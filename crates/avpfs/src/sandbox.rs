@@ -41,11 +41,17 @@
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use avpfs_sys::fs::mkdirat;
+use avpfs_sys::mount;
+use avpfs_sys::open::cwd;
+use avpfs_sys::process::{self, Fork};
+use avpfs_sys::signal::{self, MaskHow, SigSet};
+use avpfs_sys::stat::{fstat, fstatfs};
 pub use caps::Capability;
 use log::{info, warn};
 
@@ -312,90 +318,56 @@ impl Sandbox {
 const FORWARDED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 fn ensure_single_threaded() -> Result<(), SandboxError> {
-    let n = std::fs::read_dir("/proc/self/task").map_err(SandboxError::CountThreads)?.count();
+    let n = process::thread_count().map_err(SandboxError::CountThreads)?;
     if n > 1 {
         return Err(SandboxError::Threaded(n));
     }
     Ok(())
 }
 
-fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
-    // SAFETY: an all-zero sigset_t is a valid value for sigemptyset to fill.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t owned by this frame; the signal
-    // numbers are valid constants.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for &s in signals {
-            libc::sigaddset(&mut set, s);
-        }
-    }
-    set
-}
-
-fn sigmask(how: libc::c_int, set: &libc::sigset_t) -> io::Result<libc::sigset_t> {
-    // SAFETY: an all-zero sigset_t is a valid buffer for the old mask.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid sigset_t for the call.
-    let rc = unsafe { libc::pthread_sigmask(how, set, &mut old) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    Ok(old)
-}
-
 /// Forks; returns in the child only. The parent supervises (never returns).
 /// With `new_pid_ns` the child is process 1 of a new PID namespace.
 fn fork_supervised(new_pid_ns: bool, cleanup: Option<HostCleanup>) -> Result<(), SandboxError> {
-    let mut all = FORWARDED.to_vec();
-    all.push(libc::SIGCHLD);
-    let set = sigset(&all);
+    let mut set = SigSet::of(&FORWARDED);
+    set.add(libc::SIGCHLD);
     // Blocked before the fork so that no signal is lost between the fork and
     // the supervisor's sigwait; the child keeps the forwarded ones blocked.
-    let old = sigmask(libc::SIG_BLOCK, &set).map_err(SandboxError::BlockSignals)?;
+    let old = signal::thread_mask(MaskHow::Block, &set).map_err(SandboxError::BlockSignals)?;
     let restore = || {
-        let _ = sigmask(libc::SIG_SETMASK, &old);
+        let _ = signal::thread_mask(MaskHow::Set, &old);
     };
     if new_pid_ns {
-        // SAFETY: unshare with CLONE_NEWPID passes no memory; it only changes
-        // the namespace the *children* of this process are created in.
-        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
-            let e = io::Error::last_os_error();
+        // CLONE_NEWPID only changes the namespace the *children* of this
+        // process are created in.
+        if let Err(e) = process::unshare(libc::CLONE_NEWPID) {
             restore();
             return Err(SandboxError::UnsharePid(e));
         }
     }
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the process is single-threaded (checked by the caller), so the
-    // child is a complete copy and may keep running Rust code.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        let e = io::Error::last_os_error();
-        restore();
-        return Err(SandboxError::Fork(e));
-    }
-    if pid > 0 {
-        supervise(pid, set, cleanup);
+    let parent = std::process::id();
+    // The process is single-threaded (checked by the caller, and by fork),
+    // so the child is a complete copy and may keep running Rust code.
+    match process::fork() {
+        Ok(Fork::Parent(child)) => supervise(child, set, cleanup),
+        Ok(Fork::Child) => {}
+        Err(e) => {
+            restore();
+            return Err(SandboxError::Fork(e));
+        }
     }
     let supervisor = parent;
     // The child: SIGCHLD as before, the forwarded signals stay blocked.
     let mut child_mask = old;
     for s in FORWARDED {
-        // SAFETY: `child_mask` is a valid sigset_t.
-        unsafe { libc::sigaddset(&mut child_mask, s) };
+        child_mask.add(s);
     }
-    sigmask(libc::SIG_SETMASK, &child_mask).map_err(SandboxError::BlockSignals)?;
+    signal::thread_mask(MaskHow::Set, &child_mask).map_err(SandboxError::BlockSignals)?;
     // If the supervisor is killed, nobody could stop or clean up after us.
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is passed.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) } != 0 {
-        return Err(SandboxError::ParentDeathSignal(io::Error::last_os_error()));
-    }
+    process::set_parent_death_signal(libc::SIGKILL).map_err(SandboxError::ParentDeathSignal)?;
     // The supervisor may have died before the prctl: then we were reparented.
     // (In a new PID namespace the parent is outside it: getppid gives 0
     // either way, and the check cannot be made.)
-    // SAFETY: getppid has no preconditions.
-    let ppid = unsafe { libc::getppid() };
+    let ppid = std::os::unix::process::parent_id();
     if !new_pid_ns && ppid != supervisor {
         return Err(SandboxError::ParentDeathSignal(io::Error::other("the supervisor has gone")));
     }
@@ -404,44 +376,41 @@ fn fork_supervised(new_pid_ns: bool, cleanup: Option<HostCleanup>) -> Result<(),
 
 /// The supervisor's loop: waits for the child, forwards termination signals,
 /// runs the host clean-up once, and exits with the child's status.
-fn supervise(child: libc::pid_t, set: libc::sigset_t, mut cleanup: Option<HostCleanup>) -> ! {
+fn supervise(child: process::Pid, set: SigSet, mut cleanup: Option<HostCleanup>) -> ! {
     let mut run_cleanup = || {
         if let Some(f) = cleanup.take() {
             f();
         }
     };
     loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` and `sig` are valid for the call.
-        let rc = unsafe { libc::sigwait(&set, &mut sig) };
-        if rc != 0 {
+        let Ok(sig) = signal::sigwait(&set) else {
             continue;
-        }
+        };
         if sig == libc::SIGCHLD {
-            let mut status = 0;
-            // SAFETY: `status` is a valid int to fill; WNOHANG never blocks.
-            let r = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
-            if r == child {
-                run_cleanup();
-                let code = if libc::WIFEXITED(status) {
-                    libc::WEXITSTATUS(status)
-                } else if libc::WIFSIGNALED(status) {
-                    let s = libc::WTERMSIG(status);
-                    eprintln!("avpfs: the sandboxed daemon was killed by signal {s}");
-                    128 + s
-                } else {
-                    1
-                };
-                std::process::exit(code);
-            }
-            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-                run_cleanup();
-                std::process::exit(1);
+            match process::waitpid(child, libc::WNOHANG) {
+                Ok(Some(status)) => {
+                    run_cleanup();
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else if libc::WIFSIGNALED(status) {
+                        let s = libc::WTERMSIG(status);
+                        eprintln!("avpfs: the sandboxed daemon was killed by signal {s}");
+                        128 + s
+                    } else {
+                        1
+                    };
+                    std::process::exit(code);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    run_cleanup();
+                    std::process::exit(1);
+                }
+                Ok(None) | Err(_) => {}
             }
         } else {
             run_cleanup();
-            // SAFETY: signalling our own child process.
-            unsafe { libc::kill(child, sig) };
+            // Signalling our own child process; if it is gone, SIGCHLD tells.
+            let _ = process::kill(child, sig);
         }
     }
 }
@@ -453,88 +422,10 @@ fn cpath(p: &Path) -> Result<CString, SandboxError> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| SandboxError::NulInPath(p.into()))
 }
 
-fn cvt(rc: libc::c_long) -> io::Result<libc::c_long> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn open_dir(dirfd: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated; the returned descriptor is new and
-    // owned by nobody else.
-    let fd = cvt(unsafe { libc::openat(dirfd, path.as_ptr(), flags | libc::O_DIRECTORY | libc::O_CLOEXEC) }.into())?;
-    // SAFETY: `fd` was just opened and is owned here only.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn mount(
-    source: Option<&CStr>,
-    target: &CStr,
-    fstype: Option<&CStr>,
-    flags: libc::c_ulong,
-    data: Option<&CStr>,
-) -> io::Result<()> {
-    let p = |s: Option<&CStr>| s.map_or(std::ptr::null(), |s| s.as_ptr());
-    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
-    let rc = unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data).cast()) };
-    cvt(rc.into()).map(drop)
-}
-
-/// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached copy of the mount at `dirfd`/`path`.
-fn open_tree_clone(dirfd: RawFd, path: &CStr, recursive: bool) -> io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    if recursive {
-        flags |= AT_RECURSIVE;
-    }
-    if path.is_empty() {
-        flags |= libc::AT_EMPTY_PATH as libc::c_uint;
-    }
-    // SAFETY: `path` is NUL-terminated; the result is a new descriptor.
-    let fd = cvt(unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) })?;
-    // SAFETY: `fd` was just opened and is owned here only.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// `move_mount(2)` of the detached tree `tree` onto `dirfd`/`path`.
-fn move_mount(tree: &OwnedFd, dirfd: RawFd, path: &CStr) -> io::Result<()> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-    // SAFETY: both paths are NUL-terminated; no memory is written.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            dirfd,
-            path.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })
-    .map(drop)
-}
-
-fn fchdir(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fchdir takes a descriptor; no memory is passed.
-    cvt(unsafe { libc::fchdir(fd.as_raw_fd()) }.into()).map(drop)
-}
-
-fn fstat(fd: RawFd) -> io::Result<libc::stat> {
-    // SAFETY: an all-zero stat is a valid buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid buffer; AT_EMPTY_PATH with "" stats `fd` itself.
-    cvt(unsafe { libc::fstatat(fd, c"".as_ptr(), &mut st, libc::AT_EMPTY_PATH) }.into())?;
-    Ok(st)
-}
-
-fn fstatfs_type(fd: RawFd) -> io::Result<libc::c_long> {
-    // SAFETY: an all-zero statfs is a valid buffer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid buffer for the call.
-    cvt(unsafe { libc::fstatfs(fd, &mut st) }.into())?;
-    Ok(st.f_type)
+/// Opens the directory at `path` (relative to the working directory) with
+/// `flags`, `O_DIRECTORY` and `O_CLOEXEC`.
+fn open_dir(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    avpfs_sys::open::openat(cwd(), path, flags | libc::O_DIRECTORY, 0)
 }
 
 /// In the forked child: makes the namespaces and the new root; returns the
@@ -542,61 +433,60 @@ fn fstatfs_type(fd: RawFd) -> io::Result<libc::c_long> {
 fn enter_namespaces(shared_dir: &Path) -> Result<PathBuf, SandboxError> {
     use SandboxError as E;
     let share_path = cpath(shared_dir)?;
-    // SAFETY: unshare takes flags only; the process is single-threaded.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC) } != 0 {
-        return Err(E::UnshareNamespaces(io::Error::last_os_error()));
-    }
+    process::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC).map_err(E::UnshareNamespaces)?;
     // Nothing done below propagates back to the host; the host's later
     // mounts and unmounts still reach us.
-    mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(E::MakeMountsSlave)?;
-    let share = open_dir(libc::AT_FDCWD, &share_path, libc::O_PATH)
-        .map_err(|source| E::OpenSharedDir { path: shared_dir.into(), source })?;
-    let share_id = fstat(share.as_raw_fd()).map_err(|source| E::OpenSharedDir { path: shared_dir.into(), source })?;
+    mount::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(E::MakeMountsSlave)?;
+    let share =
+        open_dir(&share_path, libc::O_PATH).map_err(|source| E::OpenSharedDir { path: shared_dir.into(), source })?;
+    let share_id = fstat(share.as_fd()).map_err(|source| E::OpenSharedDir { path: shared_dir.into(), source })?;
     // A proc of the new PID namespace: /proc/self is process 1, ourselves.
     let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME;
-    mount(Some(c"proc"), c"/proc", Some(c"proc"), proc_flags, None).map_err(E::MountProc)?;
+    mount::mount(Some(c"proc"), c"/proc", Some(c"proc"), proc_flags, None).map_err(E::MountProc)?;
     // Detached copies, made before the new root exists so that the recursive
     // copy of the share cannot contain it.
-    let share_tree = open_tree_clone(share.as_raw_fd(), c"", true).map_err(E::CloneSharedDir)?;
-    let proc_tree = open_tree_clone(libc::AT_FDCWD, c"/proc/self/fd", false).map_err(E::CloneProcSelfFd)?;
+    let share_tree = mount::open_tree_clone(share.as_fd(), c"", true).map_err(E::CloneSharedDir)?;
+    let proc_tree = mount::open_tree_clone(cwd(), c"/proc/self/fd", false).map_err(E::CloneProcSelfFd)?;
     // The new root: a tmpfs over /proc, whose needed part is cloned already
     // (in this namespace only; /proc always exists and is never the root,
     // over which a mount would not be seen).
     let root_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    mount(Some(c"avpfs-sandbox"), c"/proc", Some(c"tmpfs"), root_flags, Some(c"mode=0755,size=64k,nr_inodes=16"))
-        .map_err(E::MountRoot)?;
-    let root = open_dir(libc::AT_FDCWD, c"/proc", libc::O_PATH).map_err(E::OpenNewRoot)?;
+    mount::mount(
+        Some(c"avpfs-sandbox"),
+        c"/proc",
+        Some(c"tmpfs"),
+        root_flags,
+        Some(c"mode=0755,size=64k,nr_inodes=16"),
+    )
+    .map_err(E::MountRoot)?;
+    let root = open_dir(c"/proc", libc::O_PATH).map_err(E::OpenNewRoot)?;
     // Never make directories anywhere but in that tmpfs.
-    if fstatfs_type(root.as_raw_fd()).map_err(E::OpenNewRoot)? != libc::TMPFS_MAGIC {
+    if fstatfs(root.as_fd()).map_err(E::OpenNewRoot)?.f_type != libc::TMPFS_MAGIC {
         return Err(E::OpenNewRoot(io::Error::other("/proc is not the sandbox's tmpfs")));
     }
     for dir in [c"shared", c"proc", c"proc/self", c"proc/self/fd"] {
-        // SAFETY: `dir` is NUL-terminated; mkdirat writes no memory.
-        cvt(unsafe { libc::mkdirat(root.as_raw_fd(), dir.as_ptr(), 0o755) }.into()).map_err(E::MakeRootDirs)?;
+        mkdirat(root.as_fd(), dir, 0o755).map_err(E::MakeRootDirs)?;
     }
-    move_mount(&share_tree, root.as_raw_fd(), c"shared").map_err(E::AttachSharedDir)?;
-    move_mount(&proc_tree, root.as_raw_fd(), c"proc/self/fd").map_err(E::AttachProcSelfFd)?;
+    mount::move_mount(share_tree.as_fd(), root.as_fd(), c"shared").map_err(E::AttachSharedDir)?;
+    mount::move_mount(proc_tree.as_fd(), root.as_fd(), c"proc/self/fd").map_err(E::AttachProcSelfFd)?;
     drop((share_tree, proc_tree));
 
     // pivot_root(".", ".") puts the old root on top of the new one; it is
     // then unmounted from there (as virtiofsd does).
-    let old_root = open_dir(libc::AT_FDCWD, c"/", libc::O_RDONLY).map_err(E::OpenOldRoot)?;
-    fchdir(&root).map_err(E::ChdirNewRoot)?;
-    // SAFETY: both paths are NUL-terminated; no memory is written.
-    cvt(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) }).map_err(E::PivotRoot)?;
-    fchdir(&old_root).map_err(E::ChdirOldRoot)?;
-    mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(E::MakeMountsSlave)?;
-    // SAFETY: "." is NUL-terminated.
-    cvt(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) }.into()).map_err(E::UnmountOldRoot)?;
+    let old_root = open_dir(c"/", libc::O_RDONLY).map_err(E::OpenOldRoot)?;
+    mount::fchdir(root.as_fd()).map_err(E::ChdirNewRoot)?;
+    mount::pivot_root(c".", c".").map_err(E::PivotRoot)?;
+    mount::fchdir(old_root.as_fd()).map_err(E::ChdirOldRoot)?;
+    mount::mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(E::MakeMountsSlave)?;
+    mount::umount2(c".", libc::MNT_DETACH).map_err(E::UnmountOldRoot)?;
     drop(old_root);
-    // SAFETY: "/" is NUL-terminated.
-    cvt(unsafe { libc::chdir(c"/".as_ptr()) }.into()).map_err(E::ChdirRoot)?;
+    mount::chdir(c"/").map_err(E::ChdirRoot)?;
     let ro = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | root_flags;
-    mount(None, c"/", None, ro, None).map_err(E::RemountRootReadOnly)?;
+    mount::mount(None, c"/", None, ro, None).map_err(E::RemountRootReadOnly)?;
 
     // The share inside must be the directory opened outside.
-    let inside = open_dir(libc::AT_FDCWD, c"/shared", libc::O_PATH)
-        .and_then(|fd| fstat(fd.as_raw_fd()))
+    let inside = open_dir(c"/shared", libc::O_PATH)
+        .and_then(|fd| fstat(fd.as_fd()))
         .map_err(|e| E::VerifySharedDir(NAMESPACE_SHARED_DIR, e.to_string()))?;
     if (inside.st_dev, inside.st_ino) != (share_id.st_dev, share_id.st_ino) {
         return Err(E::VerifySharedDir(NAMESPACE_SHARED_DIR, "another directory is there".into()));
@@ -610,15 +500,13 @@ fn enter_namespaces(shared_dir: &Path) -> Result<PathBuf, SandboxError> {
 fn enter_chroot(shared_dir: &Path) -> Result<(), SandboxError> {
     use SandboxError as E;
     let share_path = cpath(shared_dir)?;
-    let proc = open_dir(libc::AT_FDCWD, c"/proc/self/fd", libc::O_PATH).map_err(E::OpenProcSelfFd)?;
-    // SAFETY: `share_path` is NUL-terminated.
-    cvt(unsafe { libc::chroot(share_path.as_ptr()) }.into())
-        .map_err(|source| E::Chroot { path: shared_dir.into(), source })?;
+    let proc = open_dir(c"/proc/self/fd", libc::O_PATH).map_err(E::OpenProcSelfFd)?;
+    mount::chroot(&share_path).map_err(|source| E::Chroot { path: shared_dir.into(), source })?;
     // The working directory stays outside the new root, on /proc/self/fd:
     // the passthrough reaches `/proc/self/fd/N` as `./N` (threads that
     // unshare CLONE_FS keep a copy of it). Landlock, where available, keeps
     // the daemon from walking up from there.
-    fchdir(&proc).map_err(E::ChdirProcSelfFd)?;
+    mount::fchdir(proc.as_fd()).map_err(E::ChdirProcSelfFd)?;
     Ok(())
 }
 
@@ -635,11 +523,7 @@ pub fn may_create_namespaces() -> bool {
 /// Sets `PR_SET_NO_NEW_PRIVS`: no exec can ever give this process (or its
 /// children) more privileges. Per thread: call before threads start.
 pub fn set_no_new_privs() -> Result<(), SandboxError> {
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
-        return Err(SandboxError::NoNewPrivs(io::Error::last_os_error()));
-    }
-    Ok(())
+    process::set_no_new_privs().map_err(SandboxError::NoNewPrivs)
 }
 
 /// The capabilities a passthrough daemon needs by default (virtiofsd's set):

@@ -208,8 +208,7 @@ pub fn conditional_rules() -> Result<Vec<ConditionalRule>, SeccompError> {
     let rule = |conds: Vec<Cond>| SeccompRule::new(conds).map_err(b);
     let thread = libc::CLONE_THREAD as u64;
     let exec = libc::PROT_EXEC as u64;
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u64;
+    let pid = u64::from(std::process::id());
     let r = |nr, name, why, rules| ConditionalRule { nr, name, why, rules };
     Ok(vec![
         r(
@@ -314,66 +313,11 @@ pub fn name_of(nr: i64) -> Option<&'static str> {
     ALLOWED.iter().find(|(n, _, _)| *n == nr).map(|(_, name, _)| name.trim_start_matches("SYS_"))
 }
 
-/// Writes `avpfs: seccomp: system call N is not allowed` with no allocation
-/// (async-signal-safe).
-fn report_blocked(nr: i64) {
-    let mut buf = [0u8; 96];
-    let prefix = b"avpfs: seccomp: system call ";
-    let suffix = b" is not allowed (--seccomp trap)\n";
-    let mut len = 0;
-    buf[..prefix.len()].copy_from_slice(prefix);
-    len += prefix.len();
-    let mut digits = [0u8; 20];
-    let mut n = nr.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let d = &digits[i..];
-    buf[len..len + d.len()].copy_from_slice(d);
-    len += d.len();
-    buf[len..len + suffix.len()].copy_from_slice(suffix);
-    len += suffix.len();
-    // SAFETY: `buf[..len]` is initialised; write(2) is async-signal-safe.
-    unsafe { libc::write(libc::STDERR_FILENO, buf.as_ptr().cast(), len) };
-}
-
-/// Offset of `si_syscall` in `siginfo_t` for SIGSYS on x86_64
-/// (`si_signo`, `si_errno`, `si_code`, padding, `_call_addr`).
-const SI_SYSCALL_OFFSET: usize = 24;
-
-extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo_t (SA_SIGINFO); for SIGSYS
-    // from seccomp, an int at this offset holds the system call number.
-    let nr = unsafe { info.cast::<u8>().add(SI_SYSCALL_OFFSET).cast::<libc::c_int>().read_unaligned() };
-    report_blocked(nr.into());
-    // Die of SIGSYS as without a handler: the default action is restored and
-    // the signal sent again; it is delivered when this handler returns.
-    // SAFETY: signal(2) and raise(3) are async-signal-safe; rt_sigaction,
-    // getpid, gettid and tgkill are allowed by the filter.
-    unsafe {
-        libc::signal(libc::SIGSYS, libc::SIG_DFL);
-        libc::raise(libc::SIGSYS);
-    }
-}
-
+/// Installs the SIGSYS handler of `--seccomp trap`: it writes `avpfs:
+/// seccomp: system call N is not allowed (--seccomp trap)` to stderr with no
+/// allocation (async-signal-safe), and the thread dies of the signal.
 fn install_sigsys_reporter() -> io::Result<()> {
-    // SAFETY: an all-zero sigaction is a valid value to fill in.
-    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = on_sigsys as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) as usize;
-    sa.sa_flags = libc::SA_SIGINFO;
-    // SAFETY: `sa.sa_mask` is a valid sigset_t owned by this frame.
-    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
-    // SAFETY: the handler only does async-signal-safe work; `sa` is initialised.
-    if unsafe { libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    avpfs_sys::signal::install_sigsys_reporter("avpfs: seccomp: system call ", " is not allowed (--seccomp trap)\n")
 }
 
 #[cfg(test)]
@@ -435,96 +379,75 @@ mod tests {
         assert_eq!(name_of(libc::SYS_execve), None);
     }
 
-    /// Forks a child that installs the filter with `kill`, makes allowed
-    /// calls (a thread: clone3 falls back to clone; a stat; a write to a
-    /// pipe), then calls `execve`: it must die of SIGSYS, not run `true`.
+    /// Set in a child process started by [`run_child`]: the test it runs.
+    const CHILD: &str = "AVPFS_SECCOMP_TEST_CHILD";
+
+    /// Whether this process is the child that runs test `name`'s part under
+    /// the filter.
+    fn in_child(name: &str) -> bool {
+        std::env::var(CHILD).as_deref() == Ok(name)
+    }
+
+    /// Runs the test `name` of this binary alone in a new process, where
+    /// [`in_child`] is true, and returns what it did. (A new process and
+    /// not a fork: the test harness has threads.)
+    fn run_child(name: &str) -> std::process::Output {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, name)
+            .output()
+            .unwrap()
+    }
+
+    /// A child process installs the filter with `kill`, makes allowed calls
+    /// (a thread: clone3 falls back to clone; a stat; a write to stdout),
+    /// then calls `execve`: it must die of SIGSYS, not run `true`.
     #[test]
     fn a_call_outside_the_list_kills_the_process() {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for two descriptors.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: the child only makes system calls and exits; it never
-        // returns into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
+        use std::io::Write;
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let name = "seccomp::tests::a_call_outside_the_list_kills_the_process";
+        if in_child(name) {
             let code = match install(SeccompAction::Kill) {
                 Ok(()) => {
                     let ok = std::thread::spawn(|| std::fs::metadata("/").is_ok()).join().unwrap_or(false);
-                    // SAFETY: writing one byte from a valid buffer.
-                    unsafe { libc::write(fds[1], [u8::from(ok)].as_ptr().cast(), 1) };
-                    // SAFETY: execve with valid NUL-terminated arguments.
-                    unsafe {
-                        let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
-                        let envp = [std::ptr::null()];
-                        libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), envp.as_ptr());
-                    }
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(format!("\nallowed calls: {ok}\n").as_bytes()).and_then(|()| out.flush());
+                    // execve, with no fork.
+                    let _ = std::process::Command::new("/bin/true").exec();
                     4
                 }
                 Err(_) => 2,
             };
-            // SAFETY: _exit is always safe in the child.
-            unsafe { libc::_exit(code) };
+            std::process::exit(code);
         }
-        // SAFETY: closing our copy of the write end.
-        unsafe { libc::close(fds[1]) };
-        let mut marker = [9u8];
-        // SAFETY: reading one byte into a valid buffer.
-        let n = unsafe { libc::read(fds[0], marker.as_mut_ptr().cast(), 1) };
-        // SAFETY: closing the read end.
-        unsafe { libc::close(fds[0]) };
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!((n, marker[0]), (1, 1), "the allowed calls failed under the filter (status {status:#x})");
+        let out = run_child(name);
+        let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
-            "status {status:#x} (exit code {})",
-            libc::WEXITSTATUS(status)
+            stdout.contains("\nallowed calls: true\n"),
+            "the allowed calls failed under the filter ({:?}): {stdout}",
+            out.status
         );
+        assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{:?}", out.status);
     }
 
     /// With `trap`, a call outside the list is reported on stderr by number
     /// and the process dies of SIGSYS.
     #[test]
     fn trap_reports_the_call_and_dies_of_sigsys() {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for two descriptors.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: the child only makes system calls and exits; it never
-        // returns into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            // SAFETY: plain descriptor and system calls in the child.
-            unsafe {
-                libc::dup2(fds[1], libc::STDERR_FILENO);
-                if install(SeccompAction::Trap).is_ok() {
-                    libc::syscall(libc::SYS_getppid);
-                }
-                libc::_exit(5);
+        use std::os::unix::process::ExitStatusExt;
+        let name = "seccomp::tests::trap_reports_the_call_and_dies_of_sigsys";
+        if in_child(name) {
+            if install(SeccompAction::Trap).is_ok() {
+                // getppid is not allowed.
+                let _ = std::os::unix::process::parent_id();
             }
+            std::process::exit(5);
         }
-        // SAFETY: closing our copy of the write end.
-        unsafe { libc::close(fds[1]) };
-        let mut out = Vec::new();
-        let mut buf = [0u8; 256];
-        loop {
-            // SAFETY: reading into a valid buffer of its length.
-            let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n as usize]);
-        }
-        // SAFETY: closing the read end.
-        unsafe { libc::close(fds[0]) };
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        let out = String::from_utf8_lossy(&out);
-        let expected = format!("avpfs: seccomp: system call {} is not allowed", libc::SYS_getppid);
-        assert!(out.contains(&expected), "stderr: {out:?}");
-        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS, "status {status:#x}");
+        let out = run_child(name);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("avpfs: seccomp: system call {} is not allowed (--seccomp trap)\n", libc::SYS_getppid);
+        assert!(stderr.contains(&expected), "stderr: {stderr:?}");
+        assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{:?}", out.status);
     }
 }

@@ -3,6 +3,8 @@
 use std::io;
 use std::thread;
 
+use avpfs_sys::process;
+use avpfs_sys::signal::{self, MaskHow, SigSet};
 use log::info;
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads
@@ -10,21 +12,10 @@ use log::info;
 /// that a signal that comes before [`on_termination`] waits for it (stays
 /// pending) instead of killing the daemon half set up, its socket file left
 /// behind.
-pub fn block_termination_signals() -> io::Result<libc::sigset_t> {
-    // SAFETY: an all-zero sigset_t is a valid value for sigemptyset to fill.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t owned by this frame.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-    }
-    // SAFETY: `set` is initialised; threads spawned afterwards inherit the mask.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
+pub fn block_termination_signals() -> io::Result<SigSet> {
+    let set = SigSet::of(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP]);
+    // Threads spawned afterwards inherit the mask.
+    signal::thread_mask(MaskHow::Block, &set)?;
     Ok(set)
 }
 
@@ -36,10 +27,7 @@ pub fn on_termination(stop: impl FnOnce() + Send + 'static) -> io::Result<()> {
     let set = block_termination_signals()?;
     let mut stop = Some(stop);
     thread::Builder::new().name("signals".into()).spawn(move || loop {
-        let mut sig = 0;
-        // SAFETY: `set` and `sig` are valid for the call.
-        let rc = unsafe { libc::sigwait(&set, &mut sig) };
-        if rc == 0 {
+        if let Ok(sig) = signal::sigwait(&set) {
             info!("signal {sig}: stopping");
             if let Some(stop) = stop.take() {
                 stop();
@@ -52,11 +40,7 @@ pub fn on_termination(stop: impl FnOnce() + Send + 'static) -> io::Result<()> {
 
 /// Sets RLIMIT_NOFILE to `limit`, or raises the soft limit to the hard limit.
 pub fn raise_nofile_limit(limit: Option<u64>) -> io::Result<()> {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `rl` is a valid rlimit to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut rl = process::getrlimit(libc::RLIMIT_NOFILE)?;
     match limit {
         Some(n) => {
             rl.rlim_cur = n;
@@ -64,9 +48,5 @@ pub fn raise_nofile_limit(limit: Option<u64>) -> io::Result<()> {
         }
         None => rl.rlim_cur = rl.rlim_max.min(1_000_000),
     }
-    // SAFETY: `rl` is a valid rlimit.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    process::setrlimit(libc::RLIMIT_NOFILE, &rl)
 }

@@ -5,6 +5,7 @@
 //! never a panic. This crate does no I/O.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

@@ -36,6 +36,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod fuse;
@@ -49,6 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use avpfs_sys::poll::{poll, PollFd};
 use log::debug;
 use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserHeaderFlag, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
@@ -630,17 +632,14 @@ impl Harness {
 /// Waits up to `timeout` for `fd` to be readable and reads it; returns the
 /// count read (0 when it did not become readable).
 fn wait_readable(fd: &EventFd, timeout: Duration) -> Result<u64, Error> {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // The eventfd stays open (borrowed) for the call.
+    let mut p = [PollFd::from_raw_fd(fd.as_raw_fd(), libc::POLLIN)];
     let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `p` is one valid pollfd for the duration of the call and the
-    // eventfd stays open (borrowed).
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e.into());
-        }
-    }
+    let n = match poll(&mut p, ms) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+        Err(e) => return Err(e.into()),
+    };
     if n > 0 {
         match fd.read() {
             Ok(count) => return Ok(count),

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::fs::File;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap, MmapRegion};
@@ -38,14 +37,7 @@ pub enum Error {
 
 /// Creates a memfd of `size` bytes.
 pub fn memfd(name: &CStr, size: u64) -> Result<File, Error> {
-    // SAFETY: `name` is a valid NUL-terminated string; the call has no other
-    // memory-safety preconditions.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::Memfd(std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` was just returned by memfd_create, is open, and nothing else owns it.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let file = File::from(avpfs_sys::memfd::memfd_create(name, 0).map_err(Error::Memfd)?);
     file.set_len(size).map_err(Error::Memfd)?;
     Ok(file)
 }

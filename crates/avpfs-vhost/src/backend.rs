@@ -35,7 +35,6 @@
 //! once by the worker and its helper
 //! ([`ChainWriter::with_read_split`](crate::descriptor_chain::ChainWriter::with_read_split)).
 
-use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -56,6 +55,8 @@ use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventF
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::descriptor_chain::{walk_chain, BadChain, Buffers, ChainReader, ChainWriter, SplitChain};
+use crate::poll_window::POLL_WINDOW;
+use crate::signal_pacer::SignalPacer;
 
 /// Guest memory as the backend maps it (no dirty-page bitmap: no migration yet).
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -69,12 +70,6 @@ pub const HIPRIO_QUEUE: usize = 0;
 /// Most queues one device can have: vhost-user-backend assigns queues to
 /// worker threads with a 64-bit mask.
 pub const MAX_QUEUES: usize = 64;
-/// The longest a worker serves on after a signal (or after the start of its
-/// batch) before it signals the replies it has put in the used ring since:
-/// a batch of short requests is signalled once, at its end, while in a
-/// batch of long ones (1 MiB WRITEs, ~150 µs each) every reply is signalled
-/// as it is returned, not held until the whole batch is done.
-const SIGNAL_INTERVAL: Duration = Duration::from_micros(50);
 /// A chain with room for a reply of at least this many bytes (a large READ)
 /// is a bulk request, worth a helper thread's copy.
 const BULK_BYTES: u64 = 64 << 10;
@@ -255,7 +250,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     /// Drains queue `queue` until it is empty (with EVENT_IDX: until no new
     /// chain arrived while notifications were being re-enabled). Each pass
     /// takes every available chain, answers them, and signals the guest once
-    /// (and within long batches, every [`SIGNAL_INTERVAL`]).
+    /// (and within long batches, every [`SIGNAL_INTERVAL`](crate::signal_pacer::SIGNAL_INTERVAL)).
     fn process_queue(&self, queue: usize, vring: &VringMutex<GuestMemoryShared>) {
         let event_idx = self.event_idx.load(Ordering::Acquire);
         if queue == HIPRIO_QUEUE && event_idx && !self.config.forget_batch.is_zero() {
@@ -552,8 +547,9 @@ fn walk_all(
 }
 
 /// Serves `chains` in order, puts each in the used ring, and signals the
-/// guest (if it wants to know) whenever [`SIGNAL_INTERVAL`] has passed since
-/// the start or the last signal, so that in a long batch it sees the first
+/// guest (if it wants to know) whenever [`SignalPacer`] says so (every
+/// [`SIGNAL_INTERVAL`](crate::signal_pacer::SIGNAL_INTERVAL) since the
+/// start or the last signal), so that in a long batch it sees the first
 /// replies early. The caller signals the rest at the end of the batch. On
 /// the hiprio queue nothing is signalled mid-batch: its FORGETs have no
 /// reply a guest waits for, and a batch of them is to cost one interrupt.
@@ -576,44 +572,6 @@ fn serve_and_return<F: FileSystem>(
         if paced && n + 1 < chains.len() && pacer.returned(Instant::now) {
             notify(queue, vring);
         }
-    }
-}
-
-/// When a worker in the middle of a batch signals the replies it has put in
-/// the used ring: once [`SIGNAL_INTERVAL`] has passed since the batch began
-/// or since the last signal. It reads the clock only when the interval may
-/// have passed at the batch's pace so far (about twice per batch of short
-/// requests, after every reply when each takes longer than the interval).
-struct SignalPacer {
-    start: Instant,
-    last_signal: Instant,
-    returned: u32,
-    /// The reply count at which to look at the clock next.
-    check_at: u32,
-}
-
-impl SignalPacer {
-    fn new(now: Instant) -> Self {
-        SignalPacer { start: now, last_signal: now, returned: 0, check_at: 1 }
-    }
-
-    /// One more reply was returned; true if the guest is to be signalled now.
-    fn returned(&mut self, clock: impl FnOnce() -> Instant) -> bool {
-        self.returned += 1;
-        if self.returned < self.check_at {
-            return false;
-        }
-        let now = clock();
-        let signal = now.saturating_duration_since(self.last_signal) >= SIGNAL_INTERVAL;
-        if signal {
-            self.last_signal = now;
-        }
-        // Look again about when the interval runs out at the pace so far.
-        let pace = now.saturating_duration_since(self.start) / self.returned;
-        let left = SIGNAL_INTERVAL.saturating_sub(now.saturating_duration_since(self.last_signal));
-        let more = if pace.is_zero() { u32::MAX } else { (left.as_nanos() / pace.as_nanos()) as u32 };
-        self.check_at = self.returned.saturating_add(more.max(1));
-        signal
     }
 }
 
@@ -655,66 +613,6 @@ fn serve_chain<F: FileSystem>(
                 0
             }
         }
-    }
-}
-
-/// The adaptive polling window of the calling worker thread (each worker
-/// serves one queue).
-struct PollWindow {
-    max: Cell<Duration>,
-    window: Cell<Duration>,
-    /// When the last poll ran out and the worker went to sleep.
-    asleep_since: Cell<Option<Instant>>,
-}
-
-/// The smallest window a kick that came soon after sleeping grows to.
-const POLL_MIN: Duration = Duration::from_micros(2);
-
-thread_local! {
-    static POLL_WINDOW: PollWindow = const {
-        PollWindow { max: Cell::new(Duration::ZERO), window: Cell::new(Duration::ZERO), asleep_since: Cell::new(None) }
-    };
-}
-
-impl PollWindow {
-    /// The worker was woken by a kick. A sleep shorter than `max` would have
-    /// been caught by a longer window: grow it. A sleep longer than `max`
-    /// means the queue went idle: shrink the window, so that an idle or
-    /// sparse queue stops spinning (QEMU's adaptive polling does the same).
-    fn woken(&self, max: Duration) {
-        if max != self.max.get() {
-            self.max.set(max);
-            self.window.set(max);
-        }
-        if let Some(since) = self.asleep_since.take() {
-            let slept = since.elapsed();
-            let window = self.window.get();
-            if slept > max {
-                let half = window / 2;
-                self.window.set(if half < POLL_MIN { Duration::ZERO } else { half });
-            } else if slept > window {
-                self.window.set((window * 2).clamp(POLL_MIN, max));
-            }
-        }
-    }
-
-    /// Spins until `ready()` or the window passes; true if work came.
-    fn poll(&self, ready: impl Fn() -> bool) -> bool {
-        let window = self.window.get();
-        let start = Instant::now();
-        if !window.is_zero() {
-            loop {
-                if ready() {
-                    return true;
-                }
-                if start.elapsed() >= window {
-                    break;
-                }
-                std::hint::spin_loop();
-            }
-        }
-        self.asleep_since.set(Some(Instant::now()));
-        false
     }
 }
 
@@ -967,67 +865,6 @@ mod tests {
         }
     }
 
-    /// Runs a pacer over replies that each take `took`; returns the replies
-    /// after which it signalled and how many times it read the clock.
-    fn pace(took: &[Duration]) -> (Vec<usize>, usize) {
-        let t0 = Instant::now();
-        let mut pacer = SignalPacer::new(t0);
-        let (mut now, mut reads, mut signals) = (t0, 0, Vec::new());
-        for (n, d) in took.iter().enumerate() {
-            now += *d;
-            if pacer.returned(|| {
-                reads += 1;
-                now
-            }) {
-                signals.push(n + 1);
-            }
-        }
-        (signals, reads)
-    }
-
-    #[test]
-    fn a_batch_of_short_replies_is_signalled_at_its_end_only() {
-        let (signals, reads) = pace(&[Duration::from_micros(1); 40]);
-        assert_eq!(signals, Vec::<usize>::new(), "40 µs of replies: no signal before the end");
-        assert!(reads <= 3, "the clock was read {reads} times for 40 short replies");
-    }
-
-    #[test]
-    fn long_replies_are_each_signalled_as_they_are_returned() {
-        let (signals, reads) = pace(&[Duration::from_micros(150); 6]);
-        assert_eq!(signals, vec![1, 2, 3, 4, 5, 6]);
-        assert_eq!(reads, 6);
-    }
-
-    #[test]
-    fn a_long_batch_of_short_replies_is_signalled_every_interval() {
-        let (signals, _) = pace(&[Duration::from_micros(2); 100]);
-        // 200 µs of replies: a signal about every 50 µs (25 replies).
-        assert_eq!(signals.len(), 4, "signals after replies {signals:?}");
-        assert!(signals.windows(2).all(|w| (20..=30).contains(&(w[1] - w[0]))), "{signals:?}");
-    }
-
-    #[test]
-    fn a_long_reply_after_short_ones_is_signalled_soon_after_it() {
-        let mut took = vec![Duration::from_micros(1); 10];
-        took.push(Duration::from_micros(500));
-        took.extend([Duration::from_micros(1); 60]);
-        let (signals, reads) = pace(&took);
-        // At the pace of the first reply the next look is 49 replies later:
-        // the slow reply is caught there (about an interval of short
-        // replies after it), not at the end of the batch.
-        assert_eq!(signals.first(), Some(&50), "signals after replies {signals:?}");
-        assert!(reads < 10, "the clock was read {reads} times for 71 replies");
-    }
-
-    fn window(max: Duration, window: Duration, slept: Option<Duration>) -> PollWindow {
-        PollWindow {
-            max: Cell::new(max),
-            window: Cell::new(window),
-            asleep_since: Cell::new(slept.map(|d| Instant::now() - d)),
-        }
-    }
-
     #[test]
     fn a_reset_waiting_for_batches_wakes_when_the_last_one_ends() {
         let in_flight = &InFlight::default();
@@ -1062,50 +899,6 @@ mod tests {
         let _busy = in_flight.enter();
         assert!(!in_flight.wait_idle(Duration::from_millis(20)));
         assert_eq!(in_flight.state().waiters, 0);
-    }
-
-    #[test]
-    fn poll_window_grows_after_a_short_sleep() {
-        let max = Duration::from_secs(10);
-        let w = window(max, Duration::ZERO, Some(Duration::from_micros(10)));
-        w.woken(max);
-        assert_eq!(w.window.get(), POLL_MIN);
-        w.asleep_since.set(Some(Instant::now() - Duration::from_micros(10)));
-        w.woken(max);
-        assert_eq!(w.window.get(), POLL_MIN * 2);
-    }
-
-    #[test]
-    fn poll_window_shrinks_after_a_long_sleep_down_to_zero() {
-        let max = Duration::from_micros(50);
-        let w = window(max, max, None);
-        for expected in [25, 12, 6, 3, 0] {
-            w.asleep_since.set(Some(Instant::now() - Duration::from_millis(5)));
-            w.woken(max);
-            assert_eq!(w.window.get().as_micros(), expected);
-        }
-    }
-
-    #[test]
-    fn poll_catches_work_and_sleeps_without_it() {
-        let max = Duration::from_millis(1);
-        let w = window(max, max, None);
-        w.woken(max);
-        assert!(w.poll(|| true));
-        assert!(w.asleep_since.get().is_none());
-        let start = Instant::now();
-        assert!(!w.poll(|| false));
-        assert!(start.elapsed() >= max, "gave up before the window passed");
-        assert!(w.asleep_since.get().is_some());
-        let off = window(max, Duration::ZERO, None);
-        assert!(!off.poll(|| panic!("a zero window must not look at the ring")));
-    }
-
-    #[test]
-    fn poll_window_follows_a_new_maximum() {
-        let w = window(Duration::from_micros(50), Duration::from_micros(50), None);
-        w.woken(Duration::ZERO);
-        assert!(!w.poll(|| panic!("polling is off")));
     }
 
     #[test]

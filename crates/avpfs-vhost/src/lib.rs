@@ -27,6 +27,8 @@ pub mod backend;
 pub mod bulk_helper;
 pub mod daemon;
 pub mod descriptor_chain;
+mod poll_window;
+mod signal_pacer;
 
 pub use backend::{DeviceConfig, VhostUserFsBackend};
 pub use daemon::{serve, Error, Socket, Stopper, VhostDaemon, VhostOptions, DEFAULT_FORGET_BATCH, DEFAULT_POLL_MAX};

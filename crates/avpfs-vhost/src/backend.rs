@@ -41,7 +41,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use avpfs_server::{FileSystem, Handled, Server, Writer};
-use fuse_abi::{InHeader, OutHeader};
+use fuse_abi::OutHeader;
 use log::{debug, error, info, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::Backend;
@@ -52,9 +52,10 @@ use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
-use crate::descriptor_chain::{walk_chain, BadChain, Buffers, ChainReader, ChainWriter, SplitChain};
+use crate::chain_kind::{classify, request_header, walk_all, ChainKind, WalkedChain};
+use crate::descriptor_chain::{walk_chain, ChainReader, ChainWriter, SplitChain};
 use crate::poll_window::POLL_WINDOW;
 use crate::signal_pacer::SignalPacer;
 
@@ -70,9 +71,6 @@ pub const HIPRIO_QUEUE: usize = 0;
 /// Most queues one device can have: vhost-user-backend assigns queues to
 /// worker threads with a 64-bit mask.
 pub const MAX_QUEUES: usize = 64;
-/// A chain with room for a reply of at least this many bytes (a large READ)
-/// is a bulk request, worth a helper thread's copy.
-const BULK_BYTES: u64 = 64 << 10;
 /// How long a reset waits for requests in progress before it drops the nodes anyway.
 const QUIESCE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -497,55 +495,6 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     }
 }
 
-/// How a worker serves a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChainKind {
-    /// A request that may block for long (SETLKW): on a thread of its own.
-    Blocking,
-    /// A chain with at least [`BULK_BYTES`] of reply room (a large READ): may
-    /// go to the worker's helper thread.
-    Bulk,
-    /// Anything else, bad chains included: served by the worker.
-    Plain,
-}
-
-/// What kind of chain `chain` is.
-fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &WalkedChain) -> ChainKind {
-    let Ok(chain) = &chain.chain else {
-        return ChainKind::Plain;
-    };
-    if request_opcode(mem, chain) == Some(fuse_abi::opcode::SETLKW) {
-        ChainKind::Blocking
-    } else if chain.writable_len() >= BULK_BYTES {
-        ChainKind::Bulk
-    } else {
-        ChainKind::Plain
-    }
-}
-
-/// A chain popped from the available ring, walked (and so validated) once
-/// for both its classification and its serving.
-struct WalkedChain {
-    head: u16,
-    chain: Result<SplitChain, BadChain>,
-}
-
-impl WalkedChain {
-    fn walk(mem: &GuestMemoryLoadGuard<GuestMemory>, desc_table: GuestAddress, size: u16, head: u16) -> Self {
-        WalkedChain { head, chain: walk_chain(&**mem, desc_table, size, head) }
-    }
-}
-
-/// Walks the chains at `heads`.
-fn walk_all(
-    mem: &GuestMemoryLoadGuard<GuestMemory>,
-    desc_table: GuestAddress,
-    size: u16,
-    heads: Vec<u16>,
-) -> Vec<WalkedChain> {
-    heads.into_iter().map(|head| WalkedChain::walk(mem, desc_table, size, head)).collect()
-}
-
 /// Serves `chains` in order, puts each in the used ring, and signals the
 /// guest (if it wants to know) whenever [`SignalPacer`] says so (every
 /// [`SIGNAL_INTERVAL`](crate::signal_pacer::SIGNAL_INTERVAL) since the
@@ -660,28 +609,6 @@ fn signal(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
     if let Err(e) = vring.signal_used_queue() {
         warn!("queue {queue}: cannot signal the guest: {e}");
     }
-}
-
-/// The opcode of the FUSE request at the start of a chain's readable part,
-/// if it holds a request header; read straight from the first buffer when
-/// it holds the field, as it does for any Linux guest.
-fn request_opcode(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<u32> {
-    use vm_memory::{Address, Bytes};
-    let first = chain.readable.first()?;
-    if first.len as usize >= std::mem::size_of::<InHeader>() {
-        let at = first.addr.checked_add(std::mem::offset_of!(InHeader, opcode) as u64)?;
-        return mem.read_obj::<u32>(at).ok().map(u32::from_le);
-    }
-    request_header(mem, chain).map(|h| h.opcode)
-}
-
-/// The FUSE request header at the start of a chain's readable part, if it holds one.
-fn request_header(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<InHeader> {
-    let readable = SplitChain { readable: chain.readable.clone(), writable: Buffers::new() };
-    let mut r = ChainReader::<()>::new(&**mem, &readable).ok()?;
-    let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
-    avpfs_server::Reader::read_exact(&mut r, &mut hdr).ok()?;
-    InHeader::read_from_bytes(&hdr[..]).ok()
 }
 
 /// Writes an error reply into the writable part of a chain the server could
@@ -806,53 +733,6 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Classifies a chain whose request header (with `opcode`) lies at
-    /// 0x1000, in one buffer or cut in two after `cut` bytes, with
-    /// `reply_room` bytes of writable buffer.
-    fn kind_of(opcode: u32, cut: Option<u32>, reply_room: u32) -> ChainKind {
-        use crate::descriptor_chain::Buffer;
-        use vm_memory::Bytes;
-        let atomic = GuestMemoryAtomic::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap());
-        let mem = atomic.memory();
-        let header = InHeader { len: 64, opcode, unique: 7, ..Default::default() };
-        let len = std::mem::size_of::<InHeader>() as u32;
-        let readable: Buffers = match cut {
-            None => {
-                mem.write_slice(header.as_bytes(), GuestAddress(0x1000)).unwrap();
-                smallvec::smallvec![Buffer { addr: GuestAddress(0x1000), len: 64 }]
-            }
-            Some(cut) => {
-                let (head, tail) = header.as_bytes().split_at(cut as usize);
-                mem.write_slice(head, GuestAddress(0x1000)).unwrap();
-                mem.write_slice(tail, GuestAddress(0x3000)).unwrap();
-                smallvec::smallvec![
-                    Buffer { addr: GuestAddress(0x1000), len: cut },
-                    Buffer { addr: GuestAddress(0x3000), len: len - cut + 24 },
-                ]
-            }
-        };
-        let writable: Buffers = smallvec::smallvec![Buffer { addr: GuestAddress(0x10000), len: reply_room }];
-        classify(&mem, &WalkedChain { head: 0, chain: Ok(SplitChain { readable, writable }) })
-    }
-
-    #[test]
-    fn chains_are_classified_by_opcode_and_reply_room() {
-        use fuse_abi::opcode::{LOOKUP, READ, SETLKW};
-        let bulk = BULK_BYTES as u32;
-        assert_eq!(kind_of(SETLKW, None, 16), ChainKind::Blocking);
-        // A header cut over two buffers (the opcode too) is read whole.
-        assert_eq!(kind_of(SETLKW, Some(6), 16), ChainKind::Blocking);
-        assert_eq!(kind_of(SETLKW, Some(1), 16), ChainKind::Blocking);
-        assert_eq!(kind_of(READ, None, bulk), ChainKind::Bulk);
-        assert_eq!(kind_of(READ, Some(6), bulk - 1), ChainKind::Plain);
-        assert_eq!(kind_of(LOOKUP, None, 200), ChainKind::Plain);
-        // A bad chain is served (with an error) by the worker.
-        let atomic = GuestMemoryAtomic::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap());
-        let bad = walk_chain(&*atomic.memory(), GuestAddress(0x100_0000), 16, 0);
-        assert!(bad.is_err());
-        assert_eq!(classify(&atomic.memory(), &WalkedChain { head: 0, chain: bad }), ChainKind::Plain);
-    }
 
     fn config(tag: &str, queues: usize, size: u16) -> DeviceConfig {
         DeviceConfig {

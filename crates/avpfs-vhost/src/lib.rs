@@ -25,6 +25,7 @@
 
 pub mod backend;
 pub mod bulk_helper;
+mod chain_kind;
 pub mod daemon;
 pub mod descriptor_chain;
 mod poll_window;

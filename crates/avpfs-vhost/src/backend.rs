@@ -10,54 +10,34 @@
 //! and signals the guest once per batch (when EVENT_IDX says the guest wants
 //! it).
 //!
-//! With EVENT_IDX, a worker that has drained its queue keeps watching the
-//! available ring for a short, adaptive window ([`DeviceConfig::poll_max`],
-//! like QEMU's `poll-max-ns` for its own I/O threads) before it re-enables
-//! notifications and sleeps: a guest that sends its next request within the
-//! window needs no kick and the worker no wake-up. The window doubles when
-//! a kick comes sooner than `poll_max` after the worker went to sleep and
-//! halves when the sleep was longer, so an idle or sparse queue stops
-//! spinning.
-//!
-//! The hiprio queue's worker never polls: nobody waits for a FORGET. It
-//! batches instead ([`DeviceConfig::forget_batch`]): after a kick it leaves
-//! notifications off and sleeps for the batching delay, then serves every
-//! FORGET that gathered and signals the guest once, and goes on so while
-//! FORGETs keep coming. A guest evicting inodes one by one (an `rm -r`)
-//! then kicks once and takes one interrupt per delay instead of one of each
-//! per FORGET.
-//!
-//! A batch with several large READs, popped while fewer workers are busy
-//! than the host has CPUs, is shared with the worker's helper thread
-//! ([`crate::bulk_helper`]): the two copy into guest memory at once, and the
-//! worker signals the guest when both are done. A large READ from a regular
-//! file in a batch without another is split in two halves instead, read at
-//! once by the worker and its helper
-//! ([`ChainWriter::with_read_split`](crate::descriptor_chain::ChainWriter::with_read_split)).
+//! What each worker does after a kick is [`crate::queue_worker`]'s: batches,
+//! signal pacing ([`crate::signal_pacer`]), adaptive polling of a drained
+//! queue ([`DeviceConfig::poll_max`], [`crate::poll_window`]), FORGET
+//! batching on the hiprio queue ([`DeviceConfig::forget_batch`]), lock
+//! waits on threads of their own, and the bulk helper thread
+//! ([`crate::bulk_helper`]). This module holds the device settings, the
+//! count of batches in progress a reset waits for, and the
+//! [`VhostUserBackend`] implementation that hands each kick to its queue's
+//! worker.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use avpfs_server::{FileSystem, Handled, Server, Writer};
-use fuse_abi::OutHeader;
-use log::{debug, error, info, warn};
+use avpfs_server::{FileSystem, Server};
+use log::{error, info, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::Backend;
-use vhost_user_backend::{VhostUserBackend, VringMutex, VringState, VringT};
+use vhost_user_backend::{VhostUserBackend, VringMutex};
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use virtio_queue::{QueueOwnedT, QueueT};
-use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
-use zerocopy::IntoBytes;
 
-use crate::chain_kind::{classify, request_header, walk_all, ChainKind, WalkedChain};
-use crate::descriptor_chain::{walk_chain, ChainReader, ChainWriter, SplitChain};
-use crate::poll_window::POLL_WINDOW;
-use crate::signal_pacer::SignalPacer;
+use crate::queue_worker::QueueWorker;
+use crate::virtqueue::Virtqueue;
 
 /// Guest memory as the backend maps it (no dirty-page bitmap: no migration yet).
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -144,7 +124,7 @@ impl DeviceConfig {
 /// makes a futex system call whether or not anyone waits, and a batch ends
 /// after every reply at low depth.
 #[derive(Debug, Default)]
-struct InFlight {
+pub(crate) struct InFlight {
     state: Mutex<InFlightState>,
     idle: Condvar,
 }
@@ -163,11 +143,12 @@ impl InFlight {
     }
 
     /// Batches in progress now.
-    fn busy(&self) -> usize {
+    pub(crate) fn busy(&self) -> usize {
         self.state().batches
     }
 
-    fn enter(&self) -> InFlightGuard<'_> {
+    /// Counts a batch in progress until the guard is dropped.
+    pub(crate) fn enter(&self) -> InFlightGuard<'_> {
         self.state().batches += 1;
         InFlightGuard(self)
     }
@@ -183,7 +164,8 @@ impl InFlight {
     }
 }
 
-struct InFlightGuard<'a>(&'a InFlight);
+/// A batch in progress, counted in its [`InFlight`] until dropped.
+pub(crate) struct InFlightGuard<'a>(&'a InFlight);
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
@@ -209,7 +191,7 @@ pub struct VhostUserFsBackend<F: FileSystem> {
     /// The back-end request channel (for later use: DAX mappings, notifications).
     backend_req: Mutex<Option<Backend>>,
     /// Bumped on every reset, so late replies of lock waits are dropped.
-    generation: Arc<std::sync::atomic::AtomicU64>,
+    generation: Arc<AtomicU64>,
     /// CPUs this process may run on.
     cpus: usize,
 }
@@ -225,7 +207,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             event_idx: AtomicBool::new(false),
             in_flight: InFlight::default(),
             backend_req: Mutex::new(None),
-            generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            generation: Arc::new(AtomicU64::new(0)),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
@@ -245,386 +227,47 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         self.server.reset();
     }
 
-    /// Drains queue `queue` until it is empty (with EVENT_IDX: until no new
-    /// chain arrived while notifications were being re-enabled). Each pass
-    /// takes every available chain, answers them, and signals the guest once
-    /// (and within long batches, every [`SIGNAL_INTERVAL`](crate::signal_pacer::SIGNAL_INTERVAL)).
+    /// Serves queue `queue` after a kick: the hiprio queue gathers FORGETs
+    /// in batches when EVENT_IDX lets it ([`DeviceConfig::forget_batch`]),
+    /// every other queue is drained at once (see [`crate::queue_worker`]).
+    /// A drain counts as a batch in progress for [`Self::reset_server`] from
+    /// before the worker takes the guest memory.
     fn process_queue(&self, queue: usize, vring: &VringMutex<GuestMemoryShared>) {
         let event_idx = self.event_idx.load(Ordering::Acquire);
         if queue == HIPRIO_QUEUE && event_idx && !self.config.forget_batch.is_zero() {
-            self.process_forgets_in_batches(vring);
+            if let Some(worker) = self.queue_worker(queue, vring, event_idx) {
+                worker.process_forgets_in_batches();
+            }
             return;
         }
         let _busy = self.in_flight.enter();
-        let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
-            warn!("queue {queue}: kicked before any memory table was set");
-            return;
-        };
-        // The hiprio queue carries FORGETs and INTERRUPTs, which the guest
-        // does not wait for: its worker never spins (a second spinning
-        // thread would take a CPU from the guest's vCPUs).
-        let poll_max = if event_idx && queue != HIPRIO_QUEUE { self.config.poll_max } else { Duration::ZERO };
-        POLL_WINDOW.with(|w| w.woken(poll_max));
-        loop {
-            if event_idx {
-                if let Err(e) = vring.disable_notification() {
-                    warn!("queue {queue}: cannot disable notifications: {e}");
-                }
-            }
-            let (heads, desc_table, size) = pop_available(queue, &mut vring.get_mut(), &atomic.memory());
-            // One memory snapshot per batch, taken after the chains were
-            // popped: a region the front end added before publishing a chain
-            // is in it, and the mappings stay valid until the batch is done.
-            let mem = atomic.memory();
-            if !heads.is_empty() {
-                debug!("queue {queue}: batch of {}", heads.len());
-                self.serve_batch(queue, vring, &atomic, &mem, desc_table, size, heads);
-                notify(queue, vring);
-            }
-            if !event_idx {
-                break;
-            }
-            // Notifications are still off: watch the ring for a while.
-            if POLL_WINDOW.with(|w| w.poll(|| has_available(vring, &mem))) {
-                continue;
-            }
-            match vring.enable_notification() {
-                // More chains arrived while notifications were off.
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    warn!("queue {queue}: cannot enable notifications: {e}");
-                    break;
-                }
-            }
+        if let Some(worker) = self.queue_worker(queue, vring, event_idx) {
+            worker.process_queue();
         }
     }
 
-    /// The hiprio queue's worker after a kick (EVENT_IDX): with
-    /// notifications off, sleep [`DeviceConfig::forget_batch`], then serve
-    /// what gathered and signal once; repeat until a delay passes without a
-    /// FORGET, then turn notifications back on. The sleep is not counted as
-    /// a batch in progress (a reset does not wait for it, and the bulk
-    /// helper's count of busy workers leaves it out).
-    fn process_forgets_in_batches(&self, vring: &VringMutex<GuestMemoryShared>) {
-        let queue = HIPRIO_QUEUE;
-        let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
-            warn!("queue {queue}: kicked before any memory table was set");
-            return;
-        };
-        loop {
-            if let Err(e) = vring.disable_notification() {
-                warn!("queue {queue}: cannot disable notifications: {e}");
-            }
-            std::thread::sleep(self.config.forget_batch);
-            let serving = {
-                let state = vring.get_ref();
-                state.get_queue().ready() && state.is_enabled()
-            };
-            if !serving {
-                // Stopped or reset while the FORGETs gathered: the chains
-                // stay in the ring for whoever serves the queue next.
-                return;
-            }
-            let served = {
-                let _busy = self.in_flight.enter();
-                let (heads, desc_table, size) = pop_available(queue, &mut vring.get_mut(), &atomic.memory());
-                let mem = atomic.memory();
-                let served = heads.len();
-                if served > 0 {
-                    debug!("queue {queue}: batch of {served}");
-                    let chains = walk_all(&mem, desc_table, size, heads);
-                    serve_and_return(&self.server, queue, vring, &mem, &chains, false);
-                    notify(queue, vring);
-                }
-                served
-            };
-            if served > 0 {
-                continue;
-            }
-            match vring.enable_notification() {
-                // A FORGET came while notifications were being turned on.
-                Ok(true) => continue,
-                Ok(false) => return,
-                Err(e) => {
-                    warn!("queue {queue}: cannot enable notifications: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Serves the chains of one batch and puts them in the used ring. Lock
-    /// waits go to threads of their own. While fewer workers are busy than
-    /// there are CPUs, the worker's helper thread takes a share of the
-    /// large READs: every other bulk request of a batch that has two or
-    /// more, else the second half of each large read from a regular file
-    /// (see [`ChainWriter::with_read_split`]), so that the copies into
-    /// guest memory run on two CPUs. (Only READs: WRITEs to one host file
-    /// take its inode lock in turn, so a helper would mostly wait.)
-    #[allow(clippy::too_many_arguments)]
-    fn serve_batch(
-        &self,
+    /// The worker of queue `queue` for one kick; `None` (logged) before the
+    /// front end set a memory table.
+    fn queue_worker<'a>(
+        &'a self,
         queue: usize,
-        vring: &VringMutex<GuestMemoryShared>,
-        atomic: &GuestMemoryShared,
-        mem: &GuestMemoryLoadGuard<GuestMemory>,
-        desc_table: GuestAddress,
-        size: u16,
-        heads: Vec<u16>,
-    ) {
-        // Asked only of batches with a bulk request (it takes the lock of
-        // the in-flight count).
-        let helper_free = || self.config.bulk_helper && self.in_flight.busy() < self.cpus;
-        if let [head] = heads[..] {
-            // The common case at low depth: nothing to allocate.
-            let chain = [WalkedChain::walk(mem, desc_table, size, head)];
-            let kind = if queue == HIPRIO_QUEUE { ChainKind::Plain } else { classify(mem, &chain[0]) };
-            if kind == ChainKind::Blocking {
-                let [chain] = chain;
-                self.process_blocking_chain(queue, vring, atomic, desc_table, size, chain);
-            } else {
-                serve_and_return(&self.server, queue, vring, mem, &chain, kind == ChainKind::Bulk && helper_free());
-            }
-            return;
-        }
-        let chains = walk_all(mem, desc_table, size, heads);
-        let kinds: Vec<ChainKind> = if queue == HIPRIO_QUEUE {
-            vec![ChainKind::Plain; chains.len()]
-        } else {
-            chains.iter().map(|chain| classify(mem, chain)).collect()
+        vring: &'a VringMutex<GuestMemoryShared>,
+        event_idx: bool,
+    ) -> Option<QueueWorker<'a, F>> {
+        let Some(guest_memory) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            warn!("queue {queue}: kicked before any memory table was set");
+            return None;
         };
-        let bulk = kinds.iter().filter(|&&k| k == ChainKind::Bulk).count();
-        let helper = bulk > 0 && helper_free();
-        let split = helper && bulk >= 2;
-        let mut mine = Vec::with_capacity(chains.len());
-        let mut theirs = Vec::new();
-        let mut nth_bulk = 0;
-        for (chain, kind) in chains.into_iter().zip(kinds) {
-            match kind {
-                ChainKind::Blocking => self.process_blocking_chain(queue, vring, atomic, desc_table, size, chain),
-                ChainKind::Bulk if split && nth_bulk % 2 == 1 => {
-                    theirs.push(chain);
-                    nth_bulk += 1;
-                }
-                ChainKind::Bulk => {
-                    mine.push(chain);
-                    nth_bulk += 1;
-                }
-                ChainKind::Plain => mine.push(chain),
-            }
-        }
-        if theirs.is_empty() {
-            // At most one bulk request: its read may be split.
-            serve_and_return(&self.server, queue, vring, mem, &mine, helper);
-            return;
-        }
-        // Both halves keep their replies' lengths; the worker returns every
-        // chain once both are done, so the guest sees the batch end at once
-        // (as its one signal tells it) and the two threads do not take turns
-        // at the used ring.
-        let their_replies = Arc::new(Mutex::new(Vec::with_capacity(theirs.len())));
-        let (server, thread_atomic, out) = (self.server.clone(), atomic.clone(), their_replies.clone());
-        let job = Box::new(move || {
-            let mem = thread_atomic.memory();
-            let replies: Vec<(u16, u32)> =
-                theirs.iter().map(|chain| (chain.head, serve_chain(&server, queue, &mem, chain, false))).collect();
-            *out.lock().unwrap_or_else(|e| e.into_inner()) = replies;
-        });
-        let mut replies = Vec::with_capacity(mine.len());
-        crate::bulk_helper::run_split(
-            || crate::bulk_helper::thread_name(queue),
-            job,
-            || {
-                replies
-                    .extend(mine.iter().map(|chain| (chain.head, serve_chain(&self.server, queue, mem, chain, false))))
-            },
-        );
-        replies.append(&mut their_replies.lock().unwrap_or_else(|e| e.into_inner()));
-        for (head, len) in replies {
-            if let Err(e) = vring.add_used(head, len) {
-                warn!("queue {queue}: cannot return descriptor {head}: {e}");
-            }
-        }
-    }
-
-    /// Serves a request that may block for long (SETLKW) on a thread of its
-    /// own, so that the queue keeps being served: the lock holder's unlock
-    /// may be the very next request on this queue. The reply is put in the
-    /// used ring when the request ends, unless the device was reset since.
-    fn process_blocking_chain(
-        &self,
-        queue: usize,
-        vring: &VringMutex<GuestMemoryShared>,
-        atomic: &GuestMemoryShared,
-        desc_table: GuestAddress,
-        size: u16,
-        chain: WalkedChain,
-    ) {
-        let head = chain.head;
-        let server = self.server.clone();
-        let thread_vring = vring.clone();
-        let thread_atomic = atomic.clone();
-        let generation = self.generation.clone();
-        let started = generation.load(Ordering::Acquire);
-        let spawned = std::thread::Builder::new().name(format!("vq{queue}-setlkw")).spawn(move || {
-            let mem = thread_atomic.memory();
-            let len = serve_chain(&server, queue, &mem, &chain, false);
-            if generation.load(Ordering::Acquire) != started {
-                debug!("queue {queue}: device reset while a lock wait was in progress; reply dropped");
-                return;
-            }
-            if let Err(e) = thread_vring.add_used(head, len) {
-                warn!("queue {queue}: cannot return descriptor {head}: {e}");
-            }
-            notify(queue, &thread_vring);
-        });
-        if let Err(e) = spawned {
-            // No thread: answer EAGAIN-like failure rather than block the queue
-            // (the walked chain went with the thread's closure: walk it again).
-            warn!("queue {queue}: cannot start a thread for a lock wait: {e}");
-            let mem = atomic.memory();
-            let len = match walk_chain(&*mem, desc_table, size, head) {
-                Ok(chain) => error_reply(&mem, &chain, libc::ENOLCK),
-                Err(bad) => error_reply(&mem, &bad.valid, libc::ENOLCK),
-            };
-            if let Err(e) = vring.add_used(head, len) {
-                warn!("queue {queue}: cannot return descriptor {head}: {e}");
-            }
-        }
-    }
-}
-
-/// Serves `chains` in order, puts each in the used ring, and signals the
-/// guest (if it wants to know) whenever [`SignalPacer`] says so (every
-/// [`SIGNAL_INTERVAL`](crate::signal_pacer::SIGNAL_INTERVAL) since the
-/// start or the last signal), so that in a long batch it sees the first
-/// replies early. The caller signals the rest at the end of the batch. On
-/// the hiprio queue nothing is signalled mid-batch: its FORGETs have no
-/// reply a guest waits for, and a batch of them is to cost one interrupt.
-/// `split_reads`: large reads may be split with the worker's helper thread.
-fn serve_and_return<F: FileSystem>(
-    server: &Server<F>,
-    queue: usize,
-    vring: &VringMutex<GuestMemoryShared>,
-    mem: &GuestMemoryLoadGuard<GuestMemory>,
-    chains: &[WalkedChain],
-    split_reads: bool,
-) {
-    let mut pacer = SignalPacer::new(Instant::now());
-    let paced = queue != HIPRIO_QUEUE;
-    for (n, chain) in chains.iter().enumerate() {
-        let len = serve_chain(server, queue, mem, chain, split_reads);
-        if let Err(e) = vring.add_used(chain.head, len) {
-            warn!("queue {queue}: cannot return descriptor {}: {e}", chain.head);
-        }
-        if paced && n + 1 < chains.len() && pacer.returned(Instant::now) {
-            notify(queue, vring);
-        }
-    }
-}
-
-/// Serves one chain with `server`; returns the number of bytes written to
-/// its writable part. `split_reads`: a large read may be split with the
-/// calling worker's helper thread ([`ChainWriter::with_read_split`]).
-fn serve_chain<F: FileSystem>(
-    server: &Server<F>,
-    queue: usize,
-    mem: &GuestMemoryLoadGuard<GuestMemory>,
-    walked: &WalkedChain,
-    split_reads: bool,
-) -> u32 {
-    {
-        let head = walked.head;
-        let chain = match &walked.chain {
-            Ok(chain) => chain,
-            Err(bad) => {
-                avpfs_server::guest_warn!("queue {queue}: bad descriptor chain at head {head}: {}", bad.error);
-                return error_reply(mem, &bad.valid, libc::EIO);
-            }
-        };
-        let (mut r, mut w) = match (ChainReader::new(&**mem, chain), ChainWriter::new(&**mem, chain)) {
-            (Ok(r), Ok(w)) => (r, w.with_read_split(split_reads.then_some(queue))),
-            (Err(e), _) | (_, Err(e)) => {
-                avpfs_server::guest_warn!("queue {queue}: descriptor chain at head {head}: {e}");
-                return 0;
-            }
-        };
-        match server.handle_message(&mut r, &mut w) {
-            Ok(Handled::Reply(len)) => u32::try_from(len.min(w.bytes_written())).unwrap_or(0),
-            Ok(Handled::NoReply) => 0,
-            Err(avpfs_server::Error::ShortHeader(n)) => {
-                avpfs_server::guest_warn!("queue {queue}: request of {n} bytes has no complete FUSE header");
-                error_reply(mem, chain, libc::EIO)
-            }
-            Err(e) => {
-                avpfs_server::guest_warn!("queue {queue}: {e}");
-                0
-            }
-        }
-    }
-}
-
-/// Whether the driver has published chains this worker has not popped yet.
-fn has_available(vring: &VringMutex<GuestMemoryShared>, mem: &GuestMemoryLoadGuard<GuestMemory>) -> bool {
-    let state = vring.get_ref();
-    let q = state.get_queue();
-    q.avail_idx(&**mem, std::sync::atomic::Ordering::Acquire).is_ok_and(|idx| idx.0 != q.next_avail())
-}
-
-/// Pops every available chain head; returns them with the descriptor table
-/// address and the queue size.
-fn pop_available(
-    queue: usize,
-    state: &mut VringState<GuestMemoryShared>,
-    mem: &GuestMemoryLoadGuard<GuestMemory>,
-) -> (Vec<u16>, GuestAddress, u16) {
-    let q = state.get_queue_mut();
-    let desc_table = GuestAddress(q.desc_table());
-    let size = q.size();
-    let heads = match q.iter(&**mem) {
-        Ok(iter) => iter.map(|chain| chain.head_index()).collect(),
-        Err(e) => {
-            warn!("queue {queue}: cannot read the available ring: {e}");
-            Vec::new()
-        }
-    };
-    (heads, desc_table, size)
-}
-
-/// Signals the guest if it wants to know about the new used entries
-/// (always without EVENT_IDX; with it, when `used_event` was passed).
-fn notify(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
-    match vring.needs_notification() {
-        Ok(false) => {}
-        Ok(true) => signal(queue, vring),
-        Err(e) => {
-            warn!("queue {queue}: cannot read used_event ({e}); signalling");
-            signal(queue, vring);
-        }
-    }
-}
-
-fn signal(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
-    if let Err(e) = vring.signal_used_queue() {
-        warn!("queue {queue}: cannot signal the guest: {e}");
-    }
-}
-
-/// Writes an error reply into the writable part of a chain the server could
-/// not take, when it has room for a reply header. The `unique` comes from the
-/// request header when the readable part holds one (0 otherwise: the guest
-/// matches replies by chain, not by `unique`). Returns the used length.
-fn error_reply(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain, errno: i32) -> u32 {
-    let unique = request_header(mem, chain).map_or(0, |h| h.unique);
-    let Ok(mut w) = ChainWriter::<()>::from_buffers(&**mem, &chain.writable) else {
-        return 0;
-    };
-    let len = std::mem::size_of::<OutHeader>() as u32;
-    let out = OutHeader { len, error: -errno, unique };
-    match w.write_all(out.as_bytes()) {
-        Ok(()) => len,
-        Err(_) => 0,
+        Some(QueueWorker {
+            queue: Virtqueue { index: queue, vring },
+            guest_memory,
+            server: &self.server,
+            config: &self.config,
+            in_flight: &self.in_flight,
+            generation: &self.generation,
+            cpus: self.cpus,
+            event_idx,
+        })
     }
 }
 
@@ -732,6 +375,8 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn config(tag: &str, queues: usize, size: u16) -> DeviceConfig {

@@ -1,14 +1,17 @@
 //! What a popped chain is, for its queue worker: [`WalkedChain`] (walked,
 //! and so validated, once for both its classification and its serving) and
 //! [`ChainKind`], read from the FUSE opcode at the start of its request and
-//! from the room it has for a reply.
+//! from the room it has for a reply; and how a batch is dealt out by kind
+//! between the worker, its helper thread and threads of their own
+//! ([`deal_out`]).
 
 use fuse_abi::InHeader;
-use vm_memory::{GuestAddress, GuestMemoryLoadGuard};
+use vm_memory::GuestMemoryLoadGuard;
 use zerocopy::FromBytes;
 
 use crate::backend::GuestMemory;
 use crate::descriptor_chain::{walk_chain, BadChain, Buffers, ChainReader, SplitChain};
+use crate::virtqueue::DescriptorTable;
 
 /// A chain with room for a reply of at least this many bytes (a large READ)
 /// is a bulk request, worth a helper thread's copy.
@@ -50,25 +53,50 @@ pub(crate) struct WalkedChain {
 }
 
 impl WalkedChain {
-    /// Walks the chain at `head`.
-    pub(crate) fn walk(
-        mem: &GuestMemoryLoadGuard<GuestMemory>,
-        desc_table: GuestAddress,
-        size: u16,
-        head: u16,
-    ) -> Self {
-        WalkedChain { head, chain: walk_chain(&**mem, desc_table, size, head) }
+    /// Walks the chain at `head` of `table`.
+    pub(crate) fn walk(mem: &GuestMemoryLoadGuard<GuestMemory>, table: DescriptorTable, head: u16) -> Self {
+        WalkedChain { head, chain: walk_chain(&**mem, table.addr, table.size, head) }
     }
 }
 
-/// Walks the chains at `heads`.
+/// Walks the chains at `heads` of `table`.
 pub(crate) fn walk_all(
     mem: &GuestMemoryLoadGuard<GuestMemory>,
-    desc_table: GuestAddress,
-    size: u16,
+    table: DescriptorTable,
     heads: Vec<u16>,
 ) -> Vec<WalkedChain> {
-    heads.into_iter().map(|head| WalkedChain::walk(mem, desc_table, size, head)).collect()
+    heads.into_iter().map(|head| WalkedChain::walk(mem, table, head)).collect()
+}
+
+/// Deals the chains of a batch out by their `kinds`, in batch order: each
+/// blocking chain to `blocking` as it comes, plain chains to the worker,
+/// and bulk chains to the worker too or, with `share_bulk`, every other
+/// one (the second, the fourth, ...) to its helper thread. Returns the
+/// worker's chains and the helper's.
+pub(crate) fn deal_out(
+    chains: Vec<WalkedChain>,
+    kinds: Vec<ChainKind>,
+    share_bulk: bool,
+    mut blocking: impl FnMut(WalkedChain),
+) -> (Vec<WalkedChain>, Vec<WalkedChain>) {
+    let mut mine = Vec::with_capacity(chains.len());
+    let mut theirs = Vec::new();
+    let mut nth_bulk = 0;
+    for (chain, kind) in chains.into_iter().zip(kinds) {
+        match kind {
+            ChainKind::Blocking => blocking(chain),
+            ChainKind::Bulk if share_bulk && nth_bulk % 2 == 1 => {
+                theirs.push(chain);
+                nth_bulk += 1;
+            }
+            ChainKind::Bulk => {
+                mine.push(chain);
+                nth_bulk += 1;
+            }
+            ChainKind::Plain => mine.push(chain),
+        }
+    }
+    (mine, theirs)
 }
 
 /// The opcode of the FUSE request at the start of a chain's readable part,
@@ -95,7 +123,7 @@ pub(crate) fn request_header(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &Sp
 
 #[cfg(test)]
 mod tests {
-    use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+    use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
     use zerocopy::IntoBytes;
 
     use super::*;
@@ -145,5 +173,21 @@ mod tests {
         let bad = walk_chain(&*atomic.memory(), GuestAddress(0x100_0000), 16, 0);
         assert!(bad.is_err());
         assert_eq!(classify(&atomic.memory(), &WalkedChain { head: 0, chain: bad }), ChainKind::Plain);
+    }
+
+    #[test]
+    fn a_batch_is_dealt_out_by_kind_and_bulk_chains_alternate_when_shared() {
+        use ChainKind::{Blocking, Bulk, Plain};
+        let kinds = [Plain, Bulk, Blocking, Bulk, Bulk, Plain, Bulk, Blocking];
+        let deal = |share_bulk| {
+            let chains =
+                (0..kinds.len() as u16).map(|head| WalkedChain { head, chain: Ok(SplitChain::default()) }).collect();
+            let mut blocking = Vec::new();
+            let (mine, theirs) = deal_out(chains, kinds.to_vec(), share_bulk, |c| blocking.push(c.head));
+            let heads = |chains: Vec<WalkedChain>| chains.iter().map(|c| c.head).collect::<Vec<_>>();
+            (heads(mine), heads(theirs), blocking)
+        };
+        assert_eq!(deal(true), (vec![0, 1, 4, 5], vec![3, 6], vec![2, 7]));
+        assert_eq!(deal(false), (vec![0, 1, 3, 4, 5, 6], vec![], vec![2, 7]));
     }
 }

@@ -26,10 +26,13 @@
 pub mod backend;
 pub mod bulk_helper;
 mod chain_kind;
+mod chain_server;
 pub mod daemon;
 pub mod descriptor_chain;
 mod poll_window;
+mod queue_worker;
 mod signal_pacer;
+mod virtqueue;
 
 pub use backend::{DeviceConfig, VhostUserFsBackend};
 pub use daemon::{serve, Error, Socket, Stopper, VhostDaemon, VhostOptions, DEFAULT_FORGET_BATCH, DEFAULT_POLL_MAX};

@@ -248,8 +248,11 @@ impl<F: FileSystem + 'static> VhostDaemon<F> {
                 libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
             ];
+            // The crate denies unsafe code outside guest_io; this poll is to
+            // move to an avpfs-sys wrapper, and the allow with it.
             // SAFETY: `fds` is a valid array of two pollfd for the duration of
             // the call; both descriptors are owned by `self` and stay open.
+            #[allow(unsafe_code)]
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();

@@ -22,13 +22,17 @@
 //! ```
 
 #![deny(missing_docs)]
+// The one module with unsafe code, guest_io, allows it for itself.
+#![deny(unsafe_code)]
 
 pub mod backend;
 pub mod bulk_helper;
 mod chain_kind;
+mod chain_reader_writer;
 mod chain_server;
 pub mod daemon;
 pub mod descriptor_chain;
+mod guest_io;
 mod poll_window;
 mod queue_worker;
 mod signal_pacer;

@@ -40,12 +40,14 @@ use crate::poll_window::POLL_WINDOW;
 use crate::signal_pacer::SignalPacer;
 use crate::virtqueue::{DescriptorTable, Virtqueue};
 
-/// The worker of one queue, for one kick: the queue, the guest memory as
-/// it was when the kick came, and what it shares with the other workers.
+/// The worker of one queue, for one kick: the queue, the guest memory, and
+/// what it shares with the other workers. Built by the backend for each
+/// kick (a few references: nothing to allocate).
 pub(crate) struct QueueWorker<'a, F: FileSystem> {
     /// The queue it serves.
     pub(crate) queue: Virtqueue<'a>,
-    /// The guest memory; each batch takes a snapshot of it.
+    /// The guest memory of the connection (which the front end's memory
+    /// table updates); each batch takes a snapshot of it.
     pub(crate) guest_memory: GuestMemoryShared,
     /// The FUSE server.
     pub(crate) server: &'a Arc<Server<F>>,

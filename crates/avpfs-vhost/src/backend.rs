@@ -10,9 +10,9 @@
 //! and signals the guest once per batch (when EVENT_IDX says the guest wants
 //! it).
 //!
-//! What each worker does after a kick is [`crate::queue_worker`]'s: batches,
-//! signal pacing ([`crate::signal_pacer`]), adaptive polling of a drained
-//! queue ([`DeviceConfig::poll_max`], [`crate::poll_window`]), FORGET
+//! What each worker does after a kick is the crate-private `queue_worker`
+//! module's: batches, signal pacing (`signal_pacer`), adaptive polling of a
+//! drained queue ([`DeviceConfig::poll_max`], `poll_window`), FORGET
 //! batching on the hiprio queue ([`DeviceConfig::forget_batch`]), lock
 //! waits on threads of their own, and the bulk helper thread
 //! ([`crate::bulk_helper`]). This module holds the device settings, the

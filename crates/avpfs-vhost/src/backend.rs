@@ -10,52 +10,34 @@
 //! and signals the guest once per batch (when EVENT_IDX says the guest wants
 //! it).
 //!
-//! With EVENT_IDX, a worker that has drained its queue keeps watching the
-//! available ring for a short, adaptive window ([`DeviceConfig::poll_max`],
-//! like QEMU's `poll-max-ns` for its own I/O threads) before it re-enables
-//! notifications and sleeps: a guest that sends its next request within the
-//! window needs no kick and the worker no wake-up. The window doubles when
-//! a kick comes sooner than `poll_max` after the worker went to sleep and
-//! halves when the sleep was longer, so an idle or sparse queue stops
-//! spinning.
-//!
-//! The hiprio queue's worker never polls: nobody waits for a FORGET. It
-//! batches instead ([`DeviceConfig::forget_batch`]): after a kick it leaves
-//! notifications off and sleeps for the batching delay, then serves every
-//! FORGET that gathered and signals the guest once, and goes on so while
-//! FORGETs keep coming. A guest evicting inodes one by one (an `rm -r`)
-//! then kicks once and takes one interrupt per delay instead of one of each
-//! per FORGET.
-//!
-//! A batch with several large READs, popped while fewer workers are busy
-//! than the host has CPUs, is shared with the worker's helper thread
-//! ([`crate::bulk_helper`]): the two copy into guest memory at once, and the
-//! worker signals the guest when both are done. A large READ from a regular
-//! file in a batch without another is split in two halves instead, read at
-//! once by the worker and its helper
-//! ([`ChainWriter::with_read_split`](crate::descriptor_chain::ChainWriter::with_read_split)).
+//! What each worker does after a kick is the crate-private `queue_worker`
+//! module's: batches, signal pacing (`signal_pacer`), adaptive polling of a
+//! drained queue ([`DeviceConfig::poll_max`], `poll_window`), FORGET
+//! batching on the hiprio queue ([`DeviceConfig::forget_batch`]), lock
+//! waits on threads of their own, and the bulk helper thread
+//! ([`crate::bulk_helper`]). This module holds the device settings, the
+//! count of batches in progress a reset waits for, and the
+//! [`VhostUserBackend`] implementation that hands each kick to its queue's
+//! worker.
 
-use std::cell::Cell;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use avpfs_server::{FileSystem, Handled, Server, Writer};
-use fuse_abi::{InHeader, OutHeader};
-use log::{debug, error, info, warn};
+use avpfs_server::{FileSystem, Server};
+use log::{error, info, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::Backend;
-use vhost_user_backend::{VhostUserBackend, VringMutex, VringState, VringT};
+use vhost_user_backend::{VhostUserBackend, VringMutex};
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use virtio_queue::{QueueOwnedT, QueueT};
-use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
-use zerocopy::{FromBytes, IntoBytes};
 
-use crate::descriptor_chain::{walk_chain, BadChain, Buffers, ChainReader, ChainWriter, SplitChain};
+use crate::queue_worker::QueueWorker;
+use crate::virtqueue::Virtqueue;
 
 /// Guest memory as the backend maps it (no dirty-page bitmap: no migration yet).
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -69,15 +51,6 @@ pub const HIPRIO_QUEUE: usize = 0;
 /// Most queues one device can have: vhost-user-backend assigns queues to
 /// worker threads with a 64-bit mask.
 pub const MAX_QUEUES: usize = 64;
-/// The longest a worker serves on after a signal (or after the start of its
-/// batch) before it signals the replies it has put in the used ring since:
-/// a batch of short requests is signalled once, at its end, while in a
-/// batch of long ones (1 MiB WRITEs, ~150 µs each) every reply is signalled
-/// as it is returned, not held until the whole batch is done.
-const SIGNAL_INTERVAL: Duration = Duration::from_micros(50);
-/// A chain with room for a reply of at least this many bytes (a large READ)
-/// is a bulk request, worth a helper thread's copy.
-const BULK_BYTES: u64 = 64 << 10;
 /// How long a reset waits for requests in progress before it drops the nodes anyway.
 const QUIESCE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -151,7 +124,7 @@ impl DeviceConfig {
 /// makes a futex system call whether or not anyone waits, and a batch ends
 /// after every reply at low depth.
 #[derive(Debug, Default)]
-struct InFlight {
+pub(crate) struct InFlight {
     state: Mutex<InFlightState>,
     idle: Condvar,
 }
@@ -170,11 +143,12 @@ impl InFlight {
     }
 
     /// Batches in progress now.
-    fn busy(&self) -> usize {
+    pub(crate) fn busy(&self) -> usize {
         self.state().batches
     }
 
-    fn enter(&self) -> InFlightGuard<'_> {
+    /// Counts a batch in progress until the guard is dropped.
+    pub(crate) fn enter(&self) -> InFlightGuard<'_> {
         self.state().batches += 1;
         InFlightGuard(self)
     }
@@ -190,7 +164,8 @@ impl InFlight {
     }
 }
 
-struct InFlightGuard<'a>(&'a InFlight);
+/// A batch in progress, counted in its [`InFlight`] until dropped.
+pub(crate) struct InFlightGuard<'a>(&'a InFlight);
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
@@ -216,7 +191,7 @@ pub struct VhostUserFsBackend<F: FileSystem> {
     /// The back-end request channel (for later use: DAX mappings, notifications).
     backend_req: Mutex<Option<Backend>>,
     /// Bumped on every reset, so late replies of lock waits are dropped.
-    generation: Arc<std::sync::atomic::AtomicU64>,
+    generation: Arc<AtomicU64>,
     /// CPUs this process may run on.
     cpus: usize,
 }
@@ -232,7 +207,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             event_idx: AtomicBool::new(false),
             in_flight: InFlight::default(),
             backend_req: Mutex::new(None),
-            generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            generation: Arc::new(AtomicU64::new(0)),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
@@ -252,554 +227,47 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         self.server.reset();
     }
 
-    /// Drains queue `queue` until it is empty (with EVENT_IDX: until no new
-    /// chain arrived while notifications were being re-enabled). Each pass
-    /// takes every available chain, answers them, and signals the guest once
-    /// (and within long batches, every [`SIGNAL_INTERVAL`]).
+    /// Serves queue `queue` after a kick: the hiprio queue gathers FORGETs
+    /// in batches when EVENT_IDX lets it ([`DeviceConfig::forget_batch`]),
+    /// every other queue is drained at once (see [`crate::queue_worker`]).
+    /// A drain counts as a batch in progress for [`Self::reset_server`] from
+    /// before the worker takes the guest memory.
     fn process_queue(&self, queue: usize, vring: &VringMutex<GuestMemoryShared>) {
         let event_idx = self.event_idx.load(Ordering::Acquire);
         if queue == HIPRIO_QUEUE && event_idx && !self.config.forget_batch.is_zero() {
-            self.process_forgets_in_batches(vring);
+            if let Some(worker) = self.queue_worker(queue, vring, event_idx) {
+                worker.process_forgets_in_batches();
+            }
             return;
         }
         let _busy = self.in_flight.enter();
-        let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
-            warn!("queue {queue}: kicked before any memory table was set");
-            return;
-        };
-        // The hiprio queue carries FORGETs and INTERRUPTs, which the guest
-        // does not wait for: its worker never spins (a second spinning
-        // thread would take a CPU from the guest's vCPUs).
-        let poll_max = if event_idx && queue != HIPRIO_QUEUE { self.config.poll_max } else { Duration::ZERO };
-        POLL_WINDOW.with(|w| w.woken(poll_max));
-        loop {
-            if event_idx {
-                if let Err(e) = vring.disable_notification() {
-                    warn!("queue {queue}: cannot disable notifications: {e}");
-                }
-            }
-            let (heads, desc_table, size) = pop_available(queue, &mut vring.get_mut(), &atomic.memory());
-            // One memory snapshot per batch, taken after the chains were
-            // popped: a region the front end added before publishing a chain
-            // is in it, and the mappings stay valid until the batch is done.
-            let mem = atomic.memory();
-            if !heads.is_empty() {
-                debug!("queue {queue}: batch of {}", heads.len());
-                self.serve_batch(queue, vring, &atomic, &mem, desc_table, size, heads);
-                notify(queue, vring);
-            }
-            if !event_idx {
-                break;
-            }
-            // Notifications are still off: watch the ring for a while.
-            if POLL_WINDOW.with(|w| w.poll(|| has_available(vring, &mem))) {
-                continue;
-            }
-            match vring.enable_notification() {
-                // More chains arrived while notifications were off.
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    warn!("queue {queue}: cannot enable notifications: {e}");
-                    break;
-                }
-            }
+        if let Some(worker) = self.queue_worker(queue, vring, event_idx) {
+            worker.process_queue();
         }
     }
 
-    /// The hiprio queue's worker after a kick (EVENT_IDX): with
-    /// notifications off, sleep [`DeviceConfig::forget_batch`], then serve
-    /// what gathered and signal once; repeat until a delay passes without a
-    /// FORGET, then turn notifications back on. The sleep is not counted as
-    /// a batch in progress (a reset does not wait for it, and the bulk
-    /// helper's count of busy workers leaves it out).
-    fn process_forgets_in_batches(&self, vring: &VringMutex<GuestMemoryShared>) {
-        let queue = HIPRIO_QUEUE;
-        let Some(atomic) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
-            warn!("queue {queue}: kicked before any memory table was set");
-            return;
-        };
-        loop {
-            if let Err(e) = vring.disable_notification() {
-                warn!("queue {queue}: cannot disable notifications: {e}");
-            }
-            std::thread::sleep(self.config.forget_batch);
-            let serving = {
-                let state = vring.get_ref();
-                state.get_queue().ready() && state.is_enabled()
-            };
-            if !serving {
-                // Stopped or reset while the FORGETs gathered: the chains
-                // stay in the ring for whoever serves the queue next.
-                return;
-            }
-            let served = {
-                let _busy = self.in_flight.enter();
-                let (heads, desc_table, size) = pop_available(queue, &mut vring.get_mut(), &atomic.memory());
-                let mem = atomic.memory();
-                let served = heads.len();
-                if served > 0 {
-                    debug!("queue {queue}: batch of {served}");
-                    let chains = walk_all(&mem, desc_table, size, heads);
-                    serve_and_return(&self.server, queue, vring, &mem, &chains, false);
-                    notify(queue, vring);
-                }
-                served
-            };
-            if served > 0 {
-                continue;
-            }
-            match vring.enable_notification() {
-                // A FORGET came while notifications were being turned on.
-                Ok(true) => continue,
-                Ok(false) => return,
-                Err(e) => {
-                    warn!("queue {queue}: cannot enable notifications: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Serves the chains of one batch and puts them in the used ring. Lock
-    /// waits go to threads of their own. While fewer workers are busy than
-    /// there are CPUs, the worker's helper thread takes a share of the
-    /// large READs: every other bulk request of a batch that has two or
-    /// more, else the second half of each large read from a regular file
-    /// (see [`ChainWriter::with_read_split`]), so that the copies into
-    /// guest memory run on two CPUs. (Only READs: WRITEs to one host file
-    /// take its inode lock in turn, so a helper would mostly wait.)
-    #[allow(clippy::too_many_arguments)]
-    fn serve_batch(
-        &self,
+    /// The worker of queue `queue` for one kick; `None` (logged) before the
+    /// front end set a memory table.
+    fn queue_worker<'a>(
+        &'a self,
         queue: usize,
-        vring: &VringMutex<GuestMemoryShared>,
-        atomic: &GuestMemoryShared,
-        mem: &GuestMemoryLoadGuard<GuestMemory>,
-        desc_table: GuestAddress,
-        size: u16,
-        heads: Vec<u16>,
-    ) {
-        // Asked only of batches with a bulk request (it takes the lock of
-        // the in-flight count).
-        let helper_free = || self.config.bulk_helper && self.in_flight.busy() < self.cpus;
-        if let [head] = heads[..] {
-            // The common case at low depth: nothing to allocate.
-            let chain = [WalkedChain::walk(mem, desc_table, size, head)];
-            let kind = if queue == HIPRIO_QUEUE { ChainKind::Plain } else { classify(mem, &chain[0]) };
-            if kind == ChainKind::Blocking {
-                let [chain] = chain;
-                self.process_blocking_chain(queue, vring, atomic, desc_table, size, chain);
-            } else {
-                serve_and_return(&self.server, queue, vring, mem, &chain, kind == ChainKind::Bulk && helper_free());
-            }
-            return;
-        }
-        let chains = walk_all(mem, desc_table, size, heads);
-        let kinds: Vec<ChainKind> = if queue == HIPRIO_QUEUE {
-            vec![ChainKind::Plain; chains.len()]
-        } else {
-            chains.iter().map(|chain| classify(mem, chain)).collect()
+        vring: &'a VringMutex<GuestMemoryShared>,
+        event_idx: bool,
+    ) -> Option<QueueWorker<'a, F>> {
+        let Some(guest_memory) = self.mem.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            warn!("queue {queue}: kicked before any memory table was set");
+            return None;
         };
-        let bulk = kinds.iter().filter(|&&k| k == ChainKind::Bulk).count();
-        let helper = bulk > 0 && helper_free();
-        let split = helper && bulk >= 2;
-        let mut mine = Vec::with_capacity(chains.len());
-        let mut theirs = Vec::new();
-        let mut nth_bulk = 0;
-        for (chain, kind) in chains.into_iter().zip(kinds) {
-            match kind {
-                ChainKind::Blocking => self.process_blocking_chain(queue, vring, atomic, desc_table, size, chain),
-                ChainKind::Bulk if split && nth_bulk % 2 == 1 => {
-                    theirs.push(chain);
-                    nth_bulk += 1;
-                }
-                ChainKind::Bulk => {
-                    mine.push(chain);
-                    nth_bulk += 1;
-                }
-                ChainKind::Plain => mine.push(chain),
-            }
-        }
-        if theirs.is_empty() {
-            // At most one bulk request: its read may be split.
-            serve_and_return(&self.server, queue, vring, mem, &mine, helper);
-            return;
-        }
-        // Both halves keep their replies' lengths; the worker returns every
-        // chain once both are done, so the guest sees the batch end at once
-        // (as its one signal tells it) and the two threads do not take turns
-        // at the used ring.
-        let their_replies = Arc::new(Mutex::new(Vec::with_capacity(theirs.len())));
-        let (server, thread_atomic, out) = (self.server.clone(), atomic.clone(), their_replies.clone());
-        let job = Box::new(move || {
-            let mem = thread_atomic.memory();
-            let replies: Vec<(u16, u32)> =
-                theirs.iter().map(|chain| (chain.head, serve_chain(&server, queue, &mem, chain, false))).collect();
-            *out.lock().unwrap_or_else(|e| e.into_inner()) = replies;
-        });
-        let mut replies = Vec::with_capacity(mine.len());
-        crate::bulk_helper::run_split(
-            || crate::bulk_helper::thread_name(queue),
-            job,
-            || {
-                replies
-                    .extend(mine.iter().map(|chain| (chain.head, serve_chain(&self.server, queue, mem, chain, false))))
-            },
-        );
-        replies.append(&mut their_replies.lock().unwrap_or_else(|e| e.into_inner()));
-        for (head, len) in replies {
-            if let Err(e) = vring.add_used(head, len) {
-                warn!("queue {queue}: cannot return descriptor {head}: {e}");
-            }
-        }
-    }
-
-    /// Serves a request that may block for long (SETLKW) on a thread of its
-    /// own, so that the queue keeps being served: the lock holder's unlock
-    /// may be the very next request on this queue. The reply is put in the
-    /// used ring when the request ends, unless the device was reset since.
-    fn process_blocking_chain(
-        &self,
-        queue: usize,
-        vring: &VringMutex<GuestMemoryShared>,
-        atomic: &GuestMemoryShared,
-        desc_table: GuestAddress,
-        size: u16,
-        chain: WalkedChain,
-    ) {
-        let head = chain.head;
-        let server = self.server.clone();
-        let thread_vring = vring.clone();
-        let thread_atomic = atomic.clone();
-        let generation = self.generation.clone();
-        let started = generation.load(Ordering::Acquire);
-        let spawned = std::thread::Builder::new().name(format!("vq{queue}-setlkw")).spawn(move || {
-            let mem = thread_atomic.memory();
-            let len = serve_chain(&server, queue, &mem, &chain, false);
-            if generation.load(Ordering::Acquire) != started {
-                debug!("queue {queue}: device reset while a lock wait was in progress; reply dropped");
-                return;
-            }
-            if let Err(e) = thread_vring.add_used(head, len) {
-                warn!("queue {queue}: cannot return descriptor {head}: {e}");
-            }
-            notify(queue, &thread_vring);
-        });
-        if let Err(e) = spawned {
-            // No thread: answer EAGAIN-like failure rather than block the queue
-            // (the walked chain went with the thread's closure: walk it again).
-            warn!("queue {queue}: cannot start a thread for a lock wait: {e}");
-            let mem = atomic.memory();
-            let len = match walk_chain(&*mem, desc_table, size, head) {
-                Ok(chain) => error_reply(&mem, &chain, libc::ENOLCK),
-                Err(bad) => error_reply(&mem, &bad.valid, libc::ENOLCK),
-            };
-            if let Err(e) = vring.add_used(head, len) {
-                warn!("queue {queue}: cannot return descriptor {head}: {e}");
-            }
-        }
-    }
-}
-
-/// How a worker serves a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChainKind {
-    /// A request that may block for long (SETLKW): on a thread of its own.
-    Blocking,
-    /// A chain with at least [`BULK_BYTES`] of reply room (a large READ): may
-    /// go to the worker's helper thread.
-    Bulk,
-    /// Anything else, bad chains included: served by the worker.
-    Plain,
-}
-
-/// What kind of chain `chain` is.
-fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &WalkedChain) -> ChainKind {
-    let Ok(chain) = &chain.chain else {
-        return ChainKind::Plain;
-    };
-    if request_opcode(mem, chain) == Some(fuse_abi::opcode::SETLKW) {
-        ChainKind::Blocking
-    } else if chain.writable_len() >= BULK_BYTES {
-        ChainKind::Bulk
-    } else {
-        ChainKind::Plain
-    }
-}
-
-/// A chain popped from the available ring, walked (and so validated) once
-/// for both its classification and its serving.
-struct WalkedChain {
-    head: u16,
-    chain: Result<SplitChain, BadChain>,
-}
-
-impl WalkedChain {
-    fn walk(mem: &GuestMemoryLoadGuard<GuestMemory>, desc_table: GuestAddress, size: u16, head: u16) -> Self {
-        WalkedChain { head, chain: walk_chain(&**mem, desc_table, size, head) }
-    }
-}
-
-/// Walks the chains at `heads`.
-fn walk_all(
-    mem: &GuestMemoryLoadGuard<GuestMemory>,
-    desc_table: GuestAddress,
-    size: u16,
-    heads: Vec<u16>,
-) -> Vec<WalkedChain> {
-    heads.into_iter().map(|head| WalkedChain::walk(mem, desc_table, size, head)).collect()
-}
-
-/// Serves `chains` in order, puts each in the used ring, and signals the
-/// guest (if it wants to know) whenever [`SIGNAL_INTERVAL`] has passed since
-/// the start or the last signal, so that in a long batch it sees the first
-/// replies early. The caller signals the rest at the end of the batch. On
-/// the hiprio queue nothing is signalled mid-batch: its FORGETs have no
-/// reply a guest waits for, and a batch of them is to cost one interrupt.
-/// `split_reads`: large reads may be split with the worker's helper thread.
-fn serve_and_return<F: FileSystem>(
-    server: &Server<F>,
-    queue: usize,
-    vring: &VringMutex<GuestMemoryShared>,
-    mem: &GuestMemoryLoadGuard<GuestMemory>,
-    chains: &[WalkedChain],
-    split_reads: bool,
-) {
-    let mut pacer = SignalPacer::new(Instant::now());
-    let paced = queue != HIPRIO_QUEUE;
-    for (n, chain) in chains.iter().enumerate() {
-        let len = serve_chain(server, queue, mem, chain, split_reads);
-        if let Err(e) = vring.add_used(chain.head, len) {
-            warn!("queue {queue}: cannot return descriptor {}: {e}", chain.head);
-        }
-        if paced && n + 1 < chains.len() && pacer.returned(Instant::now) {
-            notify(queue, vring);
-        }
-    }
-}
-
-/// When a worker in the middle of a batch signals the replies it has put in
-/// the used ring: once [`SIGNAL_INTERVAL`] has passed since the batch began
-/// or since the last signal. It reads the clock only when the interval may
-/// have passed at the batch's pace so far (about twice per batch of short
-/// requests, after every reply when each takes longer than the interval).
-struct SignalPacer {
-    start: Instant,
-    last_signal: Instant,
-    returned: u32,
-    /// The reply count at which to look at the clock next.
-    check_at: u32,
-}
-
-impl SignalPacer {
-    fn new(now: Instant) -> Self {
-        SignalPacer { start: now, last_signal: now, returned: 0, check_at: 1 }
-    }
-
-    /// One more reply was returned; true if the guest is to be signalled now.
-    fn returned(&mut self, clock: impl FnOnce() -> Instant) -> bool {
-        self.returned += 1;
-        if self.returned < self.check_at {
-            return false;
-        }
-        let now = clock();
-        let signal = now.saturating_duration_since(self.last_signal) >= SIGNAL_INTERVAL;
-        if signal {
-            self.last_signal = now;
-        }
-        // Look again about when the interval runs out at the pace so far.
-        let pace = now.saturating_duration_since(self.start) / self.returned;
-        let left = SIGNAL_INTERVAL.saturating_sub(now.saturating_duration_since(self.last_signal));
-        let more = if pace.is_zero() { u32::MAX } else { (left.as_nanos() / pace.as_nanos()) as u32 };
-        self.check_at = self.returned.saturating_add(more.max(1));
-        signal
-    }
-}
-
-/// Serves one chain with `server`; returns the number of bytes written to
-/// its writable part. `split_reads`: a large read may be split with the
-/// calling worker's helper thread ([`ChainWriter::with_read_split`]).
-fn serve_chain<F: FileSystem>(
-    server: &Server<F>,
-    queue: usize,
-    mem: &GuestMemoryLoadGuard<GuestMemory>,
-    walked: &WalkedChain,
-    split_reads: bool,
-) -> u32 {
-    {
-        let head = walked.head;
-        let chain = match &walked.chain {
-            Ok(chain) => chain,
-            Err(bad) => {
-                avpfs_server::guest_warn!("queue {queue}: bad descriptor chain at head {head}: {}", bad.error);
-                return error_reply(mem, &bad.valid, libc::EIO);
-            }
-        };
-        let (mut r, mut w) = match (ChainReader::new(&**mem, chain), ChainWriter::new(&**mem, chain)) {
-            (Ok(r), Ok(w)) => (r, w.with_read_split(split_reads.then_some(queue))),
-            (Err(e), _) | (_, Err(e)) => {
-                avpfs_server::guest_warn!("queue {queue}: descriptor chain at head {head}: {e}");
-                return 0;
-            }
-        };
-        match server.handle_message(&mut r, &mut w) {
-            Ok(Handled::Reply(len)) => u32::try_from(len.min(w.bytes_written())).unwrap_or(0),
-            Ok(Handled::NoReply) => 0,
-            Err(avpfs_server::Error::ShortHeader(n)) => {
-                avpfs_server::guest_warn!("queue {queue}: request of {n} bytes has no complete FUSE header");
-                error_reply(mem, chain, libc::EIO)
-            }
-            Err(e) => {
-                avpfs_server::guest_warn!("queue {queue}: {e}");
-                0
-            }
-        }
-    }
-}
-
-/// The adaptive polling window of the calling worker thread (each worker
-/// serves one queue).
-struct PollWindow {
-    max: Cell<Duration>,
-    window: Cell<Duration>,
-    /// When the last poll ran out and the worker went to sleep.
-    asleep_since: Cell<Option<Instant>>,
-}
-
-/// The smallest window a kick that came soon after sleeping grows to.
-const POLL_MIN: Duration = Duration::from_micros(2);
-
-thread_local! {
-    static POLL_WINDOW: PollWindow = const {
-        PollWindow { max: Cell::new(Duration::ZERO), window: Cell::new(Duration::ZERO), asleep_since: Cell::new(None) }
-    };
-}
-
-impl PollWindow {
-    /// The worker was woken by a kick. A sleep shorter than `max` would have
-    /// been caught by a longer window: grow it. A sleep longer than `max`
-    /// means the queue went idle: shrink the window, so that an idle or
-    /// sparse queue stops spinning (QEMU's adaptive polling does the same).
-    fn woken(&self, max: Duration) {
-        if max != self.max.get() {
-            self.max.set(max);
-            self.window.set(max);
-        }
-        if let Some(since) = self.asleep_since.take() {
-            let slept = since.elapsed();
-            let window = self.window.get();
-            if slept > max {
-                let half = window / 2;
-                self.window.set(if half < POLL_MIN { Duration::ZERO } else { half });
-            } else if slept > window {
-                self.window.set((window * 2).clamp(POLL_MIN, max));
-            }
-        }
-    }
-
-    /// Spins until `ready()` or the window passes; true if work came.
-    fn poll(&self, ready: impl Fn() -> bool) -> bool {
-        let window = self.window.get();
-        let start = Instant::now();
-        if !window.is_zero() {
-            loop {
-                if ready() {
-                    return true;
-                }
-                if start.elapsed() >= window {
-                    break;
-                }
-                std::hint::spin_loop();
-            }
-        }
-        self.asleep_since.set(Some(Instant::now()));
-        false
-    }
-}
-
-/// Whether the driver has published chains this worker has not popped yet.
-fn has_available(vring: &VringMutex<GuestMemoryShared>, mem: &GuestMemoryLoadGuard<GuestMemory>) -> bool {
-    let state = vring.get_ref();
-    let q = state.get_queue();
-    q.avail_idx(&**mem, std::sync::atomic::Ordering::Acquire).is_ok_and(|idx| idx.0 != q.next_avail())
-}
-
-/// Pops every available chain head; returns them with the descriptor table
-/// address and the queue size.
-fn pop_available(
-    queue: usize,
-    state: &mut VringState<GuestMemoryShared>,
-    mem: &GuestMemoryLoadGuard<GuestMemory>,
-) -> (Vec<u16>, GuestAddress, u16) {
-    let q = state.get_queue_mut();
-    let desc_table = GuestAddress(q.desc_table());
-    let size = q.size();
-    let heads = match q.iter(&**mem) {
-        Ok(iter) => iter.map(|chain| chain.head_index()).collect(),
-        Err(e) => {
-            warn!("queue {queue}: cannot read the available ring: {e}");
-            Vec::new()
-        }
-    };
-    (heads, desc_table, size)
-}
-
-/// Signals the guest if it wants to know about the new used entries
-/// (always without EVENT_IDX; with it, when `used_event` was passed).
-fn notify(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
-    match vring.needs_notification() {
-        Ok(false) => {}
-        Ok(true) => signal(queue, vring),
-        Err(e) => {
-            warn!("queue {queue}: cannot read used_event ({e}); signalling");
-            signal(queue, vring);
-        }
-    }
-}
-
-fn signal(queue: usize, vring: &VringMutex<GuestMemoryShared>) {
-    if let Err(e) = vring.signal_used_queue() {
-        warn!("queue {queue}: cannot signal the guest: {e}");
-    }
-}
-
-/// The opcode of the FUSE request at the start of a chain's readable part,
-/// if it holds a request header; read straight from the first buffer when
-/// it holds the field, as it does for any Linux guest.
-fn request_opcode(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<u32> {
-    use vm_memory::{Address, Bytes};
-    let first = chain.readable.first()?;
-    if first.len as usize >= std::mem::size_of::<InHeader>() {
-        let at = first.addr.checked_add(std::mem::offset_of!(InHeader, opcode) as u64)?;
-        return mem.read_obj::<u32>(at).ok().map(u32::from_le);
-    }
-    request_header(mem, chain).map(|h| h.opcode)
-}
-
-/// The FUSE request header at the start of a chain's readable part, if it holds one.
-fn request_header(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<InHeader> {
-    let readable = SplitChain { readable: chain.readable.clone(), writable: Buffers::new() };
-    let mut r = ChainReader::<()>::new(&**mem, &readable).ok()?;
-    let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
-    avpfs_server::Reader::read_exact(&mut r, &mut hdr).ok()?;
-    InHeader::read_from_bytes(&hdr[..]).ok()
-}
-
-/// Writes an error reply into the writable part of a chain the server could
-/// not take, when it has room for a reply header. The `unique` comes from the
-/// request header when the readable part holds one (0 otherwise: the guest
-/// matches replies by chain, not by `unique`). Returns the used length.
-fn error_reply(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain, errno: i32) -> u32 {
-    let unique = request_header(mem, chain).map_or(0, |h| h.unique);
-    let Ok(mut w) = ChainWriter::<()>::from_buffers(&**mem, &chain.writable) else {
-        return 0;
-    };
-    let len = std::mem::size_of::<OutHeader>() as u32;
-    let out = OutHeader { len, error: -errno, unique };
-    match w.write_all(out.as_bytes()) {
-        Ok(()) => len,
-        Err(_) => 0,
+        Some(QueueWorker {
+            queue: Virtqueue { index: queue, vring },
+            guest_memory,
+            server: &self.server,
+            config: &self.config,
+            in_flight: &self.in_flight,
+            generation: &self.generation,
+            cpus: self.cpus,
+            event_idx,
+        })
     }
 }
 
@@ -907,54 +375,9 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
-
-    /// Classifies a chain whose request header (with `opcode`) lies at
-    /// 0x1000, in one buffer or cut in two after `cut` bytes, with
-    /// `reply_room` bytes of writable buffer.
-    fn kind_of(opcode: u32, cut: Option<u32>, reply_room: u32) -> ChainKind {
-        use crate::descriptor_chain::Buffer;
-        use vm_memory::Bytes;
-        let atomic = GuestMemoryAtomic::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap());
-        let mem = atomic.memory();
-        let header = InHeader { len: 64, opcode, unique: 7, ..Default::default() };
-        let len = std::mem::size_of::<InHeader>() as u32;
-        let readable: Buffers = match cut {
-            None => {
-                mem.write_slice(header.as_bytes(), GuestAddress(0x1000)).unwrap();
-                smallvec::smallvec![Buffer { addr: GuestAddress(0x1000), len: 64 }]
-            }
-            Some(cut) => {
-                let (head, tail) = header.as_bytes().split_at(cut as usize);
-                mem.write_slice(head, GuestAddress(0x1000)).unwrap();
-                mem.write_slice(tail, GuestAddress(0x3000)).unwrap();
-                smallvec::smallvec![
-                    Buffer { addr: GuestAddress(0x1000), len: cut },
-                    Buffer { addr: GuestAddress(0x3000), len: len - cut + 24 },
-                ]
-            }
-        };
-        let writable: Buffers = smallvec::smallvec![Buffer { addr: GuestAddress(0x10000), len: reply_room }];
-        classify(&mem, &WalkedChain { head: 0, chain: Ok(SplitChain { readable, writable }) })
-    }
-
-    #[test]
-    fn chains_are_classified_by_opcode_and_reply_room() {
-        use fuse_abi::opcode::{LOOKUP, READ, SETLKW};
-        let bulk = BULK_BYTES as u32;
-        assert_eq!(kind_of(SETLKW, None, 16), ChainKind::Blocking);
-        // A header cut over two buffers (the opcode too) is read whole.
-        assert_eq!(kind_of(SETLKW, Some(6), 16), ChainKind::Blocking);
-        assert_eq!(kind_of(SETLKW, Some(1), 16), ChainKind::Blocking);
-        assert_eq!(kind_of(READ, None, bulk), ChainKind::Bulk);
-        assert_eq!(kind_of(READ, Some(6), bulk - 1), ChainKind::Plain);
-        assert_eq!(kind_of(LOOKUP, None, 200), ChainKind::Plain);
-        // A bad chain is served (with an error) by the worker.
-        let atomic = GuestMemoryAtomic::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap());
-        let bad = walk_chain(&*atomic.memory(), GuestAddress(0x100_0000), 16, 0);
-        assert!(bad.is_err());
-        assert_eq!(classify(&atomic.memory(), &WalkedChain { head: 0, chain: bad }), ChainKind::Plain);
-    }
 
     fn config(tag: &str, queues: usize, size: u16) -> DeviceConfig {
         DeviceConfig {
@@ -964,67 +387,6 @@ mod tests {
             tag: tag.into(),
             num_request_queues: queues,
             queue_size: size,
-        }
-    }
-
-    /// Runs a pacer over replies that each take `took`; returns the replies
-    /// after which it signalled and how many times it read the clock.
-    fn pace(took: &[Duration]) -> (Vec<usize>, usize) {
-        let t0 = Instant::now();
-        let mut pacer = SignalPacer::new(t0);
-        let (mut now, mut reads, mut signals) = (t0, 0, Vec::new());
-        for (n, d) in took.iter().enumerate() {
-            now += *d;
-            if pacer.returned(|| {
-                reads += 1;
-                now
-            }) {
-                signals.push(n + 1);
-            }
-        }
-        (signals, reads)
-    }
-
-    #[test]
-    fn a_batch_of_short_replies_is_signalled_at_its_end_only() {
-        let (signals, reads) = pace(&[Duration::from_micros(1); 40]);
-        assert_eq!(signals, Vec::<usize>::new(), "40 µs of replies: no signal before the end");
-        assert!(reads <= 3, "the clock was read {reads} times for 40 short replies");
-    }
-
-    #[test]
-    fn long_replies_are_each_signalled_as_they_are_returned() {
-        let (signals, reads) = pace(&[Duration::from_micros(150); 6]);
-        assert_eq!(signals, vec![1, 2, 3, 4, 5, 6]);
-        assert_eq!(reads, 6);
-    }
-
-    #[test]
-    fn a_long_batch_of_short_replies_is_signalled_every_interval() {
-        let (signals, _) = pace(&[Duration::from_micros(2); 100]);
-        // 200 µs of replies: a signal about every 50 µs (25 replies).
-        assert_eq!(signals.len(), 4, "signals after replies {signals:?}");
-        assert!(signals.windows(2).all(|w| (20..=30).contains(&(w[1] - w[0]))), "{signals:?}");
-    }
-
-    #[test]
-    fn a_long_reply_after_short_ones_is_signalled_soon_after_it() {
-        let mut took = vec![Duration::from_micros(1); 10];
-        took.push(Duration::from_micros(500));
-        took.extend([Duration::from_micros(1); 60]);
-        let (signals, reads) = pace(&took);
-        // At the pace of the first reply the next look is 49 replies later:
-        // the slow reply is caught there (about an interval of short
-        // replies after it), not at the end of the batch.
-        assert_eq!(signals.first(), Some(&50), "signals after replies {signals:?}");
-        assert!(reads < 10, "the clock was read {reads} times for 71 replies");
-    }
-
-    fn window(max: Duration, window: Duration, slept: Option<Duration>) -> PollWindow {
-        PollWindow {
-            max: Cell::new(max),
-            window: Cell::new(window),
-            asleep_since: Cell::new(slept.map(|d| Instant::now() - d)),
         }
     }
 
@@ -1062,50 +424,6 @@ mod tests {
         let _busy = in_flight.enter();
         assert!(!in_flight.wait_idle(Duration::from_millis(20)));
         assert_eq!(in_flight.state().waiters, 0);
-    }
-
-    #[test]
-    fn poll_window_grows_after_a_short_sleep() {
-        let max = Duration::from_secs(10);
-        let w = window(max, Duration::ZERO, Some(Duration::from_micros(10)));
-        w.woken(max);
-        assert_eq!(w.window.get(), POLL_MIN);
-        w.asleep_since.set(Some(Instant::now() - Duration::from_micros(10)));
-        w.woken(max);
-        assert_eq!(w.window.get(), POLL_MIN * 2);
-    }
-
-    #[test]
-    fn poll_window_shrinks_after_a_long_sleep_down_to_zero() {
-        let max = Duration::from_micros(50);
-        let w = window(max, max, None);
-        for expected in [25, 12, 6, 3, 0] {
-            w.asleep_since.set(Some(Instant::now() - Duration::from_millis(5)));
-            w.woken(max);
-            assert_eq!(w.window.get().as_micros(), expected);
-        }
-    }
-
-    #[test]
-    fn poll_catches_work_and_sleeps_without_it() {
-        let max = Duration::from_millis(1);
-        let w = window(max, max, None);
-        w.woken(max);
-        assert!(w.poll(|| true));
-        assert!(w.asleep_since.get().is_none());
-        let start = Instant::now();
-        assert!(!w.poll(|| false));
-        assert!(start.elapsed() >= max, "gave up before the window passed");
-        assert!(w.asleep_since.get().is_some());
-        let off = window(max, Duration::ZERO, None);
-        assert!(!off.poll(|| panic!("a zero window must not look at the ring")));
-    }
-
-    #[test]
-    fn poll_window_follows_a_new_maximum() {
-        let w = window(Duration::from_micros(50), Duration::from_micros(50), None);
-        w.woken(Duration::ZERO);
-        assert!(!w.poll(|| panic!("polling is off")));
     }
 
     #[test]

@@ -14,42 +14,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::{Config, Mode};
+use crate::config::{Config, GuestConfig, Mode};
 use crate::contenders::{self, Contender, Daemon, DaemonSpec, TAG};
 use crate::error::{Error, IoContext};
 use crate::guest::{self, GuestLine, GuestSizes, GuestWorkload};
 use crate::procstat::CpuSample;
 use crate::runner::{names, nr_open, raise_nofile, rotated, utc_now, Machine};
 use crate::share::{DirKind, DiskFs, Share};
-
-/// Level 2's settings.
-#[derive(Debug, Clone)]
-pub struct GuestConfig {
-    /// fetch-kernel.sh's output directory (vmlinuz, modules/, package).
-    pub kernel: PathBuf,
-    /// The static workload runner, when given.
-    pub runner: Option<PathBuf>,
-    /// scripts/guest/run-guest.sh.
-    pub run_guest: PathBuf,
-    /// The QEMU program.
-    pub qemu: String,
-    /// Guest vCPUs.
-    pub smp: usize,
-    /// Guest memory (`-m`).
-    pub mem: String,
-    /// Untimed boots before the repetitions.
-    pub warmup: usize,
-    /// Seconds one guest may run.
-    pub timeout_s: u64,
-    /// The 9p mount's `cache=` mode.
-    pub ninep_cache: String,
-    /// Directories of the tarball (default: registry sources, see [`default_tar_sources`]).
-    pub tar_sources: Vec<PathBuf>,
-    /// Workload sizes.
-    pub sizes: GuestSizes,
-    /// Workloads, in run order.
-    pub workloads: Vec<GuestWorkload>,
-}
 
 /// Where the guest runner works on the share.
 const GUEST_DIR: &str = "/mnt/avpfs-l2";
@@ -556,7 +527,7 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
     }
     let runner = locate_runner(g.runner.as_deref())?;
     let nofile = raise_nofile(nr_open());
-    let (specs, virtiofsd_version) = contenders::daemon_specs(cfg, 1, nofile)?;
+    let (specs, virtiofsd_version) = contenders::daemon_specs(&cfg.contenders, &cfg.programs, &cfg.cache, 1, nofile)?;
     let run_dir =
         tempfile::Builder::new().prefix("avpfs-bench-l2-").tempdir().ctx(|| "making a run directory".into())?;
     let sources = if g.tar_sources.is_empty() { default_tar_sources(cfg.mode) } else { g.tar_sources.clone() };

@@ -587,7 +587,7 @@ mod tests {
             meta: Meta2 {
                 date: "today".into(),
                 command_line: "avpfs-bench --level 2".into(),
-                mode: crate::cli::Mode::Quick,
+                mode: crate::config::Mode::Quick,
                 reps: 3,
                 machine: crate::runner::Machine {
                     nproc: 2,

@@ -12,7 +12,9 @@
 //! against QEMU's own 9p server; the guest runner
 //! (`examples/guest-workload.rs`, protocol in [`guest`]) times each workload.
 //!
-//! Layers, top down: [`cli`] → [`runner`] (repetitions, interleaving,
+//! Layers, top down: [`cli`] (the arguments, made into a [`config::Config`],
+//! which every layer below takes as a parameter and none imports back) →
+//! [`runner`] (repetitions, interleaving,
 //! memory probe) → [`workloads`] (FUSE request streams) over [`engine`]
 //! (slots and the closed loop over the harness) and [`host`] (the
 //! system-call baseline) → [`contenders`] (daemon processes), [`share`]
@@ -23,6 +25,7 @@
 
 pub mod chart;
 pub mod cli;
+pub mod config;
 pub mod contenders;
 pub mod engine;
 pub mod error;
@@ -41,7 +44,7 @@ pub use error::Error;
 
 /// Runs the benchmark the command line asks for and writes the results.
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
-    let cfg = cli::Config::try_from(cli)?;
+    let cfg = config::Config::try_from(cli)?;
     if cfg.level == 2 {
         let results = level2::run(&cfg)?;
         for p in level2_report::write_all(&cfg.out, &results)? {

@@ -15,10 +15,10 @@ use crate::stats::Spread;
 use crate::workloads::{Case, Unit, Workload};
 
 /// The reports' "Run" line: when, the command line, mode, repetitions, time.
-pub(crate) fn run_line(date: &str, command_line: &str, mode: crate::cli::Mode, reps: usize, seconds: f64) -> String {
+pub(crate) fn run_line(date: &str, command_line: &str, mode: crate::config::Mode, reps: usize, seconds: f64) -> String {
     let mode = match mode {
-        crate::cli::Mode::Quick => "quick",
-        crate::cli::Mode::Full => "full",
+        crate::config::Mode::Quick => "quick",
+        crate::config::Mode::Full => "full",
     };
     format!("- **Run**: {date} — `{command_line}` ({mode} mode, {reps} repetitions, {seconds:.0} s)")
 }
@@ -510,7 +510,7 @@ pub(crate) mod tests {
             meta: Meta {
                 date: "today".into(),
                 command_line: "avpfs-bench --quick".into(),
-                mode: crate::cli::Mode::Quick,
+                mode: crate::config::Mode::Quick,
                 machine: crate::runner::Machine {
                     nproc: 2,
                     cpu: "cpu".into(),

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::{nproc, Config, MemoryHandles, Mode};
+use crate::config::{Config, MemoryHandles, Mode};
 use crate::contenders::{self, Contender, Daemon, DaemonSpec};
 use crate::engine::Session;
 use crate::error::{Error, IoContext};
 use crate::host::HostCtx;
-use crate::procstat::{fd_count, Memory};
+use crate::procstat::{fd_count, nproc, Memory};
 use crate::share::{make_data_file, DirKind, Share, Tree};
 use crate::stats::Latency;
 use crate::workloads::{paths, Case, FuseCtx, LookupStream, Measurement, Sizes, Workload};
@@ -274,7 +274,8 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
             ),
         }
     }
-    let (specs, virtiofsd_version) = contenders::daemon_specs(cfg, cfg.queues, nofile)?;
+    let (specs, virtiofsd_version) =
+        contenders::daemon_specs(&cfg.contenders, &cfg.programs, &cfg.cache, cfg.queues, nofile)?;
     let cases = cases(cfg);
     let run_dir =
         tempfile::Builder::new().prefix("avpfs-bench-run-").tempdir().ctx(|| "making a run directory".into())?;

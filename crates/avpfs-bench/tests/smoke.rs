@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use avpfs_bench::cli::{Cli, Config};
+use avpfs_bench::cli::Cli;
+use avpfs_bench::config::Config;
 use avpfs_bench::contenders::Contender;
 use avpfs_bench::{report, runner};
 use clap::Parser;

@@ -157,16 +157,6 @@ fn runner_args(g: &GuestConfig) -> String {
     a
 }
 
-/// The first line a program prints for `--version`.
-fn first_line_of(program: &str, arg: &str) -> String {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// The figures of what the guest reported for one workload, with the
 /// daemon's CPU seconds during it when they were sampled.
 fn metrics_of(l: &GuestLine, cpu_s: Option<f64>) -> Metrics {
@@ -528,7 +518,7 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
         seconds: t0.elapsed().as_secs_f64(),
         notes,
         setup: Setup::Guest(GuestSetup {
-            qemu_version: first_line_of(&g.qemu, "--version"),
+            qemu_version: contenders::version_of(Path::new(&g.qemu)),
             guest_kernel_package: std::fs::read_to_string(g.kernel.join("package"))
                 .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
             guest_kernel: boots.iter().find_map(|b| b.guest_kernel.clone()).unwrap_or_else(|| "unknown".into()),

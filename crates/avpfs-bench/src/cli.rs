@@ -1,13 +1,15 @@
-//! The command line, and the configuration it makes.
+//! The command line: the arguments (clap), and the [`Config`] they make
+//! (`TryFrom<Cli>`), checked and with the presets applied.
 
 use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::contenders::Contender;
+use crate::config::{Config, GuestConfig, MemoryHandles, Mode};
+use crate::contenders::{Contender, Programs};
 use crate::error::Error;
 use crate::guest::{GuestSizes, GuestWorkload};
-use crate::level2::GuestConfig;
+use crate::procstat::nproc;
 use crate::share::{DirKind, DiskFs};
 use crate::workloads::{Sizes, Workload};
 
@@ -199,91 +201,6 @@ pub struct Cli {
     pub virtiofsd_args: String,
 }
 
-/// The inode mode of the daemons in the memory probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum MemoryHandles {
-    /// mandatory in full mode or when the files outnumber the descriptors, else each daemon's default.
-    Auto,
-    /// Each daemon's default (no option passed).
-    Default,
-    /// `--inode-file-handles=never`.
-    Never,
-    /// `--inode-file-handles=prefer`.
-    Prefer,
-    /// `--inode-file-handles=mandatory`.
-    Mandatory,
-}
-
-/// Which preset the sizes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// A few minutes.
-    Quick,
-    /// The sizes.
-    Full,
-}
-
-/// A checked, complete configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// 1 (the daemons alone) or 2 (a real guest).
-    pub level: u8,
-    /// The preset.
-    pub mode: Mode,
-    /// Output directory.
-    pub out: PathBuf,
-    /// Workloads, in report order.
-    pub workloads: Vec<Workload>,
-    /// Contenders, in the order of the first repetition.
-    pub contenders: Vec<Contender>,
-    /// Share locations.
-    pub dir_kinds: Vec<DirKind>,
-    /// Parent of the disk share.
-    pub disk_dir: PathBuf,
-    /// The disk share's own file system, or none.
-    pub disk_fs: DiskFs,
-    /// Repetitions.
-    pub reps: usize,
-    /// Workload sizes.
-    pub sizes: Sizes,
-    /// Least measured time per run (passes are repeated until it is reached).
-    pub min_time: std::time::Duration,
-    /// How long the front end polls for a reply before it sleeps.
-    pub fe_poll: std::time::Duration,
-    /// Depths of the one-queue cases.
-    pub depths: Vec<usize>,
-    /// N of the multi-queue cases (1: none).
-    pub queues: usize,
-    /// The daemons' `--cache` mode.
-    pub cache: String,
-    /// Measure memory.
-    pub memory: bool,
-    /// Inode mode of the daemons in the memory probe.
-    pub memory_file_handles: MemoryHandles,
-    /// Level 2's settings.
-    pub guest: GuestConfig,
-    /// avpfs binary, when given.
-    pub avpfs_bin: Option<PathBuf>,
-    /// virtiofsd binary, when given.
-    pub virtiofsd_bin: Option<PathBuf>,
-    /// Where to find or install virtiofsd.
-    pub tools_dir: PathBuf,
-    /// Install missing contenders.
-    pub install: bool,
-    /// Extra avpfs arguments.
-    pub avpfs_args: Vec<String>,
-    /// Extra virtiofsd arguments.
-    pub virtiofsd_args: Vec<String>,
-    /// The command line, for the report.
-    pub command_line: String,
-}
-
-/// Number of online CPUs.
-pub fn nproc() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 impl TryFrom<Cli> for Config {
     type Error = Error;
 
@@ -394,12 +311,14 @@ impl TryFrom<Cli> for Config {
             memory: !cli.no_memory,
             memory_file_handles: cli.memory_file_handles,
             guest,
-            avpfs_bin: cli.avpfs_bin.clone(),
-            virtiofsd_bin: cli.virtiofsd_bin.clone(),
-            tools_dir,
-            install: !cli.no_install,
-            avpfs_args: split(&cli.avpfs_args),
-            virtiofsd_args: split(&cli.virtiofsd_args),
+            programs: Programs {
+                avpfs_bin: cli.avpfs_bin.clone(),
+                virtiofsd_bin: cli.virtiofsd_bin.clone(),
+                tools_dir,
+                install: !cli.no_install,
+                avpfs_args: split(&cli.avpfs_args),
+                virtiofsd_args: split(&cli.virtiofsd_args),
+            },
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
         })
     }
@@ -464,7 +383,7 @@ mod tests {
         assert_eq!(c.workloads, vec![Workload::Lookup, Workload::Seqread]);
         assert_eq!(c.contenders, vec![Contender::Avpfs, Contender::Host]);
         assert_eq!(c.depths, vec![1, 4]);
-        assert_eq!(c.virtiofsd_args, vec!["--thread-pool-size", "4"]);
+        assert_eq!(c.programs.virtiofsd_args, vec!["--thread-pool-size", "4"]);
         assert!(Config::try_from(Cli::parse_from(["avpfs-bench", "--depths", "0"])).is_err());
         assert!(Cli::try_parse_from(["avpfs-bench", "--quick", "--full"]).is_err());
     }

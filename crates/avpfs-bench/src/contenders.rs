@@ -244,6 +244,24 @@ pub fn locate_avpfs(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     })
 }
 
+/// Where the daemon programs come from and what they are given besides the
+/// benchmark's own options.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// avpfs binary, when given.
+    pub avpfs_bin: Option<PathBuf>,
+    /// virtiofsd binary, when given.
+    pub virtiofsd_bin: Option<PathBuf>,
+    /// Where to find or install virtiofsd.
+    pub tools_dir: PathBuf,
+    /// Install missing contenders.
+    pub install: bool,
+    /// Extra avpfs arguments.
+    pub avpfs_args: Vec<String>,
+    /// Extra virtiofsd arguments.
+    pub virtiofsd_args: Vec<String>,
+}
+
 /// The virtiofsd version the benchmark installs.
 pub const VIRTIOFSD_VERSION: &str = "1.14.0";
 
@@ -308,34 +326,29 @@ fn run_checked(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// How to start each daemon among the configured contenders (installing
-/// virtiofsd when needed), with `request_queues` for avpfs; also virtiofsd's
-/// version ("not run" without it).
+/// How to start each daemon among `contenders` (installing virtiofsd when
+/// needed), both with `--cache cache` and avpfs with `request_queues`; also
+/// virtiofsd's version ("not run" without it).
 pub fn daemon_specs(
-    cfg: &crate::cli::Config,
+    contenders: &[Contender],
+    programs: &Programs,
+    cache: &str,
     request_queues: usize,
     rlimit_nofile: u64,
 ) -> Result<(Vec<DaemonSpec>, String), Error> {
     let mut specs = Vec::new();
     let mut virtiofsd_version = "not run".to_string();
-    for &contender in &cfg.contenders {
+    for &contender in contenders {
         let (program, extra_args) = match contender {
             Contender::Host | Contender::NineP => continue,
-            Contender::Avpfs => (locate_avpfs(cfg.avpfs_bin.as_deref())?, cfg.avpfs_args.clone()),
+            Contender::Avpfs => (locate_avpfs(programs.avpfs_bin.as_deref())?, programs.avpfs_args.clone()),
             Contender::Virtiofsd => {
-                let p = ensure_virtiofsd(cfg.virtiofsd_bin.as_deref(), &cfg.tools_dir, cfg.install)?;
+                let p = ensure_virtiofsd(programs.virtiofsd_bin.as_deref(), &programs.tools_dir, programs.install)?;
                 virtiofsd_version = version_of(&p);
-                (p, cfg.virtiofsd_args.clone())
+                (p, programs.virtiofsd_args.clone())
             }
         };
-        specs.push(DaemonSpec {
-            contender,
-            program,
-            extra_args,
-            request_queues,
-            rlimit_nofile,
-            cache: cfg.cache.clone(),
-        });
+        specs.push(DaemonSpec { contender, program, extra_args, request_queues, rlimit_nofile, cache: cache.into() });
     }
     Ok((specs, virtiofsd_version))
 }

@@ -292,7 +292,7 @@ impl Session {
     /// replies: [`Session::connect`]'s `completion_poll` when each of them
     /// and each daemon queue thread has a CPU of its own, else zero.
     pub fn completion_poll_for(&self, queues: usize) -> Duration {
-        if queues * 2 <= crate::cli::nproc() {
+        if queues * 2 <= crate::procstat::nproc() {
             self.completion_poll
         } else {
             Duration::ZERO

@@ -12,44 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::cli::{Config, Mode};
+use crate::config::{Config, GuestConfig, Mode};
 use crate::contenders::{self, Contender, Daemon, DaemonSpec, TAG};
 use crate::error::{Error, IoContext};
-use crate::guest::{self, GuestLine, GuestSizes, GuestWorkload};
+use crate::guest::{self, GuestLine, GuestWorkload};
 use crate::procstat::CpuSample;
-use crate::runner::{names, nr_open, raise_nofile, rotated, utc_now, Machine};
+use crate::results::{utc_now, Boot, GuestSetup, Machine, Meta, Metrics, Results, Row, Sample, Setup, Tarball};
+use crate::runner::{names, nr_open, raise_nofile, rotated};
 use crate::share::{DirKind, DiskFs, Share};
-
-/// Level 2's settings.
-#[derive(Debug, Clone)]
-pub struct GuestConfig {
-    /// fetch-kernel.sh's output directory (vmlinuz, modules/, package).
-    pub kernel: PathBuf,
-    /// The static workload runner, when given.
-    pub runner: Option<PathBuf>,
-    /// scripts/guest/run-guest.sh.
-    pub run_guest: PathBuf,
-    /// The QEMU program.
-    pub qemu: String,
-    /// Guest vCPUs.
-    pub smp: usize,
-    /// Guest memory (`-m`).
-    pub mem: String,
-    /// Untimed boots before the repetitions.
-    pub warmup: usize,
-    /// Seconds one guest may run.
-    pub timeout_s: u64,
-    /// The 9p mount's `cache=` mode.
-    pub ninep_cache: String,
-    /// Directories of the tarball (default: registry sources, see [`default_tar_sources`]).
-    pub tar_sources: Vec<PathBuf>,
-    /// Workload sizes.
-    pub sizes: GuestSizes,
-    /// Workloads, in run order.
-    pub workloads: Vec<GuestWorkload>,
-}
 
 /// Where the guest runner works on the share.
 const GUEST_DIR: &str = "/mnt/avpfs-l2";
@@ -57,134 +27,6 @@ const GUEST_DIR: &str = "/mnt/avpfs-l2";
 const TARBALL: &str = "src.tar";
 /// The runner's arguments' file name in the guest's /data.
 const ARGS_FILE: &str = "bench.args";
-
-/// One workload of one boot.
-#[derive(Debug, Clone, Serialize)]
-pub struct GuestSample {
-    /// The workload.
-    pub workload: GuestWorkload,
-    /// The contender.
-    pub contender: Contender,
-    /// Repetition (from 0).
-    pub rep: usize,
-    /// What the guest reported, when the workload ran.
-    pub line: Option<GuestLine>,
-    /// Why it has no figures.
-    pub error: Option<String>,
-    /// CPU time (seconds) the daemon's process used while the workload ran:
-    /// sampled from /proc when the runner's start line and result line
-    /// reached the host (avpfs and virtiofsd; none for 9p, whose server is
-    /// QEMU itself).
-    pub daemon_cpu_seconds: Option<f64>,
-}
-
-impl GuestSample {
-    /// Guest-side seconds, when it ran.
-    pub fn seconds(&self) -> Option<f64> {
-        self.line.as_ref().map(|l| l.seconds)
-    }
-
-    /// Its rate (ops/s or MB/s), when it ran.
-    pub fn rate(&self) -> Option<f64> {
-        let l = self.line.as_ref()?;
-        let s = l.seconds.max(1e-9);
-        Some(match self.workload.unit() {
-            guest::GuestUnit::Ops => l.ops as f64 / s,
-            guest::GuestUnit::Bytes => l.bytes as f64 / s / 1e6,
-        })
-    }
-}
-
-/// One guest boot.
-#[derive(Debug, Clone, Serialize)]
-pub struct Boot {
-    /// The contender.
-    pub contender: Contender,
-    /// Repetition.
-    pub rep: usize,
-    /// Its place in the repetition's order (from 0).
-    pub position: usize,
-    /// Host wall time of the boot, set-up to power-off, seconds.
-    pub host_seconds: f64,
-    /// run-guest.sh's exit status.
-    pub exit: String,
-    /// The guest's `/proc/mounts` line for the share.
-    pub mount: Option<String>,
-    /// The guest's `uname -r`.
-    pub guest_kernel: Option<String>,
-    /// What went wrong (with the end of the console).
-    pub error: Option<String>,
-}
-
-/// The tarball of the tar workload.
-#[derive(Debug, Clone, Serialize)]
-pub struct Tarball {
-    /// The directories packed.
-    pub sources: Vec<String>,
-    /// Its size.
-    pub bytes: u64,
-    /// Entries (files, directories, links).
-    pub entries: u64,
-}
-
-/// The machine and the programs.
-#[derive(Debug, Clone, Serialize)]
-pub struct Meta2 {
-    /// When the run started (UTC).
-    pub date: String,
-    /// The command line.
-    pub command_line: String,
-    /// quick or full.
-    pub mode: Mode,
-    /// Repetitions.
-    pub reps: usize,
-    /// The host and avpfs's revision.
-    #[serde(flatten)]
-    pub machine: Machine,
-    /// `virtiofsd --version`.
-    pub virtiofsd_version: String,
-    /// `qemu --version`, first line.
-    pub qemu_version: String,
-    /// The Debian package of the guest kernel.
-    pub guest_kernel_package: String,
-    /// The guest's `uname -r`.
-    pub guest_kernel: String,
-    /// vCPUs and memory of every guest.
-    pub guest_smp: usize,
-    /// Guest memory.
-    pub guest_mem: String,
-    /// The QEMU arguments every guest gets (run-guest.sh), without the share device.
-    pub qemu_flags: String,
-    /// The share device of each contender.
-    pub devices: Vec<(Contender, String)>,
-    /// The daemons' command lines.
-    pub daemon_command_lines: Vec<String>,
-    /// The guest's mount line of each contender's share.
-    pub mounts: Vec<(Contender, String)>,
-    /// Workload sizes.
-    pub sizes: GuestSizes,
-    /// The tarball.
-    pub tarball: Tarball,
-    /// Total run time, seconds.
-    pub seconds: f64,
-    /// What the reader should know.
-    pub notes: Vec<String>,
-}
-
-/// Everything a level-2 run produced.
-#[derive(Debug, Clone, Serialize)]
-pub struct Results2 {
-    /// The machine and the programs.
-    pub meta: Meta2,
-    /// The contenders, in the first repetition's order.
-    pub contenders: Vec<Contender>,
-    /// The workloads, in run order.
-    pub workloads: Vec<GuestWorkload>,
-    /// Every workload of every boot.
-    pub samples: Vec<GuestSample>,
-    /// Every boot.
-    pub boots: Vec<Boot>,
-}
 
 /// The workspace root (this crate is `crates/avpfs-bench`).
 fn workspace() -> PathBuf {
@@ -315,14 +157,23 @@ fn runner_args(g: &GuestConfig) -> String {
     a
 }
 
-/// The first line a program prints for `--version`.
-fn first_line_of(program: &str, arg: &str) -> String {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
+/// The figures of what the guest reported for one workload, with the
+/// daemon's CPU seconds during it when they were sampled.
+fn metrics_of(l: &GuestLine, cpu_s: Option<f64>) -> Metrics {
+    let s = l.seconds.max(1e-9);
+    Metrics {
+        ops: l.ops,
+        units: l.bytes,
+        wall_s: l.seconds,
+        rate: match l.workload.unit() {
+            guest::GuestUnit::Ops => l.ops as f64 / s,
+            guest::GuestUnit::Bytes => l.bytes as f64 / s / 1e6,
+        },
+        p50_us: None,
+        p99_us: None,
+        cpu_s,
+        fe_cpu_s: None,
+    }
 }
 
 /// What one boot needs, the same for every boot.
@@ -412,7 +263,7 @@ fn read_console(text: &str) -> Console {
 
 impl Bench<'_> {
     /// Boots one guest for `c` and returns its boot record and samples.
-    fn boot(&self, c: Contender, rep: usize, position: usize) -> (Boot, Vec<GuestSample>) {
+    fn boot(&self, c: Contender, rep: usize, position: usize) -> (Boot, Vec<Sample>) {
         let t = Instant::now();
         let label = format!("l2-r{rep}-{}", c.name());
         let mut boot = Boot {
@@ -439,14 +290,12 @@ impl Bench<'_> {
             .workloads
             .iter()
             .map(|&w| {
-                let mut s =
-                    GuestSample { workload: w, contender: c, rep, line: None, error: None, daemon_cpu_seconds: None };
+                let mut s = Sample { row: Row::Guest { workload: w }, contender: c, rep, metrics: None, error: None };
                 match &console {
                     Some(con) => {
-                        s.line = con.lines.iter().find(|l| l.workload == w).cloned();
-                        s.daemon_cpu_seconds =
-                            con.daemon_cpu.iter().find(|(cw, _)| *cw == w).map(|(_, d)| d.as_secs_f64());
-                        if s.line.is_none() {
+                        let cpu_s = con.daemon_cpu.iter().find(|(cw, _)| *cw == w).map(|(_, d)| d.as_secs_f64());
+                        s.metrics = con.lines.iter().find(|l| l.workload == w).map(|l| metrics_of(l, cpu_s));
+                        if s.metrics.is_none() {
                             s.error = Some(match con.failures.iter().find(|(n, _)| n == w.name()) {
                                 Some((_, msg)) => msg.clone(),
                                 None if con.mount_failed => "the guest could not mount the share".into(),
@@ -542,8 +391,8 @@ impl Bench<'_> {
 }
 
 /// Runs level 2.
-pub fn run(cfg: &Config) -> Result<Results2, Error> {
-    let (t0, date) = (Instant::now(), utc_now());
+pub fn run(cfg: &Config) -> Result<Results, Error> {
+    let (t0, date, machine) = (Instant::now(), utc_now(), Machine::probe());
     let g = &cfg.guest;
     let mut notes = Vec::new();
     for (what, p) in [("the guest kernel", g.kernel.join("vmlinuz")), ("run-guest.sh", g.run_guest.clone())] {
@@ -556,7 +405,7 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
     }
     let runner = locate_runner(g.runner.as_deref())?;
     let nofile = raise_nofile(nr_open());
-    let (specs, virtiofsd_version) = contenders::daemon_specs(cfg, 1, nofile)?;
+    let (specs, virtiofsd_version) = contenders::daemon_specs(&cfg.contenders, &cfg.programs, &cfg.cache, 1, nofile)?;
     let run_dir =
         tempfile::Builder::new().prefix("avpfs-bench-l2-").tempdir().ctx(|| "making a run directory".into())?;
     let sources = if g.tar_sources.is_empty() { default_tar_sources(cfg.mode) } else { g.tar_sources.clone() };
@@ -596,9 +445,9 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
             let (boot, s) = bench.boot(c, rep, position);
             let figures: Vec<String> = s
                 .iter()
-                .map(|x| match x.seconds() {
-                    Some(sec) => format!("{} {sec:.3}s", x.workload.name()),
-                    None => format!("{} FAILED", x.workload.name()),
+                .map(|x| match &x.metrics {
+                    Some(m) => format!("{} {:.3}s", x.row.workload_name(), m.wall_s),
+                    None => format!("{} FAILED", x.row.workload_name()),
                 })
                 .collect();
             eprintln!("   [r{}] {:9} {:5.1} s host: {}", rep + 1, c.name(), boot.host_seconds, figures.join(", "));
@@ -653,44 +502,49 @@ pub fn run(cfg: &Config) -> Result<Results2, Error> {
          every contender; ratios understate the daemons' differences."
             .into(),
     );
-    let meta = Meta2 {
+    let meta = Meta {
+        level: 2,
         date,
         command_line: cfg.command_line.clone(),
         mode: cfg.mode,
         reps: cfg.reps,
-        machine: Machine::probe(),
+        machine,
         virtiofsd_version,
-        qemu_version: first_line_of(&g.qemu, "--version"),
-        guest_kernel_package: std::fs::read_to_string(g.kernel.join("package"))
-            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
-        guest_kernel: boots.iter().find_map(|b| b.guest_kernel.clone()).unwrap_or_else(|| "unknown".into()),
-        guest_smp: g.smp,
-        guest_mem: g.mem.clone(),
-        qemu_flags: format!(
-            "-accel tcg -nic none -m {m} -smp {} -nographic -no-reboot -kernel vmlinuz -initrd INITRD \
-             -append \"console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable\" \
-             -object memory-backend-memfd,id=mem,size={m},share=on -numa node,memdev=mem",
-            g.smp,
-            m = g.mem
-        ),
-        devices,
         daemon_command_lines: bench
             .specs
             .iter()
             .map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE")))
             .collect(),
-        mounts,
-        sizes: g.sizes.clone(),
-        tarball: tar,
         seconds: t0.elapsed().as_secs_f64(),
         notes,
+        setup: Setup::Guest(GuestSetup {
+            qemu_version: contenders::version_of(Path::new(&g.qemu)),
+            guest_kernel_package: std::fs::read_to_string(g.kernel.join("package"))
+                .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+            guest_kernel: boots.iter().find_map(|b| b.guest_kernel.clone()).unwrap_or_else(|| "unknown".into()),
+            guest_smp: g.smp,
+            guest_mem: g.mem.clone(),
+            qemu_flags: format!(
+                "-accel tcg -nic none -m {m} -smp {} -nographic -no-reboot -kernel vmlinuz -initrd INITRD \
+             -append \"console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable\" \
+             -object memory-backend-memfd,id=mem,size={m},share=on -numa node,memdev=mem",
+                g.smp,
+                m = g.mem
+            ),
+            devices,
+            mounts,
+            sizes: g.sizes.clone(),
+            tarball: tar,
+        }),
     };
-    Ok(Results2 { meta, contenders: cfg.contenders.clone(), workloads: g.workloads.clone(), samples, boots })
+    let rows = g.workloads.iter().map(|&workload| Row::Guest { workload }).collect();
+    Ok(Results { meta, contenders: cfg.contenders.clone(), rows, samples, memory: Vec::new(), boots })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::GuestSizes;
 
     /// Hands out `chunks` one read at a time and spends `burn` of CPU time
     /// before handing out chunk `burn_before`.

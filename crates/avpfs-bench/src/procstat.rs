@@ -1,10 +1,16 @@
 //! What /proc tells about a daemon: CPU time, resident memory, open
-//! descriptors; and the CPU time of the calling thread for the host baseline.
+//! descriptors; the CPU time of the calling thread for the host baseline;
+//! and the number of online CPUs.
 
 use std::fs;
 use std::time::Duration;
 
 use crate::error::{Error, IoContext};
+
+/// Number of online CPUs.
+pub fn nproc() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// CPU time of a process at one moment, read two ways.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,155 +2,36 @@
 //! runs every case, contenders interleaved (their order rotates from one
 //! repetition to the next), then the memory probe.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::cli::{nproc, Config, MemoryHandles, Mode};
+use crate::config::{Config, MemoryHandles, Mode};
 use crate::contenders::{self, Contender, Daemon, DaemonSpec};
 use crate::engine::Session;
 use crate::error::{Error, IoContext};
 use crate::host::HostCtx;
 use crate::procstat::{fd_count, Memory};
+use crate::results::{utc_now, DaemonSetup, Machine, MemorySample, Meta, Metrics, Results, Row, Sample, Setup};
 use crate::share::{make_data_file, DirKind, Share, Tree};
 use crate::stats::Latency;
-use crate::workloads::{paths, Case, FuseCtx, LookupStream, Measurement, Sizes, Workload};
+use crate::workloads::{paths, Case, FuseCtx, LookupStream, Measurement, Unit, Workload};
 
-/// The figures of one successful run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Metrics {
-    /// Operations.
-    pub ops: u64,
-    /// Units (entries or bytes; operations for the others).
-    pub units: u64,
-    /// Wall time in seconds.
-    pub wall_s: f64,
-    /// Rate in the workload's unit (ops/s, entries/s or MB/s).
-    pub rate: f64,
-    /// Median latency of an operation, µs.
-    pub p50_us: f64,
-    /// 99th percentile latency, µs.
-    pub p99_us: f64,
-    /// CPU time of the daemon (host: of the threads) per operation, µs.
-    pub cpu_us_per_op: f64,
-    /// CPU time of the front end (the harness playing the guest) per operation, µs; 0 for the host.
-    pub fe_cpu_us_per_op: f64,
-}
-
-impl Metrics {
-    /// The figures of a measurement of `workload`.
-    pub fn of(workload: Workload, mut m: Measurement) -> Metrics {
-        let wall_s = m.run.wall.as_secs_f64().max(1e-9);
-        let lat = Latency::of(&mut m.run.latencies);
-        let unit = workload.unit();
-        let count = if unit == crate::workloads::Unit::Ops { m.run.ops } else { m.run.units };
-        Metrics {
-            ops: m.run.ops,
-            units: m.run.units,
-            wall_s,
-            rate: unit.scale(count as f64 / wall_s),
-            p50_us: lat.p50_ns as f64 / 1e3,
-            p99_us: lat.p99_ns as f64 / 1e3,
-            cpu_us_per_op: m.cpu.as_secs_f64() * 1e6 / m.run.ops.max(1) as f64,
-            fe_cpu_us_per_op: m.run.driver_cpu.as_secs_f64() * 1e6 / m.run.ops.max(1) as f64,
-        }
+/// The figures of a measurement of `workload`.
+fn metrics_of(workload: Workload, mut m: Measurement) -> Metrics {
+    let wall_s = m.run.wall.as_secs_f64().max(1e-9);
+    let lat = Latency::of(&mut m.run.latencies);
+    let unit = workload.unit();
+    let count = if unit == Unit::Ops { m.run.ops } else { m.run.units };
+    Metrics {
+        ops: m.run.ops,
+        units: m.run.units,
+        wall_s,
+        rate: unit.scale(count as f64 / wall_s),
+        p50_us: Some(lat.p50_ns as f64 / 1e3),
+        p99_us: Some(lat.p99_ns as f64 / 1e3),
+        cpu_s: Some(m.cpu.as_secs_f64()),
+        fe_cpu_s: Some(m.run.driver_cpu.as_secs_f64()),
     }
-}
-
-/// One run of one case by one contender.
-#[derive(Debug, Clone, Serialize)]
-pub struct Sample {
-    /// tmpfs or disk.
-    pub dir_kind: DirKind,
-    /// The case.
-    pub case: Case,
-    /// The contender.
-    pub contender: Contender,
-    /// Repetition (from 0).
-    pub rep: usize,
-    /// The figures, when the run succeeded.
-    pub metrics: Option<Metrics>,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-/// Memory of one daemon around a lookup of many files.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemorySample {
-    /// tmpfs or disk.
-    pub dir_kind: DirKind,
-    /// The daemon.
-    pub contender: Contender,
-    /// Repetition.
-    pub rep: usize,
-    /// Files looked up.
-    pub files: usize,
-    /// After FUSE_INIT.
-    pub before: Memory,
-    /// After the lookups.
-    pub after_lookup: Memory,
-    /// After BATCH_FORGET of every file.
-    pub after_forget: Memory,
-    /// Open descriptors after the lookups.
-    pub fds_after_lookup: usize,
-    /// (RssAnon after lookup − before) / files.
-    pub bytes_per_inode: f64,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-/// The machine and the programs.
-#[derive(Debug, Clone, Serialize)]
-pub struct Meta {
-    /// When the run started (UTC).
-    pub date: String,
-    /// The command line.
-    pub command_line: String,
-    /// quick or full.
-    pub mode: Mode,
-    /// The machine and avpfs's revision.
-    #[serde(flatten)]
-    pub machine: Machine,
-    /// `virtiofsd --version`.
-    pub virtiofsd_version: String,
-    /// The daemon command lines (socket and share paths vary per run).
-    pub daemon_command_lines: Vec<String>,
-    /// Arguments added to both daemons' command lines for the memory probe
-    /// (`--inode-file-handles=...`; empty: none).
-    pub memory_daemon_args: String,
-    /// Workload sizes.
-    pub sizes: Sizes,
-    /// Least measured seconds per run.
-    pub min_time_s: f64,
-    /// How long the front end polls for a reply before it sleeps, µs.
-    #[serde(default)]
-    pub fe_poll_us: u64,
-    /// Repetitions.
-    pub reps: usize,
-    /// The file system type of each share.
-    pub file_systems: Vec<(DirKind, String)>,
-    /// READ/WRITE size each daemon negotiated (max_write, capped at 1 MiB).
-    pub max_io: Vec<(Contender, u32)>,
-    /// Total run time, seconds.
-    pub seconds: f64,
-    /// What the reader should know (limits that changed the run).
-    pub notes: Vec<String>,
-}
-
-/// Everything a run produced.
-#[derive(Debug, Clone, Serialize)]
-pub struct Results {
-    /// The machine and the programs.
-    pub meta: Meta,
-    /// The cases, in run order.
-    pub cases: Vec<Case>,
-    /// The contenders.
-    pub contenders: Vec<Contender>,
-    /// Every run.
-    pub samples: Vec<Sample>,
-    /// The memory probes.
-    pub memory: Vec<MemorySample>,
 }
 
 /// The cases: for each depth one queue, then N queues at the largest depth;
@@ -274,32 +155,26 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
             ),
         }
     }
-    let (specs, virtiofsd_version) = contenders::daemon_specs(cfg, cfg.queues, nofile)?;
+    let (specs, virtiofsd_version) =
+        contenders::daemon_specs(&cfg.contenders, &cfg.programs, &cfg.cache, cfg.queues, nofile)?;
     let cases = cases(cfg);
     let run_dir =
         tempfile::Builder::new().prefix("avpfs-bench-run-").tempdir().ctx(|| "making a run directory".into())?;
-    let mut meta = Meta {
-        date: utc_now(),
-        command_line: cfg.command_line.clone(),
-        mode: cfg.mode,
-        machine: Machine::probe(),
-        virtiofsd_version,
-        daemon_command_lines: specs.iter().map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE"))).collect(),
+    let (date, machine) = (utc_now(), Machine::probe());
+    let daemon_command_lines = specs.iter().map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE"))).collect();
+    let mut setup = DaemonSetup {
         memory_daemon_args: memory_args.join(" "),
         sizes: cfg.sizes.clone(),
         min_time_s: cfg.min_time.as_secs_f64(),
         fe_poll_us: cfg.fe_poll.as_micros() as u64,
-        reps: cfg.reps,
         file_systems: Vec::new(),
         max_io: Vec::new(),
-        seconds: 0.0,
-        notes,
     };
     let mut samples = Vec::new();
     let mut memory = Vec::new();
     for &kind in &cfg.dir_kinds {
         let share = prepare_share(kind, cfg)?;
-        meta.file_systems.push((kind, share.fs_type().to_string()));
+        setup.file_systems.push((kind, share.fs_type().to_string()));
         let tree = Tree::new(paths::TREE, cfg.sizes.files, cfg.sizes.per_dir);
         let mtree = if cfg.sizes.memory_files > cfg.sizes.files {
             Tree::new(paths::MEMORY_TREE, cfg.sizes.memory_files, cfg.sizes.per_dir)
@@ -318,8 +193,8 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
                     let label = format!("{}-r{rep}-c{ci}", c.name());
                     let outcome = run.case(c, *case, &label);
                     if let Some(io) = run.max_io(c) {
-                        if !meta.max_io.iter().any(|(k, _)| *k == c) {
-                            meta.max_io.push((c, io));
+                        if !setup.max_io.iter().any(|(k, _)| *k == c) {
+                            setup.max_io.push((c, io));
                         }
                     }
                     report_line(kind, rep, case, c, &outcome);
@@ -327,7 +202,13 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
                         Ok(m) => (Some(m), None),
                         Err(e) => (None, Some(e.to_string())),
                     };
-                    samples.push(Sample { dir_kind: kind, case: *case, contender: c, rep, metrics, error });
+                    samples.push(Sample {
+                        row: Row::Case { dir_kind: kind, case: *case },
+                        contender: c,
+                        rep,
+                        metrics,
+                        error,
+                    });
                 }
             }
             run.finish();
@@ -354,8 +235,25 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
             }
         }
     }
-    meta.seconds = t0.elapsed().as_secs_f64();
-    Ok(Results { meta, cases, contenders: cfg.contenders.clone(), samples, memory })
+    let rows = setup
+        .file_systems
+        .iter()
+        .flat_map(|&(dir_kind, _)| cases.iter().map(move |&case| Row::Case { dir_kind, case }))
+        .collect();
+    let meta = Meta {
+        level: 1,
+        date,
+        command_line: cfg.command_line.clone(),
+        mode: cfg.mode,
+        reps: cfg.reps,
+        machine,
+        virtiofsd_version,
+        daemon_command_lines,
+        seconds: t0.elapsed().as_secs_f64(),
+        notes,
+        setup: Setup::Daemons(setup),
+    };
+    Ok(Results { meta, contenders: cfg.contenders.clone(), rows, samples, memory, boots: Vec::new() })
 }
 
 pub(crate) fn names(cs: &[Contender]) -> String {
@@ -373,19 +271,23 @@ pub(crate) fn rotated(cs: &[Contender], by: usize) -> Vec<Contender> {
 
 fn report_line(kind: DirKind, rep: usize, case: &Case, c: Contender, outcome: &Result<Metrics, Error>) {
     match outcome {
-        Ok(m) => eprintln!(
-            "   [{} r{}] {:20} {:9} {:>11.1} {:9} p50 {:>7.1} µs  p99 {:>8.1} µs  cpu {:>6.2} µs/op  fe {:>5.2}",
-            kind.name(),
-            rep + 1,
-            case.label(),
-            c.name(),
-            m.rate,
-            case.workload.unit().rate_label(),
-            m.p50_us,
-            m.p99_us,
-            m.cpu_us_per_op,
-            m.fe_cpu_us_per_op
-        ),
+        Ok(m) => {
+            // Level 1's runs have every figure.
+            let v = |x: Option<f64>| x.unwrap_or(f64::NAN);
+            eprintln!(
+                "   [{} r{}] {:20} {:9} {:>11.1} {:9} p50 {:>7.1} µs  p99 {:>8.1} µs  cpu {:>6.2} µs/op  fe {:>5.2}",
+                kind.name(),
+                rep + 1,
+                case.label(),
+                c.name(),
+                m.rate,
+                case.workload.unit().rate_label(),
+                v(m.p50_us),
+                v(m.p99_us),
+                v(m.cpu_us_per_op()),
+                v(m.fe_cpu_us_per_op())
+            )
+        }
         Err(e) => eprintln!("   [{} r{}] {:20} {:9} FAILED: {e}", kind.name(), rep + 1, case.label(), c.name()),
     }
 }
@@ -468,7 +370,7 @@ impl<'a> RepRun<'a> {
             }
             total.merge(self.pass(c, case, &format!("{label}-p{pass}"))?);
         }
-        Ok(Metrics::of(case.workload, total))
+        Ok(metrics_of(case.workload, total))
     }
 
     fn pass(&mut self, c: Contender, case: Case, label: &str) -> Result<Measurement, Error> {
@@ -596,104 +498,6 @@ fn memory_probe_inner(
     Ok(())
 }
 
-/// The machine a run was made on, and the avpfs revision (both levels
-/// report them).
-#[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    /// Online CPUs.
-    pub nproc: usize,
-    /// CPU model.
-    pub cpu: String,
-    /// Kernel release.
-    pub kernel: String,
-    /// Memory of the machine.
-    pub mem_total: String,
-    /// avpfs git revision.
-    pub avpfs_rev: String,
-}
-
-impl Machine {
-    /// This machine, now.
-    pub fn probe() -> Self {
-        Machine {
-            nproc: nproc(),
-            cpu: cpu_model(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
-            mem_total: mem_total(),
-            avpfs_rev: git_rev(),
-        }
-    }
-
-    /// The reports' "Machine" line.
-    pub fn markdown_line(&self) -> String {
-        format!("- **Machine**: {} CPUs, {}, kernel {}, {} RAM", self.nproc, self.cpu, self.kernel, self.mem_total)
-    }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn mem_total() -> String {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            let kb: f64 =
-                s.lines().next()?.trim_start_matches("MemTotal:").trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(format!("{:.1} GiB", kb / (1u64 << 20) as f64))
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// `git describe`-like revision of the workspace, with `-dirty` for local changes.
-fn git_rev() -> String {
-    let dir: PathBuf = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match out(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(rev) => {
-            let dirty = out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{rev}-dirty")
-            } else {
-                rev
-            }
-        }
-        None => "unknown".into(),
-    }
-}
-
-/// The current time as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -725,10 +529,9 @@ mod tests {
     }
 
     #[test]
-    fn rotation_and_dates() {
+    fn rotation() {
         use Contender::*;
         assert_eq!(rotated(&[Avpfs, Virtiofsd, Host], 1), vec![Virtiofsd, Host, Avpfs]);
         assert_eq!(rotated(&[Avpfs, Virtiofsd, Host], 3), vec![Avpfs, Virtiofsd, Host]);
-        assert!(utc_now().ends_with(" UTC"));
     }
 }

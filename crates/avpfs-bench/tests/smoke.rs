@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use avpfs_bench::cli::{Cli, Config};
+use avpfs_bench::cli::Cli;
+use avpfs_bench::config::Config;
 use avpfs_bench::contenders::Contender;
 use avpfs_bench::{report, runner};
 use clap::Parser;
@@ -45,8 +46,7 @@ fn host_only_run_writes_the_report() {
     assert!(results.samples.iter().all(|s| s.metrics.is_some()), "{:?}", results.samples);
     // lookup and getattr, with 1 and 2 threads.
     assert_eq!(results.samples.len(), 4);
-    let sums = report::summarize(&results);
-    let files = report::write_all(&cfg.out, &results, &sums).unwrap();
+    let files = report::write_all(&cfg.out, &results).unwrap();
     let md = std::fs::read_to_string(&files[0]).unwrap();
     assert!(md.contains("| lookup | 1 | 1 | host |"), "{md}");
 }

@@ -193,8 +193,8 @@ impl Daemon {
             return;
         }
         if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill has no memory-safety preconditions; `pid` is our child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // `pid` is our child, not yet reaped: the number names no other process.
+            let _ = avpfs_sys::process::kill(pid, libc::SIGTERM);
         }
         if !wait(&mut self.child, Duration::from_secs(3)) {
             let _ = self.child.kill();

@@ -5,7 +5,11 @@
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use avpfs_sys::dir::getdents64;
+use avpfs_sys::open::openat;
+use avpfs_sys::stat::fstat;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
@@ -26,49 +30,9 @@ pub struct HostCtx<'t> {
     dirs: Vec<OwnedFd>,
 }
 
-/// `openat(dirfd, name, flags, mode)`.
-fn openat(dirfd: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> std::io::Result<OwnedFd> {
-    // SAFETY: `name` is a valid NUL-terminated string; the returned descriptor is checked before use.
-    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC, mode) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)` (the attributes are dropped).
-fn fstatat(dirfd: RawFd, name: &CStr) -> std::io::Result<()> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `name` is NUL-terminated and `st` is a writable stat buffer.
-    let rc = unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `fstat(fd)` (the attributes are dropped).
-fn fstat(fd: RawFd) -> std::io::Result<()> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a writable stat buffer.
-    let rc = unsafe { libc::fstat(fd, &mut st) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `getdents64(fd, buf)`: the number of bytes of records written.
-fn getdents64(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
-    // SAFETY: `buf` is writable for `buf.len()` bytes for the duration of the call.
-    let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(n as usize)
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` (the attributes are dropped).
+fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> std::io::Result<()> {
+    avpfs_sys::stat::fstatat(dir, name, libc::AT_SYMLINK_NOFOLLOW).map(drop)
 }
 
 /// Calls `f` with the name of each `linux_dirent64` record in `buf`.
@@ -159,7 +123,7 @@ impl<'t> HostCtx<'t> {
         let top = root.join(&tree.name);
         let top_fd = File::open(&top).ctx(|| format!("opening {}", top.display()))?;
         let dirs = (0..tree.dirs())
-            .map(|i| openat(top_fd.as_raw_fd(), tree.dir_name(i), libc::O_PATH | libc::O_DIRECTORY, 0))
+            .map(|i| openat(top_fd.as_fd(), tree.dir_name(i), libc::O_PATH | libc::O_DIRECTORY, 0))
             .collect::<std::io::Result<Vec<_>>>()
             .ctx(|| format!("opening the directories of {}", top.display()))?;
         Ok(HostCtx { root: root.to_path_buf(), tree, dirs })
@@ -175,19 +139,19 @@ impl<'t> HostCtx<'t> {
         match case.workload {
             Workload::Lookup => run_threads(n, |t, r| {
                 for k in share_of(tree.files, t, n) {
-                    let dir = self.dirs[tree.dir_of(k)].as_raw_fd();
+                    let dir = self.dirs[tree.dir_of(k)].as_fd();
                     r.time(|| fstatat(dir, tree.file_name(k)).map(|_| 1).map_err(io_err("fstatat")))?;
                 }
                 Ok(())
             }),
             Workload::Getattr => {
                 let fds = (0..tree.files)
-                    .map(|k| openat(self.dirs[tree.dir_of(k)].as_raw_fd(), tree.file_name(k), libc::O_PATH, 0))
+                    .map(|k| openat(self.dirs[tree.dir_of(k)].as_fd(), tree.file_name(k), libc::O_PATH, 0))
                     .collect::<std::io::Result<Vec<_>>>()
                     .map_err(io_err("O_PATH open of the tree (raise RLIMIT_NOFILE)"))?;
                 run_threads(n, |t, r| {
                     for k in share_of(fds.len(), t, n) {
-                        r.time(|| fstat(fds[k].as_raw_fd()).map(|_| 1).map_err(io_err("fstat")))?;
+                        r.time(|| fstat(fds[k].as_fd()).map(|_| 1).map_err(io_err("fstat")))?;
                     }
                     Ok(())
                 })
@@ -205,7 +169,7 @@ impl<'t> HostCtx<'t> {
                 run_threads(n, |t, r| {
                     let mut buf = vec![0u8; buf_len];
                     for d in share_of(dirs.len(), t, n) {
-                        let fd = dirs[d].as_raw_fd();
+                        let fd = dirs[d].as_fd();
                         loop {
                             let mut got = 0;
                             r.time(|| {
@@ -238,9 +202,8 @@ impl<'t> HostCtx<'t> {
                     for k in share_of(sizes.create_files, t, n) {
                         let name = std::ffi::CString::new(format!("c{k:08}")).unwrap_or_default();
                         r.time(|| {
-                            let fd =
-                                openat(dir.as_raw_fd(), &name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)
-                                    .map_err(io_err("openat(O_CREAT)"))?;
+                            let fd = openat(dir.as_fd(), &name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)
+                                .map_err(io_err("openat(O_CREAT)"))?;
                             File::from(fd).write_all(&data).map_err(io_err("write"))?;
                             Ok(1)
                         })?;

@@ -26,6 +26,7 @@
 //! they share in [`markdown`]), its chart ([`chart`]), JSON and CSV.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod chart;
 pub mod cli;

@@ -1,5 +1,7 @@
 //! `avpfs-bench`: see the library crate.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() {

@@ -56,9 +56,7 @@ fn parse_stat_cpu(stat: &str) -> Option<Duration> {
 }
 
 fn ticks_to_duration(ticks: u64) -> Duration {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as u64 } else { 100 };
+    let hz = avpfs_sys::process::clock_ticks_per_second().unwrap_or(100);
     Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz)
 }
 
@@ -111,13 +109,7 @@ pub fn fd_count(pid: u32) -> Result<usize, Error> {
 
 /// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
 pub fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    avpfs_sys::process::thread_cpu_time().unwrap_or(Duration::ZERO)
 }
 
 #[cfg(test)]

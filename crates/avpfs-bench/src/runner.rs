@@ -69,20 +69,15 @@ pub(crate) fn nr_open() -> u64 {
 /// Raises our descriptor limit as far as allowed (the host getattr baseline
 /// holds one per file); returns the hard limit, which the daemons get too.
 pub fn raise_nofile(want: u64) -> u64 {
-    let lim = libc::rlimit { rlim_cur: want, rlim_max: want };
-    // SAFETY: `lim` is a valid rlimit for the duration of the call.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+    use avpfs_sys::process::{getrlimit, setrlimit};
+    if setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: want, rlim_max: want }).is_ok() {
         return want;
     }
     // Without CAP_SYS_RESOURCE the hard limit stays: take all of it.
-    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `cur` is a writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) } != 0 {
+    let Ok(cur) = getrlimit(libc::RLIMIT_NOFILE) else {
         return 1024;
-    }
-    cur.rlim_cur = cur.rlim_max;
-    // SAFETY: as above.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &cur) };
+    };
+    let _ = setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: cur.rlim_max, rlim_max: cur.rlim_max });
     cur.rlim_max
 }
 

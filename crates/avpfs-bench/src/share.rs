@@ -129,9 +129,7 @@ impl Drop for Share {
     fn drop(&mut self) {
         if let Some(mount) = &self.mount {
             if let Ok(c) = CString::new(mount.as_os_str().as_bytes()) {
-                // SAFETY: `c` is a valid NUL-terminated path; umount2 has no
-                // other memory-safety preconditions.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                let _ = avpfs_sys::mount::umount2(&c, libc::MNT_DETACH);
             }
         }
     }
@@ -139,17 +137,12 @@ impl Drop for Share {
 
 fn mount_tmpfs(dir: &Path) -> Result<(), Error> {
     let target = CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::Usage("NUL in a path".into()))?;
-    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
-    let rc = unsafe {
-        libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, c"mode=0755,size=90%".as_ptr().cast())
-    };
-    if rc != 0 {
-        return Err(Error::Io {
+    avpfs_sys::mount::mount(Some(c"tmpfs"), &target, Some(c"tmpfs"), 0, Some(c"mode=0755,size=90%")).map_err(|source| {
+        Error::Io {
             context: format!("mounting a tmpfs on {} (needs root; or use --dir-kind disk)", dir.display()),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+            source,
+        }
+    })
 }
 
 /// Makes an ext4 file system of `gib` GiB in the sparse file `image` and

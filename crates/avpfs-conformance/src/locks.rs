@@ -60,8 +60,7 @@ fn show(l: LockInfo, holder: i32) -> String {
 }
 
 fn getppid() -> i32 {
-    // SAFETY: cannot fail.
-    unsafe { libc::getppid() }
+    std::os::unix::process::parent_id() as i32
 }
 
 fn create(env: &Env, o: &mut Outcome) -> Result<File, Stop> {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use avpfs_server::{Context, Entry, NodeId};
 use avpfs_sys::open::open_beneath;
 use avpfs_sys::{fs, stat, FileHandle};
-use fuse_abi::ROOT_ID;
 
 use crate::attr::attr_from_statx;
 use crate::inode::{InodeKey, Node, NodeFile};
@@ -115,7 +114,7 @@ impl PassthroughFs {
             n if n.contains(&b'/') => Err(errno(libc::EINVAL)),
             b"." => self.node_entry(&p),
             // The root's parent is the root: the share is never left.
-            b".." if parent == ROOT_ID => self.node_entry(&p),
+            b".." if parent == NodeId::ROOT => self.node_entry(&p),
             // The client does not ask without EXPORT_SUPPORT; a directory
             // moved out of the share by the host would lead outside.
             b".." => Err(errno(libc::EINVAL)),

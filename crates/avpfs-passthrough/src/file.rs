@@ -5,7 +5,10 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use avpfs_server::{Context, Entry, Handle, NodeId, OpenReply, ZeroCopyReader, ZeroCopyWriter};
+use avpfs_server::{
+    Context, CopyRange, Entry, FallocateRequest, Handle, LockOwner, NodeId, OpenReply, ReadRequest, WriteRequest,
+    ZeroCopyReader, ZeroCopyWriter,
+};
 use avpfs_sys::open::open_beneath;
 use avpfs_sys::{fs, lock, stat};
 use fuse_abi::{fopen, init_flags as init};
@@ -140,46 +143,35 @@ impl PassthroughFs {
         }
     }
 
-    pub(crate) fn do_read(
-        &self,
-        node: NodeId,
-        handle: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-    ) -> io::Result<usize> {
-        let of = self.handles.get(handle, node)?;
+    pub(crate) fn do_read(&self, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
+        let of = self.handles.get(req.handle, node)?;
         if of.node.kind == libc::S_IFREG {
-            w.write_from_file(of.fd.as_fd(), size as usize, offset)
+            w.write_from_file(of.fd.as_fd(), req.size as usize, req.offset)
         } else {
-            w.write_from(of.fd.as_fd(), size as usize, offset)
+            w.write_from(of.fd.as_fd(), req.size as usize, req.offset)
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn do_write(
         &self,
         ctx: &Context,
         node: NodeId,
-        handle: Handle,
+        req: WriteRequest,
         r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        kill_suidgid: bool,
     ) -> io::Result<usize> {
         self.check_writable()?;
-        let of = self.handles.get(handle, node)?;
-        let _unprivileged = self.unprivileged_for(ctx, of.fd.as_fd(), kills_privs(ctx, kill_suidgid))?;
-        r.read_to(of.fd.as_fd(), size as usize, offset)
+        let of = self.handles.get(req.handle, node)?;
+        let _unprivileged = self.unprivileged_for(ctx, of.fd.as_fd(), kills_privs(ctx, req.kill_suidgid))?;
+        r.read_to(of.fd.as_fd(), req.size as usize, req.offset)
     }
 
-    pub(crate) fn do_flush(&self, node: NodeId, handle: Handle, lock_owner: u64) -> io::Result<()> {
+    pub(crate) fn do_flush(&self, node: NodeId, handle: Handle, lock_owner: LockOwner) -> io::Result<()> {
         let of = self.handles.get(handle, node)?;
         self.release_posix_locks(&of.node, lock_owner)?;
         fs::flush_by_close(of.fd.as_fd())
     }
 
-    pub(crate) fn do_release(&self, node: NodeId, handle: Handle, flock_owner: Option<u64>) -> io::Result<()> {
+    pub(crate) fn do_release(&self, node: NodeId, handle: Handle, flock_owner: Option<LockOwner>) -> io::Result<()> {
         let of = self.handles.remove(handle, node)?;
         self.release_handle_locks(&of.node, handle);
         if flock_owner.is_some() {
@@ -195,17 +187,10 @@ impl PassthroughFs {
         fs::fsync(of.fd.as_fd(), datasync)
     }
 
-    pub(crate) fn do_fallocate(
-        &self,
-        node: NodeId,
-        handle: Handle,
-        mode: u32,
-        offset: u64,
-        length: u64,
-    ) -> io::Result<()> {
+    pub(crate) fn do_fallocate(&self, node: NodeId, req: FallocateRequest) -> io::Result<()> {
         self.check_writable()?;
-        let of = self.handles.get(handle, node)?;
-        fs::fallocate(of.fd.as_fd(), mode as i32, offset, length)
+        let of = self.handles.get(req.handle, node)?;
+        fs::fallocate(of.fd.as_fd(), req.mode as i32, req.offset, req.length)
     }
 
     pub(crate) fn do_lseek(&self, node: NodeId, handle: Handle, offset: u64, whence: u32) -> io::Result<u64> {
@@ -225,19 +210,13 @@ impl PassthroughFs {
         fs::lseek(of.fd.as_fd(), offset as i64, whence)
     }
 
-    pub(crate) fn do_copy_file_range(
-        &self,
-        (node_in, handle_in, off_in): (NodeId, Handle, u64),
-        (node_out, handle_out, off_out): (NodeId, Handle, u64),
-        len: u64,
-        flags: u64,
-    ) -> io::Result<usize> {
+    pub(crate) fn do_copy_file_range(&self, range: CopyRange) -> io::Result<usize> {
         self.check_writable()?;
-        let flags = u32::try_from(flags).map_err(|_| errno(libc::EINVAL))?;
-        let fin = self.handles.get(handle_in, node_in)?;
-        let fout = self.handles.get(handle_out, node_out)?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        fs::copy_file_range(fin.fd.as_fd(), off_in, fout.fd.as_fd(), off_out, len, flags)
+        let flags = u32::try_from(range.flags).map_err(|_| errno(libc::EINVAL))?;
+        let fin = self.handles.get(range.handle_in, range.node_in)?;
+        let fout = self.handles.get(range.handle_out, range.node_out)?;
+        let len = usize::try_from(range.len).unwrap_or(usize::MAX);
+        fs::copy_file_range(fin.fd.as_fd(), range.offset_in, fout.fd.as_fd(), range.offset_out, len, flags)
     }
 
     pub(crate) fn do_syncfs(&self, node: NodeId) -> io::Result<()> {

@@ -43,8 +43,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use avpfs_server::{
-    Context, DirSink, Entry, FileSystem, Handle, InitOptions, LockRequest, NodeId, OpenReply, SetattrIn, WantedFlags,
-    ZeroCopyReader, ZeroCopyWriter,
+    Context, CopyRange, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner, LockRequest,
+    NodeId, OpenReply, ReadRequest, SetattrIn, WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
 use avpfs_sys::creds::{geteuid, has_effective_cap, CAP_DAC_READ_SEARCH};
 use avpfs_sys::{FileHandle, ProcSelfFd};
@@ -337,34 +337,15 @@ impl FileSystem for PassthroughFs {
         self.do_create(ctx, parent, None, mode, flags, umask)
     }
 
-    fn read(
-        &self,
-        _ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        _flags: u32,
-    ) -> io::Result<usize> {
-        self.do_read(node, handle, w, size, offset)
+    fn read(&self, _ctx: &Context, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
+        self.do_read(node, req, w)
     }
 
-    fn write(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        kill_suidgid: bool,
-        _flags: u32,
-    ) -> io::Result<usize> {
-        self.do_write(ctx, node, handle, r, size, offset, kill_suidgid)
+    fn write(&self, ctx: &Context, node: NodeId, req: WriteRequest, r: &mut dyn ZeroCopyReader) -> io::Result<usize> {
+        self.do_write(ctx, node, req, r)
     }
 
-    fn flush(&self, _ctx: &Context, node: NodeId, handle: Handle, lock_owner: u64) -> io::Result<()> {
+    fn flush(&self, _ctx: &Context, node: NodeId, handle: Handle, lock_owner: LockOwner) -> io::Result<()> {
         self.do_flush(node, handle, lock_owner)
     }
 
@@ -374,7 +355,7 @@ impl FileSystem for PassthroughFs {
         node: NodeId,
         handle: Handle,
         _flags: u32,
-        flock_unlock_owner: Option<u64>,
+        flock_unlock_owner: Option<LockOwner>,
     ) -> io::Result<()> {
         self.do_release(node, handle, flock_unlock_owner)
     }
@@ -446,35 +427,16 @@ impl FileSystem for PassthroughFs {
         self.do_access(ctx, node, mask)
     }
 
-    fn fallocate(
-        &self,
-        _ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        mode: u32,
-        offset: u64,
-        length: u64,
-    ) -> io::Result<()> {
-        self.do_fallocate(node, handle, mode, offset, length)
+    fn fallocate(&self, _ctx: &Context, node: NodeId, req: FallocateRequest) -> io::Result<()> {
+        self.do_fallocate(node, req)
     }
 
     fn lseek(&self, _ctx: &Context, node: NodeId, handle: Handle, offset: u64, whence: u32) -> io::Result<u64> {
         self.do_lseek(node, handle, offset, whence)
     }
 
-    fn copy_file_range(
-        &self,
-        _ctx: &Context,
-        node_in: NodeId,
-        handle_in: Handle,
-        off_in: u64,
-        node_out: NodeId,
-        handle_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> io::Result<usize> {
-        self.do_copy_file_range((node_in, handle_in, off_in), (node_out, handle_out, off_out), len, flags)
+    fn copy_file_range(&self, _ctx: &Context, range: CopyRange) -> io::Result<usize> {
+        self.do_copy_file_range(range)
     }
 
     fn syncfs(&self, _ctx: &Context, node: NodeId) -> io::Result<()> {

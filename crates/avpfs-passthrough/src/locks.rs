@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
-use avpfs_server::{Handle, LockRequest, NodeId};
+use avpfs_server::{Handle, LockOwner, LockRequest, NodeId};
 use avpfs_sys::lock::{self, Lock};
 use fuse_abi::FileLock;
 
@@ -41,15 +41,15 @@ struct OwnerFd {
 /// The open file descriptions holding each lock owner's POSIX locks on one node.
 #[derive(Debug, Default)]
 pub(crate) struct OwnerLocks {
-    owners: Mutex<HashMap<u64, OwnerFd>>,
+    owners: Mutex<HashMap<LockOwner, OwnerFd>>,
 }
 
 impl OwnerLocks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, OwnerFd>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LockOwner, OwnerFd>> {
         self.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self, owner: u64) -> Option<Arc<OwnedFd>> {
+    fn get(&self, owner: LockOwner) -> Option<Arc<OwnedFd>> {
         self.lock().get(&owner).map(|o| o.fd.clone())
     }
 
@@ -57,7 +57,7 @@ impl OwnerLocks {
     /// the handle and pid of this request.
     fn get_or_open(
         &self,
-        owner: u64,
+        owner: LockOwner,
         handle: Handle,
         pid: u32,
         open: impl FnOnce() -> io::Result<OwnedFd>,
@@ -75,20 +75,20 @@ impl OwnerLocks {
         Ok(fd)
     }
 
-    fn remove(&self, owner: u64) -> Option<Arc<OwnedFd>> {
+    fn remove(&self, owner: LockOwner) -> Option<Arc<OwnedFd>> {
         self.lock().remove(&owner).map(|o| o.fd)
     }
 
     /// Removes the owners that took locks only through `handle`.
     fn remove_only_through(&self, handle: Handle) -> Vec<Arc<OwnedFd>> {
         let mut m = self.lock();
-        let gone: Vec<u64> =
+        let gone: Vec<LockOwner> =
             m.iter().filter(|(_, o)| o.handles.iter().all(|&h| h == handle)).map(|(&k, _)| k).collect();
         gone.iter().filter_map(|k| m.remove(k)).map(|o| o.fd).collect()
     }
 
     /// The other owners' descriptions and pids.
-    fn others(&self, owner: u64) -> Vec<(Arc<OwnedFd>, u32)> {
+    fn others(&self, owner: LockOwner) -> Vec<(Arc<OwnedFd>, u32)> {
         self.lock().iter().filter(|(&k, _)| k != owner).map(|(_, o)| (o.fd.clone(), o.pid)).collect()
     }
 
@@ -162,7 +162,7 @@ impl PassthroughFs {
     /// probe of `found`'s range cannot return `found` itself (a description
     /// never conflicts with itself); from anyone else's it can. Best effort:
     /// two owners holding the very same read lock are not told apart.
-    fn lock_holder_pid(&self, node: &Node, owner: u64, found: &Lock) -> u32 {
+    fn lock_holder_pid(&self, node: &Node, owner: LockOwner, found: &Lock) -> u32 {
         if found.pid != -1 {
             return 0; // a host process's classic POSIX lock
         }
@@ -199,7 +199,7 @@ impl PassthroughFs {
     }
 
     /// Drops every POSIX lock of `owner` on `node` (a close in the client).
-    pub(crate) fn release_posix_locks(&self, node: &Node, owner: u64) -> io::Result<()> {
+    pub(crate) fn release_posix_locks(&self, node: &Node, owner: LockOwner) -> io::Result<()> {
         match node.locks.remove(owner) {
             Some(fd) => unlock_all(&fd),
             None => Ok(()),

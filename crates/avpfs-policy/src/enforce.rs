@@ -14,10 +14,10 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use avpfs_server::{
-    Context, DirEntry, DirSink, Entry, FileSystem, Handle, InitOptions, LockRequest, NodeId, OpenReply, SetattrIn,
-    WantedFlags, ZeroCopyReader, ZeroCopyWriter,
+    Context, CopyRange, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
+    LockRequest, NodeId, OpenReply, ReadRequest, SetattrIn, WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
-use fuse_abi::{Attr, FileLock, Kstatfs, Statx, ROOT_ID};
+use fuse_abi::{Attr, FileLock, Kstatfs, Statx};
 
 use crate::paths::{Access, Position};
 use crate::{FileTypes, Policy};
@@ -93,7 +93,7 @@ impl<F: FileSystem> PolicyFs<F> {
     }
 
     fn pos(&self, node: NodeId) -> Position {
-        if node == ROOT_ID {
+        if node == NodeId::ROOT {
             return self.policy.paths.root();
         }
         // A node we never handed out: the inner file system answers ENOENT.
@@ -106,7 +106,7 @@ impl<F: FileSystem> PolicyFs<F> {
         let mut at = node;
         for _ in 0..4096 {
             match nodes.get(&at) {
-                Some(n) if at != ROOT_ID => {
+                Some(n) if at != NodeId::ROOT => {
                     parts.push(n.name.to_vec());
                     at = n.parent;
                 }
@@ -141,11 +141,11 @@ impl<F: FileSystem> PolicyFs<F> {
         let uid = p
             .uid
             .to_host(ctx.uid)
-            .ok_or_else(|| self.deny(op, ROOT_ID, None, "uid map: unmapped caller", libc::EPERM))?;
+            .ok_or_else(|| self.deny(op, NodeId::ROOT, None, "uid map: unmapped caller", libc::EPERM))?;
         let gid = p
             .gid
             .to_host(ctx.gid)
-            .ok_or_else(|| self.deny(op, ROOT_ID, None, "gid map: unmapped caller", libc::EPERM))?;
+            .ok_or_else(|| self.deny(op, NodeId::ROOT, None, "gid map: unmapped caller", libc::EPERM))?;
         let groups = ctx.groups.as_ref().map(|g| g.iter().filter_map(|&g| p.gid.to_host(g)).collect());
         Ok(Context { uid, gid, pid: ctx.pid, groups })
     }
@@ -203,7 +203,7 @@ impl<F: FileSystem> PolicyFs<F> {
 
     /// Records a reference the guest received; refuses past max_inodes.
     fn track(&self, op: &str, parent: NodeId, name: &[u8], pos: Position, e: Entry) -> io::Result<Entry> {
-        if e.nodeid == 0 {
+        if e.nodeid == NodeId::NONE {
             return Ok(e);
         }
         let mut nodes = self.write_nodes();
@@ -321,13 +321,13 @@ impl<F: FileSystem> DirSink for FilterSink<'_, F> {
         let pos = self.fs.policy.paths.child(self.parent_pos, entry.name);
         let dot = entry.name == b"." || entry.name == b"..";
         if pos.access() == Access::Hidden && !dot {
-            if let Some(e) = plus.filter(|e| e.nodeid != 0) {
+            if let Some(e) = plus.filter(|e| e.nodeid != NodeId::NONE) {
                 self.to_forget.push(e.nodeid);
             }
             return true; // consumed, not shown
         }
         match plus {
-            Some(e) if e.nodeid != 0 && !dot => {
+            Some(e) if e.nodeid != NodeId::NONE && !dot => {
                 if !self.inner.has_room(entry.name.len()) {
                     return false;
                 }
@@ -335,7 +335,7 @@ impl<F: FileSystem> DirSink for FilterSink<'_, F> {
                     Ok(mapped) => self.inner.add(entry, Some(&mapped)),
                     Err(_) => {
                         // Over the inode limit: list the name without a reference.
-                        let negative = Entry { nodeid: 0, ..*e };
+                        let negative = Entry { nodeid: NodeId::NONE, ..*e };
                         self.inner.add(entry, Some(&negative))
                     }
                 }
@@ -517,40 +517,22 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         Ok((e, o))
     }
 
-    fn read(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        flags: u32,
-    ) -> io::Result<usize> {
-        self.inner.read(ctx, node, handle, w, size, offset, flags)
+    fn read(&self, ctx: &Context, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
+        self.inner.read(ctx, node, req, w)
     }
 
-    fn write(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        kill_suidgid: bool,
-        flags: u32,
-    ) -> io::Result<usize> {
+    fn write(&self, ctx: &Context, node: NodeId, req: WriteRequest, r: &mut dyn ZeroCopyReader) -> io::Result<usize> {
         if let Some(max) = self.policy.max_file_size {
-            if offset.saturating_add(u64::from(size)) > max {
+            if req.offset.saturating_add(u64::from(req.size)) > max {
                 return Err(self.deny("write", node, None, &format!("max_file_size {max}"), libc::EFBIG));
             }
         }
         let hctx = self.host_ctx("write", ctx)?;
-        self.inner.write(&hctx, node, handle, r, size, offset, kill_suidgid || !self.policy.allow_setuid, flags)
+        let req = WriteRequest { kill_suidgid: req.kill_suidgid || !self.policy.allow_setuid, ..req };
+        self.inner.write(&hctx, node, req, r)
     }
 
-    fn flush(&self, ctx: &Context, node: NodeId, handle: Handle, lock_owner: u64) -> io::Result<()> {
+    fn flush(&self, ctx: &Context, node: NodeId, handle: Handle, lock_owner: LockOwner) -> io::Result<()> {
         self.inner.flush(ctx, node, handle, lock_owner)
     }
 
@@ -560,7 +542,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         node: NodeId,
         handle: Handle,
         flags: u32,
-        flock_unlock_owner: Option<u64>,
+        flock_unlock_owner: Option<LockOwner>,
     ) -> io::Result<()> {
         self.closed(handle);
         self.inner.release(ctx, node, handle, flags, flock_unlock_owner)
@@ -660,45 +642,27 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.inner.access(&self.host_ctx("access", ctx)?, node, mask)
     }
 
-    fn fallocate(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        mode: u32,
-        offset: u64,
-        length: u64,
-    ) -> io::Result<()> {
+    fn fallocate(&self, ctx: &Context, node: NodeId, req: FallocateRequest) -> io::Result<()> {
         if let Some(max) = self.policy.max_file_size {
-            if offset.saturating_add(length) > max {
+            if req.offset.saturating_add(req.length) > max {
                 return Err(self.deny("fallocate", node, None, &format!("max_file_size {max}"), libc::EFBIG));
             }
         }
-        self.inner.fallocate(ctx, node, handle, mode, offset, length)
+        self.inner.fallocate(ctx, node, req)
     }
 
     fn lseek(&self, ctx: &Context, node: NodeId, handle: Handle, offset: u64, whence: u32) -> io::Result<u64> {
         self.inner.lseek(ctx, node, handle, offset, whence)
     }
 
-    fn copy_file_range(
-        &self,
-        ctx: &Context,
-        node_in: NodeId,
-        handle_in: Handle,
-        off_in: u64,
-        node_out: NodeId,
-        handle_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> io::Result<usize> {
+    fn copy_file_range(&self, ctx: &Context, range: CopyRange) -> io::Result<usize> {
         if let Some(max) = self.policy.max_file_size {
-            if off_out.saturating_add(len) > max {
-                return Err(self.deny("copy_file_range", node_out, None, &format!("max_file_size {max}"), libc::EFBIG));
+            if range.offset_out.saturating_add(range.len) > max {
+                let rule = format!("max_file_size {max}");
+                return Err(self.deny("copy_file_range", range.node_out, None, &rule, libc::EFBIG));
             }
         }
-        self.inner.copy_file_range(ctx, node_in, handle_in, off_in, node_out, handle_out, off_out, len, flags)
+        self.inner.copy_file_range(ctx, range)
     }
 
     fn syncfs(&self, ctx: &Context, node: NodeId) -> io::Result<()> {

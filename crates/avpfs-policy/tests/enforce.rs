@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use avpfs_policy::{parse, PolicyFs};
-use avpfs_server::{Context, DirEntry, DirSink, Entry, FileSystem, Handle, NodeId, OpenReply, SetattrIn};
+use avpfs_server::{Context, DirEntry, DirSink, Entry, FileSystem, Handle, LockOwner, NodeId, OpenReply, SetattrIn};
 use fuse_abi::Attr;
 
 #[derive(Default)]
@@ -23,7 +23,11 @@ impl Recorder {
     fn entry(&self, mode: u32, uid: u32) -> Entry {
         let mut n = self.next.lock().unwrap();
         *n += 1;
-        Entry { nodeid: 100 + *n, attr: Attr { mode, uid, gid: uid, ..Default::default() }, ..Default::default() }
+        Entry {
+            nodeid: NodeId(100 + *n),
+            attr: Attr { mode, uid, gid: uid, ..Default::default() },
+            ..Default::default()
+        }
     }
 }
 
@@ -49,9 +53,9 @@ impl FileSystem for Recorder {
     }
     fn open(&self, _: &Context, node: NodeId, _: u32, _: bool) -> io::Result<OpenReply> {
         self.log(format!("open {node}"));
-        Ok(OpenReply { handle: node * 10, open_flags: 0 })
+        Ok(OpenReply { handle: Handle(node.0 * 10), open_flags: 0 })
     }
-    fn release(&self, _: &Context, _: NodeId, h: Handle, _: u32, _: Option<u64>) -> io::Result<()> {
+    fn release(&self, _: &Context, _: NodeId, h: Handle, _: u32, _: Option<LockOwner>) -> io::Result<()> {
         self.log(format!("release {h}"));
         Ok(())
     }
@@ -84,7 +88,7 @@ impl DirSink for Sink {
         true
     }
     fn add(&mut self, e: DirEntry<'_>, plus: Option<&Entry>) -> bool {
-        self.0.push((String::from_utf8_lossy(e.name).into_owned(), plus.map_or(0, |p| p.nodeid)));
+        self.0.push((String::from_utf8_lossy(e.name).into_owned(), plus.map_or(0, |p| p.nodeid.0)));
         true
     }
 }
@@ -112,9 +116,9 @@ fn errno<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
 #[test]
 fn hidden_lookup_never_reaches_the_file_system() {
     let p = fs("[paths]\nhidden = [\"secrets\"]\n");
-    assert_eq!(errno(p.lookup(&root(), 1, &c("secrets"))), libc::ENOENT);
+    assert_eq!(errno(p.lookup(&root(), NodeId::ROOT, &c("secrets"))), libc::ENOENT);
     assert!(calls(&p).is_empty());
-    p.lookup(&root(), 1, &c("open")).unwrap();
+    p.lookup(&root(), NodeId::ROOT, &c("open")).unwrap();
     assert_eq!(calls(&p), ["lookup 1 open as 0"]);
 }
 
@@ -122,7 +126,7 @@ fn hidden_lookup_never_reaches_the_file_system() {
 fn readdirplus_leaves_hidden_entries_out_and_returns_their_reference() {
     let p = fs("[paths]\nhidden = [\"secrets\"]\n");
     let mut sink = Sink(Vec::new());
-    p.readdir(&root(), 1, 0, 0, &mut sink).unwrap();
+    p.readdir(&root(), NodeId::ROOT, Handle(0), 0, &mut sink).unwrap();
     let names: Vec<&str> = sink.0.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["visible", "other"]);
     // The hidden entry's lookup reference was given back to the inner file system.
@@ -133,70 +137,73 @@ fn readdirplus_leaves_hidden_entries_out_and_returns_their_reference() {
 #[test]
 fn creation_rules_and_setuid_stripping() {
     let p = fs("[share]\ncreate = [\"file\", \"dir\"]\n");
-    assert_eq!(errno(p.mknod(&root(), 1, &c("fifo"), libc::S_IFIFO | 0o644, 0, 0)), libc::EPERM);
-    assert_eq!(errno(p.mknod(&root(), 1, &c("dev"), libc::S_IFCHR | 0o644, 0x0103, 0)), libc::EPERM);
+    assert_eq!(errno(p.mknod(&root(), NodeId::ROOT, &c("fifo"), libc::S_IFIFO | 0o644, 0, 0)), libc::EPERM);
+    assert_eq!(errno(p.mknod(&root(), NodeId::ROOT, &c("dev"), libc::S_IFCHR | 0o644, 0x0103, 0)), libc::EPERM);
     assert!(calls(&p).is_empty());
-    p.mknod(&root(), 1, &c("f"), libc::S_IFREG | 0o4755, 0, 0).unwrap();
-    p.mkdir(&root(), 1, &c("d"), 0o2775, 0).unwrap();
+    p.mknod(&root(), NodeId::ROOT, &c("f"), libc::S_IFREG | 0o4755, 0, 0).unwrap();
+    p.mkdir(&root(), NodeId::ROOT, &c("d"), 0o2775, 0).unwrap();
     let set = SetattrIn { mode: Some(0o6755), ..Default::default() };
-    p.setattr(&root(), 101, set).unwrap();
+    p.setattr(&root(), NodeId(101), set).unwrap();
     assert_eq!(calls(&p), ["mknod f 100755 as 0", "mkdir d 775", "setattr mode=Some(\"755\") uid=None"]);
 }
 
 #[test]
 fn readonly_share_refuses_every_modification_first() {
     let p = fs("[share]\nreadonly = true\n");
-    assert_eq!(errno(p.unlink(&root(), 1, &c("x"))), libc::EROFS);
-    assert_eq!(errno(p.mkdir(&root(), 1, &c("x"), 0o755, 0)), libc::EROFS);
-    assert_eq!(errno(p.setxattr(&root(), 1, &c("user.x"), b"v", 0, false)), libc::EROFS);
-    assert_eq!(errno(p.open(&root(), 1, libc::O_WRONLY as u32, false)), libc::EROFS);
+    assert_eq!(errno(p.unlink(&root(), NodeId::ROOT, &c("x"))), libc::EROFS);
+    assert_eq!(errno(p.mkdir(&root(), NodeId::ROOT, &c("x"), 0o755, 0)), libc::EROFS);
+    assert_eq!(errno(p.setxattr(&root(), NodeId::ROOT, &c("user.x"), b"v", 0, false)), libc::EROFS);
+    assert_eq!(errno(p.open(&root(), NodeId::ROOT, libc::O_WRONLY as u32, false)), libc::EROFS);
     assert!(calls(&p).is_empty());
-    p.open(&root(), 1, libc::O_RDONLY as u32, false).unwrap();
+    p.open(&root(), NodeId::ROOT, libc::O_RDONLY as u32, false).unwrap();
 }
 
 #[test]
 fn ids_are_translated_on_the_way_in_and_out() {
     let p = fs("[uid]\nmap = [{ guest = 0, host = 100000, count = 1000 }]\n[gid]\nunmapped = \"identity\"\n");
-    let e = p.lookup(&root(), 1, &c("a")).unwrap();
+    let e = p.lookup(&root(), NodeId::ROOT, &c("a")).unwrap();
     assert_eq!(e.attr.uid, 0, "host 100000 shows as guest 0");
     let stranger = Context { uid: 5000, gid: 0, pid: 1, groups: None };
-    assert_eq!(errno(p.lookup(&stranger, 1, &c("b"))), libc::EPERM);
+    assert_eq!(errno(p.lookup(&stranger, NodeId::ROOT, &c("b"))), libc::EPERM);
     let set = SetattrIn { uid: Some(5000), ..Default::default() };
-    assert_eq!(errno(p.setattr(&root(), 1, set)), libc::EPERM);
+    assert_eq!(errno(p.setattr(&root(), NodeId::ROOT, set)), libc::EPERM);
     let set = SetattrIn { uid: Some(7), ..Default::default() };
-    p.setattr(&root(), 1, set).unwrap();
+    p.setattr(&root(), NodeId::ROOT, set).unwrap();
     assert_eq!(calls(&p), ["lookup 1 a as 100000", "setattr mode=None uid=Some(100007)"]);
 }
 
 #[test]
 fn xattr_names_are_mapped_and_filtered() {
     let p = fs("[xattr]\nrules = [{ prefix = \"security.\", rename = \"user.avpfs.security.\" }, { prefix = \"user.avpfs.\", action = \"deny\" }]\n");
-    p.setxattr(&root(), 1, &c("security.selinux"), b"x", 0, false).unwrap();
-    assert_eq!(errno(p.setxattr(&root(), 1, &c("user.avpfs.security.selinux"), b"x", 0, false)), libc::EPERM);
+    p.setxattr(&root(), NodeId::ROOT, &c("security.selinux"), b"x", 0, false).unwrap();
+    assert_eq!(
+        errno(p.setxattr(&root(), NodeId::ROOT, &c("user.avpfs.security.selinux"), b"x", 0, false)),
+        libc::EPERM
+    );
     assert_eq!(calls(&p), ["setxattr user.avpfs.security.selinux"]);
-    assert_eq!(p.listxattr(&root(), 1).unwrap(), b"user.a\0security.selinux\0");
+    assert_eq!(p.listxattr(&root(), NodeId::ROOT).unwrap(), b"user.a\0security.selinux\0");
 }
 
 #[test]
 fn limits_on_nodes_and_handles() {
     let p = fs("[share]\nmax_inodes = 2\nmax_open_files = 1\n");
-    p.lookup(&root(), 1, &c("a")).unwrap();
-    p.lookup(&root(), 1, &c("b")).unwrap();
-    assert_eq!(errno(p.lookup(&root(), 1, &c("c"))), libc::ENFILE);
+    p.lookup(&root(), NodeId::ROOT, &c("a")).unwrap();
+    p.lookup(&root(), NodeId::ROOT, &c("b")).unwrap();
+    assert_eq!(errno(p.lookup(&root(), NodeId::ROOT, &c("c"))), libc::ENFILE);
     assert!(calls(&p).contains(&"forget 103 1".to_string()), "the refused reference is returned");
-    p.forget(101, 1);
-    p.lookup(&root(), 1, &c("c")).unwrap();
+    p.forget(NodeId(101), 1);
+    p.lookup(&root(), NodeId::ROOT, &c("c")).unwrap();
 
-    let h = p.open(&root(), 101, 0, false).unwrap();
-    assert_eq!(errno(p.open(&root(), 102, 0, false)), libc::EMFILE);
-    p.release(&root(), 101, h.handle, 0, None).unwrap();
-    p.open(&root(), 102, 0, false).unwrap();
+    let h = p.open(&root(), NodeId(101), 0, false).unwrap();
+    assert_eq!(errno(p.open(&root(), NodeId(102), 0, false)), libc::EMFILE);
+    p.release(&root(), NodeId(101), h.handle, 0, None).unwrap();
+    p.open(&root(), NodeId(102), 0, false).unwrap();
 }
 
 #[test]
 fn renames_across_rules_are_exdev() {
     let p = fs("[paths]\nreadonly = [\"ro\"]\nhidden = [\"h\"]\n");
-    assert_eq!(errno(p.rename(&root(), 1, &c("a"), 1, &c("ro"), 0)), libc::EROFS);
-    assert_eq!(errno(p.rename(&root(), 1, &c("h"), 1, &c("x"), 0)), libc::ENOENT);
+    assert_eq!(errno(p.rename(&root(), NodeId::ROOT, &c("a"), NodeId::ROOT, &c("ro"), 0)), libc::EROFS);
+    assert_eq!(errno(p.rename(&root(), NodeId::ROOT, &c("h"), NodeId::ROOT, &c("x"), 0)), libc::ENOENT);
     assert!(calls(&p).is_empty());
 }

@@ -16,8 +16,8 @@ pub mod server;
 pub mod transport;
 
 pub use filesystem::{
-    enosys, Context, DirEntry, DirSink, Entry, FileSystem, Handle, InitOptions, LockRequest, NodeId, OpenReply,
-    SetattrIn, TimeSpec, WantedFlags,
+    enosys, Context, CopyRange, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
+    LockRequest, NodeId, OpenReply, ReadRequest, SetattrIn, TimeSpec, WantedFlags, WriteRequest,
 };
 pub use server::{Error, Handled, Server, MAX_REQUEST_SIZE, MAX_WRITE};
 pub use transport::{Reader, SliceReader, VecWriter, Writer, ZeroCopyReader, ZeroCopyWriter};

@@ -138,7 +138,6 @@ impl PassthroughFs {
         name: &CStr,
         make: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> io::Result<()>,
     ) -> io::Result<Entry> {
-        self.check_writable()?;
         check_name(name)?;
         let p = self.inodes.get(parent)?;
         let pfd = p.fd()?;
@@ -183,7 +182,6 @@ impl PassthroughFs {
     }
 
     pub(crate) fn do_link(&self, node: NodeId, newparent: NodeId, newname: &CStr) -> io::Result<Entry> {
-        self.check_writable()?;
         check_name(newname)?;
         let n = self.inodes.get(node)?;
         let np = self.inodes.get(newparent)?;
@@ -192,7 +190,6 @@ impl PassthroughFs {
     }
 
     pub(crate) fn do_unlink(&self, parent: NodeId, name: &CStr, flags: i32) -> io::Result<()> {
-        self.check_writable()?;
         check_name(name)?;
         let p = self.inodes.get(parent)?;
         fs::unlinkat(p.fd()?.as_fd(), name, flags)
@@ -206,7 +203,6 @@ impl PassthroughFs {
         newname: &CStr,
         flags: u32,
     ) -> io::Result<()> {
-        self.check_writable()?;
         const KNOWN: u32 = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT;
         if flags & !KNOWN != 0 {
             return Err(errno(libc::EINVAL));

@@ -42,14 +42,6 @@ impl PassthroughFs {
         (f | libc::O_CLOEXEC, reply)
     }
 
-    fn check_open_writable(&self, flags: u32) -> io::Result<()> {
-        let f = flags as i32;
-        if f & libc::O_ACCMODE != libc::O_RDONLY || f & libc::O_TRUNC != 0 {
-            self.check_writable()?;
-        }
-        Ok(())
-    }
-
     pub(crate) fn do_open(&self, ctx: &Context, node: NodeId, flags: u32, kill_suidgid: bool) -> io::Result<OpenReply> {
         let n = self.inodes.get(node)?;
         match n.kind {
@@ -59,7 +51,6 @@ impl PassthroughFs {
             // opening the host's would be an escape.
             _ => return Err(errno(libc::ENXIO)),
         }
-        self.check_open_writable(flags)?;
         let (host, open_flags) = self.open_flags(flags);
         let fd = self.proc.reopen(n.fd()?.as_fd(), host)?;
         if host & libc::O_TRUNC != 0 && kills_privs(ctx, kill_suidgid) {
@@ -78,7 +69,6 @@ impl PassthroughFs {
         flags: u32,
         umask: u32,
     ) -> io::Result<(Entry, OpenReply)> {
-        self.check_writable()?;
         let p = self.inodes.get(parent)?;
         let pfd = p.fd()?;
         let (host, open_flags) = self.open_flags(flags);
@@ -159,7 +149,6 @@ impl PassthroughFs {
         req: WriteRequest,
         r: &mut dyn ZeroCopyReader,
     ) -> io::Result<usize> {
-        self.check_writable()?;
         let of = self.handles.get(req.handle, node)?;
         let _unprivileged = self.unprivileged_for(ctx, of.fd.as_fd(), kills_privs(ctx, req.kill_suidgid))?;
         r.read_to(of.fd.as_fd(), req.size as usize, req.offset)
@@ -188,7 +177,6 @@ impl PassthroughFs {
     }
 
     pub(crate) fn do_fallocate(&self, node: NodeId, req: FallocateRequest) -> io::Result<()> {
-        self.check_writable()?;
         let of = self.handles.get(req.handle, node)?;
         fs::fallocate(of.fd.as_fd(), req.mode as i32, req.offset, req.length)
     }
@@ -211,7 +199,6 @@ impl PassthroughFs {
     }
 
     pub(crate) fn do_copy_file_range(&self, range: CopyRange) -> io::Result<usize> {
-        self.check_writable()?;
         let flags = u32::try_from(range.flags).map_err(|_| errno(libc::EINVAL))?;
         let fin = self.handles.get(range.handle_in, range.node_in)?;
         let fout = self.handles.get(range.handle_out, range.node_out)?;

@@ -14,8 +14,14 @@
 //! I/O (`file`), attributes (`attr`), directories (`dir`), extended
 //! attributes (`xattr`), locks (`locks`) and credentials (`creds`). The
 //! [`FileSystem`] impl below only dispatches to them. Strategies (cache
-//! policy, file handles, read-only) are chosen once in [`PassthroughFs::new`]
-//! from the [`Config`].
+//! policy, file handles) are chosen once in [`PassthroughFs::new`] from the
+//! [`Config`].
+//!
+//! There is no read-only mode here: a read-only share (`--readonly`, a
+//! policy's `readonly`, read-only subtrees) is the policy layer's
+//! (`avpfs_policy::PolicyFs`), which the daemon puts in front of the
+//! passthrough whenever a share is read-only and which refuses every
+//! modification with `EROFS` before it reaches this file system.
 
 #![deny(missing_docs)]
 
@@ -188,14 +194,6 @@ impl PassthroughFs {
 
     fn timeout(&self) -> Duration {
         self.cfg.entry_timeout()
-    }
-
-    fn check_writable(&self) -> io::Result<()> {
-        if self.cfg.readonly {
-            Err(io::Error::from_raw_os_error(libc::EROFS))
-        } else {
-            Ok(())
-        }
     }
 
     /// The FUSE_INIT flags this configuration asks for.

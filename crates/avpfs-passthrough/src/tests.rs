@@ -246,47 +246,6 @@ fn write_then_read_through_zero_copy_doubles() {
     assert_eq!(fs.handle_count(), 0);
 }
 
-#[test]
-fn readonly_refuses_every_change() {
-    let t = tempfile::tempdir().unwrap();
-    std::fs::write(t.path().join("f"), b"x").unwrap();
-    let mut cfg = Config::new(t.path());
-    cfg.readonly = true;
-    cfg.xattr = true;
-    let fs = fs_with(cfg);
-    let ctx = root_ctx();
-    let f = lookup(&fs, NodeId::ROOT, "f").unwrap();
-    let n = &cs("n");
-    assert_eq!(errno(fs.mkdir(&ctx, NodeId::ROOT, n, 0o755, 0)), libc::EROFS);
-    assert_eq!(errno(fs.mknod(&ctx, NodeId::ROOT, n, libc::S_IFREG | 0o644, 0, 0)), libc::EROFS);
-    assert_eq!(errno(fs.symlink(&ctx, c"t", NodeId::ROOT, n)), libc::EROFS);
-    assert_eq!(errno(fs.create(&ctx, NodeId::ROOT, n, 0o644, libc::O_RDWR as u32, 0)), libc::EROFS);
-    assert_eq!(errno(fs.tmpfile(&ctx, NodeId::ROOT, 0o644, libc::O_RDWR as u32, 0)), libc::EROFS);
-    assert_eq!(errno(fs.unlink(&ctx, NodeId::ROOT, &cs("f"))), libc::EROFS);
-    assert_eq!(errno(fs.rmdir(&ctx, NodeId::ROOT, &cs("f"))), libc::EROFS);
-    assert_eq!(errno(fs.rename(&ctx, NodeId::ROOT, &cs("f"), NodeId::ROOT, n, 0)), libc::EROFS);
-    assert_eq!(errno(fs.link(&ctx, f.nodeid, NodeId::ROOT, n)), libc::EROFS);
-    assert_eq!(errno(fs.open(&ctx, f.nodeid, libc::O_WRONLY as u32, false)), libc::EROFS);
-    assert_eq!(errno(fs.open(&ctx, f.nodeid, (libc::O_RDONLY | libc::O_TRUNC) as u32, false)), libc::EROFS);
-    let set = SetattrIn { mode: Some(0o600), ..SetattrIn::default() };
-    assert_eq!(errno(fs.setattr(&ctx, f.nodeid, set)), libc::EROFS);
-    assert_eq!(errno(fs.setxattr(&ctx, f.nodeid, c"user.x", b"v", 0, false)), libc::EROFS);
-    assert_eq!(errno(fs.removexattr(&ctx, f.nodeid, c"user.x")), libc::EROFS);
-    assert_eq!(errno(fs.access(&ctx, f.nodeid, libc::W_OK as u32)), libc::EROFS);
-    // Reading still works.
-    let o = fs.open(&ctx, f.nodeid, libc::O_RDONLY as u32, false).unwrap();
-    let mut r = SliceReader::new(b"y");
-    assert_eq!(errno(fs.write(&ctx, f.nodeid, wr(o.handle, 1, 0, false), &mut r)), libc::EROFS);
-    assert_eq!(
-        errno(fs.fallocate(&ctx, f.nodeid, FallocateRequest { handle: o.handle, mode: 0, offset: 0, length: 10 })),
-        libc::EROFS
-    );
-    let mut w = VecWriter::new(16);
-    assert_eq!(fs.read(&ctx, f.nodeid, rd(o.handle, 16, 0), &mut w).unwrap(), 1);
-    fs.access(&ctx, f.nodeid, libc::R_OK as u32).unwrap();
-    assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"x");
-}
-
 fn list_all(fs: &PassthroughFs, dir: NodeId, plus: bool, per_call: usize) -> Vec<(Vec<u8>, u64, Option<Entry>)> {
     let ctx = root_ctx();
     let o = fs.opendir(&ctx, dir, 0).unwrap();

@@ -2,9 +2,20 @@
 //! the FUSE server and the file system that does the host work.
 //!
 //! Every check runs before the inner file system is called, so a denied
-//! operation never reaches a host system call. Each denial is answered with
-//! the errno a user would expect and, when auditing is on, one log line
-//! naming the operation, the path inside the share and the rule.
+//! operation never reaches a host system call.
+//!
+//! It is also the only place that enforces a read-only share (the policy's
+//! `readonly`, which `--readonly` sets) and read-only subtrees: the
+//! passthrough has no read-only mode of its own, and the daemon always puts
+//! this layer in front of it when the share is read-only. Every operation
+//! that modifies the share checks here: SETATTR, MKNOD, MKDIR, SYMLINK,
+//! LINK, UNLINK, RMDIR, RENAME, CREATE, TMPFILE, OPEN for writing (or with
+//! O_TRUNC, O_APPEND, O_CREAT), SETXATTR, REMOVEXATTR, ACCESS with W_OK,
+//! and, on a read-only share, WRITE, FALLOCATE and COPY_FILE_RANGE.
+//!
+//! Each denial is answered with the errno a user would expect and, when
+//! auditing is on, one log line naming the operation, the path inside the
+//! share and the rule.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -172,6 +183,18 @@ impl<F: FileSystem> PolicyFs<F> {
             return Err(self.deny(op, node, name, &self.rule_text(pos), libc::EROFS));
         }
         Ok(pos)
+    }
+
+    /// Checks the share-wide read-only rule alone, for the operations on an
+    /// open file that modify it (WRITE, FALLOCATE, COPY_FILE_RANGE). Their
+    /// handle was checked when it was opened, so in a read-only subtree it
+    /// is a read-only one that the host refuses; a read-only share refuses
+    /// them all with EROFS, whatever the handle.
+    fn check_share_writable(&self, op: &str, node: NodeId) -> io::Result<()> {
+        if self.policy.readonly {
+            return Err(self.deny(op, node, None, "share read-only", libc::EROFS));
+        }
+        Ok(())
     }
 
     fn check_create(&self, op: &str, parent: NodeId, name: &[u8], mode: u32) -> io::Result<u32> {
@@ -528,6 +551,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
             }
         }
         let hctx = self.host_ctx("write", ctx)?;
+        self.check_share_writable("write", node)?;
         let req = WriteRequest { kill_suidgid: req.kill_suidgid || !self.policy.allow_setuid, ..req };
         self.inner.write(&hctx, node, req, r)
     }
@@ -648,6 +672,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
                 return Err(self.deny("fallocate", node, None, &format!("max_file_size {max}"), libc::EFBIG));
             }
         }
+        self.check_share_writable("fallocate", node)?;
         self.inner.fallocate(ctx, node, req)
     }
 
@@ -662,6 +687,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
                 return Err(self.deny("copy_file_range", range.node_out, None, &rule, libc::EFBIG));
             }
         }
+        self.check_share_writable("copy_file_range", range.node_out)?;
         self.inner.copy_file_range(ctx, range)
     }
 

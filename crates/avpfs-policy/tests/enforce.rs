@@ -7,7 +7,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use avpfs_policy::{parse, PolicyFs};
-use avpfs_server::{Context, DirEntry, DirSink, Entry, FileSystem, Handle, LockOwner, NodeId, OpenReply, SetattrIn};
+use avpfs_server::{
+    Context, CopyRange, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, LockOwner, NodeId, OpenReply,
+    SetattrIn, SliceReader, WriteRequest,
+};
 use fuse_abi::Attr;
 
 #[derive(Default)]
@@ -150,12 +153,45 @@ fn creation_rules_and_setuid_stripping() {
 #[test]
 fn readonly_share_refuses_every_modification_first() {
     let p = fs("[share]\nreadonly = true\n");
-    assert_eq!(errno(p.unlink(&root(), NodeId::ROOT, &c("x"))), libc::EROFS);
-    assert_eq!(errno(p.mkdir(&root(), NodeId::ROOT, &c("x"), 0o755, 0)), libc::EROFS);
-    assert_eq!(errno(p.setxattr(&root(), NodeId::ROOT, &c("user.x"), b"v", 0, false)), libc::EROFS);
-    assert_eq!(errno(p.open(&root(), NodeId::ROOT, libc::O_WRONLY as u32, false)), libc::EROFS);
-    assert!(calls(&p).is_empty());
-    p.open(&root(), NodeId::ROOT, libc::O_RDONLY as u32, false).unwrap();
+    let f = p.lookup(&root(), NodeId::ROOT, &c("f")).unwrap().nodeid;
+    let (dir, n) = (NodeId::ROOT, &c("n"));
+    let erofs = |r: io::Result<()>| assert_eq!(errno(r), libc::EROFS);
+    erofs(p.unlink(&root(), dir, &c("f")));
+    erofs(p.rmdir(&root(), dir, &c("f")));
+    erofs(p.rename(&root(), dir, &c("f"), dir, n, 0));
+    erofs(p.mkdir(&root(), dir, n, 0o755, 0).map(drop));
+    erofs(p.mknod(&root(), dir, n, libc::S_IFREG | 0o644, 0, 0).map(drop));
+    erofs(p.symlink(&root(), c"t", dir, n).map(drop));
+    erofs(p.link(&root(), f, dir, n).map(drop));
+    erofs(p.create(&root(), dir, n, 0o644, libc::O_RDWR as u32, 0).map(drop));
+    erofs(p.tmpfile(&root(), dir, 0o644, libc::O_RDWR as u32, 0).map(drop));
+    erofs(p.setattr(&root(), f, SetattrIn { mode: Some(0o600), ..Default::default() }).map(drop));
+    erofs(p.setattr(&root(), f, SetattrIn { size: Some(0), ..Default::default() }).map(drop));
+    erofs(p.setxattr(&root(), f, &c("user.x"), b"v", 0, false));
+    erofs(p.removexattr(&root(), f, &c("user.x")));
+    erofs(p.access(&root(), f, libc::W_OK as u32));
+    for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC, libc::O_RDONLY | libc::O_APPEND] {
+        erofs(p.open(&root(), f, flags as u32, false).map(drop));
+    }
+    // Through a handle of the file (opened for reading, or before the share
+    // became read-only): nothing is written either.
+    let h = Handle(1010);
+    let write = WriteRequest { handle: h, offset: 0, size: 1, kill_suidgid: false, flags: 0 };
+    erofs(p.write(&root(), f, write, &mut SliceReader::new(b"y")).map(drop));
+    erofs(p.fallocate(&root(), f, FallocateRequest { handle: h, mode: 0, offset: 0, length: 10 }));
+    let range = CopyRange {
+        node_in: f,
+        handle_in: h,
+        offset_in: 0,
+        node_out: f,
+        handle_out: h,
+        offset_out: 0,
+        len: 1,
+        flags: 0,
+    };
+    erofs(p.copy_file_range(&root(), range).map(drop));
+    assert_eq!(calls(&p), ["lookup 1 f as 0"], "no modification reached the file system");
+    p.open(&root(), f, libc::O_RDONLY as u32, false).unwrap();
 }
 
 #[test]

@@ -13,7 +13,8 @@ use avpfs_server::{DirEntry, DirSink, Entry, Handle, NodeId, OpenReply};
 use avpfs_sys::dir::{getdents64, DirEntries};
 use fuse_abi::Attr;
 
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::util::errno;
 
 /// Bytes of host directory entries read at a time.
 const DIRENT_BUF: usize = 16 * 1024;

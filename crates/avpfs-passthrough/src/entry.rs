@@ -10,31 +10,14 @@ use avpfs_server::{Context, Entry, NodeId};
 use avpfs_sys::open::open_beneath;
 use avpfs_sys::{fs, stat, FileHandle};
 
-use crate::attr::attr_from_statx;
+use crate::config::FileHandleMode;
 use crate::inode::{InodeKey, Node, NodeFile};
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::statx::{attr_from_statx, decode_rdev};
+use crate::util::{check_name, errno};
 
 /// `fuse_attr.flags`: the directory is the root of a host mount.
 pub(crate) const FUSE_ATTR_SUBMOUNT: u32 = 1 << 0;
-
-/// Decodes a device number as the client encodes it (Linux `new_encode_dev`).
-pub(crate) fn decode_rdev(rdev: u32) -> u64 {
-    let major = (rdev & 0xfff00) >> 8;
-    let minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-    libc::makedev(major, minor)
-}
-
-/// Checks that `name` is one component naming an entry of a directory
-/// (not empty, not `.` or `..`, no `/`). The server checks the same; the
-/// passthrough does not rely on it, since `mkdirat(dir, "../x")` would
-/// leave the share.
-pub(crate) fn check_name(name: &CStr) -> io::Result<()> {
-    let b = name.to_bytes();
-    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
-        return Err(errno(libc::EINVAL));
-    }
-    Ok(())
-}
 
 impl PassthroughFs {
     /// The node for a descriptor just opened (`O_PATH`) under `parent`,
@@ -62,7 +45,7 @@ impl PassthroughFs {
         let handle = FileHandle::of(fd.as_fd()).and_then(|(h, _)| Ok((h, self.mount_fd(fd.as_fd(), mnt_id, kind)?)));
         match handle {
             Ok((handle, mount)) => Ok(NodeFile::Handle { handle, mount }),
-            Err(e) if self.cfg.inode_file_handles == crate::FileHandleMode::Mandatory => Err(e),
+            Err(e) if self.cfg.inode_file_handles == FileHandleMode::Mandatory => Err(e),
             Err(e) => {
                 log::debug!("no file handle ({e}): keeping a descriptor");
                 Ok(NodeFile::Fd(fd))

@@ -3,18 +3,20 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 
 use avpfs_server::{
     Context, CopyRange, Entry, FallocateRequest, Handle, LockOwner, NodeId, OpenReply, ReadRequest, WriteRequest,
     ZeroCopyReader, ZeroCopyWriter,
 };
 use avpfs_sys::open::open_beneath;
-use avpfs_sys::{fs, lock, stat};
+use avpfs_sys::{fs, lock};
 use fuse_abi::{fopen, init_flags as init};
 
+use crate::creds::{clear_suidgid, kills_privs};
 use crate::inode::Node;
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::util::{check_name, errno};
 
 /// Flags that make no sense when re-opening or that the server decides.
 const STRIPPED: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_PATH;
@@ -77,7 +79,7 @@ impl PassthroughFs {
             let mode = self.creation_mode(mode, umask)? & 0o7777;
             match name {
                 Some(name) => {
-                    crate::entry::check_name(name)?;
+                    check_name(name)?;
                     // O_EXCL always: an existing name is opened below, as
                     // OPEN would, never a host fifo or device by surprise.
                     open_beneath(pfd.as_fd(), name, host | libc::O_CREAT | libc::O_EXCL, mode)
@@ -215,32 +217,4 @@ impl PassthroughFs {
         let fd = self.proc.reopen(n.fd()?.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK)?;
         fs::syncfs(fd.as_fd())
     }
-}
-
-/// Whether a write or truncate by the caller clears setuid/setgid: when the
-/// client says so (FUSE_HANDLE_KILLPRIV_V2), and whenever the caller is not
-/// root — without HANDLE_KILLPRIV_V2 the client clears only the bits it
-/// knows about (not a setgid without group-exec), and never on an atomic
-/// O_TRUNC. Writes of the client's write-back cache come as root.
-pub(crate) fn kills_privs(ctx: &Context, kill_suidgid: bool) -> bool {
-    kill_suidgid || ctx.uid != 0
-}
-
-/// Clears setuid, and setgid when group-executable or when the caller is not
-/// in the file's group, as the kernel does when an unprivileged caller
-/// truncates (here: an O_TRUNC open, done as the daemon).
-pub(crate) fn clear_suidgid(fd: BorrowedFd<'_>, ctx: &Context) -> io::Result<()> {
-    let st = stat::fstat(fd)?;
-    let mode = st.st_mode;
-    let mut kill = mode & libc::S_ISUID;
-    if mode & libc::S_ISGID != 0 {
-        let in_group = st.st_gid == ctx.gid || ctx.groups.as_ref().is_some_and(|g| g.contains(&st.st_gid));
-        if mode & libc::S_IXGRP != 0 || !in_group {
-            kill |= libc::S_ISGID;
-        }
-    }
-    if kill != 0 {
-        fs::fchmod(fd, mode & 0o7777 & !kill)?;
-    }
-    Ok(())
 }

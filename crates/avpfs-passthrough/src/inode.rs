@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use avpfs_server::NodeId;
 use avpfs_sys::FileHandle;
 
-use crate::locks::OwnerLocks;
+use crate::owner_locks::OwnerLocks;
 
 /// What identifies a host inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

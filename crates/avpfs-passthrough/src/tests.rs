@@ -12,7 +12,13 @@ use avpfs_server::{
 };
 use fuse_abi::FileLock;
 
-use crate::{CachePolicy, Config, FileHandleMode, PassthroughFs};
+use crate::config::{CachePolicy, Config, FileHandleMode};
+use crate::passthrough::PassthroughFs;
+
+/// Whether the tests run as root (credential tests need it).
+fn creds_test_root() -> bool {
+    avpfs_sys::creds::geteuid() == 0
+}
 
 fn root_ctx() -> Context {
     Context { uid: 0, gid: 0, pid: 1, groups: None }
@@ -550,7 +556,7 @@ fn setattr_changes_mode_size_and_times() {
     let (attr, _) = fs.setattr(&ctx, f, set).unwrap();
     assert_eq!(attr.size, 2);
     assert!(attr.mtime as i64 >= before.mtime());
-    if crate::creds_test_root() {
+    if creds_test_root() {
         let set = SetattrIn { uid: Some(1234), gid: Some(4321), ..SetattrIn::default() };
         let (attr, _) = fs.setattr(&ctx, f, set).unwrap();
         assert_eq!((attr.uid, attr.gid), (1234, 4321));
@@ -784,7 +790,7 @@ fn file_handles_when_available() {
 
 #[test]
 fn creation_runs_as_the_caller() {
-    if !crate::creds_test_root() {
+    if !creds_test_root() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -859,7 +865,7 @@ fn names_with_slashes_never_resolve() {
 fn creation_without_supplementary_groups_uses_the_directory_group() {
     // Clients before FUSE_CREATE_SUPP_GROUP (guest Linux 6.1) send none; the
     // client allowed the create through a supplementary group already.
-    if !crate::creds_test_root() {
+    if !creds_test_root() {
         return;
     }
     let t = tempfile::tempdir().unwrap();

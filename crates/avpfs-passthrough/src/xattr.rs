@@ -15,7 +15,8 @@ use std::os::fd::AsFd;
 use avpfs_server::{Context, NodeId};
 use avpfs_sys::xattr::{self, Target};
 
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::util::errno;
 
 const ACL_PREFIX: &[u8] = b"system.posix_acl_";
 

@@ -16,9 +16,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use avpfs_server::{
-    Context, CopyRange, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
-    LockRequest, NodeId, OpenReply, ReadRequest, SetattrIn, TimeSpec, WantedFlags, WriteRequest, ZeroCopyReader,
-    ZeroCopyWriter,
+    Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions,
+    LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest,
+    TimeSpec, WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
 use fuse_abi::{Attr, FileLock, Kstatfs, Statx, SxTime};
 
@@ -117,7 +117,8 @@ impl MemFs {
         let fs = MemFs::new();
         let ctx = Context::default();
         let ok = |r: io::Result<Entry>| r.map(|e| e.nodeid).unwrap_or(NodeId::NONE);
-        let file = ok(fs.mknod(&ctx, NodeId::ROOT, c"file", libc::S_IFREG | 0o644, 0, 0));
+        let reg = MknodRequest { mode: libc::S_IFREG | 0o644, rdev: 0, umask: 0 };
+        let file = ok(fs.mknod(&ctx, NodeId::ROOT, c"file", reg));
         if let Ok(mut g) = fs.inner.lock() {
             if let Some(Kind::File(f)) = g.nodes.get_mut(&file).map(|n| &mut n.kind) {
                 let _ = f.write_all_at(crate::sandbox::FILE_CONTENT, 0);
@@ -127,12 +128,12 @@ impl MemFs {
             }
         }
         let dir = ok(fs.mkdir(&ctx, NodeId::ROOT, c"dir", 0o755, 0));
-        ok(fs.mknod(&ctx, dir, c"inner", libc::S_IFREG | 0o644, 0, 0));
+        ok(fs.mknod(&ctx, dir, c"inner", reg));
         ok(fs.mkdir(&ctx, NodeId::ROOT, c"pub", 0o1777, 0));
         ok(fs.symlink(&ctx, c"file", NodeId::ROOT, c"link"));
         ok(fs.symlink(&ctx, c"../sentinel", NodeId::ROOT, c"escape"));
         ok(fs.symlink(&ctx, c"/tmp/avpfs-fuzz-share/sentinel", NodeId::ROOT, c"abs"));
-        ok(fs.mknod(&ctx, NodeId::ROOT, c"fifo", libc::S_IFIFO | 0o644, 0, 0));
+        ok(fs.mknod(&ctx, NodeId::ROOT, c"fifo", MknodRequest { mode: libc::S_IFIFO | 0o644, ..reg }));
         fs
     }
 
@@ -405,7 +406,8 @@ impl FileSystem for MemFs {
         g.entry(id)
     }
 
-    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, rdev: u32, umask: u32) -> io::Result<Entry> {
+    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        let MknodRequest { mode, rdev, umask } = req;
         let kind = match mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File(memfd()?),
             libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => Kind::Special,
@@ -442,15 +444,8 @@ impl FileSystem for MemFs {
         g.unlink_entry(parent, name.to_bytes(), id)
     }
 
-    fn rename(
-        &self,
-        _ctx: &Context,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
+    fn rename(&self, _ctx: &Context, req: RenameRequest<'_>) -> io::Result<()> {
+        let RenameRequest { olddir, oldname, newdir, newname, flags } = req;
         const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
         const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
         if flags & !(NOREPLACE | EXCHANGE) != 0 || flags == NOREPLACE | EXCHANGE {
@@ -540,34 +535,24 @@ impl FileSystem for MemFs {
         Ok(OpenReply { handle: g.open_handle(node, dir), open_flags: 0 })
     }
 
-    fn create(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn create(&self, ctx: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        let CreateRequest { mode, umask, flags } = req;
         let existing = self.lock().entries(parent)?.get(name.to_bytes()).copied();
         let node = match existing {
             Some(_) if flags as i32 & libc::O_EXCL != 0 => return Err(err(libc::EEXIST)),
             Some(id) => id,
-            None => self.mknod(ctx, parent, name, libc::S_IFREG | (mode & 0o7777), 0, umask)?.nodeid,
+            None => {
+                let req = MknodRequest { mode: libc::S_IFREG | (mode & 0o7777), rdev: 0, umask };
+                self.mknod(ctx, parent, name, req)?.nodeid
+            }
         };
         let open = self.open(ctx, node, flags, false)?;
         let entry = self.lock().entry(node)?;
         Ok((entry, open))
     }
 
-    fn tmpfile(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        mode: u32,
-        _flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn tmpfile(&self, ctx: &Context, parent: NodeId, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        let CreateRequest { mode, umask, .. } = req;
         let mut g = self.lock();
         g.entries(parent)?;
         if g.nodes.len() >= MAX_NODES {
@@ -634,15 +619,8 @@ impl FileSystem for MemFs {
         })
     }
 
-    fn setxattr(
-        &self,
-        _ctx: &Context,
-        node: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        _kill_sgid: bool,
-    ) -> io::Result<()> {
+    fn setxattr(&self, _ctx: &Context, node: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
+        let SetxattrRequest { value, flags, .. } = req;
         let mut g = self.lock();
         let n = g.node_mut(node)?;
         let name = name.to_bytes();

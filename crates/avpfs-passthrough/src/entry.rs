@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use avpfs_server::{Context, Entry, NodeId};
+use avpfs_server::{Context, Entry, MknodRequest, NodeId, RenameRequest};
 use avpfs_sys::open::open_beneath;
 use avpfs_sys::{fs, stat, FileHandle};
 
@@ -131,15 +131,8 @@ impl PassthroughFs {
         self.lookup_child(&p, name).map(|(e, _)| e)
     }
 
-    pub(crate) fn do_mknod(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        rdev: u32,
-        umask: u32,
-    ) -> io::Result<Entry> {
+    pub(crate) fn do_mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        let MknodRequest { mode, rdev, umask } = req;
         self.make_node(ctx, parent, name, |dir| {
             let mode = self.creation_mode(mode, umask)?;
             fs::mknodat(dir, name, mode, decode_rdev(rdev))
@@ -178,14 +171,8 @@ impl PassthroughFs {
         fs::unlinkat(p.fd()?.as_fd(), name, flags)
     }
 
-    pub(crate) fn do_rename(
-        &self,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
+    pub(crate) fn do_rename(&self, req: RenameRequest<'_>) -> io::Result<()> {
+        let RenameRequest { olddir, oldname, newdir, newname, flags } = req;
         const KNOWN: u32 = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT;
         if flags & !KNOWN != 0 {
             return Err(errno(libc::EINVAL));

@@ -6,8 +6,8 @@ use std::io;
 use std::os::fd::AsFd;
 
 use avpfs_server::{
-    Context, CopyRange, Entry, FallocateRequest, Handle, LockOwner, NodeId, OpenReply, ReadRequest, WriteRequest,
-    ZeroCopyReader, ZeroCopyWriter,
+    Context, CopyRange, CreateRequest, Entry, FallocateRequest, Handle, LockOwner, NodeId, OpenReply, ReadRequest,
+    WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
 use avpfs_sys::open::open_beneath;
 use avpfs_sys::{fs, lock};
@@ -67,10 +67,9 @@ impl PassthroughFs {
         ctx: &Context,
         parent: NodeId,
         name: Option<&CStr>,
-        mode: u32,
-        flags: u32,
-        umask: u32,
+        req: CreateRequest,
     ) -> io::Result<(Entry, OpenReply)> {
+        let CreateRequest { mode, umask, flags } = req;
         let p = self.inodes.get(parent)?;
         let pfd = p.fd()?;
         let (host, open_flags) = self.open_flags(flags);

@@ -54,8 +54,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use avpfs_server::{
-    Context, CopyRange, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner, LockRequest,
-    NodeId, OpenReply, ReadRequest, SetattrIn, WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
+    Context, CopyRange, CreateRequest, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
+    LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, WantedFlags,
+    WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
 use fuse_abi::{init_flags as init, Attr, FileLock, Kstatfs, Statx};
 
@@ -101,8 +102,8 @@ impl FileSystem for PassthroughFs {
         self.do_symlink(ctx, target, parent, name)
     }
 
-    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, rdev: u32, umask: u32) -> io::Result<Entry> {
-        self.do_mknod(ctx, parent, name, mode, rdev, umask)
+    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        self.do_mknod(ctx, parent, name, req)
     }
 
     fn mkdir(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, umask: u32) -> io::Result<Entry> {
@@ -117,16 +118,8 @@ impl FileSystem for PassthroughFs {
         self.do_unlink(parent, name, libc::AT_REMOVEDIR)
     }
 
-    fn rename(
-        &self,
-        _ctx: &Context,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
-        self.do_rename(olddir, oldname, newdir, newname, flags)
+    fn rename(&self, _ctx: &Context, req: RenameRequest<'_>) -> io::Result<()> {
+        self.do_rename(req)
     }
 
     fn link(&self, _ctx: &Context, node: NodeId, newparent: NodeId, newname: &CStr) -> io::Result<Entry> {
@@ -137,27 +130,12 @@ impl FileSystem for PassthroughFs {
         self.do_open(ctx, node, flags, kill_suidgid)
     }
 
-    fn create(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
-        self.do_create(ctx, parent, Some(name), mode, flags, umask)
+    fn create(&self, ctx: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        self.do_create(ctx, parent, Some(name), req)
     }
 
-    fn tmpfile(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
-        self.do_create(ctx, parent, None, mode, flags, umask)
+    fn tmpfile(&self, ctx: &Context, parent: NodeId, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        self.do_create(ctx, parent, None, req)
     }
 
     fn read(&self, _ctx: &Context, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
@@ -191,16 +169,8 @@ impl FileSystem for PassthroughFs {
         self.do_statfs(node)
     }
 
-    fn setxattr(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        kill_sgid: bool,
-    ) -> io::Result<()> {
-        self.do_setxattr(ctx, node, name, value, flags, kill_sgid)
+    fn setxattr(&self, ctx: &Context, node: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
+        self.do_setxattr(ctx, node, name, req)
     }
 
     fn getxattr(&self, _ctx: &Context, node: NodeId, name: &CStr) -> io::Result<Vec<u8>> {

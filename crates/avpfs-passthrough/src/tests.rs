@@ -7,8 +7,9 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use avpfs_server::{
-    Context, CopyRange, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
-    LockRequest, NodeId, ReadRequest, SetattrIn, SliceReader, TimeSpec, VecWriter, WriteRequest,
+    Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions,
+    LockOwner, LockRequest, MknodRequest, NodeId, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, SliceReader,
+    TimeSpec, VecWriter, WriteRequest,
 };
 use fuse_abi::FileLock;
 
@@ -144,7 +145,9 @@ fn inode_reuse_after_unlink_gives_a_new_node() {
     let ctx = root_ctx();
     let mut seen = BTreeSet::new();
     for round in 0..20 {
-        let (e, o) = fs.create(&ctx, NodeId::ROOT, &cs("f"), 0o644, libc::O_RDWR as u32, 0).unwrap();
+        let (e, o) = fs
+            .create(&ctx, NodeId::ROOT, &cs("f"), CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 })
+            .unwrap();
         assert!(seen.insert(e.nodeid), "round {round}: node id {} reused", e.nodeid);
         fs.release(&ctx, e.nodeid, o.handle, 0, None).unwrap();
         fs.unlink(&ctx, NodeId::ROOT, &cs("f")).unwrap();
@@ -237,7 +240,9 @@ fn write_then_read_through_zero_copy_doubles() {
     let t = tempfile::tempdir().unwrap();
     let fs = fs_on(t.path());
     let ctx = root_ctx();
-    let (e, o) = fs.create(&ctx, NodeId::ROOT, &cs("f"), 0o644, libc::O_RDWR as u32, 0o022).unwrap();
+    let (e, o) = fs
+        .create(&ctx, NodeId::ROOT, &cs("f"), CreateRequest { mode: 0o644, umask: 0o022, flags: libc::O_RDWR as u32 })
+        .unwrap();
     assert_eq!(e.attr.mode, libc::S_IFREG | 0o644);
     let data = b"hello, passthrough";
     let mut r = SliceReader::new(data);
@@ -476,17 +481,43 @@ fn create_of_an_existing_name_opens_regular_files_only() {
     std::fs::write(t.path().join("f"), b"old").unwrap();
     let fs = fs_on(t.path());
     let ctx = root_ctx();
-    let fifo = fs.mknod(&ctx, NodeId::ROOT, &cs("fifo"), libc::S_IFIFO | 0o666, 0, 0).unwrap();
+    let fifo = fs
+        .mknod(&ctx, NodeId::ROOT, &cs("fifo"), MknodRequest { mode: libc::S_IFIFO | 0o666, rdev: 0, umask: 0 })
+        .unwrap();
     let before = fs.node_count();
     let rw = libc::O_RDWR as u32;
-    assert_eq!(errno(fs.create(&ctx, NodeId::ROOT, &cs("fifo"), 0o644, libc::O_RDONLY as u32, 0)), libc::ENXIO);
+    assert_eq!(
+        errno(fs.create(
+            &ctx,
+            NodeId::ROOT,
+            &cs("fifo"),
+            CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDONLY as u32 }
+        )),
+        libc::ENXIO
+    );
     std::fs::create_dir(t.path().join("d")).unwrap();
-    assert_eq!(errno(fs.create(&ctx, NodeId::ROOT, &cs("d"), 0o644, rw, 0)), libc::EISDIR);
+    assert_eq!(
+        errno(fs.create(&ctx, NodeId::ROOT, &cs("d"), CreateRequest { mode: 0o644, umask: 0, flags: rw })),
+        libc::EISDIR
+    );
     symlink("f", t.path().join("l")).unwrap();
-    assert_eq!(errno(fs.create(&ctx, NodeId::ROOT, &cs("l"), 0o644, rw, 0)), libc::ELOOP);
+    assert_eq!(
+        errno(fs.create(&ctx, NodeId::ROOT, &cs("l"), CreateRequest { mode: 0o644, umask: 0, flags: rw })),
+        libc::ELOOP
+    );
     assert_eq!(fs.node_count(), before, "failed creates leave no references");
-    assert_eq!(errno(fs.create(&ctx, NodeId::ROOT, &cs("f"), 0o644, rw | libc::O_EXCL as u32, 0)), libc::EEXIST);
-    let (e, o) = fs.create(&ctx, NodeId::ROOT, &cs("f"), 0o600, rw | libc::O_TRUNC as u32, 0).unwrap();
+    assert_eq!(
+        errno(fs.create(
+            &ctx,
+            NodeId::ROOT,
+            &cs("f"),
+            CreateRequest { mode: 0o644, umask: 0, flags: rw | libc::O_EXCL as u32 }
+        )),
+        libc::EEXIST
+    );
+    let (e, o) = fs
+        .create(&ctx, NodeId::ROOT, &cs("f"), CreateRequest { mode: 0o600, umask: 0, flags: rw | libc::O_TRUNC as u32 })
+        .unwrap();
     assert_eq!(e.attr.mode & 0o777, 0o644, "an existing file keeps its mode");
     fs.release(&ctx, e.nodeid, o.handle, 0, None).unwrap();
     assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"");
@@ -500,28 +531,70 @@ fn create_ops_modes_and_rename() {
     let ctx = root_ctx();
     let d = fs.mkdir(&ctx, NodeId::ROOT, &cs("d"), 0o777, 0o022).unwrap();
     assert_eq!(d.attr.mode, libc::S_IFDIR | 0o755);
-    let p = fs.mknod(&ctx, d.nodeid, &cs("fifo"), libc::S_IFIFO | 0o666, 0, 0o027).unwrap();
+    let p = fs
+        .mknod(&ctx, d.nodeid, &cs("fifo"), MknodRequest { mode: libc::S_IFIFO | 0o666, rdev: 0, umask: 0o027 })
+        .unwrap();
     assert_eq!(p.attr.mode, libc::S_IFIFO | 0o640);
     assert_eq!(errno(fs.open(&ctx, p.nodeid, libc::O_RDONLY as u32, false)), libc::ENXIO);
-    let r = fs.mknod(&ctx, d.nodeid, &cs("reg"), libc::S_IFREG | 0o600, 0, 0).unwrap();
+    let r =
+        fs.mknod(&ctx, d.nodeid, &cs("reg"), MknodRequest { mode: libc::S_IFREG | 0o600, rdev: 0, umask: 0 }).unwrap();
     assert_eq!(r.attr.mode, libc::S_IFREG | 0o600);
     let s = fs.symlink(&ctx, c"reg", d.nodeid, &cs("sym")).unwrap();
     assert_eq!(fs.readlink(&ctx, s.nodeid).unwrap(), b"reg");
     assert_eq!(errno(fs.mkdir(&ctx, d.nodeid, &cs("reg"), 0o755, 0)), libc::EEXIST);
     // RENAME_NOREPLACE, RENAME_EXCHANGE, plain.
     let noreplace = libc::RENAME_NOREPLACE;
-    assert_eq!(errno(fs.rename(&ctx, d.nodeid, &cs("reg"), d.nodeid, &cs("sym"), noreplace)), libc::EEXIST);
-    fs.rename(&ctx, d.nodeid, &cs("reg"), d.nodeid, &cs("sym"), libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(
+        errno(fs.rename(
+            &ctx,
+            RenameRequest {
+                olddir: d.nodeid,
+                oldname: &cs("reg"),
+                newdir: d.nodeid,
+                newname: &cs("sym"),
+                flags: noreplace
+            }
+        )),
+        libc::EEXIST
+    );
+    fs.rename(
+        &ctx,
+        RenameRequest {
+            olddir: d.nodeid,
+            oldname: &cs("reg"),
+            newdir: d.nodeid,
+            newname: &cs("sym"),
+            flags: libc::RENAME_EXCHANGE,
+        },
+    )
+    .unwrap();
     assert!(std::fs::symlink_metadata(t.path().join("d/reg")).unwrap().file_type().is_symlink());
-    fs.rename(&ctx, d.nodeid, &cs("reg"), NodeId::ROOT, &cs("moved"), 0).unwrap();
-    assert_eq!(errno(fs.rename(&ctx, d.nodeid, &cs("sym"), NodeId::ROOT, &cs("x"), 1 << 10)), libc::EINVAL);
+    fs.rename(
+        &ctx,
+        RenameRequest { olddir: d.nodeid, oldname: &cs("reg"), newdir: NodeId::ROOT, newname: &cs("moved"), flags: 0 },
+    )
+    .unwrap();
+    assert_eq!(
+        errno(fs.rename(
+            &ctx,
+            RenameRequest {
+                olddir: d.nodeid,
+                oldname: &cs("sym"),
+                newdir: NodeId::ROOT,
+                newname: &cs("x"),
+                flags: 1 << 10
+            }
+        )),
+        libc::EINVAL
+    );
     assert_eq!(lookup(&fs, NodeId::ROOT, "moved").unwrap().nodeid, s.nodeid);
     assert_eq!(errno(fs.rmdir(&ctx, NodeId::ROOT, &cs("d"))), libc::ENOTEMPTY);
     fs.unlink(&ctx, d.nodeid, &cs("fifo")).unwrap();
     fs.unlink(&ctx, d.nodeid, &cs("sym")).unwrap();
     fs.rmdir(&ctx, NodeId::ROOT, &cs("d")).unwrap();
     // O_TMPFILE: unnamed, then linked into the tree.
-    let (tf, o) = fs.tmpfile(&ctx, NodeId::ROOT, 0o640, libc::O_RDWR as u32, 0).unwrap();
+    let (tf, o) =
+        fs.tmpfile(&ctx, NodeId::ROOT, CreateRequest { mode: 0o640, umask: 0, flags: libc::O_RDWR as u32 }).unwrap();
     assert_eq!(tf.attr.nlink, 0);
     let mut rd = SliceReader::new(b"tmp");
     fs.write(&ctx, tf.nodeid, wr(o.handle, 3, 0, false), &mut rd).unwrap();
@@ -575,8 +648,12 @@ fn files_fallocate_seek_and_copy() {
     let t = tempfile::tempdir().unwrap();
     let fs = fs_on(t.path());
     let ctx = root_ctx();
-    let (a, oa) = fs.create(&ctx, NodeId::ROOT, &cs("a"), 0o644, libc::O_RDWR as u32, 0).unwrap();
-    let (b, ob) = fs.create(&ctx, NodeId::ROOT, &cs("b"), 0o644, libc::O_RDWR as u32, 0).unwrap();
+    let (a, oa) = fs
+        .create(&ctx, NodeId::ROOT, &cs("a"), CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 })
+        .unwrap();
+    let (b, ob) = fs
+        .create(&ctx, NodeId::ROOT, &cs("b"), CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 })
+        .unwrap();
     fs.fallocate(&ctx, a.nodeid, FallocateRequest { handle: oa.handle, mode: 0, offset: 0, length: 1 << 16 }).unwrap();
     let punch = (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE) as u32;
     fs.fallocate(&ctx, a.nodeid, FallocateRequest { handle: oa.handle, mode: punch, offset: 0, length: 1 << 15 })
@@ -624,14 +701,17 @@ fn xattrs_disabled_enabled_and_acl_filter() {
     let f = lookup(&fs, NodeId::ROOT, "f").unwrap().nodeid;
     assert_eq!(errno(fs.getxattr(&ctx, f, c"user.a")), libc::ENOSYS);
     assert_eq!(errno(fs.listxattr(&ctx, f)), libc::ENOSYS);
-    assert_eq!(errno(fs.setxattr(&ctx, f, c"user.a", b"1", 0, false)), libc::ENOSYS);
+    assert_eq!(
+        errno(fs.setxattr(&ctx, f, c"user.a", SetxattrRequest { value: b"1", flags: 0, kill_sgid: false })),
+        libc::ENOSYS
+    );
     assert_eq!(errno(fs.removexattr(&ctx, f, c"user.a")), libc::ENOSYS);
 
     let mut cfg = Config::new(t.path());
     cfg.xattr = true;
     let fs = fs_with(cfg);
     let f = lookup(&fs, NodeId::ROOT, "f").unwrap().nodeid;
-    match fs.setxattr(&ctx, f, c"user.a", b"1", 0, false) {
+    match fs.setxattr(&ctx, f, c"user.a", SetxattrRequest { value: b"1", flags: 0, kill_sgid: false }) {
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return,
         r => r.unwrap(),
     }
@@ -642,12 +722,15 @@ fn xattrs_disabled_enabled_and_acl_filter() {
     fs.removexattr(&ctx, f, c"user.a").unwrap();
     assert_eq!(errno(fs.getxattr(&ctx, f, c"user.a")), libc::ENODATA);
     // Directories and symlinks go through the same magic link.
-    fs.setxattr(&ctx, NodeId::ROOT, c"user.dir", b"d", 0, false).unwrap();
+    fs.setxattr(&ctx, NodeId::ROOT, c"user.dir", SetxattrRequest { value: b"d", flags: 0, kill_sgid: false }).unwrap();
     assert_eq!(fs.getxattr(&ctx, NodeId::ROOT, c"user.dir").unwrap(), b"d");
     symlink("f", t.path().join("l")).unwrap();
     let l = lookup(&fs, NodeId::ROOT, "l").unwrap().nodeid;
     // user.* is not allowed on symlinks: the link itself is reached, not f.
-    assert_eq!(errno(fs.setxattr(&ctx, l, c"user.a", b"1", 0, false)), libc::EPERM);
+    assert_eq!(
+        errno(fs.setxattr(&ctx, l, c"user.a", SetxattrRequest { value: b"1", flags: 0, kill_sgid: false })),
+        libc::EPERM
+    );
     assert!(fs.getxattr(&ctx, f, c"user.a").is_err());
     assert!(PassthroughFs::new(Config { posix_acl: true, ..Config::new(t.path()) }).is_err());
 }
@@ -805,7 +888,9 @@ fn creation_runs_as_the_caller() {
             let fs = thread_fs;
             let d = fs.mkdir(&user, NodeId::ROOT, &cs("mine"), 0o755, 0).unwrap();
             assert_eq!((d.attr.uid, d.attr.gid), (1000, 1000));
-            let (f, o) = fs.create(&user, d.nodeid, &cs("f"), 0o4755, libc::O_RDWR as u32, 0).unwrap();
+            let (f, o) = fs
+                .create(&user, d.nodeid, &cs("f"), CreateRequest { mode: 0o4755, umask: 0, flags: libc::O_RDWR as u32 })
+                .unwrap();
             assert_eq!((f.attr.uid, f.attr.gid), (1000, 1000));
             let s = fs.symlink(&user, c"f", NodeId::ROOT, &cs("ln")).unwrap();
             assert_eq!(s.attr.uid, 1000);
@@ -848,13 +933,22 @@ fn names_with_slashes_never_resolve() {
     for bad in ["../x", "..", ".", "", "a/b"] {
         let n = &cs(bad);
         assert_eq!(errno(fs.mkdir(&ctx, d, n, 0o755, 0)), libc::EINVAL, "{bad:?}");
-        assert_eq!(errno(fs.mknod(&ctx, d, n, libc::S_IFREG | 0o644, 0, 0)), libc::EINVAL);
+        assert_eq!(
+            errno(fs.mknod(&ctx, d, n, MknodRequest { mode: libc::S_IFREG | 0o644, rdev: 0, umask: 0 })),
+            libc::EINVAL
+        );
         assert_eq!(errno(fs.symlink(&ctx, c"t", d, n)), libc::EINVAL);
-        assert_eq!(errno(fs.create(&ctx, d, n, 0o644, 0, 0)), libc::EINVAL);
+        assert_eq!(errno(fs.create(&ctx, d, n, CreateRequest { mode: 0o644, umask: 0, flags: 0 })), libc::EINVAL);
         assert_eq!(errno(fs.unlink(&ctx, d, n)), libc::EINVAL);
         assert_eq!(errno(fs.rmdir(&ctx, d, n)), libc::EINVAL);
-        assert_eq!(errno(fs.rename(&ctx, d, &cs("f"), d, n, 0)), libc::EINVAL);
-        assert_eq!(errno(fs.rename(&ctx, d, n, d, &cs("g"), 0)), libc::EINVAL);
+        assert_eq!(
+            errno(fs.rename(&ctx, RenameRequest { olddir: d, oldname: &cs("f"), newdir: d, newname: n, flags: 0 })),
+            libc::EINVAL
+        );
+        assert_eq!(
+            errno(fs.rename(&ctx, RenameRequest { olddir: d, oldname: n, newdir: d, newname: &cs("g"), flags: 0 })),
+            libc::EINVAL
+        );
         assert_eq!(errno(fs.link(&ctx, d, d, n)), libc::EINVAL);
     }
     assert!(!t.path().parent().unwrap().join("x").exists());
@@ -882,7 +976,9 @@ fn creation_without_supplementary_groups_uses_the_directory_group() {
     let other = lookup(&fs, NodeId::ROOT, "other").unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
-            let (f, _) = fs.create(&user, g.nodeid, &cs("f"), 0o644, libc::O_RDWR as u32, 0).unwrap();
+            let (f, _) = fs
+                .create(&user, g.nodeid, &cs("f"), CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 })
+                .unwrap();
             assert_eq!((f.attr.uid, f.attr.gid), (65534, 65534));
             fs.mkdir(&user, g.nodeid, &cs("d"), 0o755, 0).unwrap();
             // Only the directory's group is lent: a directory writable by

@@ -12,7 +12,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::AsFd;
 
-use avpfs_server::{Context, NodeId};
+use avpfs_server::{Context, NodeId, SetxattrRequest};
 use avpfs_sys::xattr::{self, Target};
 
 use crate::passthrough::PassthroughFs;
@@ -64,10 +64,9 @@ impl PassthroughFs {
         ctx: &Context,
         node: NodeId,
         name: &CStr,
-        value: &[u8],
-        flags: u32,
-        kill_sgid: bool,
+        req: SetxattrRequest<'_>,
     ) -> io::Result<()> {
+        let SetxattrRequest { value, flags, kill_sgid } = req;
         self.check_xattr(Some(name))?;
         let n = self.inodes.get(node)?;
         let fd = n.fd()?;

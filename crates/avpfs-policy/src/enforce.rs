@@ -25,8 +25,9 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use avpfs_server::{
-    Context, CopyRange, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
-    LockRequest, NodeId, OpenReply, ReadRequest, SetattrIn, WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
+    Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions,
+    LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest,
+    WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
 use fuse_abi::{Attr, FileLock, Kstatfs, Statx};
 
@@ -434,10 +435,10 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.track("symlink", parent, name.to_bytes(), pos, e)
     }
 
-    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, rdev: u32, umask: u32) -> io::Result<Entry> {
-        let mode = self.check_create("mknod", parent, name.to_bytes(), mode)?;
+    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        let mode = self.check_create("mknod", parent, name.to_bytes(), req.mode)?;
         let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
-        let e = self.inner.mknod(&self.host_ctx("mknod", ctx)?, parent, name, mode, rdev, umask)?;
+        let e = self.inner.mknod(&self.host_ctx("mknod", ctx)?, parent, name, MknodRequest { mode, ..req })?;
         self.track("mknod", parent, name.to_bytes(), pos, e)
     }
 
@@ -458,15 +459,8 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.inner.rmdir(&self.host_ctx("rmdir", ctx)?, parent, name)
     }
 
-    fn rename(
-        &self,
-        ctx: &Context,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
+    fn rename(&self, ctx: &Context, req: RenameRequest<'_>) -> io::Result<()> {
+        let RenameRequest { olddir, oldname, newdir, newname, .. } = req;
         let from = self.check_writable("rename", olddir, Some(oldname.to_bytes()))?;
         let to = self.check_writable("rename", newdir, Some(newname.to_bytes()))?;
         // A move that would change which rules apply beneath the moved tree is
@@ -474,7 +468,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         if from != to {
             return Err(self.deny("rename", newdir, Some(newname.to_bytes()), "crosses a path rule", libc::EXDEV));
         }
-        self.inner.rename(&self.host_ctx("rename", ctx)?, olddir, oldname, newdir, newname, flags)
+        self.inner.rename(&self.host_ctx("rename", ctx)?, req)
     }
 
     fn link(&self, ctx: &Context, node: NodeId, newparent: NodeId, newname: &CStr) -> io::Result<Entry> {
@@ -496,45 +490,30 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.opened(node, r, |o| o.handle)
     }
 
-    fn create(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
-        let mode = self.check_create("create", parent, name.to_bytes(), libc::S_IFREG | mode)?;
+    fn create(&self, ctx: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        let mode = self.check_create("create", parent, name.to_bytes(), libc::S_IFREG | req.mode)?;
         let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
         let hctx = self.host_ctx("create", ctx)?;
         self.reserve_handle("create", parent)?;
-        let r = self.inner.create(&hctx, parent, name, mode, flags, umask);
+        let r = self.inner.create(&hctx, parent, name, CreateRequest { mode, ..req });
         let (e, o) = self.opened(parent, r, |(_, o)| o.handle)?;
         match self.track("create", parent, name.to_bytes(), pos, e) {
             Ok(e) => Ok((e, o)),
             Err(error) => {
-                let _ = self.inner.release(&hctx, e.nodeid, o.handle, flags, None);
+                let _ = self.inner.release(&hctx, e.nodeid, o.handle, req.flags, None);
                 self.closed(o.handle);
                 Err(error)
             }
         }
     }
 
-    fn tmpfile(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn tmpfile(&self, ctx: &Context, parent: NodeId, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
         self.check_writable("tmpfile", parent, None)?;
         let pos = self.pos(parent);
-        let mode = self.strip_setid(mode);
+        let mode = self.strip_setid(req.mode);
         let hctx = self.host_ctx("tmpfile", ctx)?;
         self.reserve_handle("tmpfile", parent)?;
-        let r = self.inner.tmpfile(&hctx, parent, mode, flags, umask);
+        let r = self.inner.tmpfile(&hctx, parent, CreateRequest { mode, ..req });
         let (e, o) = self.opened(parent, r, |(_, o)| o.handle)?;
         let e = self.track("tmpfile", parent, b"(tmpfile)", pos, e)?;
         Ok((e, o))
@@ -580,18 +559,10 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.inner.statfs(ctx, node)
     }
 
-    fn setxattr(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        kill_sgid: bool,
-    ) -> io::Result<()> {
+    fn setxattr(&self, ctx: &Context, node: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
         self.check_writable("setxattr", node, None)?;
         let host = self.xattr_host_name("setxattr", node, name, libc::EPERM)?;
-        self.inner.setxattr(&self.host_ctx("setxattr", ctx)?, node, &host, value, flags, kill_sgid)
+        self.inner.setxattr(&self.host_ctx("setxattr", ctx)?, node, &host, req)
     }
 
     fn getxattr(&self, ctx: &Context, node: NodeId, name: &CStr) -> io::Result<Vec<u8>> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use avpfs_policy::{parse, PolicyFs};
 use avpfs_server::{
-    Context, CopyRange, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, LockOwner, NodeId, OpenReply,
-    SetattrIn, SliceReader, WriteRequest,
+    Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, LockOwner,
+    MknodRequest, NodeId, OpenReply, RenameRequest, SetattrIn, SetxattrRequest, SliceReader, WriteRequest,
 };
 use fuse_abi::Attr;
 
@@ -42,7 +42,8 @@ impl FileSystem for Recorder {
     fn forget(&self, node: NodeId, count: u64) {
         self.log(format!("forget {node} {count}"));
     }
-    fn mknod(&self, ctx: &Context, _: NodeId, name: &CStr, mode: u32, _: u32, _: u32) -> io::Result<Entry> {
+    fn mknod(&self, ctx: &Context, _: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        let mode = req.mode;
         self.log(format!("mknod {} {mode:o} as {}", name.to_str().unwrap(), ctx.uid));
         Ok(self.entry(mode, ctx.uid))
     }
@@ -66,7 +67,7 @@ impl FileSystem for Recorder {
         self.log(format!("unlink {}", name.to_str().unwrap()));
         Ok(())
     }
-    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, _: &[u8], _: u32, _: bool) -> io::Result<()> {
+    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, _: SetxattrRequest<'_>) -> io::Result<()> {
         self.log(format!("setxattr {}", name.to_str().unwrap()));
         Ok(())
     }
@@ -140,10 +141,26 @@ fn readdirplus_leaves_hidden_entries_out_and_returns_their_reference() {
 #[test]
 fn creation_rules_and_setuid_stripping() {
     let p = fs("[share]\ncreate = [\"file\", \"dir\"]\n");
-    assert_eq!(errno(p.mknod(&root(), NodeId::ROOT, &c("fifo"), libc::S_IFIFO | 0o644, 0, 0)), libc::EPERM);
-    assert_eq!(errno(p.mknod(&root(), NodeId::ROOT, &c("dev"), libc::S_IFCHR | 0o644, 0x0103, 0)), libc::EPERM);
+    assert_eq!(
+        errno(p.mknod(
+            &root(),
+            NodeId::ROOT,
+            &c("fifo"),
+            MknodRequest { mode: libc::S_IFIFO | 0o644, rdev: 0, umask: 0 }
+        )),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(p.mknod(
+            &root(),
+            NodeId::ROOT,
+            &c("dev"),
+            MknodRequest { mode: libc::S_IFCHR | 0o644, rdev: 0x0103, umask: 0 }
+        )),
+        libc::EPERM
+    );
     assert!(calls(&p).is_empty());
-    p.mknod(&root(), NodeId::ROOT, &c("f"), libc::S_IFREG | 0o4755, 0, 0).unwrap();
+    p.mknod(&root(), NodeId::ROOT, &c("f"), MknodRequest { mode: libc::S_IFREG | 0o4755, rdev: 0, umask: 0 }).unwrap();
     p.mkdir(&root(), NodeId::ROOT, &c("d"), 0o2775, 0).unwrap();
     let set = SetattrIn { mode: Some(0o6755), ..Default::default() };
     p.setattr(&root(), NodeId(101), set).unwrap();
@@ -158,16 +175,16 @@ fn readonly_share_refuses_every_modification_first() {
     let erofs = |r: io::Result<()>| assert_eq!(errno(r), libc::EROFS);
     erofs(p.unlink(&root(), dir, &c("f")));
     erofs(p.rmdir(&root(), dir, &c("f")));
-    erofs(p.rename(&root(), dir, &c("f"), dir, n, 0));
+    erofs(p.rename(&root(), RenameRequest { olddir: dir, oldname: &c("f"), newdir: dir, newname: n, flags: 0 }));
     erofs(p.mkdir(&root(), dir, n, 0o755, 0).map(drop));
-    erofs(p.mknod(&root(), dir, n, libc::S_IFREG | 0o644, 0, 0).map(drop));
+    erofs(p.mknod(&root(), dir, n, MknodRequest { mode: libc::S_IFREG | 0o644, rdev: 0, umask: 0 }).map(drop));
     erofs(p.symlink(&root(), c"t", dir, n).map(drop));
     erofs(p.link(&root(), f, dir, n).map(drop));
-    erofs(p.create(&root(), dir, n, 0o644, libc::O_RDWR as u32, 0).map(drop));
-    erofs(p.tmpfile(&root(), dir, 0o644, libc::O_RDWR as u32, 0).map(drop));
+    erofs(p.create(&root(), dir, n, CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 }).map(drop));
+    erofs(p.tmpfile(&root(), dir, CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 }).map(drop));
     erofs(p.setattr(&root(), f, SetattrIn { mode: Some(0o600), ..Default::default() }).map(drop));
     erofs(p.setattr(&root(), f, SetattrIn { size: Some(0), ..Default::default() }).map(drop));
-    erofs(p.setxattr(&root(), f, &c("user.x"), b"v", 0, false));
+    erofs(p.setxattr(&root(), f, &c("user.x"), SetxattrRequest { value: b"v", flags: 0, kill_sgid: false }));
     erofs(p.removexattr(&root(), f, &c("user.x")));
     erofs(p.access(&root(), f, libc::W_OK as u32));
     for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC, libc::O_RDONLY | libc::O_APPEND] {
@@ -211,9 +228,20 @@ fn ids_are_translated_on_the_way_in_and_out() {
 #[test]
 fn xattr_names_are_mapped_and_filtered() {
     let p = fs("[xattr]\nrules = [{ prefix = \"security.\", rename = \"user.avpfs.security.\" }, { prefix = \"user.avpfs.\", action = \"deny\" }]\n");
-    p.setxattr(&root(), NodeId::ROOT, &c("security.selinux"), b"x", 0, false).unwrap();
+    p.setxattr(
+        &root(),
+        NodeId::ROOT,
+        &c("security.selinux"),
+        SetxattrRequest { value: b"x", flags: 0, kill_sgid: false },
+    )
+    .unwrap();
     assert_eq!(
-        errno(p.setxattr(&root(), NodeId::ROOT, &c("user.avpfs.security.selinux"), b"x", 0, false)),
+        errno(p.setxattr(
+            &root(),
+            NodeId::ROOT,
+            &c("user.avpfs.security.selinux"),
+            SetxattrRequest { value: b"x", flags: 0, kill_sgid: false }
+        )),
         libc::EPERM
     );
     assert_eq!(calls(&p), ["setxattr user.avpfs.security.selinux"]);
@@ -239,7 +267,19 @@ fn limits_on_nodes_and_handles() {
 #[test]
 fn renames_across_rules_are_exdev() {
     let p = fs("[paths]\nreadonly = [\"ro\"]\nhidden = [\"h\"]\n");
-    assert_eq!(errno(p.rename(&root(), NodeId::ROOT, &c("a"), NodeId::ROOT, &c("ro"), 0)), libc::EROFS);
-    assert_eq!(errno(p.rename(&root(), NodeId::ROOT, &c("h"), NodeId::ROOT, &c("x"), 0)), libc::ENOENT);
+    assert_eq!(
+        errno(p.rename(
+            &root(),
+            RenameRequest { olddir: NodeId::ROOT, oldname: &c("a"), newdir: NodeId::ROOT, newname: &c("ro"), flags: 0 }
+        )),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno(p.rename(
+            &root(),
+            RenameRequest { olddir: NodeId::ROOT, oldname: &c("h"), newdir: NodeId::ROOT, newname: &c("x"), flags: 0 }
+        )),
+        libc::ENOENT
+    );
     assert!(calls(&p).is_empty());
 }

@@ -203,6 +203,57 @@ pub struct LockRequest {
     pub flock: bool,
 }
 
+/// A MKNOD: the new node's type and permission bits, its device number
+/// and the caller's umask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MknodRequest {
+    /// Type and permission bits (`S_IF*` and mode).
+    pub mode: u32,
+    /// The device number of a device node, as the client encodes it.
+    pub rdev: u32,
+    /// The caller's umask.
+    pub umask: u32,
+}
+
+/// A CREATE or TMPFILE: the new file's mode, the caller's umask and the
+/// open(2) flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateRequest {
+    /// Permission bits (and `S_IFREG`).
+    pub mode: u32,
+    /// The caller's umask.
+    pub umask: u32,
+    /// open(2) flags.
+    pub flags: u32,
+}
+
+/// A RENAME or RENAME2: from `olddir/oldname` to `newdir/newname`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenameRequest<'a> {
+    /// The directory the entry is in (the request's node).
+    pub olddir: NodeId,
+    /// The entry's name.
+    pub oldname: &'a CStr,
+    /// The directory it moves to.
+    pub newdir: NodeId,
+    /// Its new name.
+    pub newname: &'a CStr,
+    /// renameat2(2) flags (0 for RENAME).
+    pub flags: u32,
+}
+
+/// What a SETXATTR sets (the attribute's name is passed beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetxattrRequest<'a> {
+    /// The value.
+    pub value: &'a [u8],
+    /// setxattr(2) flags (XATTR_CREATE, XATTR_REPLACE).
+    pub flags: u32,
+    /// Clear setgid as the kernel would when setting an access ACL
+    /// (FUSE_SETXATTR_ACL_KILL_SGID).
+    pub kill_sgid: bool,
+}
+
 /// Where and how much a READ reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadRequest {
@@ -306,7 +357,7 @@ pub trait FileSystem: Send + Sync {
         Err(enosys())
     }
     /// Creates a regular file, fifo, socket or device node.
-    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, rdev: u32, umask: u32) -> io::Result<Entry> {
+    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
         Err(enosys())
     }
     /// Creates a directory.
@@ -321,16 +372,8 @@ pub trait FileSystem: Send + Sync {
     fn rmdir(&self, ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<()> {
         Err(enosys())
     }
-    /// Renames `olddir/oldname` to `newdir/newname`; `flags` are renameat2 flags.
-    fn rename(
-        &self,
-        ctx: &Context,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
+    /// Renames `req.olddir/req.oldname` to `req.newdir/req.newname`.
+    fn rename(&self, ctx: &Context, req: RenameRequest<'_>) -> io::Result<()> {
         Err(enosys())
     }
     /// Creates a hard link to `node` as `newparent/newname`.
@@ -342,26 +385,11 @@ pub trait FileSystem: Send + Sync {
         Err(enosys())
     }
     /// Creates and opens a file.
-    fn create(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn create(&self, ctx: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
         Err(enosys())
     }
     /// Creates an unnamed temporary file in `parent` (O_TMPFILE) and opens it.
-    fn tmpfile(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn tmpfile(&self, ctx: &Context, parent: NodeId, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
         Err(enosys())
     }
     /// Reads up to `req.size` bytes at `req.offset` into `w`. Returns the bytes read.
@@ -396,15 +424,7 @@ pub trait FileSystem: Send + Sync {
         Err(enosys())
     }
     /// Sets an extended attribute.
-    fn setxattr(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        kill_sgid: bool,
-    ) -> io::Result<()> {
+    fn setxattr(&self, ctx: &Context, node: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
         Err(enosys())
     }
     /// Returns the value of an extended attribute. The server applies the

@@ -16,8 +16,9 @@ pub mod server;
 pub mod transport;
 
 pub use filesystem::{
-    enosys, Context, CopyRange, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
-    LockRequest, NodeId, OpenReply, ReadRequest, SetattrIn, TimeSpec, WantedFlags, WriteRequest,
+    enosys, Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle,
+    InitOptions, LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn,
+    SetxattrRequest, TimeSpec, WantedFlags, WriteRequest,
 };
 pub use server::{Error, Handled, Server, MAX_REQUEST_SIZE, MAX_WRITE};
 pub use transport::{Reader, SliceReader, VecWriter, Writer, ZeroCopyReader, ZeroCopyWriter};

@@ -12,8 +12,8 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::args::{self, Args};
 use crate::filesystem::{
-    Context, CopyRange, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner, LockRequest, NodeId, ReadRequest,
-    SetattrIn, TimeSpec, WriteRequest,
+    Context, CopyRange, CreateRequest, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner, LockRequest,
+    MknodRequest, NodeId, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, TimeSpec, WriteRequest,
 };
 use crate::interrupt::Interrupts;
 use crate::reply::{entry_out, reply_error, reply_ok, timeout_parts, DirBuffer, OUT_HEADER_SIZE};
@@ -233,7 +233,8 @@ impl<F: FileSystem> Server<F> {
             }
             opcode::MKNOD => {
                 let m: abi::MknodIn = a.fetch()?;
-                entry(w, fs.mknod(&ctx, node, a.name()?, m.mode, m.rdev, m.umask).map_err(errno)?)
+                let req = MknodRequest { mode: m.mode, rdev: m.rdev, umask: m.umask };
+                entry(w, fs.mknod(&ctx, node, a.name()?, req).map_err(errno)?)
             }
             opcode::MKDIR => {
                 let m: abi::MkdirIn = a.fetch()?;
@@ -256,7 +257,7 @@ impl<F: FileSystem> Server<F> {
                 };
                 let oldname = a.name()?;
                 let newname = a.name()?;
-                fs.rename(&ctx, node, oldname, newdir, newname, flags).map_err(errno)?;
+                fs.rename(&ctx, RenameRequest { olddir: node, oldname, newdir, newname, flags }).map_err(errno)?;
                 empty(w)
             }
             opcode::LINK => {
@@ -272,12 +273,14 @@ impl<F: FileSystem> Server<F> {
             opcode::CREATE => {
                 let c: abi::CreateIn = a.fetch()?;
                 let name = a.name()?;
-                let (e, o) = fs.create(&ctx, node, name, c.mode, c.flags, c.umask).map_err(errno)?;
+                let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
+                let (e, o) = fs.create(&ctx, node, name, req).map_err(errno)?;
                 ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
             }
             opcode::TMPFILE => {
                 let c: abi::CreateIn = a.fetch()?;
-                let (e, o) = fs.tmpfile(&ctx, node, c.mode, c.flags, c.umask).map_err(errno)?;
+                let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
+                let (e, o) = fs.tmpfile(&ctx, node, req).map_err(errno)?;
                 ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
             }
             opcode::READ => self.do_read(h, &ctx, &mut a, w),
@@ -320,7 +323,7 @@ impl<F: FileSystem> Server<F> {
                 }
                 let value = a.bytes(s.size as usize)?;
                 let kill_sgid = s.setxattr_flags & abi::FUSE_SETXATTR_ACL_KILL_SGID != 0;
-                fs.setxattr(&ctx, node, name, value, s.flags, kill_sgid).map_err(errno)?;
+                fs.setxattr(&ctx, node, name, SetxattrRequest { value, flags: s.flags, kill_sgid }).map_err(errno)?;
                 empty(w)
             }
             opcode::GETXATTR | opcode::LISTXATTR => {

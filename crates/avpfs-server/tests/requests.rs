@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use avpfs_server::{
     Context, DirEntry, DirSink, Entry, FileSystem, Handle, Handled, InitOptions, NodeId, ReadRequest, Server,
-    SliceReader, VecWriter, WriteRequest, Writer, ZeroCopyReader, ZeroCopyWriter,
+    SetxattrRequest, SliceReader, VecWriter, WriteRequest, Writer, ZeroCopyReader, ZeroCopyWriter,
 };
 use fuse_abi::{self as abi, init_flags, opcode};
 use zerocopy::{FromBytes, IntoBytes};
@@ -88,7 +88,8 @@ impl FileSystem for Double {
             _ => Err(io::Error::from_raw_os_error(libc::ENODATA)),
         }
     }
-    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, value: &[u8], flags: u32, _: bool) -> io::Result<()> {
+    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
+        let (value, flags) = (req.value, req.flags);
         self.log(format!("setxattr {} {} {flags}", name.to_str().unwrap(), String::from_utf8_lossy(value)));
         Ok(())
     }

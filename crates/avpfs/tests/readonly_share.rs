@@ -11,8 +11,8 @@ use avpfs::DaemonConfig;
 use avpfs_passthrough::PassthroughFs;
 use avpfs_policy::PolicyFs;
 use avpfs_server::{
-    Context, CopyRange, FallocateRequest, FileSystem, InitOptions, NodeId, ReadRequest, SetattrIn, SliceReader,
-    VecWriter, WriteRequest,
+    Context, CopyRange, CreateRequest, FallocateRequest, FileSystem, InitOptions, MknodRequest, NodeId, ReadRequest,
+    RenameRequest, SetattrIn, SetxattrRequest, SliceReader, VecWriter, WriteRequest,
 };
 use clap::Parser;
 
@@ -61,13 +61,25 @@ fn readonly_share_refuses_every_change_with_erofs() {
     let n = &cs("n");
 
     assert_eq!(errno(fs.mkdir(&ctx, root, n, 0o755, 0)), Some(libc::EROFS));
-    assert_eq!(errno(fs.mknod(&ctx, root, n, libc::S_IFREG | 0o644, 0, 0)), Some(libc::EROFS));
+    assert_eq!(
+        errno(fs.mknod(&ctx, root, n, MknodRequest { mode: libc::S_IFREG | 0o644, rdev: 0, umask: 0 })),
+        Some(libc::EROFS)
+    );
     assert_eq!(errno(fs.symlink(&ctx, c"t", root, n)), Some(libc::EROFS));
-    assert_eq!(errno(fs.create(&ctx, root, n, 0o644, libc::O_RDWR as u32, 0)), Some(libc::EROFS));
-    assert_eq!(errno(fs.tmpfile(&ctx, root, 0o644, libc::O_RDWR as u32, 0)), Some(libc::EROFS));
+    assert_eq!(
+        errno(fs.create(&ctx, root, n, CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 })),
+        Some(libc::EROFS)
+    );
+    assert_eq!(
+        errno(fs.tmpfile(&ctx, root, CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 })),
+        Some(libc::EROFS)
+    );
     assert_eq!(errno(fs.unlink(&ctx, root, &cs("f"))), Some(libc::EROFS));
     assert_eq!(errno(fs.rmdir(&ctx, root, &cs("d"))), Some(libc::EROFS));
-    assert_eq!(errno(fs.rename(&ctx, root, &cs("f"), root, n, 0)), Some(libc::EROFS));
+    assert_eq!(
+        errno(fs.rename(&ctx, RenameRequest { olddir: root, oldname: &cs("f"), newdir: root, newname: n, flags: 0 })),
+        Some(libc::EROFS)
+    );
     assert_eq!(errno(fs.link(&ctx, f, root, n)), Some(libc::EROFS));
     assert_eq!(errno(fs.open(&ctx, f, libc::O_WRONLY as u32, false)), Some(libc::EROFS));
     assert_eq!(errno(fs.open(&ctx, f, libc::O_RDWR as u32, false)), Some(libc::EROFS));
@@ -76,7 +88,10 @@ fn readonly_share_refuses_every_change_with_erofs() {
     assert_eq!(errno(fs.setattr(&ctx, f, set)), Some(libc::EROFS));
     let set = SetattrIn { size: Some(0), ..SetattrIn::default() };
     assert_eq!(errno(fs.setattr(&ctx, f, set)), Some(libc::EROFS));
-    assert_eq!(errno(fs.setxattr(&ctx, f, c"user.x", b"v", 0, false)), Some(libc::EROFS));
+    assert_eq!(
+        errno(fs.setxattr(&ctx, f, c"user.x", SetxattrRequest { value: b"v", flags: 0, kill_sgid: false })),
+        Some(libc::EROFS)
+    );
     assert_eq!(errno(fs.removexattr(&ctx, f, c"user.x")), Some(libc::EROFS));
     assert_eq!(errno(fs.access(&ctx, f, libc::W_OK as u32)), Some(libc::EROFS));
 

@@ -13,7 +13,8 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use avpfs_server::{
-    Context, Entry, FileSystem, Handle, InitOptions, LockOwner, NodeId, OpenReply, ReadRequest, Server, WriteRequest,
+    Context, CreateRequest, Entry, FileSystem, Handle, InitOptions, LockOwner, NodeId, OpenReply, ReadRequest, Server,
+    WriteRequest,
 };
 use avpfs_server::{ZeroCopyReader, ZeroCopyWriter};
 use avpfs_vhost::{Stopper, VhostDaemon, VhostOptions};
@@ -246,15 +247,8 @@ impl FileSystem for MemFs {
         Ok(self.add(parent, name, Kind::Dir, libc::S_IFDIR | (mode & !umask & 0o7777))?.1)
     }
 
-    fn create(
-        &self,
-        _: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        _flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn create(&self, _: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        let CreateRequest { mode, umask, .. } = req;
         let (id, e) =
             self.add(parent, name, Kind::File(tempfile::tempfile()?), libc::S_IFREG | (mode & !umask & 0o7777))?;
         let mut inner = self.inner.lock().unwrap();

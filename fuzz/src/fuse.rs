@@ -138,6 +138,7 @@ mod fs {
     use std::sync::{Mutex, OnceLock};
 
     use avpfs_passthrough::PassthroughFs;
+    use avpfs_policy::{Policy, PolicyFs};
 
     use super::Blocking;
     use crate::sandbox::Share;
@@ -152,19 +153,22 @@ mod fs {
         })
     }
 
-    /// The passthrough configuration: extended attributes on, the rest as
-    /// the daemon's defaults; `AVPFS_FUZZ_PT` (comma-separated) turns on
-    /// `handles` (file handles preferred), `readonly`, `writeback`,
+    /// The passthrough configuration, and whether the share is read-only:
+    /// extended attributes on, the rest as the daemon's defaults;
+    /// `AVPFS_FUZZ_PT` (comma-separated) turns on `handles` (file handles
+    /// preferred), `readonly` (the passthrough behind a read-only
+    /// [`PolicyFs`], as the daemon serves `--readonly`), `writeback`,
     /// `posix_acl`, `killpriv_v2`, `direct_io`, `submounts`, `no_xattr`,
     /// `cache_never`, `cache_always`.
-    fn config(root: &std::path::Path) -> avpfs_passthrough::Config {
+    fn config(root: &std::path::Path) -> (avpfs_passthrough::Config, bool) {
         use avpfs_passthrough::{CachePolicy, Config, FileHandleMode};
         let mut c = Config { xattr: true, ..Config::new(root) };
+        let mut readonly = false;
         let opts = std::env::var("AVPFS_FUZZ_PT").unwrap_or_default();
         for o in opts.split(',').filter(|o| !o.is_empty()) {
             match o {
                 "handles" => c.inode_file_handles = FileHandleMode::Prefer,
-                "readonly" => c.readonly = true,
+                "readonly" => readonly = true,
                 "writeback" => c.writeback = true,
                 "posix_acl" => c.posix_acl = true,
                 "killpriv_v2" => c.killpriv_v2 = true,
@@ -176,7 +180,7 @@ mod fs {
                 other => panic!("AVPFS_FUZZ_PT: unknown option {other}"),
             }
         }
-        c
+        (c, readonly)
     }
 
     /// Runs one input against the passthrough on the sandboxed share.
@@ -188,14 +192,24 @@ mod fs {
     pub fn run_with(data: &[u8], seen: &mut dyn FnMut(super::Exchange)) {
         let mut share = share().lock().unwrap_or_else(|e| e.into_inner());
         share.reset().unwrap_or_else(|e| panic!("cannot reset the share: {e}"));
-        let fs =
-            avpfs_passthrough::PassthroughFs::new(config(share.root())).unwrap_or_else(|e| panic!("passthrough: {e}"));
-        let oracle = super::Oracle {
-            secret: Some(share.secret()),
-            blocking: Blocking::SkipSetlkw,
-            counts: Some(|fs: &PassthroughFs| (fs.node_count(), fs.handle_count())),
-        };
-        super::exercise_with(fs, data, &oracle, seen);
+        let (cfg, readonly) = config(share.root());
+        let fs = PassthroughFs::new(cfg).unwrap_or_else(|e| panic!("passthrough: {e}"));
+        if readonly {
+            let policy = Policy { readonly: true, ..Policy::permissive() };
+            let oracle = super::Oracle {
+                secret: Some(share.secret()),
+                blocking: Blocking::SkipSetlkw,
+                counts: Some(|fs: &PolicyFs<PassthroughFs>| (fs.inner().node_count(), fs.inner().handle_count())),
+            };
+            super::exercise_with(PolicyFs::new(fs, policy), data, &oracle, seen);
+        } else {
+            let oracle = super::Oracle {
+                secret: Some(share.secret()),
+                blocking: Blocking::SkipSetlkw,
+                counts: Some(|fs: &PassthroughFs| (fs.node_count(), fs.handle_count())),
+            };
+            super::exercise_with(fs, data, &oracle, seen);
+        }
         share.check();
     }
 }

@@ -16,10 +16,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use avpfs_server::{
-    Context, DirEntry, DirSink, Entry, FileSystem, Handle, InitOptions, LockRequest, NodeId, OpenReply, SetattrIn,
-    TimeSpec, WantedFlags, ZeroCopyReader, ZeroCopyWriter,
+    Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions,
+    LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest,
+    TimeSpec, WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
-use fuse_abi::{Attr, FileLock, Kstatfs, Statx, SxTime, ROOT_ID};
+use fuse_abi::{Attr, FileLock, Kstatfs, Statx, SxTime};
 
 /// Most nodes one file system holds.
 pub const MAX_NODES: usize = 4096;
@@ -69,9 +70,9 @@ struct OpenFile {
 #[derive(Debug, Default)]
 struct Inner {
     nodes: HashMap<NodeId, Node>,
-    next_node: NodeId,
+    next_node: u64,
     handles: HashMap<Handle, OpenFile>,
-    next_handle: Handle,
+    next_handle: u64,
     /// A logical clock, so that runs are reproducible.
     clock: u64,
 }
@@ -101,9 +102,10 @@ fn memfd() -> io::Result<File> {
 impl MemFs {
     /// An empty file system (just the root directory).
     pub fn new() -> Self {
-        let mut inner = Inner { next_node: ROOT_ID + 1, next_handle: 1, ..Default::default() };
-        inner.nodes.insert(ROOT_ID, Node::new(Kind::Dir(BTreeMap::new()), libc::S_IFDIR | 0o755, 0, 0, ROOT_ID));
-        if let Some(root) = inner.nodes.get_mut(&ROOT_ID) {
+        let mut inner = Inner { next_node: NodeId::ROOT.get() + 1, next_handle: 1, ..Default::default() };
+        let root = Node::new(Kind::Dir(BTreeMap::new()), libc::S_IFDIR | 0o755, 0, 0, NodeId::ROOT);
+        inner.nodes.insert(NodeId::ROOT, root);
+        if let Some(root) = inner.nodes.get_mut(&NodeId::ROOT) {
             root.nlink = 2;
         }
         MemFs { inner: Mutex::new(inner) }
@@ -114,8 +116,9 @@ impl MemFs {
     pub fn populated() -> Self {
         let fs = MemFs::new();
         let ctx = Context::default();
-        let ok = |r: io::Result<Entry>| r.map(|e| e.nodeid).unwrap_or(0);
-        let file = ok(fs.mknod(&ctx, ROOT_ID, c"file", libc::S_IFREG | 0o644, 0, 0));
+        let ok = |r: io::Result<Entry>| r.map(|e| e.nodeid).unwrap_or(NodeId::NONE);
+        let reg = MknodRequest { mode: libc::S_IFREG | 0o644, rdev: 0, umask: 0 };
+        let file = ok(fs.mknod(&ctx, NodeId::ROOT, c"file", reg));
         if let Ok(mut g) = fs.inner.lock() {
             if let Some(Kind::File(f)) = g.nodes.get_mut(&file).map(|n| &mut n.kind) {
                 let _ = f.write_all_at(crate::sandbox::FILE_CONTENT, 0);
@@ -124,13 +127,13 @@ impl MemFs {
                 n.xattrs.insert(b"user.test".to_vec(), b"value".to_vec());
             }
         }
-        let dir = ok(fs.mkdir(&ctx, ROOT_ID, c"dir", 0o755, 0));
-        ok(fs.mknod(&ctx, dir, c"inner", libc::S_IFREG | 0o644, 0, 0));
-        ok(fs.mkdir(&ctx, ROOT_ID, c"pub", 0o1777, 0));
-        ok(fs.symlink(&ctx, c"file", ROOT_ID, c"link"));
-        ok(fs.symlink(&ctx, c"../sentinel", ROOT_ID, c"escape"));
-        ok(fs.symlink(&ctx, c"/tmp/avpfs-fuzz-share/sentinel", ROOT_ID, c"abs"));
-        ok(fs.mknod(&ctx, ROOT_ID, c"fifo", libc::S_IFIFO | 0o644, 0, 0));
+        let dir = ok(fs.mkdir(&ctx, NodeId::ROOT, c"dir", 0o755, 0));
+        ok(fs.mknod(&ctx, dir, c"inner", reg));
+        ok(fs.mkdir(&ctx, NodeId::ROOT, c"pub", 0o1777, 0));
+        ok(fs.symlink(&ctx, c"file", NodeId::ROOT, c"link"));
+        ok(fs.symlink(&ctx, c"../sentinel", NodeId::ROOT, c"escape"));
+        ok(fs.symlink(&ctx, c"/tmp/avpfs-fuzz-share/sentinel", NodeId::ROOT, c"abs"));
+        ok(fs.mknod(&ctx, NodeId::ROOT, c"fifo", MknodRequest { mode: libc::S_IFIFO | 0o644, ..reg }));
         fs
     }
 
@@ -172,7 +175,7 @@ impl Node {
     fn attr(&self, ino: NodeId) -> Attr {
         let size = self.size();
         Attr {
-            ino,
+            ino: ino.get(),
             size,
             blocks: size.div_ceil(512),
             atime: self.atime.0,
@@ -258,7 +261,7 @@ impl Inner {
             return Err(err(libc::EEXIST));
         }
         let is_dir = matches!(kind, Kind::Dir(_));
-        let id = self.next_node;
+        let id = NodeId(self.next_node);
         self.next_node += 1;
         let now = self.tick();
         let mut node = Node::new(kind, mode, ctx.uid, ctx.gid, parent);
@@ -275,7 +278,7 @@ impl Inner {
     }
 
     fn open_handle(&mut self, node: NodeId, dir: bool) -> Handle {
-        let fh = self.next_handle;
+        let fh = Handle(self.next_handle);
         self.next_handle += 1;
         self.handles.insert(fh, OpenFile { node, dir });
         fh
@@ -403,7 +406,8 @@ impl FileSystem for MemFs {
         g.entry(id)
     }
 
-    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, rdev: u32, umask: u32) -> io::Result<Entry> {
+    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        let MknodRequest { mode, rdev, umask } = req;
         let kind = match mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File(memfd()?),
             libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => Kind::Special,
@@ -440,15 +444,8 @@ impl FileSystem for MemFs {
         g.unlink_entry(parent, name.to_bytes(), id)
     }
 
-    fn rename(
-        &self,
-        _ctx: &Context,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
+    fn rename(&self, _ctx: &Context, req: RenameRequest<'_>) -> io::Result<()> {
+        let RenameRequest { olddir, oldname, newdir, newname, flags } = req;
         const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
         const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
         if flags & !(NOREPLACE | EXCHANGE) != 0 || flags == NOREPLACE | EXCHANGE {
@@ -459,7 +456,7 @@ impl FileSystem for MemFs {
         let src = g.child(olddir, oldname)?;
         g.entries(newdir)?;
         let dst = g.entries(newdir)?.get(newname).copied();
-        if src == dst.unwrap_or(0) {
+        if Some(src) == dst {
             return Ok(());
         }
         // A directory cannot move into itself or below.
@@ -538,40 +535,30 @@ impl FileSystem for MemFs {
         Ok(OpenReply { handle: g.open_handle(node, dir), open_flags: 0 })
     }
 
-    fn create(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn create(&self, ctx: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        let CreateRequest { mode, umask, flags } = req;
         let existing = self.lock().entries(parent)?.get(name.to_bytes()).copied();
         let node = match existing {
             Some(_) if flags as i32 & libc::O_EXCL != 0 => return Err(err(libc::EEXIST)),
             Some(id) => id,
-            None => self.mknod(ctx, parent, name, libc::S_IFREG | (mode & 0o7777), 0, umask)?.nodeid,
+            None => {
+                let req = MknodRequest { mode: libc::S_IFREG | (mode & 0o7777), rdev: 0, umask };
+                self.mknod(ctx, parent, name, req)?.nodeid
+            }
         };
         let open = self.open(ctx, node, flags, false)?;
         let entry = self.lock().entry(node)?;
         Ok((entry, open))
     }
 
-    fn tmpfile(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        mode: u32,
-        _flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn tmpfile(&self, ctx: &Context, parent: NodeId, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        let CreateRequest { mode, umask, .. } = req;
         let mut g = self.lock();
         g.entries(parent)?;
         if g.nodes.len() >= MAX_NODES {
             return Err(err(libc::ENOSPC));
         }
-        let id = g.next_node;
+        let id = NodeId(g.next_node);
         g.next_node += 1;
         let mut node =
             Node::new(Kind::File(memfd()?), libc::S_IFREG | (mode & 0o7777 & !umask), ctx.uid, ctx.gid, parent);
@@ -581,41 +568,22 @@ impl FileSystem for MemFs {
         Ok((g.entry(id)?, OpenReply { handle: fh, open_flags: 0 }))
     }
 
-    fn read(
-        &self,
-        _ctx: &Context,
-        _node: NodeId,
-        handle: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        _flags: u32,
-    ) -> io::Result<usize> {
+    fn read(&self, _ctx: &Context, _node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
         let g = self.lock();
-        let f = g.file_handle(handle)?;
-        w.write_from(f.as_fd(), size as usize, offset)
+        let f = g.file_handle(req.handle)?;
+        w.write_from(f.as_fd(), req.size as usize, req.offset)
     }
 
-    fn write(
-        &self,
-        _ctx: &Context,
-        _node: NodeId,
-        handle: Handle,
-        r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        _kill_suidgid: bool,
-        _flags: u32,
-    ) -> io::Result<usize> {
-        if offset.saturating_add(u64::from(size)) > MAX_FILE_SIZE {
+    fn write(&self, _ctx: &Context, _node: NodeId, req: WriteRequest, r: &mut dyn ZeroCopyReader) -> io::Result<usize> {
+        if req.offset.saturating_add(u64::from(req.size)) > MAX_FILE_SIZE {
             return Err(err(libc::EFBIG));
         }
         let g = self.lock();
-        let f = g.file_handle(handle)?;
-        r.read_to(f.as_fd(), size as usize, offset)
+        let f = g.file_handle(req.handle)?;
+        r.read_to(f.as_fd(), req.size as usize, req.offset)
     }
 
-    fn flush(&self, _ctx: &Context, _node: NodeId, handle: Handle, _lock_owner: u64) -> io::Result<()> {
+    fn flush(&self, _ctx: &Context, _node: NodeId, handle: Handle, _lock_owner: LockOwner) -> io::Result<()> {
         self.lock().handle(handle).map(drop)
     }
 
@@ -625,7 +593,7 @@ impl FileSystem for MemFs {
         _node: NodeId,
         handle: Handle,
         _flags: u32,
-        _flock_unlock_owner: Option<u64>,
+        _flock_unlock_owner: Option<LockOwner>,
     ) -> io::Result<()> {
         self.lock().handles.remove(&handle).map(drop).ok_or_else(|| err(libc::EBADF))
     }
@@ -651,15 +619,8 @@ impl FileSystem for MemFs {
         })
     }
 
-    fn setxattr(
-        &self,
-        _ctx: &Context,
-        node: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        _kill_sgid: bool,
-    ) -> io::Result<()> {
+    fn setxattr(&self, _ctx: &Context, node: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
+        let SetxattrRequest { value, flags, .. } = req;
         let mut g = self.lock();
         let n = g.node_mut(node)?;
         let name = name.to_bytes();
@@ -720,7 +681,7 @@ impl FileSystem for MemFs {
         list.extend(g.entries(h.node)?.iter().map(|(k, &v)| (k.as_slice(), v)));
         for (i, (name, id)) in list.into_iter().enumerate().skip(usize::try_from(offset).unwrap_or(usize::MAX)) {
             let Ok(node) = g.node(id) else { continue };
-            let de = DirEntry { ino: id, offset: i as u64 + 1, typ: file_type(node.mode), name };
+            let de = DirEntry { ino: id.get(), offset: i as u64 + 1, typ: file_type(node.mode), name };
             let plus = if sink.is_plus() && i >= 2 { Some(g.entry(id)?) } else { None };
             let plus = if sink.is_plus() { Some(plus.unwrap_or_default()) } else { None };
             if !sink.add(de, plus.as_ref()) {
@@ -751,15 +712,8 @@ impl FileSystem for MemFs {
         self.lock().node(node).map(drop)
     }
 
-    fn fallocate(
-        &self,
-        _ctx: &Context,
-        _node: NodeId,
-        handle: Handle,
-        mode: u32,
-        offset: u64,
-        length: u64,
-    ) -> io::Result<()> {
+    fn fallocate(&self, _ctx: &Context, _node: NodeId, req: FallocateRequest) -> io::Result<()> {
+        let FallocateRequest { handle, mode, offset, length } = req;
         let mut g = self.lock();
         let node = g.handle(handle)?.node;
         let end = offset.checked_add(length).ok_or_else(|| err(libc::EFBIG))?;
@@ -799,18 +753,8 @@ impl FileSystem for MemFs {
         }
     }
 
-    fn copy_file_range(
-        &self,
-        _ctx: &Context,
-        _node_in: NodeId,
-        handle_in: Handle,
-        off_in: u64,
-        _node_out: NodeId,
-        handle_out: Handle,
-        off_out: u64,
-        len: u64,
-        _flags: u64,
-    ) -> io::Result<usize> {
+    fn copy_file_range(&self, _ctx: &Context, range: CopyRange) -> io::Result<usize> {
+        let CopyRange { handle_in, offset_in: off_in, handle_out, offset_out: off_out, len, .. } = range;
         let g = self.lock();
         let (fin, fout) = (g.file_handle(handle_in)?, g.file_handle(handle_out)?);
         let len = len.min(1 << 20);

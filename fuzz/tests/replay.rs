@@ -109,7 +109,13 @@ struct Leaky {
 }
 
 impl avpfs_server::FileSystem for Leaky {
-    fn open(&self, _: &avpfs_server::Context, _: u64, _: u32, _: bool) -> std::io::Result<avpfs_server::OpenReply> {
+    fn open(
+        &self,
+        _: &avpfs_server::Context,
+        _: avpfs_server::NodeId,
+        _: u32,
+        _: bool,
+    ) -> std::io::Result<avpfs_server::OpenReply> {
         self.handles.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(std::io::Error::from_raw_os_error(libc::EACCES))
     }

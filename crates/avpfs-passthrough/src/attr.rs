@@ -6,68 +6,12 @@ use std::time::Duration;
 
 use avpfs_server::{Context, Handle, NodeId, SetattrIn, TimeSpec};
 use avpfs_sys::{fs, stat};
-use fuse_abi::{Attr, Kstatfs, Statx, SxTime};
+use fuse_abi::{Attr, Kstatfs, Statx};
 
-use crate::{errno, PassthroughFs};
-
-/// Encodes a device number as Linux `new_encode_dev` does (what the client decodes).
-pub(crate) fn encode_rdev(major: u32, minor: u32) -> u32 {
-    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
-}
-
-/// The FUSE attributes of a `statx` result.
-pub(crate) fn attr_from_statx(st: &libc::statx) -> Attr {
-    Attr {
-        ino: st.stx_ino,
-        size: st.stx_size,
-        blocks: st.stx_blocks,
-        atime: st.stx_atime.tv_sec as u64,
-        mtime: st.stx_mtime.tv_sec as u64,
-        ctime: st.stx_ctime.tv_sec as u64,
-        atimensec: st.stx_atime.tv_nsec,
-        mtimensec: st.stx_mtime.tv_nsec,
-        ctimensec: st.stx_ctime.tv_nsec,
-        mode: u32::from(st.stx_mode),
-        nlink: st.stx_nlink,
-        uid: st.stx_uid,
-        gid: st.stx_gid,
-        rdev: encode_rdev(st.stx_rdev_major, st.stx_rdev_minor),
-        blksize: st.stx_blksize,
-        flags: 0,
-    }
-}
-
-fn sx_time(t: &libc::statx_timestamp) -> SxTime {
-    SxTime { tv_sec: t.tv_sec, tv_nsec: t.tv_nsec, reserved: 0 }
-}
-
-/// The FUSE statx reply of a `statx` result.
-pub(crate) fn statx_reply(st: &libc::statx) -> Statx {
-    Statx {
-        // Only what the FUSE structure can carry (basic stats and btime).
-        mask: st.stx_mask & (libc::STATX_BASIC_STATS | libc::STATX_BTIME),
-        blksize: st.stx_blksize,
-        attributes: st.stx_attributes,
-        nlink: st.stx_nlink,
-        uid: st.stx_uid,
-        gid: st.stx_gid,
-        mode: st.stx_mode,
-        spare0: 0,
-        ino: st.stx_ino,
-        size: st.stx_size,
-        blocks: st.stx_blocks,
-        attributes_mask: st.stx_attributes_mask,
-        atime: sx_time(&st.stx_atime),
-        btime: sx_time(&st.stx_btime),
-        ctime: sx_time(&st.stx_ctime),
-        mtime: sx_time(&st.stx_mtime),
-        rdev_major: st.stx_rdev_major,
-        rdev_minor: st.stx_rdev_minor,
-        dev_major: st.stx_dev_major,
-        dev_minor: st.stx_dev_minor,
-        spare2: [0; 14],
-    }
-}
+use crate::creds::kills_privs;
+use crate::passthrough::PassthroughFs;
+use crate::statx::{attr_from_statx, statx_reply};
+use crate::util::errno;
 
 fn timespec(t: Option<TimeSpec>) -> libc::timespec {
     match t {
@@ -104,15 +48,6 @@ impl PassthroughFs {
     }
 
     pub(crate) fn do_setattr(&self, ctx: &Context, node: NodeId, set: SetattrIn) -> io::Result<(Attr, Duration)> {
-        let changes = set.mode.is_some()
-            || set.uid.is_some()
-            || set.gid.is_some()
-            || set.size.is_some()
-            || set.atime.is_some()
-            || set.mtime.is_some();
-        if changes {
-            self.check_writable()?;
-        }
         let n = self.inodes.get(node)?;
         let of = set.handle.map(|h| self.handles.get(h, node)).transpose()?;
         let pfd = n.fd()?;
@@ -141,7 +76,7 @@ impl PassthroughFs {
                     reopened.as_fd()
                 }
             };
-            let kill = crate::file::kills_privs(ctx, set.kill_suidgid);
+            let kill = kills_privs(ctx, set.kill_suidgid);
             let _unprivileged = self.unprivileged_for(ctx, fd, kill)?;
             fs::ftruncate(fd, size)?;
         }
@@ -176,10 +111,6 @@ impl PassthroughFs {
     pub(crate) fn do_access(&self, ctx: &Context, node: NodeId, mask: u32) -> io::Result<()> {
         let n = self.inodes.get(node)?;
         let pfd = n.fd()?;
-        let stored = matches!(n.kind, libc::S_IFREG | libc::S_IFDIR | libc::S_IFLNK);
-        if self.cfg.readonly && mask & libc::W_OK as u32 != 0 && stored {
-            return Err(errno(libc::EROFS));
-        }
         let _creds = self.as_caller(ctx)?;
         self.proc.access(pfd.as_fd(), mask as i32)
     }

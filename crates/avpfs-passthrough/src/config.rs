@@ -124,8 +124,6 @@ pub struct Config {
     /// Serve POSIX ACLs (`system.posix_acl_*`; needs `xattr`): asks for
     /// FUSE_POSIX_ACL and FUSE_DONT_MASK.
     pub posix_acl: bool,
-    /// Refuse every change with `EROFS`.
-    pub readonly: bool,
     /// Descriptors or file handles in nodes.
     pub inode_file_handles: FileHandleMode,
     /// Tell the client where host mount points are (FUSE_SUBMOUNTS), so it
@@ -157,7 +155,6 @@ impl Config {
             allow_direct_io: false,
             xattr: false,
             posix_acl: false,
-            readonly: false,
             inode_file_handles: FileHandleMode::Never,
             announce_submounts: false,
             killpriv_v2: false,

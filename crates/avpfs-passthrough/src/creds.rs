@@ -23,10 +23,10 @@ use std::os::fd::BorrowedFd;
 
 use avpfs_server::Context;
 use avpfs_sys::creds::{set_thread_umask, CAP_FSETID};
-use avpfs_sys::{DropEffectiveCap, ScopedCreds};
+use avpfs_sys::{fs, stat, DropEffectiveCap, ScopedCreds};
 use fuse_abi::init_flags as init;
 
-use crate::PassthroughFs;
+use crate::passthrough::PassthroughFs;
 
 /// Keeps a thread without the privilege to keep setuid/setgid bits.
 #[derive(Debug)]
@@ -98,4 +98,32 @@ impl PassthroughFs {
         let cap = if creds.is_none() { Some(DropEffectiveCap::new(CAP_FSETID)?) } else { None };
         Ok(Some(Unprivileged { _creds: creds, _cap: cap }))
     }
+}
+
+/// Whether a write or truncate by the caller clears setuid/setgid: when the
+/// client says so (FUSE_HANDLE_KILLPRIV_V2), and whenever the caller is not
+/// root — without HANDLE_KILLPRIV_V2 the client clears only the bits it
+/// knows about (not a setgid without group-exec), and never on an atomic
+/// O_TRUNC. Writes of the client's write-back cache come as root.
+pub(crate) fn kills_privs(ctx: &Context, kill_suidgid: bool) -> bool {
+    kill_suidgid || ctx.uid != 0
+}
+
+/// Clears setuid, and setgid when group-executable or when the caller is not
+/// in the file's group, as the kernel does when an unprivileged caller
+/// truncates (here: an O_TRUNC open, done as the daemon).
+pub(crate) fn clear_suidgid(fd: BorrowedFd<'_>, ctx: &Context) -> io::Result<()> {
+    let st = stat::fstat(fd)?;
+    let mode = st.st_mode;
+    let mut kill = mode & libc::S_ISUID;
+    if mode & libc::S_ISGID != 0 {
+        let in_group = st.st_gid == ctx.gid || ctx.groups.as_ref().is_some_and(|g| g.contains(&st.st_gid));
+        if mode & libc::S_IXGRP != 0 || !in_group {
+            kill |= libc::S_ISGID;
+        }
+    }
+    if kill != 0 {
+        fs::fchmod(fd, mode & 0o7777 & !kill)?;
+    }
+    Ok(())
 }

@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avpfs_server::{DirEntry, DirSink, Entry, Handle, NodeId, OpenReply};
 use avpfs_sys::dir::{getdents64, DirEntries};
-use fuse_abi::{Attr, ROOT_ID};
+use fuse_abi::Attr;
 
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::util::errno;
 
 /// Bytes of host directory entries read at a time.
 const DIRENT_BUF: usize = 16 * 1024;
@@ -80,7 +81,7 @@ impl PassthroughFs {
                 // The root's parent is the root (as LOOKUP of ".." answers):
                 // the host directory above the share never shows, not even
                 // its inode number.
-                let ino = if e.name == b".." && of.node.id == ROOT_ID { of.node.key.ino } else { e.ino };
+                let ino = if e.name == b".." && of.node.id == NodeId::ROOT { of.node.key.ino } else { e.ino };
                 let de = DirEntry { ino, offset: e.off, typ: u32::from(e.typ), name: e.name };
                 if !sink.is_plus() {
                     if !sink.add(de, None) {
@@ -92,7 +93,7 @@ impl PassthroughFs {
                 let entry = if e.name == b"." || e.name == b".." {
                     // No lookup, no reference: the client knows these.
                     let attr = Attr { ino, mode: dtype_mode(e.typ), ..Attr::default() };
-                    Entry { nodeid: 0, attr, ..Entry::default() }
+                    Entry { nodeid: NodeId::NONE, attr, ..Entry::default() }
                 } else {
                     let name = CString::new(e.name).map_err(|_| errno(libc::EIO))?;
                     match self.lookup_child(&of.node, &name) {
@@ -104,7 +105,7 @@ impl PassthroughFs {
                     }
                 };
                 if !sink.add(de, Some(&entry)) {
-                    if entry.nodeid != 0 {
+                    if entry.nodeid != NodeId::NONE {
                         self.inodes.forget(entry.nodeid, 1);
                     }
                     return Ok(());

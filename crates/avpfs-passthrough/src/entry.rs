@@ -6,36 +6,18 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use avpfs_server::{Context, Entry, NodeId};
+use avpfs_server::{Context, Entry, MknodRequest, NodeId, RenameRequest};
 use avpfs_sys::open::open_beneath;
 use avpfs_sys::{fs, stat, FileHandle};
-use fuse_abi::ROOT_ID;
 
-use crate::attr::attr_from_statx;
+use crate::config::FileHandleMode;
 use crate::inode::{InodeKey, Node, NodeFile};
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::statx::{attr_from_statx, decode_rdev};
+use crate::util::{check_name, errno};
 
 /// `fuse_attr.flags`: the directory is the root of a host mount.
 pub(crate) const FUSE_ATTR_SUBMOUNT: u32 = 1 << 0;
-
-/// Decodes a device number as the client encodes it (Linux `new_encode_dev`).
-pub(crate) fn decode_rdev(rdev: u32) -> u64 {
-    let major = (rdev & 0xfff00) >> 8;
-    let minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-    libc::makedev(major, minor)
-}
-
-/// Checks that `name` is one component naming an entry of a directory
-/// (not empty, not `.` or `..`, no `/`). The server checks the same; the
-/// passthrough does not rely on it, since `mkdirat(dir, "../x")` would
-/// leave the share.
-pub(crate) fn check_name(name: &CStr) -> io::Result<()> {
-    let b = name.to_bytes();
-    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
-        return Err(errno(libc::EINVAL));
-    }
-    Ok(())
-}
 
 impl PassthroughFs {
     /// The node for a descriptor just opened (`O_PATH`) under `parent`,
@@ -63,7 +45,7 @@ impl PassthroughFs {
         let handle = FileHandle::of(fd.as_fd()).and_then(|(h, _)| Ok((h, self.mount_fd(fd.as_fd(), mnt_id, kind)?)));
         match handle {
             Ok((handle, mount)) => Ok(NodeFile::Handle { handle, mount }),
-            Err(e) if self.cfg.inode_file_handles == crate::FileHandleMode::Mandatory => Err(e),
+            Err(e) if self.cfg.inode_file_handles == FileHandleMode::Mandatory => Err(e),
             Err(e) => {
                 log::debug!("no file handle ({e}): keeping a descriptor");
                 Ok(NodeFile::Fd(fd))
@@ -115,7 +97,7 @@ impl PassthroughFs {
             n if n.contains(&b'/') => Err(errno(libc::EINVAL)),
             b"." => self.node_entry(&p),
             // The root's parent is the root: the share is never left.
-            b".." if parent == ROOT_ID => self.node_entry(&p),
+            b".." if parent == NodeId::ROOT => self.node_entry(&p),
             // The client does not ask without EXPORT_SUPPORT; a directory
             // moved out of the share by the host would lead outside.
             b".." => Err(errno(libc::EINVAL)),
@@ -139,7 +121,6 @@ impl PassthroughFs {
         name: &CStr,
         make: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> io::Result<()>,
     ) -> io::Result<Entry> {
-        self.check_writable()?;
         check_name(name)?;
         let p = self.inodes.get(parent)?;
         let pfd = p.fd()?;
@@ -150,15 +131,8 @@ impl PassthroughFs {
         self.lookup_child(&p, name).map(|(e, _)| e)
     }
 
-    pub(crate) fn do_mknod(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        rdev: u32,
-        umask: u32,
-    ) -> io::Result<Entry> {
+    pub(crate) fn do_mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        let MknodRequest { mode, rdev, umask } = req;
         self.make_node(ctx, parent, name, |dir| {
             let mode = self.creation_mode(mode, umask)?;
             fs::mknodat(dir, name, mode, decode_rdev(rdev))
@@ -184,7 +158,6 @@ impl PassthroughFs {
     }
 
     pub(crate) fn do_link(&self, node: NodeId, newparent: NodeId, newname: &CStr) -> io::Result<Entry> {
-        self.check_writable()?;
         check_name(newname)?;
         let n = self.inodes.get(node)?;
         let np = self.inodes.get(newparent)?;
@@ -193,21 +166,13 @@ impl PassthroughFs {
     }
 
     pub(crate) fn do_unlink(&self, parent: NodeId, name: &CStr, flags: i32) -> io::Result<()> {
-        self.check_writable()?;
         check_name(name)?;
         let p = self.inodes.get(parent)?;
         fs::unlinkat(p.fd()?.as_fd(), name, flags)
     }
 
-    pub(crate) fn do_rename(
-        &self,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
-        self.check_writable()?;
+    pub(crate) fn do_rename(&self, req: RenameRequest<'_>) -> io::Result<()> {
+        let RenameRequest { olddir, oldname, newdir, newname, flags } = req;
         const KNOWN: u32 = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT;
         if flags & !KNOWN != 0 {
             return Err(errno(libc::EINVAL));

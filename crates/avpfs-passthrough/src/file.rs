@@ -3,15 +3,20 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 
-use avpfs_server::{Context, Entry, Handle, NodeId, OpenReply, ZeroCopyReader, ZeroCopyWriter};
+use avpfs_server::{
+    Context, CopyRange, CreateRequest, Entry, FallocateRequest, Handle, LockOwner, NodeId, OpenReply, ReadRequest,
+    WriteRequest, ZeroCopyReader, ZeroCopyWriter,
+};
 use avpfs_sys::open::open_beneath;
-use avpfs_sys::{fs, lock, stat};
+use avpfs_sys::{fs, lock};
 use fuse_abi::{fopen, init_flags as init};
 
+use crate::creds::{clear_suidgid, kills_privs};
 use crate::inode::Node;
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::util::{check_name, errno};
 
 /// Flags that make no sense when re-opening or that the server decides.
 const STRIPPED: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_PATH;
@@ -39,14 +44,6 @@ impl PassthroughFs {
         (f | libc::O_CLOEXEC, reply)
     }
 
-    fn check_open_writable(&self, flags: u32) -> io::Result<()> {
-        let f = flags as i32;
-        if f & libc::O_ACCMODE != libc::O_RDONLY || f & libc::O_TRUNC != 0 {
-            self.check_writable()?;
-        }
-        Ok(())
-    }
-
     pub(crate) fn do_open(&self, ctx: &Context, node: NodeId, flags: u32, kill_suidgid: bool) -> io::Result<OpenReply> {
         let n = self.inodes.get(node)?;
         match n.kind {
@@ -56,7 +53,6 @@ impl PassthroughFs {
             // opening the host's would be an escape.
             _ => return Err(errno(libc::ENXIO)),
         }
-        self.check_open_writable(flags)?;
         let (host, open_flags) = self.open_flags(flags);
         let fd = self.proc.reopen(n.fd()?.as_fd(), host)?;
         if host & libc::O_TRUNC != 0 && kills_privs(ctx, kill_suidgid) {
@@ -71,11 +67,9 @@ impl PassthroughFs {
         ctx: &Context,
         parent: NodeId,
         name: Option<&CStr>,
-        mode: u32,
-        flags: u32,
-        umask: u32,
+        req: CreateRequest,
     ) -> io::Result<(Entry, OpenReply)> {
-        self.check_writable()?;
+        let CreateRequest { mode, umask, flags } = req;
         let p = self.inodes.get(parent)?;
         let pfd = p.fd()?;
         let (host, open_flags) = self.open_flags(flags);
@@ -84,7 +78,7 @@ impl PassthroughFs {
             let mode = self.creation_mode(mode, umask)? & 0o7777;
             match name {
                 Some(name) => {
-                    crate::entry::check_name(name)?;
+                    check_name(name)?;
                     // O_EXCL always: an existing name is opened below, as
                     // OPEN would, never a host fifo or device by surprise.
                     open_beneath(pfd.as_fd(), name, host | libc::O_CREAT | libc::O_EXCL, mode)
@@ -140,46 +134,34 @@ impl PassthroughFs {
         }
     }
 
-    pub(crate) fn do_read(
-        &self,
-        node: NodeId,
-        handle: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-    ) -> io::Result<usize> {
-        let of = self.handles.get(handle, node)?;
+    pub(crate) fn do_read(&self, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
+        let of = self.handles.get(req.handle, node)?;
         if of.node.kind == libc::S_IFREG {
-            w.write_from_file(of.fd.as_fd(), size as usize, offset)
+            w.write_from_file(of.fd.as_fd(), req.size as usize, req.offset)
         } else {
-            w.write_from(of.fd.as_fd(), size as usize, offset)
+            w.write_from(of.fd.as_fd(), req.size as usize, req.offset)
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn do_write(
         &self,
         ctx: &Context,
         node: NodeId,
-        handle: Handle,
+        req: WriteRequest,
         r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        kill_suidgid: bool,
     ) -> io::Result<usize> {
-        self.check_writable()?;
-        let of = self.handles.get(handle, node)?;
-        let _unprivileged = self.unprivileged_for(ctx, of.fd.as_fd(), kills_privs(ctx, kill_suidgid))?;
-        r.read_to(of.fd.as_fd(), size as usize, offset)
+        let of = self.handles.get(req.handle, node)?;
+        let _unprivileged = self.unprivileged_for(ctx, of.fd.as_fd(), kills_privs(ctx, req.kill_suidgid))?;
+        r.read_to(of.fd.as_fd(), req.size as usize, req.offset)
     }
 
-    pub(crate) fn do_flush(&self, node: NodeId, handle: Handle, lock_owner: u64) -> io::Result<()> {
+    pub(crate) fn do_flush(&self, node: NodeId, handle: Handle, lock_owner: LockOwner) -> io::Result<()> {
         let of = self.handles.get(handle, node)?;
         self.release_posix_locks(&of.node, lock_owner)?;
         fs::flush_by_close(of.fd.as_fd())
     }
 
-    pub(crate) fn do_release(&self, node: NodeId, handle: Handle, flock_owner: Option<u64>) -> io::Result<()> {
+    pub(crate) fn do_release(&self, node: NodeId, handle: Handle, flock_owner: Option<LockOwner>) -> io::Result<()> {
         let of = self.handles.remove(handle, node)?;
         self.release_handle_locks(&of.node, handle);
         if flock_owner.is_some() {
@@ -195,17 +177,9 @@ impl PassthroughFs {
         fs::fsync(of.fd.as_fd(), datasync)
     }
 
-    pub(crate) fn do_fallocate(
-        &self,
-        node: NodeId,
-        handle: Handle,
-        mode: u32,
-        offset: u64,
-        length: u64,
-    ) -> io::Result<()> {
-        self.check_writable()?;
-        let of = self.handles.get(handle, node)?;
-        fs::fallocate(of.fd.as_fd(), mode as i32, offset, length)
+    pub(crate) fn do_fallocate(&self, node: NodeId, req: FallocateRequest) -> io::Result<()> {
+        let of = self.handles.get(req.handle, node)?;
+        fs::fallocate(of.fd.as_fd(), req.mode as i32, req.offset, req.length)
     }
 
     pub(crate) fn do_lseek(&self, node: NodeId, handle: Handle, offset: u64, whence: u32) -> io::Result<u64> {
@@ -225,19 +199,12 @@ impl PassthroughFs {
         fs::lseek(of.fd.as_fd(), offset as i64, whence)
     }
 
-    pub(crate) fn do_copy_file_range(
-        &self,
-        (node_in, handle_in, off_in): (NodeId, Handle, u64),
-        (node_out, handle_out, off_out): (NodeId, Handle, u64),
-        len: u64,
-        flags: u64,
-    ) -> io::Result<usize> {
-        self.check_writable()?;
-        let flags = u32::try_from(flags).map_err(|_| errno(libc::EINVAL))?;
-        let fin = self.handles.get(handle_in, node_in)?;
-        let fout = self.handles.get(handle_out, node_out)?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        fs::copy_file_range(fin.fd.as_fd(), off_in, fout.fd.as_fd(), off_out, len, flags)
+    pub(crate) fn do_copy_file_range(&self, range: CopyRange) -> io::Result<usize> {
+        let flags = u32::try_from(range.flags).map_err(|_| errno(libc::EINVAL))?;
+        let fin = self.handles.get(range.handle_in, range.node_in)?;
+        let fout = self.handles.get(range.handle_out, range.node_out)?;
+        let len = usize::try_from(range.len).unwrap_or(usize::MAX);
+        fs::copy_file_range(fin.fd.as_fd(), range.offset_in, fout.fd.as_fd(), range.offset_out, len, flags)
     }
 
     pub(crate) fn do_syncfs(&self, node: NodeId) -> io::Result<()> {
@@ -249,32 +216,4 @@ impl PassthroughFs {
         let fd = self.proc.reopen(n.fd()?.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK)?;
         fs::syncfs(fd.as_fd())
     }
-}
-
-/// Whether a write or truncate by the caller clears setuid/setgid: when the
-/// client says so (FUSE_HANDLE_KILLPRIV_V2), and whenever the caller is not
-/// root — without HANDLE_KILLPRIV_V2 the client clears only the bits it
-/// knows about (not a setgid without group-exec), and never on an atomic
-/// O_TRUNC. Writes of the client's write-back cache come as root.
-pub(crate) fn kills_privs(ctx: &Context, kill_suidgid: bool) -> bool {
-    kill_suidgid || ctx.uid != 0
-}
-
-/// Clears setuid, and setgid when group-executable or when the caller is not
-/// in the file's group, as the kernel does when an unprivileged caller
-/// truncates (here: an O_TRUNC open, done as the daemon).
-pub(crate) fn clear_suidgid(fd: BorrowedFd<'_>, ctx: &Context) -> io::Result<()> {
-    let st = stat::fstat(fd)?;
-    let mode = st.st_mode;
-    let mut kill = mode & libc::S_ISUID;
-    if mode & libc::S_ISGID != 0 {
-        let in_group = st.st_gid == ctx.gid || ctx.groups.as_ref().is_some_and(|g| g.contains(&st.st_gid));
-        if mode & libc::S_IXGRP != 0 || !in_group {
-            kill |= libc::S_ISGID;
-        }
-    }
-    if kill != 0 {
-        fs::fchmod(fd, mode & 0o7777 & !kill)?;
-    }
-    Ok(())
 }

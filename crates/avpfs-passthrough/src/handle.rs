@@ -37,7 +37,7 @@ fn ebadf() -> io::Error {
 impl HandleTable {
     /// Adds an open file; returns its handle.
     pub fn insert(&self, node: Arc<Node>, fd: OwnedFd, is_dir: bool) -> Handle {
-        let h = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let h = Handle(self.next.fetch_add(1, Ordering::Relaxed) + 1);
         let of = Arc::new(OpenFile { node, fd, is_dir, dir_pos: Mutex::new(()) });
         self.map.write().unwrap_or_else(|e| e.into_inner()).insert(h, of);
         h

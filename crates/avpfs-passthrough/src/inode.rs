@@ -24,9 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use avpfs_server::NodeId;
 use avpfs_sys::FileHandle;
-use fuse_abi::ROOT_ID;
 
-use crate::locks::OwnerLocks;
+use crate::owner_locks::OwnerLocks;
 
 /// What identifies a host inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,7 +129,8 @@ struct Slot {
 struct Maps {
     by_id: HashMap<NodeId, Slot, NodeHasher>,
     by_key: HashMap<InodeKey, NodeId, NodeHasher>,
-    next_id: NodeId,
+    /// The id the next new node gets.
+    next_id: u64,
 }
 
 /// Tables smaller than this many slots are never shrunk.
@@ -159,14 +159,14 @@ pub(crate) struct InodeStore {
 }
 
 impl InodeStore {
-    /// A store holding only the root (made with id [`ROOT_ID`]).
+    /// A store holding only the root (made with id [`NodeId::ROOT`]).
     pub fn new(key: InodeKey, kind: u32, file: NodeFile) -> Self {
-        let root = Arc::new(Node::new(ROOT_ID, key, kind, file));
+        let root = Arc::new(Node::new(NodeId::ROOT, key, kind, file));
         let mut by_id = HashMap::default();
-        by_id.insert(ROOT_ID, Slot { node: root, refs: 1 });
+        by_id.insert(NodeId::ROOT, Slot { node: root, refs: 1 });
         let mut by_key = HashMap::default();
-        by_key.insert(key, ROOT_ID);
-        InodeStore { maps: Mutex::new(Maps { by_id, by_key, next_id: ROOT_ID + 1 }) }
+        by_key.insert(key, NodeId::ROOT);
+        InodeStore { maps: Mutex::new(Maps { by_id, by_key, next_id: NodeId::ROOT.get() + 1 }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Maps> {
@@ -180,7 +180,7 @@ impl InodeStore {
 
     /// The root node.
     pub fn root(&self) -> Arc<Node> {
-        self.lock().by_id[&ROOT_ID].node.clone()
+        self.lock().by_id[&NodeId::ROOT].node.clone()
     }
 
     /// Takes one more reference to the existing node `id`.
@@ -213,7 +213,7 @@ impl InodeStore {
                 }
             }
         }
-        let id = m.next_id;
+        let id = NodeId(m.next_id);
         m.next_id += 1;
         let node = Arc::new(Node::new(id, key, kind, file));
         m.by_id.insert(id, Slot { node: node.clone(), refs: 1 });
@@ -231,7 +231,7 @@ impl InodeStore {
             return;
         };
         slot.refs = slot.refs.saturating_sub(count);
-        if slot.refs > 0 || id == ROOT_ID {
+        if slot.refs > 0 || id == NodeId::ROOT {
             return;
         }
         if let Some(slot) = m.by_id.remove(&id) {
@@ -248,12 +248,12 @@ impl InodeStore {
     /// Drops every node but the root, whose count goes back to 1.
     pub fn clear(&self) {
         let mut m = self.lock();
-        m.by_id.retain(|&id, _| id == ROOT_ID);
-        if let Some(root) = m.by_id.get_mut(&ROOT_ID) {
+        m.by_id.retain(|&id, _| id == NodeId::ROOT);
+        if let Some(root) = m.by_id.get_mut(&NodeId::ROOT) {
             root.refs = 1;
             let key = root.node.key;
             m.by_key.clear();
-            m.by_key.insert(key, ROOT_ID);
+            m.by_key.insert(key, NodeId::ROOT);
         }
         if m.shrink_if_sparse() {
             drop(m);
@@ -287,8 +287,8 @@ mod tests {
         let full = store.lock().by_id.capacity();
         assert!(full >= 8_000);
         // Forget all but 100: the tables give their memory back.
-        for id in ROOT_ID + 1..ROOT_ID + 1 + 7_900 {
-            store.forget(id, 1);
+        for id in 2..2 + 7_900 {
+            store.forget(NodeId(id), 1);
         }
         assert_eq!(store.len(), 101);
         let m = store.lock();

@@ -13,91 +13,19 @@
 //! A waiting SETLKW blocks only its worker thread; the server interrupts it
 //! with a signal on FUSE_INTERRUPT and the request fails with `EINTR`.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
 
-use avpfs_server::{Handle, LockRequest, NodeId};
+use avpfs_server::{Handle, LockOwner, LockRequest, NodeId};
 use avpfs_sys::lock::{self, Lock};
 use fuse_abi::FileLock;
 
 use crate::inode::Node;
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::util::errno;
 
 /// The kernel's `OFFSET_MAX`: a lock end meaning "to the end of the file".
 const OFFSET_MAX: u64 = i64::MAX as u64;
-
-/// One lock owner's open file description on a node.
-#[derive(Debug)]
-struct OwnerFd {
-    fd: Arc<OwnedFd>,
-    /// The client's pid of the owner's last lock request (for GETLK replies).
-    pid: u32,
-    /// The handles the owner took locks through.
-    handles: Vec<Handle>,
-}
-
-/// The open file descriptions holding each lock owner's POSIX locks on one node.
-#[derive(Debug, Default)]
-pub(crate) struct OwnerLocks {
-    owners: Mutex<HashMap<u64, OwnerFd>>,
-}
-
-impl OwnerLocks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, OwnerFd>> {
-        self.owners.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, owner: u64) -> Option<Arc<OwnedFd>> {
-        self.lock().get(&owner).map(|o| o.fd.clone())
-    }
-
-    /// The owner's description, opened with `open` the first time; records
-    /// the handle and pid of this request.
-    fn get_or_open(
-        &self,
-        owner: u64,
-        handle: Handle,
-        pid: u32,
-        open: impl FnOnce() -> io::Result<OwnedFd>,
-    ) -> io::Result<Arc<OwnedFd>> {
-        let mut m = self.lock();
-        if let Some(o) = m.get_mut(&owner) {
-            o.pid = pid;
-            if !o.handles.contains(&handle) {
-                o.handles.push(handle);
-            }
-            return Ok(o.fd.clone());
-        }
-        let fd = Arc::new(open()?);
-        m.insert(owner, OwnerFd { fd: fd.clone(), pid, handles: vec![handle] });
-        Ok(fd)
-    }
-
-    fn remove(&self, owner: u64) -> Option<Arc<OwnedFd>> {
-        self.lock().remove(&owner).map(|o| o.fd)
-    }
-
-    /// Removes the owners that took locks only through `handle`.
-    fn remove_only_through(&self, handle: Handle) -> Vec<Arc<OwnedFd>> {
-        let mut m = self.lock();
-        let gone: Vec<u64> =
-            m.iter().filter(|(_, o)| o.handles.iter().all(|&h| h == handle)).map(|(&k, _)| k).collect();
-        gone.iter().filter_map(|k| m.remove(k)).map(|o| o.fd).collect()
-    }
-
-    /// The other owners' descriptions and pids.
-    fn others(&self, owner: u64) -> Vec<(Arc<OwnedFd>, u32)> {
-        self.lock().iter().filter(|(&k, _)| k != owner).map(|(_, o)| (o.fd.clone(), o.pid)).collect()
-    }
-
-    /// How many owners hold a description.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-}
 
 /// The host lock of a FUSE lock.
 fn to_host(l: &FileLock) -> io::Result<Lock> {
@@ -162,7 +90,7 @@ impl PassthroughFs {
     /// probe of `found`'s range cannot return `found` itself (a description
     /// never conflicts with itself); from anyone else's it can. Best effort:
     /// two owners holding the very same read lock are not told apart.
-    fn lock_holder_pid(&self, node: &Node, owner: u64, found: &Lock) -> u32 {
+    fn lock_holder_pid(&self, node: &Node, owner: LockOwner, found: &Lock) -> u32 {
         if found.pid != -1 {
             return 0; // a host process's classic POSIX lock
         }
@@ -199,7 +127,7 @@ impl PassthroughFs {
     }
 
     /// Drops every POSIX lock of `owner` on `node` (a close in the client).
-    pub(crate) fn release_posix_locks(&self, node: &Node, owner: u64) -> io::Result<()> {
+    pub(crate) fn release_posix_locks(&self, node: &Node, owner: LockOwner) -> io::Result<()> {
         match node.locks.remove(owner) {
             Some(fd) => unlock_all(&fd),
             None => Ok(()),

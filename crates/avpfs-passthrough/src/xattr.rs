@@ -12,10 +12,11 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::AsFd;
 
-use avpfs_server::{Context, NodeId};
+use avpfs_server::{Context, NodeId, SetxattrRequest};
 use avpfs_sys::xattr::{self, Target};
 
-use crate::{errno, PassthroughFs};
+use crate::passthrough::PassthroughFs;
+use crate::util::errno;
 
 const ACL_PREFIX: &[u8] = b"system.posix_acl_";
 
@@ -63,12 +64,10 @@ impl PassthroughFs {
         ctx: &Context,
         node: NodeId,
         name: &CStr,
-        value: &[u8],
-        flags: u32,
-        kill_sgid: bool,
+        req: SetxattrRequest<'_>,
     ) -> io::Result<()> {
+        let SetxattrRequest { value, flags, kill_sgid } = req;
         self.check_xattr(Some(name))?;
-        self.check_writable()?;
         let n = self.inodes.get(node)?;
         let fd = n.fd()?;
         let path = self.proc.path_of(fd.as_fd());
@@ -80,7 +79,6 @@ impl PassthroughFs {
 
     pub(crate) fn do_removexattr(&self, node: NodeId, name: &CStr) -> io::Result<()> {
         self.check_xattr(Some(name))?;
-        self.check_writable()?;
         let n = self.inodes.get(node)?;
         let fd = n.fd()?;
         xattr::remove(Target::Path(&self.proc.path_of(fd.as_fd())), name)

@@ -2,9 +2,20 @@
 //! the FUSE server and the file system that does the host work.
 //!
 //! Every check runs before the inner file system is called, so a denied
-//! operation never reaches a host system call. Each denial is answered with
-//! the errno a user would expect and, when auditing is on, one log line
-//! naming the operation, the path inside the share and the rule.
+//! operation never reaches a host system call.
+//!
+//! It is also the only place that enforces a read-only share (the policy's
+//! `readonly`, which `--readonly` sets) and read-only subtrees: the
+//! passthrough has no read-only mode of its own, and the daemon always puts
+//! this layer in front of it when the share is read-only. Every operation
+//! that modifies the share checks here: SETATTR, MKNOD, MKDIR, SYMLINK,
+//! LINK, UNLINK, RMDIR, RENAME, CREATE, TMPFILE, OPEN for writing (or with
+//! O_TRUNC, O_APPEND, O_CREAT), SETXATTR, REMOVEXATTR, ACCESS with W_OK,
+//! and, on a read-only share, WRITE, FALLOCATE and COPY_FILE_RANGE.
+//!
+//! Each denial is answered with the errno a user would expect and, when
+//! auditing is on, one log line naming the operation, the path inside the
+//! share and the rule.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -14,10 +25,11 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use avpfs_server::{
-    Context, DirEntry, DirSink, Entry, FileSystem, Handle, InitOptions, LockRequest, NodeId, OpenReply, SetattrIn,
-    WantedFlags, ZeroCopyReader, ZeroCopyWriter,
+    Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions,
+    LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest,
+    WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
-use fuse_abi::{Attr, FileLock, Kstatfs, Statx, ROOT_ID};
+use fuse_abi::{Attr, FileLock, Kstatfs, Statx};
 
 use crate::paths::{Access, Position};
 use crate::{FileTypes, Policy};
@@ -93,7 +105,7 @@ impl<F: FileSystem> PolicyFs<F> {
     }
 
     fn pos(&self, node: NodeId) -> Position {
-        if node == ROOT_ID {
+        if node == NodeId::ROOT {
             return self.policy.paths.root();
         }
         // A node we never handed out: the inner file system answers ENOENT.
@@ -106,7 +118,7 @@ impl<F: FileSystem> PolicyFs<F> {
         let mut at = node;
         for _ in 0..4096 {
             match nodes.get(&at) {
-                Some(n) if at != ROOT_ID => {
+                Some(n) if at != NodeId::ROOT => {
                     parts.push(n.name.to_vec());
                     at = n.parent;
                 }
@@ -141,11 +153,11 @@ impl<F: FileSystem> PolicyFs<F> {
         let uid = p
             .uid
             .to_host(ctx.uid)
-            .ok_or_else(|| self.deny(op, ROOT_ID, None, "uid map: unmapped caller", libc::EPERM))?;
+            .ok_or_else(|| self.deny(op, NodeId::ROOT, None, "uid map: unmapped caller", libc::EPERM))?;
         let gid = p
             .gid
             .to_host(ctx.gid)
-            .ok_or_else(|| self.deny(op, ROOT_ID, None, "gid map: unmapped caller", libc::EPERM))?;
+            .ok_or_else(|| self.deny(op, NodeId::ROOT, None, "gid map: unmapped caller", libc::EPERM))?;
         let groups = ctx.groups.as_ref().map(|g| g.iter().filter_map(|&g| p.gid.to_host(g)).collect());
         Ok(Context { uid, gid, pid: ctx.pid, groups })
     }
@@ -172,6 +184,18 @@ impl<F: FileSystem> PolicyFs<F> {
             return Err(self.deny(op, node, name, &self.rule_text(pos), libc::EROFS));
         }
         Ok(pos)
+    }
+
+    /// Checks the share-wide read-only rule alone, for the operations on an
+    /// open file that modify it (WRITE, FALLOCATE, COPY_FILE_RANGE). Their
+    /// handle was checked when it was opened, so in a read-only subtree it
+    /// is a read-only one that the host refuses; a read-only share refuses
+    /// them all with EROFS, whatever the handle.
+    fn check_share_writable(&self, op: &str, node: NodeId) -> io::Result<()> {
+        if self.policy.readonly {
+            return Err(self.deny(op, node, None, "share read-only", libc::EROFS));
+        }
+        Ok(())
     }
 
     fn check_create(&self, op: &str, parent: NodeId, name: &[u8], mode: u32) -> io::Result<u32> {
@@ -203,7 +227,7 @@ impl<F: FileSystem> PolicyFs<F> {
 
     /// Records a reference the guest received; refuses past max_inodes.
     fn track(&self, op: &str, parent: NodeId, name: &[u8], pos: Position, e: Entry) -> io::Result<Entry> {
-        if e.nodeid == 0 {
+        if e.nodeid == NodeId::NONE {
             return Ok(e);
         }
         let mut nodes = self.write_nodes();
@@ -321,13 +345,13 @@ impl<F: FileSystem> DirSink for FilterSink<'_, F> {
         let pos = self.fs.policy.paths.child(self.parent_pos, entry.name);
         let dot = entry.name == b"." || entry.name == b"..";
         if pos.access() == Access::Hidden && !dot {
-            if let Some(e) = plus.filter(|e| e.nodeid != 0) {
+            if let Some(e) = plus.filter(|e| e.nodeid != NodeId::NONE) {
                 self.to_forget.push(e.nodeid);
             }
             return true; // consumed, not shown
         }
         match plus {
-            Some(e) if e.nodeid != 0 && !dot => {
+            Some(e) if e.nodeid != NodeId::NONE && !dot => {
                 if !self.inner.has_room(entry.name.len()) {
                     return false;
                 }
@@ -335,7 +359,7 @@ impl<F: FileSystem> DirSink for FilterSink<'_, F> {
                     Ok(mapped) => self.inner.add(entry, Some(&mapped)),
                     Err(_) => {
                         // Over the inode limit: list the name without a reference.
-                        let negative = Entry { nodeid: 0, ..*e };
+                        let negative = Entry { nodeid: NodeId::NONE, ..*e };
                         self.inner.add(entry, Some(&negative))
                     }
                 }
@@ -411,10 +435,10 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.track("symlink", parent, name.to_bytes(), pos, e)
     }
 
-    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, rdev: u32, umask: u32) -> io::Result<Entry> {
-        let mode = self.check_create("mknod", parent, name.to_bytes(), mode)?;
+    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        let mode = self.check_create("mknod", parent, name.to_bytes(), req.mode)?;
         let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
-        let e = self.inner.mknod(&self.host_ctx("mknod", ctx)?, parent, name, mode, rdev, umask)?;
+        let e = self.inner.mknod(&self.host_ctx("mknod", ctx)?, parent, name, MknodRequest { mode, ..req })?;
         self.track("mknod", parent, name.to_bytes(), pos, e)
     }
 
@@ -435,15 +459,8 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.inner.rmdir(&self.host_ctx("rmdir", ctx)?, parent, name)
     }
 
-    fn rename(
-        &self,
-        ctx: &Context,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
+    fn rename(&self, ctx: &Context, req: RenameRequest<'_>) -> io::Result<()> {
+        let RenameRequest { olddir, oldname, newdir, newname, .. } = req;
         let from = self.check_writable("rename", olddir, Some(oldname.to_bytes()))?;
         let to = self.check_writable("rename", newdir, Some(newname.to_bytes()))?;
         // A move that would change which rules apply beneath the moved tree is
@@ -451,7 +468,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         if from != to {
             return Err(self.deny("rename", newdir, Some(newname.to_bytes()), "crosses a path rule", libc::EXDEV));
         }
-        self.inner.rename(&self.host_ctx("rename", ctx)?, olddir, oldname, newdir, newname, flags)
+        self.inner.rename(&self.host_ctx("rename", ctx)?, req)
     }
 
     fn link(&self, ctx: &Context, node: NodeId, newparent: NodeId, newname: &CStr) -> io::Result<Entry> {
@@ -473,84 +490,52 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.opened(node, r, |o| o.handle)
     }
 
-    fn create(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
-        let mode = self.check_create("create", parent, name.to_bytes(), libc::S_IFREG | mode)?;
+    fn create(&self, ctx: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        let mode = self.check_create("create", parent, name.to_bytes(), libc::S_IFREG | req.mode)?;
         let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
         let hctx = self.host_ctx("create", ctx)?;
         self.reserve_handle("create", parent)?;
-        let r = self.inner.create(&hctx, parent, name, mode, flags, umask);
+        let r = self.inner.create(&hctx, parent, name, CreateRequest { mode, ..req });
         let (e, o) = self.opened(parent, r, |(_, o)| o.handle)?;
         match self.track("create", parent, name.to_bytes(), pos, e) {
             Ok(e) => Ok((e, o)),
             Err(error) => {
-                let _ = self.inner.release(&hctx, e.nodeid, o.handle, flags, None);
+                let _ = self.inner.release(&hctx, e.nodeid, o.handle, req.flags, None);
                 self.closed(o.handle);
                 Err(error)
             }
         }
     }
 
-    fn tmpfile(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn tmpfile(&self, ctx: &Context, parent: NodeId, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
         self.check_writable("tmpfile", parent, None)?;
         let pos = self.pos(parent);
-        let mode = self.strip_setid(mode);
+        let mode = self.strip_setid(req.mode);
         let hctx = self.host_ctx("tmpfile", ctx)?;
         self.reserve_handle("tmpfile", parent)?;
-        let r = self.inner.tmpfile(&hctx, parent, mode, flags, umask);
+        let r = self.inner.tmpfile(&hctx, parent, CreateRequest { mode, ..req });
         let (e, o) = self.opened(parent, r, |(_, o)| o.handle)?;
         let e = self.track("tmpfile", parent, b"(tmpfile)", pos, e)?;
         Ok((e, o))
     }
 
-    fn read(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        flags: u32,
-    ) -> io::Result<usize> {
-        self.inner.read(ctx, node, handle, w, size, offset, flags)
+    fn read(&self, ctx: &Context, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
+        self.inner.read(ctx, node, req, w)
     }
 
-    fn write(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        kill_suidgid: bool,
-        flags: u32,
-    ) -> io::Result<usize> {
+    fn write(&self, ctx: &Context, node: NodeId, req: WriteRequest, r: &mut dyn ZeroCopyReader) -> io::Result<usize> {
         if let Some(max) = self.policy.max_file_size {
-            if offset.saturating_add(u64::from(size)) > max {
+            if req.offset.saturating_add(u64::from(req.size)) > max {
                 return Err(self.deny("write", node, None, &format!("max_file_size {max}"), libc::EFBIG));
             }
         }
         let hctx = self.host_ctx("write", ctx)?;
-        self.inner.write(&hctx, node, handle, r, size, offset, kill_suidgid || !self.policy.allow_setuid, flags)
+        self.check_share_writable("write", node)?;
+        let req = WriteRequest { kill_suidgid: req.kill_suidgid || !self.policy.allow_setuid, ..req };
+        self.inner.write(&hctx, node, req, r)
     }
 
-    fn flush(&self, ctx: &Context, node: NodeId, handle: Handle, lock_owner: u64) -> io::Result<()> {
+    fn flush(&self, ctx: &Context, node: NodeId, handle: Handle, lock_owner: LockOwner) -> io::Result<()> {
         self.inner.flush(ctx, node, handle, lock_owner)
     }
 
@@ -560,7 +545,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         node: NodeId,
         handle: Handle,
         flags: u32,
-        flock_unlock_owner: Option<u64>,
+        flock_unlock_owner: Option<LockOwner>,
     ) -> io::Result<()> {
         self.closed(handle);
         self.inner.release(ctx, node, handle, flags, flock_unlock_owner)
@@ -574,18 +559,10 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.inner.statfs(ctx, node)
     }
 
-    fn setxattr(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        kill_sgid: bool,
-    ) -> io::Result<()> {
+    fn setxattr(&self, ctx: &Context, node: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
         self.check_writable("setxattr", node, None)?;
         let host = self.xattr_host_name("setxattr", node, name, libc::EPERM)?;
-        self.inner.setxattr(&self.host_ctx("setxattr", ctx)?, node, &host, value, flags, kill_sgid)
+        self.inner.setxattr(&self.host_ctx("setxattr", ctx)?, node, &host, req)
     }
 
     fn getxattr(&self, ctx: &Context, node: NodeId, name: &CStr) -> io::Result<Vec<u8>> {
@@ -660,45 +637,29 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.inner.access(&self.host_ctx("access", ctx)?, node, mask)
     }
 
-    fn fallocate(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        mode: u32,
-        offset: u64,
-        length: u64,
-    ) -> io::Result<()> {
+    fn fallocate(&self, ctx: &Context, node: NodeId, req: FallocateRequest) -> io::Result<()> {
         if let Some(max) = self.policy.max_file_size {
-            if offset.saturating_add(length) > max {
+            if req.offset.saturating_add(req.length) > max {
                 return Err(self.deny("fallocate", node, None, &format!("max_file_size {max}"), libc::EFBIG));
             }
         }
-        self.inner.fallocate(ctx, node, handle, mode, offset, length)
+        self.check_share_writable("fallocate", node)?;
+        self.inner.fallocate(ctx, node, req)
     }
 
     fn lseek(&self, ctx: &Context, node: NodeId, handle: Handle, offset: u64, whence: u32) -> io::Result<u64> {
         self.inner.lseek(ctx, node, handle, offset, whence)
     }
 
-    fn copy_file_range(
-        &self,
-        ctx: &Context,
-        node_in: NodeId,
-        handle_in: Handle,
-        off_in: u64,
-        node_out: NodeId,
-        handle_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> io::Result<usize> {
+    fn copy_file_range(&self, ctx: &Context, range: CopyRange) -> io::Result<usize> {
         if let Some(max) = self.policy.max_file_size {
-            if off_out.saturating_add(len) > max {
-                return Err(self.deny("copy_file_range", node_out, None, &format!("max_file_size {max}"), libc::EFBIG));
+            if range.offset_out.saturating_add(range.len) > max {
+                let rule = format!("max_file_size {max}");
+                return Err(self.deny("copy_file_range", range.node_out, None, &rule, libc::EFBIG));
             }
         }
-        self.inner.copy_file_range(ctx, node_in, handle_in, off_in, node_out, handle_out, off_out, len, flags)
+        self.check_share_writable("copy_file_range", range.node_out)?;
+        self.inner.copy_file_range(ctx, range)
     }
 
     fn syncfs(&self, ctx: &Context, node: NodeId) -> io::Result<()> {

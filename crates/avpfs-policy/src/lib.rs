@@ -5,6 +5,7 @@
 //! passthrough file system where they are enforced. No host I/O happens here.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod enforce;

@@ -7,7 +7,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use avpfs_policy::{parse, PolicyFs};
-use avpfs_server::{Context, DirEntry, DirSink, Entry, FileSystem, Handle, NodeId, OpenReply, SetattrIn};
+use avpfs_server::{
+    Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, LockOwner,
+    MknodRequest, NodeId, OpenReply, RenameRequest, SetattrIn, SetxattrRequest, SliceReader, WriteRequest,
+};
 use fuse_abi::Attr;
 
 #[derive(Default)]
@@ -23,7 +26,11 @@ impl Recorder {
     fn entry(&self, mode: u32, uid: u32) -> Entry {
         let mut n = self.next.lock().unwrap();
         *n += 1;
-        Entry { nodeid: 100 + *n, attr: Attr { mode, uid, gid: uid, ..Default::default() }, ..Default::default() }
+        Entry {
+            nodeid: NodeId(100 + *n),
+            attr: Attr { mode, uid, gid: uid, ..Default::default() },
+            ..Default::default()
+        }
     }
 }
 
@@ -35,7 +42,8 @@ impl FileSystem for Recorder {
     fn forget(&self, node: NodeId, count: u64) {
         self.log(format!("forget {node} {count}"));
     }
-    fn mknod(&self, ctx: &Context, _: NodeId, name: &CStr, mode: u32, _: u32, _: u32) -> io::Result<Entry> {
+    fn mknod(&self, ctx: &Context, _: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
+        let mode = req.mode;
         self.log(format!("mknod {} {mode:o} as {}", name.to_str().unwrap(), ctx.uid));
         Ok(self.entry(mode, ctx.uid))
     }
@@ -49,9 +57,9 @@ impl FileSystem for Recorder {
     }
     fn open(&self, _: &Context, node: NodeId, _: u32, _: bool) -> io::Result<OpenReply> {
         self.log(format!("open {node}"));
-        Ok(OpenReply { handle: node * 10, open_flags: 0 })
+        Ok(OpenReply { handle: Handle(node.0 * 10), open_flags: 0 })
     }
-    fn release(&self, _: &Context, _: NodeId, h: Handle, _: u32, _: Option<u64>) -> io::Result<()> {
+    fn release(&self, _: &Context, _: NodeId, h: Handle, _: u32, _: Option<LockOwner>) -> io::Result<()> {
         self.log(format!("release {h}"));
         Ok(())
     }
@@ -59,7 +67,7 @@ impl FileSystem for Recorder {
         self.log(format!("unlink {}", name.to_str().unwrap()));
         Ok(())
     }
-    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, _: &[u8], _: u32, _: bool) -> io::Result<()> {
+    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, _: SetxattrRequest<'_>) -> io::Result<()> {
         self.log(format!("setxattr {}", name.to_str().unwrap()));
         Ok(())
     }
@@ -84,7 +92,7 @@ impl DirSink for Sink {
         true
     }
     fn add(&mut self, e: DirEntry<'_>, plus: Option<&Entry>) -> bool {
-        self.0.push((String::from_utf8_lossy(e.name).into_owned(), plus.map_or(0, |p| p.nodeid)));
+        self.0.push((String::from_utf8_lossy(e.name).into_owned(), plus.map_or(0, |p| p.nodeid.0)));
         true
     }
 }
@@ -112,9 +120,9 @@ fn errno<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
 #[test]
 fn hidden_lookup_never_reaches_the_file_system() {
     let p = fs("[paths]\nhidden = [\"secrets\"]\n");
-    assert_eq!(errno(p.lookup(&root(), 1, &c("secrets"))), libc::ENOENT);
+    assert_eq!(errno(p.lookup(&root(), NodeId::ROOT, &c("secrets"))), libc::ENOENT);
     assert!(calls(&p).is_empty());
-    p.lookup(&root(), 1, &c("open")).unwrap();
+    p.lookup(&root(), NodeId::ROOT, &c("open")).unwrap();
     assert_eq!(calls(&p), ["lookup 1 open as 0"]);
 }
 
@@ -122,7 +130,7 @@ fn hidden_lookup_never_reaches_the_file_system() {
 fn readdirplus_leaves_hidden_entries_out_and_returns_their_reference() {
     let p = fs("[paths]\nhidden = [\"secrets\"]\n");
     let mut sink = Sink(Vec::new());
-    p.readdir(&root(), 1, 0, 0, &mut sink).unwrap();
+    p.readdir(&root(), NodeId::ROOT, Handle(0), 0, &mut sink).unwrap();
     let names: Vec<&str> = sink.0.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["visible", "other"]);
     // The hidden entry's lookup reference was given back to the inner file system.
@@ -133,70 +141,145 @@ fn readdirplus_leaves_hidden_entries_out_and_returns_their_reference() {
 #[test]
 fn creation_rules_and_setuid_stripping() {
     let p = fs("[share]\ncreate = [\"file\", \"dir\"]\n");
-    assert_eq!(errno(p.mknod(&root(), 1, &c("fifo"), libc::S_IFIFO | 0o644, 0, 0)), libc::EPERM);
-    assert_eq!(errno(p.mknod(&root(), 1, &c("dev"), libc::S_IFCHR | 0o644, 0x0103, 0)), libc::EPERM);
+    assert_eq!(
+        errno(p.mknod(
+            &root(),
+            NodeId::ROOT,
+            &c("fifo"),
+            MknodRequest { mode: libc::S_IFIFO | 0o644, rdev: 0, umask: 0 }
+        )),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(p.mknod(
+            &root(),
+            NodeId::ROOT,
+            &c("dev"),
+            MknodRequest { mode: libc::S_IFCHR | 0o644, rdev: 0x0103, umask: 0 }
+        )),
+        libc::EPERM
+    );
     assert!(calls(&p).is_empty());
-    p.mknod(&root(), 1, &c("f"), libc::S_IFREG | 0o4755, 0, 0).unwrap();
-    p.mkdir(&root(), 1, &c("d"), 0o2775, 0).unwrap();
+    p.mknod(&root(), NodeId::ROOT, &c("f"), MknodRequest { mode: libc::S_IFREG | 0o4755, rdev: 0, umask: 0 }).unwrap();
+    p.mkdir(&root(), NodeId::ROOT, &c("d"), 0o2775, 0).unwrap();
     let set = SetattrIn { mode: Some(0o6755), ..Default::default() };
-    p.setattr(&root(), 101, set).unwrap();
+    p.setattr(&root(), NodeId(101), set).unwrap();
     assert_eq!(calls(&p), ["mknod f 100755 as 0", "mkdir d 775", "setattr mode=Some(\"755\") uid=None"]);
 }
 
 #[test]
 fn readonly_share_refuses_every_modification_first() {
     let p = fs("[share]\nreadonly = true\n");
-    assert_eq!(errno(p.unlink(&root(), 1, &c("x"))), libc::EROFS);
-    assert_eq!(errno(p.mkdir(&root(), 1, &c("x"), 0o755, 0)), libc::EROFS);
-    assert_eq!(errno(p.setxattr(&root(), 1, &c("user.x"), b"v", 0, false)), libc::EROFS);
-    assert_eq!(errno(p.open(&root(), 1, libc::O_WRONLY as u32, false)), libc::EROFS);
-    assert!(calls(&p).is_empty());
-    p.open(&root(), 1, libc::O_RDONLY as u32, false).unwrap();
+    let f = p.lookup(&root(), NodeId::ROOT, &c("f")).unwrap().nodeid;
+    let (dir, n) = (NodeId::ROOT, &c("n"));
+    let erofs = |r: io::Result<()>| assert_eq!(errno(r), libc::EROFS);
+    erofs(p.unlink(&root(), dir, &c("f")));
+    erofs(p.rmdir(&root(), dir, &c("f")));
+    erofs(p.rename(&root(), RenameRequest { olddir: dir, oldname: &c("f"), newdir: dir, newname: n, flags: 0 }));
+    erofs(p.mkdir(&root(), dir, n, 0o755, 0).map(drop));
+    erofs(p.mknod(&root(), dir, n, MknodRequest { mode: libc::S_IFREG | 0o644, rdev: 0, umask: 0 }).map(drop));
+    erofs(p.symlink(&root(), c"t", dir, n).map(drop));
+    erofs(p.link(&root(), f, dir, n).map(drop));
+    erofs(p.create(&root(), dir, n, CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 }).map(drop));
+    erofs(p.tmpfile(&root(), dir, CreateRequest { mode: 0o644, umask: 0, flags: libc::O_RDWR as u32 }).map(drop));
+    erofs(p.setattr(&root(), f, SetattrIn { mode: Some(0o600), ..Default::default() }).map(drop));
+    erofs(p.setattr(&root(), f, SetattrIn { size: Some(0), ..Default::default() }).map(drop));
+    erofs(p.setxattr(&root(), f, &c("user.x"), SetxattrRequest { value: b"v", flags: 0, kill_sgid: false }));
+    erofs(p.removexattr(&root(), f, &c("user.x")));
+    erofs(p.access(&root(), f, libc::W_OK as u32));
+    for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC, libc::O_RDONLY | libc::O_APPEND] {
+        erofs(p.open(&root(), f, flags as u32, false).map(drop));
+    }
+    // Through a handle of the file (opened for reading, or before the share
+    // became read-only): nothing is written either.
+    let h = Handle(1010);
+    let write = WriteRequest { handle: h, offset: 0, size: 1, kill_suidgid: false, flags: 0 };
+    erofs(p.write(&root(), f, write, &mut SliceReader::new(b"y")).map(drop));
+    erofs(p.fallocate(&root(), f, FallocateRequest { handle: h, mode: 0, offset: 0, length: 10 }));
+    let range = CopyRange {
+        node_in: f,
+        handle_in: h,
+        offset_in: 0,
+        node_out: f,
+        handle_out: h,
+        offset_out: 0,
+        len: 1,
+        flags: 0,
+    };
+    erofs(p.copy_file_range(&root(), range).map(drop));
+    assert_eq!(calls(&p), ["lookup 1 f as 0"], "no modification reached the file system");
+    p.open(&root(), f, libc::O_RDONLY as u32, false).unwrap();
 }
 
 #[test]
 fn ids_are_translated_on_the_way_in_and_out() {
     let p = fs("[uid]\nmap = [{ guest = 0, host = 100000, count = 1000 }]\n[gid]\nunmapped = \"identity\"\n");
-    let e = p.lookup(&root(), 1, &c("a")).unwrap();
+    let e = p.lookup(&root(), NodeId::ROOT, &c("a")).unwrap();
     assert_eq!(e.attr.uid, 0, "host 100000 shows as guest 0");
     let stranger = Context { uid: 5000, gid: 0, pid: 1, groups: None };
-    assert_eq!(errno(p.lookup(&stranger, 1, &c("b"))), libc::EPERM);
+    assert_eq!(errno(p.lookup(&stranger, NodeId::ROOT, &c("b"))), libc::EPERM);
     let set = SetattrIn { uid: Some(5000), ..Default::default() };
-    assert_eq!(errno(p.setattr(&root(), 1, set)), libc::EPERM);
+    assert_eq!(errno(p.setattr(&root(), NodeId::ROOT, set)), libc::EPERM);
     let set = SetattrIn { uid: Some(7), ..Default::default() };
-    p.setattr(&root(), 1, set).unwrap();
+    p.setattr(&root(), NodeId::ROOT, set).unwrap();
     assert_eq!(calls(&p), ["lookup 1 a as 100000", "setattr mode=None uid=Some(100007)"]);
 }
 
 #[test]
 fn xattr_names_are_mapped_and_filtered() {
     let p = fs("[xattr]\nrules = [{ prefix = \"security.\", rename = \"user.avpfs.security.\" }, { prefix = \"user.avpfs.\", action = \"deny\" }]\n");
-    p.setxattr(&root(), 1, &c("security.selinux"), b"x", 0, false).unwrap();
-    assert_eq!(errno(p.setxattr(&root(), 1, &c("user.avpfs.security.selinux"), b"x", 0, false)), libc::EPERM);
+    p.setxattr(
+        &root(),
+        NodeId::ROOT,
+        &c("security.selinux"),
+        SetxattrRequest { value: b"x", flags: 0, kill_sgid: false },
+    )
+    .unwrap();
+    assert_eq!(
+        errno(p.setxattr(
+            &root(),
+            NodeId::ROOT,
+            &c("user.avpfs.security.selinux"),
+            SetxattrRequest { value: b"x", flags: 0, kill_sgid: false }
+        )),
+        libc::EPERM
+    );
     assert_eq!(calls(&p), ["setxattr user.avpfs.security.selinux"]);
-    assert_eq!(p.listxattr(&root(), 1).unwrap(), b"user.a\0security.selinux\0");
+    assert_eq!(p.listxattr(&root(), NodeId::ROOT).unwrap(), b"user.a\0security.selinux\0");
 }
 
 #[test]
 fn limits_on_nodes_and_handles() {
     let p = fs("[share]\nmax_inodes = 2\nmax_open_files = 1\n");
-    p.lookup(&root(), 1, &c("a")).unwrap();
-    p.lookup(&root(), 1, &c("b")).unwrap();
-    assert_eq!(errno(p.lookup(&root(), 1, &c("c"))), libc::ENFILE);
+    p.lookup(&root(), NodeId::ROOT, &c("a")).unwrap();
+    p.lookup(&root(), NodeId::ROOT, &c("b")).unwrap();
+    assert_eq!(errno(p.lookup(&root(), NodeId::ROOT, &c("c"))), libc::ENFILE);
     assert!(calls(&p).contains(&"forget 103 1".to_string()), "the refused reference is returned");
-    p.forget(101, 1);
-    p.lookup(&root(), 1, &c("c")).unwrap();
+    p.forget(NodeId(101), 1);
+    p.lookup(&root(), NodeId::ROOT, &c("c")).unwrap();
 
-    let h = p.open(&root(), 101, 0, false).unwrap();
-    assert_eq!(errno(p.open(&root(), 102, 0, false)), libc::EMFILE);
-    p.release(&root(), 101, h.handle, 0, None).unwrap();
-    p.open(&root(), 102, 0, false).unwrap();
+    let h = p.open(&root(), NodeId(101), 0, false).unwrap();
+    assert_eq!(errno(p.open(&root(), NodeId(102), 0, false)), libc::EMFILE);
+    p.release(&root(), NodeId(101), h.handle, 0, None).unwrap();
+    p.open(&root(), NodeId(102), 0, false).unwrap();
 }
 
 #[test]
 fn renames_across_rules_are_exdev() {
     let p = fs("[paths]\nreadonly = [\"ro\"]\nhidden = [\"h\"]\n");
-    assert_eq!(errno(p.rename(&root(), 1, &c("a"), 1, &c("ro"), 0)), libc::EROFS);
-    assert_eq!(errno(p.rename(&root(), 1, &c("h"), 1, &c("x"), 0)), libc::ENOENT);
+    assert_eq!(
+        errno(p.rename(
+            &root(),
+            RenameRequest { olddir: NodeId::ROOT, oldname: &c("a"), newdir: NodeId::ROOT, newname: &c("ro"), flags: 0 }
+        )),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno(p.rename(
+            &root(),
+            RenameRequest { olddir: NodeId::ROOT, oldname: &c("h"), newdir: NodeId::ROOT, newname: &c("x"), flags: 0 }
+        )),
+        libc::ENOENT
+    );
     assert!(calls(&p).is_empty());
 }

@@ -6,6 +6,7 @@
 //! system implements what it supports and the kernel learns the rest.
 
 use std::ffi::CStr;
+use std::fmt;
 use std::io;
 use std::time::Duration;
 
@@ -13,10 +14,63 @@ use fuse_abi::{Attr, FileLock, Kstatfs, Statx};
 
 use crate::transport::{ZeroCopyReader, ZeroCopyWriter};
 
-/// A node id handed to the client (the kernel's `nodeid`). `1` is the root.
-pub type NodeId = u64;
+/// A node id handed to the client (the kernel's `nodeid`).
+///
+/// A type of its own, so that a [`Handle`], a lock owner or an offset
+/// cannot be passed where a node id is expected. The wire value is `.0`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    /// The root of the file system (`FUSE_ROOT_ID`).
+    pub const ROOT: NodeId = NodeId(fuse_abi::ROOT_ID);
+    /// No node: in an [`Entry`], a negative entry (or, in READDIRPLUS, an
+    /// entry that carries no lookup reference).
+    pub const NONE: NodeId = NodeId(0);
+
+    /// The wire value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A file or directory handle handed to the client (the kernel's `fh`).
-pub type Handle = u64;
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct Handle(pub u64);
+
+impl Handle {
+    /// The wire value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A lock owner as the client identifies it (`lock_owner`, `owner`): an
+/// opaque value, one per process file table or open file description in
+/// the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct LockOwner(pub u64);
+
+impl fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Who sent a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,8 +183,11 @@ pub struct InitOptions {
     pub client_flags: u64,
 }
 
-/// What a file system wants enabled, returned by [`FileSystem::init`].
-/// The server enables a flag only if the client offered it.
+/// What a file system wants enabled, returned by [`FileSystem::init`]: a
+/// set of FUSE_INIT bits (`fuse_abi::init_flags`, 64 bit), combined with `|`
+/// like the client's flags in [`InitOptions`]. The server enables a flag
+/// only if the client offered it. (An alias, not a newtype: it is the only
+/// value of its call and never travels next to another integer.)
 pub type WantedFlags = u64;
 
 /// A POSIX lock request.
@@ -139,11 +196,124 @@ pub struct LockRequest {
     /// The handle the lock is taken through.
     pub handle: Handle,
     /// The lock owner as the client identifies it.
-    pub owner: u64,
+    pub owner: LockOwner,
     /// The lock (type F_RDLCK/F_WRLCK/F_UNLCK, range, pid).
     pub lock: FileLock,
     /// A BSD flock rather than a POSIX record lock.
     pub flock: bool,
+}
+
+/// A MKNOD: the new node's type and permission bits, its device number
+/// and the caller's umask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MknodRequest {
+    /// Type and permission bits (`S_IF*` and mode).
+    pub mode: u32,
+    /// The device number of a device node, as the client encodes it.
+    pub rdev: u32,
+    /// The caller's umask.
+    pub umask: u32,
+}
+
+/// A CREATE or TMPFILE: the new file's mode, the caller's umask and the
+/// open(2) flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateRequest {
+    /// Permission bits (and `S_IFREG`).
+    pub mode: u32,
+    /// The caller's umask.
+    pub umask: u32,
+    /// open(2) flags.
+    pub flags: u32,
+}
+
+/// A RENAME or RENAME2: from `olddir/oldname` to `newdir/newname`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenameRequest<'a> {
+    /// The directory the entry is in (the request's node).
+    pub olddir: NodeId,
+    /// The entry's name.
+    pub oldname: &'a CStr,
+    /// The directory it moves to.
+    pub newdir: NodeId,
+    /// Its new name.
+    pub newname: &'a CStr,
+    /// renameat2(2) flags (0 for RENAME).
+    pub flags: u32,
+}
+
+/// What a SETXATTR sets (the attribute's name is passed beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetxattrRequest<'a> {
+    /// The value.
+    pub value: &'a [u8],
+    /// setxattr(2) flags (XATTR_CREATE, XATTR_REPLACE).
+    pub flags: u32,
+    /// Clear setgid as the kernel would when setting an access ACL
+    /// (FUSE_SETXATTR_ACL_KILL_SGID).
+    pub kill_sgid: bool,
+}
+
+/// Where and how much a READ reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// The open file.
+    pub handle: Handle,
+    /// Where to start.
+    pub offset: u64,
+    /// At most this many bytes.
+    pub size: u32,
+    /// The open(2) flags of the file (`fuse_read_in.flags`).
+    pub flags: u32,
+}
+
+/// Where and how much a WRITE writes (the data comes from a reader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteRequest {
+    /// The open file.
+    pub handle: Handle,
+    /// Where to start.
+    pub offset: u64,
+    /// This many bytes.
+    pub size: u32,
+    /// Clear setuid/setgid as the kernel would (FUSE_WRITE_KILL_SUIDGID).
+    pub kill_suidgid: bool,
+    /// The open(2) flags of the file (`fuse_write_in.flags`).
+    pub flags: u32,
+}
+
+/// A FALLOCATE: a range and a fallocate(2) mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FallocateRequest {
+    /// The open file.
+    pub handle: Handle,
+    /// fallocate(2) `mode` (FALLOC_FL_*).
+    pub mode: u32,
+    /// Start of the range.
+    pub offset: u64,
+    /// Length of the range.
+    pub length: u64,
+}
+
+/// A COPY_FILE_RANGE: `len` bytes from one open file to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyRange {
+    /// The node read from.
+    pub node_in: NodeId,
+    /// The open file read from.
+    pub handle_in: Handle,
+    /// Where reading starts.
+    pub offset_in: u64,
+    /// The node written to.
+    pub node_out: NodeId,
+    /// The open file written to.
+    pub handle_out: Handle,
+    /// Where writing starts.
+    pub offset_out: u64,
+    /// At most this many bytes.
+    pub len: u64,
+    /// copy_file_range(2) flags.
+    pub flags: u64,
 }
 
 /// A file system served over FUSE. Every method defaults to `ENOSYS`.
@@ -187,7 +357,7 @@ pub trait FileSystem: Send + Sync {
         Err(enosys())
     }
     /// Creates a regular file, fifo, socket or device node.
-    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, rdev: u32, umask: u32) -> io::Result<Entry> {
+    fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
         Err(enosys())
     }
     /// Creates a directory.
@@ -202,16 +372,8 @@ pub trait FileSystem: Send + Sync {
     fn rmdir(&self, ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<()> {
         Err(enosys())
     }
-    /// Renames `olddir/oldname` to `newdir/newname`; `flags` are renameat2 flags.
-    fn rename(
-        &self,
-        ctx: &Context,
-        olddir: NodeId,
-        oldname: &CStr,
-        newdir: NodeId,
-        newname: &CStr,
-        flags: u32,
-    ) -> io::Result<()> {
+    /// Renames `req.olddir/req.oldname` to `req.newdir/req.newname`.
+    fn rename(&self, ctx: &Context, req: RenameRequest<'_>) -> io::Result<()> {
         Err(enosys())
     }
     /// Creates a hard link to `node` as `newparent/newname`.
@@ -223,59 +385,23 @@ pub trait FileSystem: Send + Sync {
         Err(enosys())
     }
     /// Creates and opens a file.
-    fn create(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn create(&self, ctx: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
         Err(enosys())
     }
     /// Creates an unnamed temporary file in `parent` (O_TMPFILE) and opens it.
-    fn tmpfile(
-        &self,
-        ctx: &Context,
-        parent: NodeId,
-        mode: u32,
-        flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn tmpfile(&self, ctx: &Context, parent: NodeId, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
         Err(enosys())
     }
-    /// Reads up to `size` bytes at `offset` into `w`. Returns the bytes read.
-    #[allow(clippy::too_many_arguments)]
-    fn read(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        flags: u32,
-    ) -> io::Result<usize> {
+    /// Reads up to `req.size` bytes at `req.offset` into `w`. Returns the bytes read.
+    fn read(&self, ctx: &Context, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
         Err(enosys())
     }
-    /// Writes `size` bytes from `r` at `offset`. Returns the bytes written.
-    #[allow(clippy::too_many_arguments)]
-    fn write(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        kill_suidgid: bool,
-        flags: u32,
-    ) -> io::Result<usize> {
+    /// Writes `req.size` bytes from `r` at `req.offset`. Returns the bytes written.
+    fn write(&self, ctx: &Context, node: NodeId, req: WriteRequest, r: &mut dyn ZeroCopyReader) -> io::Result<usize> {
         Err(enosys())
     }
     /// Called on each close(2) of a descriptor of the open file.
-    fn flush(&self, ctx: &Context, node: NodeId, handle: Handle, lock_owner: u64) -> io::Result<()> {
+    fn flush(&self, ctx: &Context, node: NodeId, handle: Handle, lock_owner: LockOwner) -> io::Result<()> {
         Err(enosys())
     }
     /// Called when the last descriptor of the open file is closed.
@@ -285,7 +411,7 @@ pub trait FileSystem: Send + Sync {
         node: NodeId,
         handle: Handle,
         flags: u32,
-        flock_unlock_owner: Option<u64>,
+        flock_unlock_owner: Option<LockOwner>,
     ) -> io::Result<()> {
         Err(enosys())
     }
@@ -298,15 +424,7 @@ pub trait FileSystem: Send + Sync {
         Err(enosys())
     }
     /// Sets an extended attribute.
-    fn setxattr(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        kill_sgid: bool,
-    ) -> io::Result<()> {
+    fn setxattr(&self, ctx: &Context, node: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
         Err(enosys())
     }
     /// Returns the value of an extended attribute. The server applies the
@@ -358,35 +476,16 @@ pub trait FileSystem: Send + Sync {
         Err(enosys())
     }
     /// Allocates or deallocates space (fallocate(2)).
-    fn fallocate(
-        &self,
-        ctx: &Context,
-        node: NodeId,
-        handle: Handle,
-        mode: u32,
-        offset: u64,
-        length: u64,
-    ) -> io::Result<()> {
+    fn fallocate(&self, ctx: &Context, node: NodeId, req: FallocateRequest) -> io::Result<()> {
         Err(enosys())
     }
     /// Finds data or holes (SEEK_DATA/SEEK_HOLE) or plain seeks.
     fn lseek(&self, ctx: &Context, node: NodeId, handle: Handle, offset: u64, whence: u32) -> io::Result<u64> {
         Err(enosys())
     }
-    /// Copies a range between two open files.
-    #[allow(clippy::too_many_arguments)]
-    fn copy_file_range(
-        &self,
-        ctx: &Context,
-        node_in: NodeId,
-        handle_in: Handle,
-        off_in: u64,
-        node_out: NodeId,
-        handle_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> io::Result<usize> {
+    /// Copies a range between two open files (`range.node_in` is the
+    /// request's node).
+    fn copy_file_range(&self, ctx: &Context, range: CopyRange) -> io::Result<usize> {
         Err(enosys())
     }
     /// Syncs the whole file system.

@@ -17,8 +17,9 @@ pub mod server;
 pub mod transport;
 
 pub use filesystem::{
-    enosys, Context, DirEntry, DirSink, Entry, FileSystem, Handle, InitOptions, LockRequest, NodeId, OpenReply,
-    SetattrIn, TimeSpec, WantedFlags,
+    enosys, Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle,
+    InitOptions, LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn,
+    SetxattrRequest, TimeSpec, WantedFlags, WriteRequest,
 };
 pub use server::{Error, Handled, Server, MAX_REQUEST_SIZE, MAX_WRITE};
 pub use transport::{Reader, SliceReader, VecWriter, Writer, ZeroCopyReader, ZeroCopyWriter};

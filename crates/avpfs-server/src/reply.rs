@@ -49,7 +49,7 @@ pub fn entry_out(e: &Entry) -> EntryOut {
     let (ev, evn) = timeout_parts(e.entry_timeout);
     let (av, avn) = timeout_parts(e.attr_timeout);
     EntryOut {
-        nodeid: e.nodeid,
+        nodeid: e.nodeid.0,
         generation: e.generation,
         entry_valid: ev,
         attr_valid: av,
@@ -178,7 +178,12 @@ mod tests {
     #[test]
     fn dir_buffer_plus_carries_entry() {
         let mut d = DirBuffer::new(4096, true);
-        let e = Entry { nodeid: 42, generation: 1, entry_timeout: Duration::from_millis(1500), ..Default::default() };
+        let e = Entry {
+            nodeid: crate::NodeId(42),
+            generation: 1,
+            entry_timeout: Duration::from_millis(1500),
+            ..Default::default()
+        };
         assert!(d.add(DirEntry { ino: 7, offset: 1, typ: 8, name: b"f" }, Some(&e)));
         assert_eq!(d.as_bytes().len(), 160);
         let p = DirentPlus::read_from_prefix(d.as_bytes()).unwrap().0;

@@ -11,7 +11,10 @@ use log::{debug, warn};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::args::{self, Args};
-use crate::filesystem::{Context, FileSystem, InitOptions, LockRequest, SetattrIn, TimeSpec};
+use crate::filesystem::{
+    Context, CopyRange, CreateRequest, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner, LockRequest,
+    MknodRequest, NodeId, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, TimeSpec, WriteRequest,
+};
 use crate::interrupt::Interrupts;
 use crate::reply::{entry_out, reply_error, reply_ok, timeout_parts, DirBuffer, OUT_HEADER_SIZE};
 use crate::transport::{Reader, Writer};
@@ -169,7 +172,7 @@ impl<F: FileSystem> Server<F> {
         let groups = if ext_len > 0 { args::parse_extensions(ext_bytes)? } else { None };
         let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups };
         let mut a = Args::new(arg_bytes);
-        let node = h.nodeid;
+        let node = NodeId(h.nodeid);
         let fs = &self.fs;
         let ok = |w: &mut dyn Writer, parts: &[&[u8]]| -> Result<Handled, i32> {
             reply_ok(w, h.unique, parts).map(Handled::Reply).map_err(|_| libc::ERANGE)
@@ -196,18 +199,18 @@ impl<F: FileSystem> Server<F> {
                 if n < b.count as usize {
                     crate::guest_warn!("BATCH_FORGET: count {} but room for {n}", b.count);
                 }
-                let list: Vec<(u64, u64)> = rest
+                let list: Vec<(NodeId, u64)> = rest
                     .chunks_exact(core::mem::size_of::<abi::ForgetOne>())
                     .take(n)
                     .filter_map(|c| abi::ForgetOne::read_from_bytes(c).ok())
-                    .map(|f| (f.nodeid, f.nlookup))
+                    .map(|f| (NodeId(f.nodeid), f.nlookup))
                     .collect();
                 fs.batch_forget(&list);
                 Ok(Handled::NoReply)
             }
             opcode::GETATTR => {
                 let g: abi::GetattrIn = a.fetch()?;
-                let fh = (g.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(g.fh);
+                let fh = (g.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(g.fh));
                 let (attr, t) = fs.getattr(&ctx, node, fh).map_err(errno)?;
                 ok(w, &[attr_out(attr, t).as_bytes()])
             }
@@ -230,7 +233,8 @@ impl<F: FileSystem> Server<F> {
             }
             opcode::MKNOD => {
                 let m: abi::MknodIn = a.fetch()?;
-                entry(w, fs.mknod(&ctx, node, a.name()?, m.mode, m.rdev, m.umask).map_err(errno)?)
+                let req = MknodRequest { mode: m.mode, rdev: m.rdev, umask: m.umask };
+                entry(w, fs.mknod(&ctx, node, a.name()?, req).map_err(errno)?)
             }
             opcode::MKDIR => {
                 let m: abi::MkdirIn = a.fetch()?;
@@ -246,19 +250,19 @@ impl<F: FileSystem> Server<F> {
             }
             opcode::RENAME | opcode::RENAME2 => {
                 let (newdir, flags) = if h.opcode == opcode::RENAME {
-                    (a.fetch::<abi::RenameIn>()?.newdir, 0)
+                    (NodeId(a.fetch::<abi::RenameIn>()?.newdir), 0)
                 } else {
                     let r: abi::Rename2In = a.fetch()?;
-                    (r.newdir, r.flags)
+                    (NodeId(r.newdir), r.flags)
                 };
                 let oldname = a.name()?;
                 let newname = a.name()?;
-                fs.rename(&ctx, node, oldname, newdir, newname, flags).map_err(errno)?;
+                fs.rename(&ctx, RenameRequest { olddir: node, oldname, newdir, newname, flags }).map_err(errno)?;
                 empty(w)
             }
             opcode::LINK => {
                 let l: abi::LinkIn = a.fetch()?;
-                entry(w, fs.link(&ctx, l.oldnodeid, node, a.name()?).map_err(errno)?)
+                entry(w, fs.link(&ctx, NodeId(l.oldnodeid), node, a.name()?).map_err(errno)?)
             }
             opcode::OPEN => {
                 let o: abi::OpenIn = a.fetch()?;
@@ -269,12 +273,14 @@ impl<F: FileSystem> Server<F> {
             opcode::CREATE => {
                 let c: abi::CreateIn = a.fetch()?;
                 let name = a.name()?;
-                let (e, o) = fs.create(&ctx, node, name, c.mode, c.flags, c.umask).map_err(errno)?;
+                let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
+                let (e, o) = fs.create(&ctx, node, name, req).map_err(errno)?;
                 ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
             }
             opcode::TMPFILE => {
                 let c: abi::CreateIn = a.fetch()?;
-                let (e, o) = fs.tmpfile(&ctx, node, c.mode, c.flags, c.umask).map_err(errno)?;
+                let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
+                let (e, o) = fs.tmpfile(&ctx, node, req).map_err(errno)?;
                 ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
             }
             opcode::READ => self.do_read(h, &ctx, &mut a, w),
@@ -284,14 +290,16 @@ impl<F: FileSystem> Server<F> {
             }
             opcode::RELEASE | opcode::RELEASEDIR => {
                 let rel: abi::ReleaseIn = a.fetch()?;
+                let fh = Handle(rel.fh);
                 if h.opcode == opcode::RELEASE {
-                    let owner = (rel.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK != 0).then_some(rel.lock_owner);
+                    let lock_owner = LockOwner(rel.lock_owner);
+                    let owner = (rel.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK != 0).then_some(lock_owner);
                     if rel.release_flags & abi::FUSE_RELEASE_FLUSH != 0 {
-                        ignore_enosys(fs.flush(&ctx, node, rel.fh, rel.lock_owner)).map_err(errno)?;
+                        ignore_enosys(fs.flush(&ctx, node, fh, lock_owner)).map_err(errno)?;
                     }
-                    fs.release(&ctx, node, rel.fh, rel.flags, owner).map_err(errno)?;
+                    fs.release(&ctx, node, fh, rel.flags, owner).map_err(errno)?;
                 } else {
-                    fs.releasedir(&ctx, node, rel.fh, rel.flags).map_err(errno)?;
+                    fs.releasedir(&ctx, node, fh, rel.flags).map_err(errno)?;
                 }
                 empty(w)
             }
@@ -299,9 +307,9 @@ impl<F: FileSystem> Server<F> {
                 let f: abi::FsyncIn = a.fetch()?;
                 let datasync = f.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
                 if h.opcode == opcode::FSYNC {
-                    fs.fsync(&ctx, node, f.fh, datasync).map_err(errno)?;
+                    fs.fsync(&ctx, node, Handle(f.fh), datasync).map_err(errno)?;
                 } else {
-                    fs.fsyncdir(&ctx, node, f.fh, datasync).map_err(errno)?;
+                    fs.fsyncdir(&ctx, node, Handle(f.fh), datasync).map_err(errno)?;
                 }
                 empty(w)
             }
@@ -315,7 +323,7 @@ impl<F: FileSystem> Server<F> {
                 }
                 let value = a.bytes(s.size as usize)?;
                 let kill_sgid = s.setxattr_flags & abi::FUSE_SETXATTR_ACL_KILL_SGID != 0;
-                fs.setxattr(&ctx, node, name, value, s.flags, kill_sgid).map_err(errno)?;
+                fs.setxattr(&ctx, node, name, SetxattrRequest { value, flags: s.flags, kill_sgid }).map_err(errno)?;
                 empty(w)
             }
             opcode::GETXATTR | opcode::LISTXATTR => {
@@ -341,7 +349,7 @@ impl<F: FileSystem> Server<F> {
             }
             opcode::FLUSH => {
                 let f: abi::FlushIn = a.fetch()?;
-                fs.flush(&ctx, node, f.fh, f.lock_owner).map_err(errno)?;
+                fs.flush(&ctx, node, Handle(f.fh), LockOwner(f.lock_owner)).map_err(errno)?;
                 empty(w)
             }
             opcode::OPENDIR => {
@@ -353,7 +361,7 @@ impl<F: FileSystem> Server<F> {
                 let rd: abi::ReadIn = a.fetch()?;
                 let room = w.available().saturating_sub(OUT_HEADER_SIZE);
                 let mut buf = DirBuffer::new((rd.size as usize).min(room), h.opcode == opcode::READDIRPLUS);
-                fs.readdir(&ctx, node, rd.fh, rd.offset, &mut buf).map_err(errno)?;
+                fs.readdir(&ctx, node, Handle(rd.fh), rd.offset, &mut buf).map_err(errno)?;
                 ok(w, &[buf.as_bytes()])
             }
             opcode::GETLK => {
@@ -385,20 +393,29 @@ impl<F: FileSystem> Server<F> {
             }
             opcode::FALLOCATE => {
                 let f: abi::FallocateIn = a.fetch()?;
-                fs.fallocate(&ctx, node, f.fh, f.mode, f.offset, f.length).map_err(errno)?;
+                let req = FallocateRequest { handle: Handle(f.fh), mode: f.mode, offset: f.offset, length: f.length };
+                fs.fallocate(&ctx, node, req).map_err(errno)?;
                 empty(w)
             }
             opcode::LSEEK => {
                 let l: abi::LseekIn = a.fetch()?;
-                let offset = fs.lseek(&ctx, node, l.fh, l.offset, l.whence).map_err(errno)?;
+                let offset = fs.lseek(&ctx, node, Handle(l.fh), l.offset, l.whence).map_err(errno)?;
                 ok(w, &[abi::LseekOut { offset }.as_bytes()])
             }
             opcode::COPY_FILE_RANGE => {
                 let c: abi::CopyFileRangeIn = a.fetch()?;
                 let len = c.len.min(u64::from(u32::MAX) & !0xfff);
-                let n = fs
-                    .copy_file_range(&ctx, node, c.fh_in, c.off_in, c.nodeid_out, c.fh_out, c.off_out, len, c.flags)
-                    .map_err(errno)?;
+                let range = CopyRange {
+                    node_in: node,
+                    handle_in: Handle(c.fh_in),
+                    offset_in: c.off_in,
+                    node_out: NodeId(c.nodeid_out),
+                    handle_out: Handle(c.fh_out),
+                    offset_out: c.off_out,
+                    len,
+                    flags: c.flags,
+                };
+                let n = fs.copy_file_range(&ctx, range).map_err(errno)?;
                 ok(w, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
             }
             opcode::SYNCFS => {
@@ -408,7 +425,7 @@ impl<F: FileSystem> Server<F> {
             }
             opcode::STATX => {
                 let s: abi::StatxIn = a.fetch()?;
-                let fh = (s.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(s.fh);
+                let fh = (s.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(s.fh));
                 let (stat, t) = fs.statx(&ctx, node, fh, s.sx_flags, s.sx_mask).map_err(errno)?;
                 let (secs, nsecs) = timeout_parts(t);
                 let out = abi::StatxOut { attr_valid: secs, attr_valid_nsec: nsecs, flags: 0, spare: [0; 2], stat };
@@ -479,7 +496,8 @@ impl<F: FileSystem> Server<F> {
         }
         // Reserve the header; it is written once the payload length is known.
         w.write_all(&[0u8; OUT_HEADER_SIZE]).map_err(|_| libc::ERANGE)?;
-        let n = self.fs.read(ctx, h.nodeid, rd.fh, w, size as u32, rd.offset, rd.flags).map_err(errno)?;
+        let req = ReadRequest { handle: Handle(rd.fh), offset: rd.offset, size: size as u32, flags: rd.flags };
+        let n = self.fs.read(ctx, NodeId(h.nodeid), req, w).map_err(errno)?;
         let len = OUT_HEADER_SIZE + n;
         let hdr = abi::OutHeader { len: len as u32, error: 0, unique: h.unique };
         w.write_at(0, hdr.as_bytes()).map_err(|_| libc::EIO)?;
@@ -508,7 +526,14 @@ impl<F: FileSystem> Server<F> {
         }
         let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups: None };
         let kill = wi.write_flags & abi::FUSE_WRITE_KILL_SUIDGID != 0;
-        let n = self.fs.write(&ctx, h.nodeid, wi.fh, r, wi.size, wi.offset, kill, wi.flags).map_err(errno)?;
+        let req = WriteRequest {
+            handle: Handle(wi.fh),
+            offset: wi.offset,
+            size: wi.size,
+            kill_suidgid: kill,
+            flags: wi.flags,
+        };
+        let n = self.fs.write(&ctx, NodeId(h.nodeid), req, r).map_err(errno)?;
         reply_ok(w, h.unique, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
             .map(Handled::Reply)
             .map_err(|_| libc::ERANGE)
@@ -579,11 +604,16 @@ fn attr_out(attr: abi::Attr, t: std::time::Duration) -> abi::AttrOut {
 }
 
 fn open_out(o: crate::filesystem::OpenReply) -> abi::OpenOut {
-    abi::OpenOut { fh: o.handle, open_flags: o.open_flags, backing_id: 0 }
+    abi::OpenOut { fh: o.handle.0, open_flags: o.open_flags, backing_id: 0 }
 }
 
 fn lock_request(lk: &abi::LkIn) -> LockRequest {
-    LockRequest { handle: lk.fh, owner: lk.owner, lock: lk.lk, flock: lk.lk_flags & abi::FUSE_LK_FLOCK != 0 }
+    LockRequest {
+        handle: Handle(lk.fh),
+        owner: LockOwner(lk.owner),
+        lock: lk.lk,
+        flock: lk.lk_flags & abi::FUSE_LK_FLOCK != 0,
+    }
 }
 
 /// Turns the wire SETATTR into the typed change set.
@@ -607,7 +637,7 @@ pub fn setattr_in(s: &abi::SetattrIn) -> SetattrIn {
         atime: time(fattr::ATIME, fattr::ATIME_NOW, s.atime, s.atimensec),
         mtime: time(fattr::MTIME, fattr::MTIME_NOW, s.mtime, s.mtimensec),
         ctime: (v & fattr::CTIME != 0).then_some((s.ctime, s.ctimensec)),
-        handle: (v & fattr::FH != 0).then_some(s.fh),
+        handle: (v & fattr::FH != 0).then_some(Handle(s.fh)),
         kill_suidgid: v & fattr::KILL_SUIDGID != 0,
     }
 }

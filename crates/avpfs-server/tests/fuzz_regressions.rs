@@ -16,7 +16,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use avpfs_server::{Context, Entry, FileSystem, Handled, NodeId, OpenReply, Server, SliceReader, VecWriter};
+use avpfs_server::{Context, Entry, FileSystem, Handle, Handled, NodeId, OpenReply, Server, SliceReader, VecWriter};
 use fuse_abi::{self as abi, opcode};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -31,11 +31,17 @@ impl FileSystem for Counting {
     fn lookup(&self, _: &Context, _: NodeId, _: &CStr) -> io::Result<Entry> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         let attr = abi::Attr { ino: 2, mode: libc::S_IFREG | 0o644, nlink: 1, ..Default::default() };
-        Ok(Entry { nodeid: 2, generation: 1, attr, attr_timeout: Duration::ZERO, entry_timeout: Duration::ZERO })
+        Ok(Entry {
+            nodeid: NodeId(2),
+            generation: 1,
+            attr,
+            attr_timeout: Duration::ZERO,
+            entry_timeout: Duration::ZERO,
+        })
     }
     fn open(&self, _: &Context, _: NodeId, _: u32, _: bool) -> io::Result<OpenReply> {
         let fh = self.handles.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(OpenReply { handle: fh, open_flags: 0 })
+        Ok(OpenReply { handle: Handle(fh), open_flags: 0 })
     }
 }
 

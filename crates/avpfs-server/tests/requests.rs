@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use avpfs_server::{
-    Context, DirEntry, DirSink, Entry, FileSystem, Handle, Handled, InitOptions, NodeId, Server, SliceReader,
-    VecWriter, Writer, ZeroCopyReader, ZeroCopyWriter,
+    Context, DirEntry, DirSink, Entry, FileSystem, Handle, Handled, InitOptions, NodeId, ReadRequest, Server,
+    SetxattrRequest, SliceReader, VecWriter, WriteRequest, Writer, ZeroCopyReader, ZeroCopyWriter,
 };
 use fuse_abi::{self as abi, init_flags, opcode};
 use zerocopy::{FromBytes, IntoBytes};
@@ -43,7 +43,7 @@ impl FileSystem for Double {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
         Ok(Entry {
-            nodeid: 2,
+            nodeid: NodeId(2),
             generation: 1,
             attr: attr(2),
             attr_timeout: Duration::from_secs(1),
@@ -57,23 +57,15 @@ impl FileSystem for Double {
         self.log(format!("forget {node} {count}"));
     }
     fn getattr(&self, _: &Context, node: NodeId, fh: Option<Handle>) -> io::Result<(abi::Attr, Duration)> {
-        self.log(format!("getattr {node} {fh:?}"));
-        if node != 1 && node != 2 {
+        self.log(format!("getattr {node} {:?}", fh.map(Handle::get)));
+        if node != NodeId::ROOT && node != NodeId(2) {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
-        Ok((attr(node), Duration::from_millis(1500)))
+        Ok((attr(node.0), Duration::from_millis(1500)))
     }
-    fn read(
-        &self,
-        _: &Context,
-        _: NodeId,
-        fh: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        off: u64,
-        _: u32,
-    ) -> io::Result<usize> {
-        if fh != 7 {
+    fn read(&self, _: &Context, _: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
+        let ReadRequest { handle, size, offset: off, .. } = req;
+        if handle != Handle(7) {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
         let f = tempfile::tempfile()?;
@@ -82,17 +74,8 @@ impl FileSystem for Double {
         use std::os::fd::AsFd;
         w.write_from(f.as_fd(), size as usize, off)
     }
-    fn write(
-        &self,
-        _: &Context,
-        _: NodeId,
-        _: Handle,
-        r: &mut dyn ZeroCopyReader,
-        size: u32,
-        off: u64,
-        _: bool,
-        _: u32,
-    ) -> io::Result<usize> {
+    fn write(&self, _: &Context, _: NodeId, req: WriteRequest, r: &mut dyn ZeroCopyReader) -> io::Result<usize> {
+        let WriteRequest { size, offset: off, .. } = req;
         let f = tempfile::tempfile()?;
         use std::os::fd::AsFd;
         let n = r.read_to(f.as_fd(), size as usize, off)?;
@@ -105,7 +88,8 @@ impl FileSystem for Double {
             _ => Err(io::Error::from_raw_os_error(libc::ENODATA)),
         }
     }
-    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, value: &[u8], flags: u32, _: bool) -> io::Result<()> {
+    fn setxattr(&self, _: &Context, _: NodeId, name: &CStr, req: SetxattrRequest<'_>) -> io::Result<()> {
+        let (value, flags) = (req.value, req.flags);
         self.log(format!("setxattr {} {} {flags}", name.to_str().unwrap(), String::from_utf8_lossy(value)));
         Ok(())
     }

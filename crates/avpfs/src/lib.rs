@@ -78,8 +78,12 @@ pub enum FrontEnd {
 pub struct DaemonConfig {
     /// The passthrough file system configuration.
     pub fs: PassthroughConfig,
-    /// The share policy, when one restricts anything.
+    /// The share policy, when one restricts anything. `--readonly` is its
+    /// `readonly`, so a read-only share always has one: the policy layer is
+    /// where read-only is enforced (the passthrough has no such mode).
     pub policy: Option<avpfs_policy::Policy>,
+    /// `--readonly`: the /dev/fuse mount is made read-only as well.
+    pub readonly_mount: bool,
     /// The front end.
     pub front_end: FrontEnd,
     /// Worker threads for /dev/fuse.
@@ -158,7 +162,6 @@ impl TryFrom<Cli> for DaemonConfig {
             allow_direct_io: cli.allow_direct_io,
             xattr: cli.xattr || cli.posix_acl || cli.xattrmap.is_some(),
             posix_acl: cli.posix_acl,
-            readonly: cli.readonly,
             inode_file_handles: match cli.inode_file_handles {
                 FileHandlesArg::Never => FileHandleMode::Never,
                 FileHandlesArg::Prefer => FileHandleMode::Prefer,
@@ -190,6 +193,7 @@ impl TryFrom<Cli> for DaemonConfig {
         Ok(DaemonConfig {
             fs,
             policy,
+            readonly_mount: cli.readonly,
             front_end,
             threads,
             vhost,
@@ -364,7 +368,7 @@ impl OpenedFrontEnd {
 fn open_front_end(config: &DaemonConfig) -> Result<OpenedFrontEnd, Error> {
     Ok(match &config.front_end {
         FrontEnd::FuseMount(mountpoint) => {
-            let opts = avpfs_fusedev::MountOptions { read_only: config.fs.readonly, ..Default::default() };
+            let opts = avpfs_fusedev::MountOptions { read_only: config.readonly_mount, ..Default::default() };
             let dev = avpfs_fusedev::mount(mountpoint, &opts)
                 .map_err(|source| avpfs_fusedev::Error::Mount { path: mountpoint.clone(), source })?;
             info!("mounted on {}", mountpoint.display());

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use avpfs_server::{Context, Entry, FileSystem, Handle, InitOptions, NodeId, OpenReply, Server};
+use avpfs_server::{
+    Context, CreateRequest, Entry, FileSystem, Handle, InitOptions, LockOwner, NodeId, OpenReply, ReadRequest, Server,
+    WriteRequest,
+};
 use avpfs_server::{ZeroCopyReader, ZeroCopyWriter};
 use avpfs_vhost::{Stopper, VhostDaemon, VhostOptions};
 use fuse_abi::{self as abi, init_flags};
@@ -40,9 +43,9 @@ struct Node {
 #[derive(Default)]
 struct Inner {
     nodes: HashMap<NodeId, Node>,
-    next_node: NodeId,
+    next_node: u64,
     handles: HashMap<Handle, NodeId>,
-    next_handle: Handle,
+    next_handle: u64,
 }
 
 /// An in-memory file system: directories and regular files, lookup counts
@@ -64,8 +67,8 @@ impl MemFs {
     pub fn new() -> Self {
         let mut inner = Inner { next_node: 2, next_handle: 1, ..Default::default() };
         inner.nodes.insert(
-            abi::ROOT_ID,
-            Node { parent: abi::ROOT_ID, name: Vec::new(), kind: Kind::Dir, mode: libc::S_IFDIR | 0o755, lookups: 0 },
+            NodeId::ROOT,
+            Node { parent: NodeId::ROOT, name: Vec::new(), kind: Kind::Dir, mode: libc::S_IFDIR | 0o755, lookups: 0 },
         );
         MemFs {
             inner: Mutex::new(inner),
@@ -128,12 +131,12 @@ impl MemFs {
         let f = tempfile::tempfile().unwrap();
         f.write_all_at(data, 0).unwrap();
         let mut inner = self.inner.lock().unwrap();
-        let id = inner.next_node;
+        let id = NodeId(inner.next_node);
         inner.next_node += 1;
         inner.nodes.insert(
             id,
             Node {
-                parent: abi::ROOT_ID,
+                parent: NodeId::ROOT,
                 name: name.as_bytes().to_vec(),
                 kind: Kind::File(f),
                 mode: libc::S_IFREG | 0o644,
@@ -148,7 +151,7 @@ impl MemFs {
             Kind::File(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
         };
         abi::Attr {
-            ino: id,
+            ino: id.0,
             size,
             blocks: size.div_ceil(512),
             mode: n.mode,
@@ -179,7 +182,7 @@ impl MemFs {
         if inner.nodes.values().any(|n| n.parent == parent && n.name == name.to_bytes()) {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
         }
-        let id = inner.next_node;
+        let id = NodeId(inner.next_node);
         inner.next_node += 1;
         let mut node = Node { parent, name: name.to_bytes().to_vec(), kind, mode, lookups: 0 };
         let e = Self::entry(id, &mut node);
@@ -220,7 +223,7 @@ impl FileSystem for MemFs {
         let (&id, node) = inner
             .nodes
             .iter_mut()
-            .find(|(&id, n)| id != abi::ROOT_ID && n.parent == parent && n.name == name.to_bytes())
+            .find(|(&id, n)| id != NodeId::ROOT && n.parent == parent && n.name == name.to_bytes())
             .ok_or_else(enoent)?;
         Ok(Self::entry(id, node))
     }
@@ -244,19 +247,12 @@ impl FileSystem for MemFs {
         Ok(self.add(parent, name, Kind::Dir, libc::S_IFDIR | (mode & !umask & 0o7777))?.1)
     }
 
-    fn create(
-        &self,
-        _: &Context,
-        parent: NodeId,
-        name: &CStr,
-        mode: u32,
-        _flags: u32,
-        umask: u32,
-    ) -> io::Result<(Entry, OpenReply)> {
+    fn create(&self, _: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
+        let CreateRequest { mode, umask, .. } = req;
         let (id, e) =
             self.add(parent, name, Kind::File(tempfile::tempfile()?), libc::S_IFREG | (mode & !umask & 0o7777))?;
         let mut inner = self.inner.lock().unwrap();
-        let h = inner.next_handle;
+        let h = Handle(inner.next_handle);
         inner.next_handle += 1;
         inner.handles.insert(h, id);
         Ok((e, OpenReply { handle: h, open_flags: 0 }))
@@ -267,22 +263,14 @@ impl FileSystem for MemFs {
         if !inner.nodes.contains_key(&node) {
             return Err(enoent());
         }
-        let h = inner.next_handle;
+        let h = Handle(inner.next_handle);
         inner.next_handle += 1;
         inner.handles.insert(h, node);
         Ok(OpenReply { handle: h, open_flags: 0 })
     }
 
-    fn read(
-        &self,
-        _: &Context,
-        _: NodeId,
-        handle: Handle,
-        w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        _: u32,
-    ) -> io::Result<usize> {
+    fn read(&self, _: &Context, _: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {
+        let ReadRequest { handle, size, offset, .. } = req;
         self.note_thread();
         std::thread::sleep(*self.read_delay.lock().unwrap());
         self.with_file(handle, |f| {
@@ -298,17 +286,8 @@ impl FileSystem for MemFs {
         })
     }
 
-    fn write(
-        &self,
-        _: &Context,
-        _: NodeId,
-        handle: Handle,
-        r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        _: bool,
-        _: u32,
-    ) -> io::Result<usize> {
+    fn write(&self, _: &Context, _: NodeId, req: WriteRequest, r: &mut dyn ZeroCopyReader) -> io::Result<usize> {
+        let WriteRequest { handle, size, offset, .. } = req;
         self.note_thread();
         self.with_file(handle, |f| {
             let mut done = 0;
@@ -323,7 +302,7 @@ impl FileSystem for MemFs {
         })
     }
 
-    fn release(&self, _: &Context, _: NodeId, handle: Handle, _: u32, _: Option<u64>) -> io::Result<()> {
+    fn release(&self, _: &Context, _: NodeId, handle: Handle, _: u32, _: Option<LockOwner>) -> io::Result<()> {
         self.inner
             .lock()
             .unwrap()

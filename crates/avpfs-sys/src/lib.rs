@@ -35,7 +35,9 @@
 //! - [`signal`]: signal sets and masks, `sigwait`, handlers (a wake-up
 //!   handler, a SIGSYS reporter), signalling one thread (`tgkill`);
 //! - [`poll`](mod@poll): `poll(2)`;
-//! - [`fmt`]: decimal formatting without allocation (for signal handlers).
+//! - [`fmt`]: decimal formatting without allocation (for signal handlers);
+//! - `test_child` (feature `test-utils`): running one test alone in a new
+//!   process, for tests that change process-wide state.
 //!
 //! Wrappers documented as allocation-free (the mount, process and signal
 //! calls, [`poll::poll`], [`fmt::decimal`]) are async-signal-safe: they may be
@@ -58,6 +60,8 @@ pub mod poll;
 pub mod process;
 pub mod signal;
 pub mod stat;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_child;
 pub mod xattr;
 
 mod util;

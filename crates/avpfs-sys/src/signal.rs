@@ -205,19 +205,6 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    /// Set in a child process started by [`run_child`]: the test to run.
-    const CHILD: &str = "AVPFS_SYS_TEST_CHILD";
-
-    /// Runs the test `name` of this binary alone in a new process (with
-    /// `CHILD` set) and returns what it did.
-    fn run_child(name: &str) -> std::process::Output {
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(CHILD, name)
-            .output()
-            .unwrap()
-    }
-
     #[test]
     fn sets_and_masks() {
         let set = SigSet::of(&[libc::SIGUSR1, libc::SIGHUP]);
@@ -264,7 +251,7 @@ mod tests {
     #[test]
     fn the_sigsys_reporter_writes_the_message_and_dies() {
         let name = "signal::tests::the_sigsys_reporter_writes_the_message_and_dies";
-        if std::env::var(CHILD).as_deref() == Ok(name) {
+        if crate::test_child::is(name) {
             install_sigsys_reporter("avpfs-sys test: call ", " refused\n").unwrap();
             // A SIGSYS not from seccomp: the number read is whatever the
             // siginfo holds there (0 for kill).
@@ -272,7 +259,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_secs(5));
             std::process::exit(3);
         }
-        let out = run_child(name);
+        let out = crate::test_child::run(name);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("avpfs-sys test: call ") && stderr.contains(" refused\n"), "{stderr}");
         assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{:?}", out.status);

@@ -379,26 +379,6 @@ mod tests {
         assert_eq!(name_of(libc::SYS_execve), None);
     }
 
-    /// Set in a child process started by [`run_child`]: the test it runs.
-    const CHILD: &str = "AVPFS_SECCOMP_TEST_CHILD";
-
-    /// Whether this process is the child that runs test `name`'s part under
-    /// the filter.
-    fn in_child(name: &str) -> bool {
-        std::env::var(CHILD).as_deref() == Ok(name)
-    }
-
-    /// Runs the test `name` of this binary alone in a new process, where
-    /// [`in_child`] is true, and returns what it did. (A new process and
-    /// not a fork: the test harness has threads.)
-    fn run_child(name: &str) -> std::process::Output {
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(CHILD, name)
-            .output()
-            .unwrap()
-    }
-
     /// A child process installs the filter with `kill`, makes allowed calls
     /// (a thread: clone3 falls back to clone; a stat; a write to stdout),
     /// then calls `execve`: it must die of SIGSYS, not run `true`.
@@ -407,7 +387,7 @@ mod tests {
         use std::io::Write;
         use std::os::unix::process::{CommandExt, ExitStatusExt};
         let name = "seccomp::tests::a_call_outside_the_list_kills_the_process";
-        if in_child(name) {
+        if avpfs_sys::test_child::is(name) {
             let code = match install(SeccompAction::Kill) {
                 Ok(()) => {
                     let ok = std::thread::spawn(|| std::fs::metadata("/").is_ok()).join().unwrap_or(false);
@@ -421,7 +401,7 @@ mod tests {
             };
             std::process::exit(code);
         }
-        let out = run_child(name);
+        let out = avpfs_sys::test_child::run(name);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             stdout.contains("\nallowed calls: true\n"),
@@ -437,14 +417,14 @@ mod tests {
     fn trap_reports_the_call_and_dies_of_sigsys() {
         use std::os::unix::process::ExitStatusExt;
         let name = "seccomp::tests::trap_reports_the_call_and_dies_of_sigsys";
-        if in_child(name) {
+        if avpfs_sys::test_child::is(name) {
             if install(SeccompAction::Trap).is_ok() {
                 // getppid is not allowed.
                 let _ = std::os::unix::process::parent_id();
             }
             std::process::exit(5);
         }
-        let out = run_child(name);
+        let out = avpfs_sys::test_child::run(name);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let expected = format!("avpfs: seccomp: system call {} is not allowed (--seccomp trap)\n", libc::SYS_getppid);
         assert!(stderr.contains(&expected), "stderr: {stderr:?}");

@@ -543,50 +543,16 @@ fn create_ops_modes_and_rename() {
     assert_eq!(fs.readlink(&ctx, s.nodeid).unwrap(), b"reg");
     assert_eq!(errno(fs.mkdir(&ctx, d.nodeid, &cs("reg"), 0o755, 0)), libc::EEXIST);
     // RENAME_NOREPLACE, RENAME_EXCHANGE, plain.
-    let noreplace = libc::RENAME_NOREPLACE;
-    assert_eq!(
-        errno(fs.rename(
-            &ctx,
-            RenameRequest {
-                olddir: d.nodeid,
-                oldname: &cs("reg"),
-                newdir: d.nodeid,
-                newname: &cs("sym"),
-                flags: noreplace
-            }
-        )),
-        libc::EEXIST
-    );
-    fs.rename(
-        &ctx,
-        RenameRequest {
-            olddir: d.nodeid,
-            oldname: &cs("reg"),
-            newdir: d.nodeid,
-            newname: &cs("sym"),
-            flags: libc::RENAME_EXCHANGE,
-        },
-    )
-    .unwrap();
+    let rename = |olddir, oldname: &str, newdir, newname: &str, flags| {
+        let (oldname, newname) = (cs(oldname), cs(newname));
+        fs.rename(&ctx, RenameRequest { olddir, oldname: &oldname, newdir, newname: &newname, flags })
+    };
+    let dir = d.nodeid;
+    assert_eq!(errno(rename(dir, "reg", dir, "sym", libc::RENAME_NOREPLACE)), libc::EEXIST);
+    rename(dir, "reg", dir, "sym", libc::RENAME_EXCHANGE).unwrap();
     assert!(std::fs::symlink_metadata(t.path().join("d/reg")).unwrap().file_type().is_symlink());
-    fs.rename(
-        &ctx,
-        RenameRequest { olddir: d.nodeid, oldname: &cs("reg"), newdir: NodeId::ROOT, newname: &cs("moved"), flags: 0 },
-    )
-    .unwrap();
-    assert_eq!(
-        errno(fs.rename(
-            &ctx,
-            RenameRequest {
-                olddir: d.nodeid,
-                oldname: &cs("sym"),
-                newdir: NodeId::ROOT,
-                newname: &cs("x"),
-                flags: 1 << 10
-            }
-        )),
-        libc::EINVAL
-    );
+    rename(dir, "reg", NodeId::ROOT, "moved", 0).unwrap();
+    assert_eq!(errno(rename(dir, "sym", NodeId::ROOT, "x", 1 << 10)), libc::EINVAL);
     assert_eq!(lookup(&fs, NodeId::ROOT, "moved").unwrap().nodeid, s.nodeid);
     assert_eq!(errno(fs.rmdir(&ctx, NodeId::ROOT, &cs("d"))), libc::ENOTEMPTY);
     fs.unlink(&ctx, d.nodeid, &cs("fifo")).unwrap();

@@ -17,7 +17,7 @@ use crate::contenders::{self, Contender, Daemon, DaemonSpec, TAG};
 use crate::error::{Error, IoContext};
 use crate::guest::{self, GuestLine, GuestWorkload};
 use crate::procstat::CpuSample;
-use crate::results::{utc_now, Boot, GuestSetup, Machine, Meta, Metrics, Results, Row, Sample, Setup, Tarball};
+use crate::results::{Boot, GuestSetup, Metrics, Results, Row, RunStart, Sample, Setup, Tarball};
 use crate::runner::{names, nr_open, raise_nofile, rotated};
 use crate::share::{DirKind, DiskFs, Share};
 
@@ -392,7 +392,7 @@ impl Bench<'_> {
 
 /// Runs level 2.
 pub fn run(cfg: &Config) -> Result<Results, Error> {
-    let (t0, date, machine) = (Instant::now(), utc_now(), Machine::probe());
+    let start = RunStart::now();
     let g = &cfg.guest;
     let mut notes = Vec::new();
     for (what, p) in [("the guest kernel", g.kernel.join("vmlinuz")), ("run-guest.sh", g.run_guest.clone())] {
@@ -502,41 +502,28 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
          every contender; ratios understate the daemons' differences."
             .into(),
     );
-    let meta = Meta {
-        level: 2,
-        date,
-        command_line: cfg.command_line.clone(),
-        mode: cfg.mode,
-        reps: cfg.reps,
-        machine,
-        virtiofsd_version,
-        daemon_command_lines: bench
-            .specs
-            .iter()
-            .map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE")))
-            .collect(),
-        seconds: t0.elapsed().as_secs_f64(),
-        notes,
-        setup: Setup::Guest(GuestSetup {
-            qemu_version: contenders::version_of(Path::new(&g.qemu)),
-            guest_kernel_package: std::fs::read_to_string(g.kernel.join("package"))
-                .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
-            guest_kernel: boots.iter().find_map(|b| b.guest_kernel.clone()).unwrap_or_else(|| "unknown".into()),
-            guest_smp: g.smp,
-            guest_mem: g.mem.clone(),
-            qemu_flags: format!(
-                "-accel tcg -nic none -m {m} -smp {} -nographic -no-reboot -kernel vmlinuz -initrd INITRD \
-             -append \"console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable\" \
-             -object memory-backend-memfd,id=mem,size={m},share=on -numa node,memdev=mem",
-                g.smp,
-                m = g.mem
-            ),
-            devices,
-            mounts,
-            sizes: g.sizes.clone(),
-            tarball: tar,
-        }),
-    };
+    let daemon_command_lines =
+        bench.specs.iter().map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE"))).collect();
+    let setup = Setup::Guest(GuestSetup {
+        qemu_version: contenders::version_of(Path::new(&g.qemu)),
+        guest_kernel_package: std::fs::read_to_string(g.kernel.join("package"))
+            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+        guest_kernel: boots.iter().find_map(|b| b.guest_kernel.clone()).unwrap_or_else(|| "unknown".into()),
+        guest_smp: g.smp,
+        guest_mem: g.mem.clone(),
+        qemu_flags: format!(
+            "-accel tcg -nic none -m {m} -smp {} -nographic -no-reboot -kernel vmlinuz -initrd INITRD \
+         -append \"console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable\" \
+         -object memory-backend-memfd,id=mem,size={m},share=on -numa node,memdev=mem",
+            g.smp,
+            m = g.mem
+        ),
+        devices,
+        mounts,
+        sizes: g.sizes.clone(),
+        tarball: tar,
+    });
+    let meta = start.meta(cfg, virtiofsd_version, daemon_command_lines, notes, setup);
     let rows = g.workloads.iter().map(|&workload| Row::Guest { workload }).collect();
     Ok(Results { meta, contenders: cfg.contenders.clone(), rows, samples, memory: Vec::new(), boots })
 }

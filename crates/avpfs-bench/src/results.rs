@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::Mode;
+use crate::config::{Config, Mode};
 use crate::contenders::Contender;
 use crate::guest::{GuestSizes, GuestWorkload};
 use crate::procstat::{nproc, Memory};
@@ -224,6 +224,49 @@ pub struct Meta {
     /// What only one level has.
     #[serde(flatten)]
     pub setup: Setup,
+}
+
+/// When and on what machine a run started: what its [`Meta`] records of
+/// that once the run is done ([`RunStart::meta`]).
+pub struct RunStart {
+    t0: std::time::Instant,
+    date: String,
+    machine: Machine,
+}
+
+impl RunStart {
+    /// A run starts now, on this machine.
+    pub fn now() -> Self {
+        RunStart { t0: std::time::Instant::now(), date: utc_now(), machine: Machine::probe() }
+    }
+
+    /// The [`Meta`] of the run that started at `self`, now that it is done
+    /// (the level follows from `setup`).
+    pub fn meta(
+        self,
+        cfg: &Config,
+        virtiofsd_version: String,
+        daemon_command_lines: Vec<String>,
+        notes: Vec<String>,
+        setup: Setup,
+    ) -> Meta {
+        Meta {
+            level: match setup {
+                Setup::Daemons(_) => 1,
+                Setup::Guest(_) => 2,
+            },
+            date: self.date,
+            command_line: cfg.command_line.clone(),
+            mode: cfg.mode,
+            reps: cfg.reps,
+            machine: self.machine,
+            virtiofsd_version,
+            daemon_command_lines,
+            seconds: self.t0.elapsed().as_secs_f64(),
+            notes,
+            setup,
+        }
+    }
 }
 
 /// The set-up of each level.

@@ -11,7 +11,7 @@ use crate::engine::Session;
 use crate::error::{Error, IoContext};
 use crate::host::HostCtx;
 use crate::procstat::{fd_count, Memory};
-use crate::results::{utc_now, DaemonSetup, Machine, MemorySample, Meta, Metrics, Results, Row, Sample, Setup};
+use crate::results::{DaemonSetup, MemorySample, Metrics, Results, Row, RunStart, Sample, Setup};
 use crate::share::{make_data_file, DirKind, Share, Tree};
 use crate::stats::Latency;
 use crate::workloads::{paths, Case, FuseCtx, LookupStream, Measurement, Unit, Workload};
@@ -96,7 +96,7 @@ pub fn memory_inode_mode(choice: MemoryHandles, mode: Mode, too_many_files: bool
 
 /// Runs the benchmark.
 pub fn run(cfg: &Config) -> Result<Results, Error> {
-    let t0 = Instant::now();
+    let start = RunStart::now();
     let nofile = raise_nofile(nr_open());
     let mut notes = Vec::new();
     let mut capped;
@@ -155,7 +155,6 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
     let cases = cases(cfg);
     let run_dir =
         tempfile::Builder::new().prefix("avpfs-bench-run-").tempdir().ctx(|| "making a run directory".into())?;
-    let (date, machine) = (utc_now(), Machine::probe());
     let daemon_command_lines = specs.iter().map(|s| s.command_line(Path::new("SOCKET"), Path::new("SHARE"))).collect();
     let mut setup = DaemonSetup {
         memory_daemon_args: memory_args.join(" "),
@@ -235,19 +234,7 @@ pub fn run(cfg: &Config) -> Result<Results, Error> {
         .iter()
         .flat_map(|&(dir_kind, _)| cases.iter().map(move |&case| Row::Case { dir_kind, case }))
         .collect();
-    let meta = Meta {
-        level: 1,
-        date,
-        command_line: cfg.command_line.clone(),
-        mode: cfg.mode,
-        reps: cfg.reps,
-        machine,
-        virtiofsd_version,
-        daemon_command_lines,
-        seconds: t0.elapsed().as_secs_f64(),
-        notes,
-        setup: Setup::Daemons(setup),
-    };
+    let meta = start.meta(cfg, virtiofsd_version, daemon_command_lines, notes, Setup::Daemons(setup));
     Ok(Results { meta, contenders: cfg.contenders.clone(), rows, samples, memory, boots: Vec::new() })
 }
 

@@ -7,15 +7,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use fuse_abi::{self as abi, init_flags as init, opcode};
-use log::{debug, warn};
+use log::debug;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::args::{self, Args};
 use crate::filesystem::{
-    Context, CopyRange, CreateRequest, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner, LockRequest,
-    MknodRequest, NodeId, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, TimeSpec, WriteRequest,
+    Context, CopyRange, CreateRequest, FallocateRequest, FileSystem, Handle, LockOwner, LockRequest, NodeId,
+    ReadRequest, SetattrIn, SetxattrRequest, TimeSpec, WriteRequest,
 };
 use crate::interrupt::Interrupts;
+use crate::ops::{open_out, Request};
 use crate::reply::{entry_out, reply_error, reply_ok, timeout_parts, DirBuffer, OUT_HEADER_SIZE};
 use crate::transport::{Reader, Writer};
 
@@ -53,17 +54,17 @@ pub enum Handled {
 
 /// The protocol state agreed in FUSE_INIT.
 #[derive(Debug, Default)]
-struct Session {
-    initialized: AtomicBool,
-    minor: AtomicU32,
-    flags: AtomicU64,
+pub(crate) struct Session {
+    pub(crate) initialized: AtomicBool,
+    pub(crate) minor: AtomicU32,
+    pub(crate) flags: AtomicU64,
 }
 
 /// A FUSE protocol server over a file system `F`, shared by all worker threads.
 pub struct Server<F: FileSystem> {
-    fs: F,
-    session: Session,
-    interrupts: Interrupts,
+    pub(crate) fs: F,
+    pub(crate) session: Session,
+    pub(crate) interrupts: Interrupts,
     destroy_lock: Mutex<()>,
 }
 
@@ -170,122 +171,61 @@ impl<F: FileSystem> Server<F> {
         r.read_exact(body).map_err(|_| libc::EINVAL)?;
         let (arg_bytes, ext_bytes) = body.split_at(args_len);
         let groups = if ext_len > 0 { args::parse_extensions(ext_bytes)? } else { None };
-        let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups };
-        let mut a = Args::new(arg_bytes);
-        let node = NodeId(h.nodeid);
-        let fs = &self.fs;
+        let rq = &Request { h, ctx: Context { uid: h.uid, gid: h.gid, pid: h.pid, groups }, node: NodeId(h.nodeid) };
+        let a = &mut Args::new(arg_bytes);
+        let (ctx, node, fs) = (&rq.ctx, rq.node, &self.fs);
         let ok = |w: &mut dyn Writer, parts: &[&[u8]]| -> Result<Handled, i32> {
             reply_ok(w, h.unique, parts).map(Handled::Reply).map_err(|_| libc::ERANGE)
         };
         let empty = |w: &mut dyn Writer| ok(w, &[]);
-        let entry = |w: &mut dyn Writer, e: crate::filesystem::Entry| ok(w, &[entry_out(&e).as_bytes()]);
 
         match h.opcode {
-            opcode::INIT => self.do_init(h, &mut a, w),
-            opcode::DESTROY => {
-                self.reset();
-                empty(w)
-            }
-            opcode::LOOKUP => entry(w, fs.lookup(&ctx, node, a.name()?).map_err(errno)?),
-            opcode::FORGET => {
-                let f: abi::ForgetIn = a.fetch()?;
-                fs.forget(node, f.nlookup);
-                Ok(Handled::NoReply)
-            }
-            opcode::BATCH_FORGET => {
-                let b: abi::BatchForgetIn = a.fetch()?;
-                let rest = a.rest();
-                let n = (b.count as usize).min(rest.len() / core::mem::size_of::<abi::ForgetOne>());
-                if n < b.count as usize {
-                    crate::guest_warn!("BATCH_FORGET: count {} but room for {n}", b.count);
-                }
-                let list: Vec<(NodeId, u64)> = rest
-                    .chunks_exact(core::mem::size_of::<abi::ForgetOne>())
-                    .take(n)
-                    .filter_map(|c| abi::ForgetOne::read_from_bytes(c).ok())
-                    .map(|f| (NodeId(f.nodeid), f.nlookup))
-                    .collect();
-                fs.batch_forget(&list);
-                Ok(Handled::NoReply)
-            }
+            opcode::INIT => self.do_init(rq, a, w),
+            opcode::DESTROY => self.do_destroy(rq, w),
+            opcode::LOOKUP => self.do_lookup(rq, a, w),
+            opcode::FORGET => self.do_forget(rq, a),
+            opcode::BATCH_FORGET => self.do_batch_forget(a),
             opcode::GETATTR => {
                 let g: abi::GetattrIn = a.fetch()?;
                 let fh = (g.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(g.fh));
-                let (attr, t) = fs.getattr(&ctx, node, fh).map_err(errno)?;
+                let (attr, t) = fs.getattr(ctx, node, fh).map_err(errno)?;
                 ok(w, &[attr_out(attr, t).as_bytes()])
             }
             opcode::SETATTR => {
                 let s: abi::SetattrIn = a.fetch()?;
-                let (attr, t) = fs.setattr(&ctx, node, setattr_in(&s)).map_err(errno)?;
+                let (attr, t) = fs.setattr(ctx, node, setattr_in(&s)).map_err(errno)?;
                 ok(w, &[attr_out(attr, t).as_bytes()])
             }
-            opcode::READLINK => {
-                let target = fs.readlink(&ctx, node).map_err(errno)?;
-                ok(w, &[&target])
-            }
-            opcode::SYMLINK => {
-                let name = a.name()?;
-                let target = a.cstr(args::PATH_MAX)?;
-                if target.is_empty() {
-                    return Err(libc::ENOENT);
-                }
-                entry(w, fs.symlink(&ctx, target, node, name).map_err(errno)?)
-            }
-            opcode::MKNOD => {
-                let m: abi::MknodIn = a.fetch()?;
-                let req = MknodRequest { mode: m.mode, rdev: m.rdev, umask: m.umask };
-                entry(w, fs.mknod(&ctx, node, a.name()?, req).map_err(errno)?)
-            }
-            opcode::MKDIR => {
-                let m: abi::MkdirIn = a.fetch()?;
-                entry(w, fs.mkdir(&ctx, node, a.name()?, m.mode, m.umask).map_err(errno)?)
-            }
-            opcode::UNLINK => {
-                fs.unlink(&ctx, node, a.name()?).map_err(errno)?;
-                empty(w)
-            }
-            opcode::RMDIR => {
-                fs.rmdir(&ctx, node, a.name()?).map_err(errno)?;
-                empty(w)
-            }
-            opcode::RENAME | opcode::RENAME2 => {
-                let (newdir, flags) = if h.opcode == opcode::RENAME {
-                    (NodeId(a.fetch::<abi::RenameIn>()?.newdir), 0)
-                } else {
-                    let r: abi::Rename2In = a.fetch()?;
-                    (NodeId(r.newdir), r.flags)
-                };
-                let oldname = a.name()?;
-                let newname = a.name()?;
-                fs.rename(&ctx, RenameRequest { olddir: node, oldname, newdir, newname, flags }).map_err(errno)?;
-                empty(w)
-            }
-            opcode::LINK => {
-                let l: abi::LinkIn = a.fetch()?;
-                entry(w, fs.link(&ctx, NodeId(l.oldnodeid), node, a.name()?).map_err(errno)?)
-            }
+            opcode::READLINK => self.do_readlink(rq, w),
+            opcode::SYMLINK => self.do_symlink(rq, a, w),
+            opcode::MKNOD => self.do_mknod(rq, a, w),
+            opcode::MKDIR => self.do_mkdir(rq, a, w),
+            opcode::UNLINK => self.do_unlink(rq, a, w),
+            opcode::RMDIR => self.do_rmdir(rq, a, w),
+            opcode::RENAME | opcode::RENAME2 => self.do_rename(rq, a, w),
+            opcode::LINK => self.do_link(rq, a, w),
             opcode::OPEN => {
                 let o: abi::OpenIn = a.fetch()?;
                 let kill = o.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0;
-                let reply = fs.open(&ctx, node, o.flags, kill).map_err(errno)?;
+                let reply = fs.open(ctx, node, o.flags, kill).map_err(errno)?;
                 ok(w, &[open_out(reply).as_bytes()])
             }
             opcode::CREATE => {
                 let c: abi::CreateIn = a.fetch()?;
                 let name = a.name()?;
                 let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
-                let (e, o) = fs.create(&ctx, node, name, req).map_err(errno)?;
+                let (e, o) = fs.create(ctx, node, name, req).map_err(errno)?;
                 ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
             }
             opcode::TMPFILE => {
                 let c: abi::CreateIn = a.fetch()?;
                 let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
-                let (e, o) = fs.tmpfile(&ctx, node, req).map_err(errno)?;
+                let (e, o) = fs.tmpfile(ctx, node, req).map_err(errno)?;
                 ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
             }
-            opcode::READ => self.do_read(h, &ctx, &mut a, w),
+            opcode::READ => self.do_read(h, ctx, a, w),
             opcode::STATFS => {
-                let st = fs.statfs(&ctx, node).map_err(errno)?;
+                let st = fs.statfs(ctx, node).map_err(errno)?;
                 ok(w, &[abi::StatfsOut { st }.as_bytes()])
             }
             opcode::RELEASE | opcode::RELEASEDIR => {
@@ -295,11 +235,11 @@ impl<F: FileSystem> Server<F> {
                     let lock_owner = LockOwner(rel.lock_owner);
                     let owner = (rel.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK != 0).then_some(lock_owner);
                     if rel.release_flags & abi::FUSE_RELEASE_FLUSH != 0 {
-                        ignore_enosys(fs.flush(&ctx, node, fh, lock_owner)).map_err(errno)?;
+                        ignore_enosys(fs.flush(ctx, node, fh, lock_owner)).map_err(errno)?;
                     }
-                    fs.release(&ctx, node, fh, rel.flags, owner).map_err(errno)?;
+                    fs.release(ctx, node, fh, rel.flags, owner).map_err(errno)?;
                 } else {
-                    fs.releasedir(&ctx, node, fh, rel.flags).map_err(errno)?;
+                    fs.releasedir(ctx, node, fh, rel.flags).map_err(errno)?;
                 }
                 empty(w)
             }
@@ -307,9 +247,9 @@ impl<F: FileSystem> Server<F> {
                 let f: abi::FsyncIn = a.fetch()?;
                 let datasync = f.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
                 if h.opcode == opcode::FSYNC {
-                    fs.fsync(&ctx, node, Handle(f.fh), datasync).map_err(errno)?;
+                    fs.fsync(ctx, node, Handle(f.fh), datasync).map_err(errno)?;
                 } else {
-                    fs.fsyncdir(&ctx, node, Handle(f.fh), datasync).map_err(errno)?;
+                    fs.fsyncdir(ctx, node, Handle(f.fh), datasync).map_err(errno)?;
                 }
                 empty(w)
             }
@@ -317,22 +257,22 @@ impl<F: FileSystem> Server<F> {
                 let ext = self.negotiated_flags() & init::SETXATTR_EXT != 0;
                 let size = if ext { core::mem::size_of::<abi::SetxattrIn>() } else { abi::SETXATTR_IN_COMPAT_SIZE };
                 let s: abi::SetxattrIn = a.fetch_prefix(size)?;
-                let name = xattr_name(&mut a)?;
+                let name = xattr_name(a)?;
                 if s.size as usize > args::XATTR_SIZE_MAX {
                     return Err(libc::E2BIG);
                 }
                 let value = a.bytes(s.size as usize)?;
                 let kill_sgid = s.setxattr_flags & abi::FUSE_SETXATTR_ACL_KILL_SGID != 0;
-                fs.setxattr(&ctx, node, name, SetxattrRequest { value, flags: s.flags, kill_sgid }).map_err(errno)?;
+                fs.setxattr(ctx, node, name, SetxattrRequest { value, flags: s.flags, kill_sgid }).map_err(errno)?;
                 empty(w)
             }
             opcode::GETXATTR | opcode::LISTXATTR => {
                 let g: abi::GetxattrIn = a.fetch()?;
                 let value = if h.opcode == opcode::GETXATTR {
-                    let name = xattr_name(&mut a)?;
-                    fs.getxattr(&ctx, node, name).map_err(errno)?
+                    let name = xattr_name(a)?;
+                    fs.getxattr(ctx, node, name).map_err(errno)?
                 } else {
-                    fs.listxattr(&ctx, node).map_err(errno)?
+                    fs.listxattr(ctx, node).map_err(errno)?
                 };
                 if g.size == 0 {
                     ok(w, &[abi::GetxattrOut { size: value.len() as u32, padding: 0 }.as_bytes()])
@@ -343,30 +283,30 @@ impl<F: FileSystem> Server<F> {
                 }
             }
             opcode::REMOVEXATTR => {
-                let name = xattr_name(&mut a)?;
-                fs.removexattr(&ctx, node, name).map_err(errno)?;
+                let name = xattr_name(a)?;
+                fs.removexattr(ctx, node, name).map_err(errno)?;
                 empty(w)
             }
             opcode::FLUSH => {
                 let f: abi::FlushIn = a.fetch()?;
-                fs.flush(&ctx, node, Handle(f.fh), LockOwner(f.lock_owner)).map_err(errno)?;
+                fs.flush(ctx, node, Handle(f.fh), LockOwner(f.lock_owner)).map_err(errno)?;
                 empty(w)
             }
             opcode::OPENDIR => {
                 let o: abi::OpenIn = a.fetch()?;
-                let reply = fs.opendir(&ctx, node, o.flags).map_err(errno)?;
+                let reply = fs.opendir(ctx, node, o.flags).map_err(errno)?;
                 ok(w, &[open_out(reply).as_bytes()])
             }
             opcode::READDIR | opcode::READDIRPLUS => {
                 let rd: abi::ReadIn = a.fetch()?;
                 let room = w.available().saturating_sub(OUT_HEADER_SIZE);
                 let mut buf = DirBuffer::new((rd.size as usize).min(room), h.opcode == opcode::READDIRPLUS);
-                fs.readdir(&ctx, node, Handle(rd.fh), rd.offset, &mut buf).map_err(errno)?;
+                fs.readdir(ctx, node, Handle(rd.fh), rd.offset, &mut buf).map_err(errno)?;
                 ok(w, &[buf.as_bytes()])
             }
             opcode::GETLK => {
                 let lk: abi::LkIn = a.fetch()?;
-                let lock = fs.getlk(&ctx, node, lock_request(&lk)).map_err(errno)?;
+                let lock = fs.getlk(ctx, node, lock_request(&lk)).map_err(errno)?;
                 ok(w, &[abi::LkOut { lk: lock }.as_bytes()])
             }
             opcode::SETLK | opcode::SETLKW => {
@@ -374,32 +314,28 @@ impl<F: FileSystem> Server<F> {
                 let wait = h.opcode == opcode::SETLKW;
                 let res = if wait {
                     let _guard = self.interrupts.register(h.unique);
-                    fs.setlk(&ctx, node, lock_request(&lk), true)
+                    fs.setlk(ctx, node, lock_request(&lk), true)
                 } else {
-                    fs.setlk(&ctx, node, lock_request(&lk), false)
+                    fs.setlk(ctx, node, lock_request(&lk), false)
                 };
                 res.map_err(errno)?;
                 empty(w)
             }
             opcode::ACCESS => {
                 let acc: abi::AccessIn = a.fetch()?;
-                fs.access(&ctx, node, acc.mask).map_err(errno)?;
+                fs.access(ctx, node, acc.mask).map_err(errno)?;
                 empty(w)
             }
-            opcode::INTERRUPT => {
-                let i: abi::InterruptIn = a.fetch()?;
-                self.interrupts.interrupt(i.unique);
-                Ok(Handled::NoReply)
-            }
+            opcode::INTERRUPT => self.do_interrupt(a),
             opcode::FALLOCATE => {
                 let f: abi::FallocateIn = a.fetch()?;
                 let req = FallocateRequest { handle: Handle(f.fh), mode: f.mode, offset: f.offset, length: f.length };
-                fs.fallocate(&ctx, node, req).map_err(errno)?;
+                fs.fallocate(ctx, node, req).map_err(errno)?;
                 empty(w)
             }
             opcode::LSEEK => {
                 let l: abi::LseekIn = a.fetch()?;
-                let offset = fs.lseek(&ctx, node, Handle(l.fh), l.offset, l.whence).map_err(errno)?;
+                let offset = fs.lseek(ctx, node, Handle(l.fh), l.offset, l.whence).map_err(errno)?;
                 ok(w, &[abi::LseekOut { offset }.as_bytes()])
             }
             opcode::COPY_FILE_RANGE => {
@@ -415,18 +351,18 @@ impl<F: FileSystem> Server<F> {
                     len,
                     flags: c.flags,
                 };
-                let n = fs.copy_file_range(&ctx, range).map_err(errno)?;
+                let n = fs.copy_file_range(ctx, range).map_err(errno)?;
                 ok(w, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
             }
             opcode::SYNCFS => {
                 let _: abi::SyncfsIn = a.fetch()?;
-                fs.syncfs(&ctx, node).map_err(errno)?;
+                fs.syncfs(ctx, node).map_err(errno)?;
                 empty(w)
             }
             opcode::STATX => {
                 let s: abi::StatxIn = a.fetch()?;
                 let fh = (s.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(s.fh));
-                let (stat, t) = fs.statx(&ctx, node, fh, s.sx_flags, s.sx_mask).map_err(errno)?;
+                let (stat, t) = fs.statx(ctx, node, fh, s.sx_flags, s.sx_mask).map_err(errno)?;
                 let (secs, nsecs) = timeout_parts(t);
                 let out = abi::StatxOut { attr_valid: secs, attr_valid_nsec: nsecs, flags: 0, spare: [0; 2], stat };
                 ok(w, &[out.as_bytes()])
@@ -437,52 +373,6 @@ impl<F: FileSystem> Server<F> {
                 Err(libc::ENOSYS)
             }
         }
-    }
-
-    fn do_init(&self, h: &abi::InHeader, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
-        let i: abi::InitIn = a.fetch_prefix(abi::INIT_IN_COMPAT_SIZE.max(a.rest().len()))?;
-        if i.major < abi::KERNEL_VERSION {
-            warn!("FUSE_INIT: unsupported major version {}", i.major);
-            return Err(libc::EPROTO);
-        }
-        let mut out =
-            abi::InitOut { major: abi::KERNEL_VERSION, minor: abi::KERNEL_MINOR_VERSION, ..Default::default() };
-        if i.major > abi::KERNEL_VERSION {
-            // The client will retry with our major version.
-            return reply_ok(w, h.unique, &[out.as_bytes()]).map(Handled::Reply).map_err(|_| libc::ERANGE);
-        }
-        if i.minor < abi::MIN_KERNEL_MINOR_VERSION {
-            warn!("FUSE_INIT: protocol 7.{} is older than 7.{}", i.minor, abi::MIN_KERNEL_MINOR_VERSION);
-            return Err(libc::EPROTO);
-        }
-        let mut client = u64::from(i.flags);
-        if client & init::INIT_EXT != 0 {
-            client |= u64::from(i.flags2) << 32;
-        }
-        if self.is_initialized() {
-            // A second FUSE_INIT without DESTROY: the guest rebooted. Drop
-            // everything the previous session held before starting anew.
-            log::info!("FUSE_INIT on an initialized session: resetting");
-            self.reset();
-        }
-        let minor = i.minor.min(abi::KERNEL_MINOR_VERSION);
-        let wanted = self.fs.init(InitOptions { minor, client_flags: client }).map_err(errno)?;
-        let ours = init::INIT_EXT | init::MAX_PAGES | init::BIG_WRITES;
-        let enabled = (wanted | ours) & client;
-        out.minor = minor;
-        out.max_readahead = i.max_readahead;
-        out.flags = enabled as u32;
-        out.flags2 = (enabled >> 32) as u32;
-        out.max_background = 256;
-        out.congestion_threshold = 192;
-        out.max_write = MAX_WRITE;
-        out.time_gran = 1;
-        out.max_pages = abi::FUSE_DEFAULT_MAX_PAGES;
-        self.session.minor.store(minor, Ordering::Release);
-        self.session.flags.store(enabled, Ordering::Release);
-        self.session.initialized.store(true, Ordering::Release);
-        log::info!("FUSE_INIT: protocol 7.{minor}, flags {enabled:#x}");
-        reply_ok(w, h.unique, &[out.as_bytes()]).map(Handled::Reply).map_err(|_| libc::ERANGE)
     }
 
     fn do_read(&self, h: &abi::InHeader, ctx: &Context, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
@@ -601,10 +491,6 @@ fn xattr_name<'a>(a: &mut Args<'a>) -> Result<&'a CStr, i32> {
 fn attr_out(attr: abi::Attr, t: std::time::Duration) -> abi::AttrOut {
     let (secs, nsecs) = timeout_parts(t);
     abi::AttrOut { attr_valid: secs, attr_valid_nsec: nsecs, dummy: 0, attr }
-}
-
-fn open_out(o: crate::filesystem::OpenReply) -> abi::OpenOut {
-    abi::OpenOut { fh: o.handle.0, open_flags: o.open_flags, backing_id: 0 }
 }
 
 fn lock_request(lk: &abi::LkIn) -> LockRequest {

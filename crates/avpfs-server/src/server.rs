@@ -11,13 +11,10 @@ use log::debug;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::args::{self, Args};
-use crate::filesystem::{
-    Context, CopyRange, CreateRequest, FallocateRequest, FileSystem, Handle, LockOwner, LockRequest, NodeId,
-    ReadRequest, SetattrIn, SetxattrRequest, TimeSpec, WriteRequest,
-};
+use crate::filesystem::{Context, FileSystem, Handle, NodeId, SetattrIn, SetxattrRequest, TimeSpec};
 use crate::interrupt::Interrupts;
-use crate::ops::{open_out, Request};
-use crate::reply::{entry_out, reply_error, reply_ok, timeout_parts, DirBuffer, OUT_HEADER_SIZE};
+use crate::ops::Request;
+use crate::reply::{reply_error, reply_ok, timeout_parts, OUT_HEADER_SIZE};
 use crate::transport::{Reader, Writer};
 
 /// Size of the request header.
@@ -204,55 +201,18 @@ impl<F: FileSystem> Server<F> {
             opcode::RMDIR => self.do_rmdir(rq, a, w),
             opcode::RENAME | opcode::RENAME2 => self.do_rename(rq, a, w),
             opcode::LINK => self.do_link(rq, a, w),
-            opcode::OPEN => {
-                let o: abi::OpenIn = a.fetch()?;
-                let kill = o.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0;
-                let reply = fs.open(ctx, node, o.flags, kill).map_err(errno)?;
-                ok(w, &[open_out(reply).as_bytes()])
-            }
-            opcode::CREATE => {
-                let c: abi::CreateIn = a.fetch()?;
-                let name = a.name()?;
-                let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
-                let (e, o) = fs.create(ctx, node, name, req).map_err(errno)?;
-                ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
-            }
-            opcode::TMPFILE => {
-                let c: abi::CreateIn = a.fetch()?;
-                let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
-                let (e, o) = fs.tmpfile(ctx, node, req).map_err(errno)?;
-                ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
-            }
-            opcode::READ => self.do_read(h, ctx, a, w),
+            opcode::OPEN => self.do_open(rq, a, w),
+            opcode::CREATE => self.do_create(rq, a, w),
+            opcode::TMPFILE => self.do_tmpfile(rq, a, w),
+            opcode::READ => self.do_read(rq, a, w),
             opcode::STATFS => {
                 let st = fs.statfs(ctx, node).map_err(errno)?;
                 ok(w, &[abi::StatfsOut { st }.as_bytes()])
             }
-            opcode::RELEASE | opcode::RELEASEDIR => {
-                let rel: abi::ReleaseIn = a.fetch()?;
-                let fh = Handle(rel.fh);
-                if h.opcode == opcode::RELEASE {
-                    let lock_owner = LockOwner(rel.lock_owner);
-                    let owner = (rel.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK != 0).then_some(lock_owner);
-                    if rel.release_flags & abi::FUSE_RELEASE_FLUSH != 0 {
-                        ignore_enosys(fs.flush(ctx, node, fh, lock_owner)).map_err(errno)?;
-                    }
-                    fs.release(ctx, node, fh, rel.flags, owner).map_err(errno)?;
-                } else {
-                    fs.releasedir(ctx, node, fh, rel.flags).map_err(errno)?;
-                }
-                empty(w)
-            }
-            opcode::FSYNC | opcode::FSYNCDIR => {
-                let f: abi::FsyncIn = a.fetch()?;
-                let datasync = f.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
-                if h.opcode == opcode::FSYNC {
-                    fs.fsync(ctx, node, Handle(f.fh), datasync).map_err(errno)?;
-                } else {
-                    fs.fsyncdir(ctx, node, Handle(f.fh), datasync).map_err(errno)?;
-                }
-                empty(w)
-            }
+            opcode::RELEASE => self.do_release(rq, a, w),
+            opcode::RELEASEDIR => self.do_releasedir(rq, a, w),
+            opcode::FSYNC => self.do_fsync(rq, a, w),
+            opcode::FSYNCDIR => self.do_fsyncdir(rq, a, w),
             opcode::SETXATTR => {
                 let ext = self.negotiated_flags() & init::SETXATTR_EXT != 0;
                 let size = if ext { core::mem::size_of::<abi::SetxattrIn>() } else { abi::SETXATTR_IN_COMPAT_SIZE };
@@ -287,73 +247,20 @@ impl<F: FileSystem> Server<F> {
                 fs.removexattr(ctx, node, name).map_err(errno)?;
                 empty(w)
             }
-            opcode::FLUSH => {
-                let f: abi::FlushIn = a.fetch()?;
-                fs.flush(ctx, node, Handle(f.fh), LockOwner(f.lock_owner)).map_err(errno)?;
-                empty(w)
-            }
-            opcode::OPENDIR => {
-                let o: abi::OpenIn = a.fetch()?;
-                let reply = fs.opendir(ctx, node, o.flags).map_err(errno)?;
-                ok(w, &[open_out(reply).as_bytes()])
-            }
-            opcode::READDIR | opcode::READDIRPLUS => {
-                let rd: abi::ReadIn = a.fetch()?;
-                let room = w.available().saturating_sub(OUT_HEADER_SIZE);
-                let mut buf = DirBuffer::new((rd.size as usize).min(room), h.opcode == opcode::READDIRPLUS);
-                fs.readdir(ctx, node, Handle(rd.fh), rd.offset, &mut buf).map_err(errno)?;
-                ok(w, &[buf.as_bytes()])
-            }
-            opcode::GETLK => {
-                let lk: abi::LkIn = a.fetch()?;
-                let lock = fs.getlk(ctx, node, lock_request(&lk)).map_err(errno)?;
-                ok(w, &[abi::LkOut { lk: lock }.as_bytes()])
-            }
-            opcode::SETLK | opcode::SETLKW => {
-                let lk: abi::LkIn = a.fetch()?;
-                let wait = h.opcode == opcode::SETLKW;
-                let res = if wait {
-                    let _guard = self.interrupts.register(h.unique);
-                    fs.setlk(ctx, node, lock_request(&lk), true)
-                } else {
-                    fs.setlk(ctx, node, lock_request(&lk), false)
-                };
-                res.map_err(errno)?;
-                empty(w)
-            }
+            opcode::FLUSH => self.do_flush(rq, a, w),
+            opcode::OPENDIR => self.do_opendir(rq, a, w),
+            opcode::READDIR | opcode::READDIRPLUS => self.do_readdir(rq, a, w),
+            opcode::GETLK => self.do_getlk(rq, a, w),
+            opcode::SETLK | opcode::SETLKW => self.do_setlk(rq, a, w),
             opcode::ACCESS => {
                 let acc: abi::AccessIn = a.fetch()?;
                 fs.access(ctx, node, acc.mask).map_err(errno)?;
                 empty(w)
             }
             opcode::INTERRUPT => self.do_interrupt(a),
-            opcode::FALLOCATE => {
-                let f: abi::FallocateIn = a.fetch()?;
-                let req = FallocateRequest { handle: Handle(f.fh), mode: f.mode, offset: f.offset, length: f.length };
-                fs.fallocate(ctx, node, req).map_err(errno)?;
-                empty(w)
-            }
-            opcode::LSEEK => {
-                let l: abi::LseekIn = a.fetch()?;
-                let offset = fs.lseek(ctx, node, Handle(l.fh), l.offset, l.whence).map_err(errno)?;
-                ok(w, &[abi::LseekOut { offset }.as_bytes()])
-            }
-            opcode::COPY_FILE_RANGE => {
-                let c: abi::CopyFileRangeIn = a.fetch()?;
-                let len = c.len.min(u64::from(u32::MAX) & !0xfff);
-                let range = CopyRange {
-                    node_in: node,
-                    handle_in: Handle(c.fh_in),
-                    offset_in: c.off_in,
-                    node_out: NodeId(c.nodeid_out),
-                    handle_out: Handle(c.fh_out),
-                    offset_out: c.off_out,
-                    len,
-                    flags: c.flags,
-                };
-                let n = fs.copy_file_range(ctx, range).map_err(errno)?;
-                ok(w, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
-            }
+            opcode::FALLOCATE => self.do_fallocate(rq, a, w),
+            opcode::LSEEK => self.do_lseek(rq, a, w),
+            opcode::COPY_FILE_RANGE => self.do_copy_file_range(rq, a, w),
             opcode::SYNCFS => {
                 let _: abi::SyncfsIn = a.fetch()?;
                 fs.syncfs(ctx, node).map_err(errno)?;
@@ -373,60 +280,6 @@ impl<F: FileSystem> Server<F> {
                 Err(libc::ENOSYS)
             }
         }
-    }
-
-    fn do_read(&self, h: &abi::InHeader, ctx: &Context, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
-        let rd: abi::ReadIn = a.fetch()?;
-        if w.available() < OUT_HEADER_SIZE {
-            return Err(libc::ERANGE);
-        }
-        let size = (rd.size as usize).min(w.available() - OUT_HEADER_SIZE).min(MAX_REQUEST_SIZE);
-        if rd.offset > i64::MAX as u64 {
-            return Err(libc::EINVAL);
-        }
-        // Reserve the header; it is written once the payload length is known.
-        w.write_all(&[0u8; OUT_HEADER_SIZE]).map_err(|_| libc::ERANGE)?;
-        let req = ReadRequest { handle: Handle(rd.fh), offset: rd.offset, size: size as u32, flags: rd.flags };
-        let n = self.fs.read(ctx, NodeId(h.nodeid), req, w).map_err(errno)?;
-        let len = OUT_HEADER_SIZE + n;
-        let hdr = abi::OutHeader { len: len as u32, error: 0, unique: h.unique };
-        w.write_at(0, hdr.as_bytes()).map_err(|_| libc::EIO)?;
-        Ok(Handled::Reply(len))
-    }
-
-    fn do_write(
-        &self,
-        h: &abi::InHeader,
-        args_len: usize,
-        r: &mut dyn Reader,
-        w: &mut dyn Writer,
-    ) -> Result<Handled, i32> {
-        let mut wb = [0u8; core::mem::size_of::<abi::WriteIn>()];
-        if args_len < wb.len() {
-            return Err(libc::EINVAL);
-        }
-        r.read_exact(&mut wb).map_err(|_| libc::EINVAL)?;
-        let wi = abi::WriteIn::read_from_bytes(&wb[..]).map_err(|_| libc::EINVAL)?;
-        if wi.size as usize != args_len - wb.len() || wi.size > MAX_WRITE {
-            crate::guest_warn!("WRITE: size {} but payload of {} bytes", wi.size, args_len - wb.len());
-            return Err(libc::EINVAL);
-        }
-        if wi.offset.checked_add(u64::from(wi.size)).is_none_or(|end| end > i64::MAX as u64) {
-            return Err(libc::EFBIG);
-        }
-        let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups: None };
-        let kill = wi.write_flags & abi::FUSE_WRITE_KILL_SUIDGID != 0;
-        let req = WriteRequest {
-            handle: Handle(wi.fh),
-            offset: wi.offset,
-            size: wi.size,
-            kill_suidgid: kill,
-            flags: wi.flags,
-        };
-        let n = self.fs.write(&ctx, NodeId(h.nodeid), req, r).map_err(errno)?;
-        reply_ok(w, h.unique, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
-            .map(Handled::Reply)
-            .map_err(|_| libc::ERANGE)
     }
 }
 
@@ -473,13 +326,6 @@ pub fn errno(e: io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-fn ignore_enosys(r: io::Result<()>) -> io::Result<()> {
-    match r {
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
-        other => other,
-    }
-}
-
 fn xattr_name<'a>(a: &mut Args<'a>) -> Result<&'a CStr, i32> {
     let name = a.cstr(args::XATTR_NAME_MAX).map_err(|e| if e == libc::ENAMETOOLONG { libc::ERANGE } else { e })?;
     if name.is_empty() {
@@ -491,15 +337,6 @@ fn xattr_name<'a>(a: &mut Args<'a>) -> Result<&'a CStr, i32> {
 fn attr_out(attr: abi::Attr, t: std::time::Duration) -> abi::AttrOut {
     let (secs, nsecs) = timeout_parts(t);
     abi::AttrOut { attr_valid: secs, attr_valid_nsec: nsecs, dummy: 0, attr }
-}
-
-fn lock_request(lk: &abi::LkIn) -> LockRequest {
-    LockRequest {
-        handle: Handle(lk.fh),
-        owner: LockOwner(lk.owner),
-        lock: lk.lk,
-        flock: lk.lk_flags & abi::FUSE_LK_FLOCK != 0,
-    }
 }
 
 /// Turns the wire SETATTR into the typed change set.

@@ -21,7 +21,10 @@ use crate::reply::{entry_out, reply_ok};
 use crate::server::Handled;
 use crate::transport::Writer;
 
+pub(crate) mod dirs;
 pub(crate) mod entries;
+pub(crate) mod files;
+pub(crate) mod locks;
 pub(crate) mod session;
 
 /// The log target of everything the server logs, wherever the code is.

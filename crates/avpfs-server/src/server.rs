@@ -1,20 +1,20 @@
 //! [`Server`]: decodes one FUSE request from a [`Reader`], calls the
 //! [`FileSystem`], and encodes the reply into a [`Writer`].
 
-use std::ffi::CStr;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use fuse_abi::{self as abi, init_flags as init, opcode};
+use fuse_abi::{self as abi, opcode};
 use log::debug;
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::FromBytes;
 
 use crate::args::{self, Args};
-use crate::filesystem::{Context, FileSystem, Handle, NodeId, SetattrIn, SetxattrRequest, TimeSpec};
+use crate::filesystem::{Context, FileSystem, NodeId};
 use crate::interrupt::Interrupts;
+pub use crate::ops::attrs::setattr_in;
 use crate::ops::Request;
-use crate::reply::{reply_error, reply_ok, timeout_parts, OUT_HEADER_SIZE};
+use crate::reply::{reply_error, OUT_HEADER_SIZE};
 use crate::transport::{Reader, Writer};
 
 /// Size of the request header.
@@ -170,11 +170,6 @@ impl<F: FileSystem> Server<F> {
         let groups = if ext_len > 0 { args::parse_extensions(ext_bytes)? } else { None };
         let rq = &Request { h, ctx: Context { uid: h.uid, gid: h.gid, pid: h.pid, groups }, node: NodeId(h.nodeid) };
         let a = &mut Args::new(arg_bytes);
-        let (ctx, node, fs) = (&rq.ctx, rq.node, &self.fs);
-        let ok = |w: &mut dyn Writer, parts: &[&[u8]]| -> Result<Handled, i32> {
-            reply_ok(w, h.unique, parts).map(Handled::Reply).map_err(|_| libc::ERANGE)
-        };
-        let empty = |w: &mut dyn Writer| ok(w, &[]);
 
         match h.opcode {
             opcode::INIT => self.do_init(rq, a, w),
@@ -182,17 +177,8 @@ impl<F: FileSystem> Server<F> {
             opcode::LOOKUP => self.do_lookup(rq, a, w),
             opcode::FORGET => self.do_forget(rq, a),
             opcode::BATCH_FORGET => self.do_batch_forget(a),
-            opcode::GETATTR => {
-                let g: abi::GetattrIn = a.fetch()?;
-                let fh = (g.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(g.fh));
-                let (attr, t) = fs.getattr(ctx, node, fh).map_err(errno)?;
-                ok(w, &[attr_out(attr, t).as_bytes()])
-            }
-            opcode::SETATTR => {
-                let s: abi::SetattrIn = a.fetch()?;
-                let (attr, t) = fs.setattr(ctx, node, setattr_in(&s)).map_err(errno)?;
-                ok(w, &[attr_out(attr, t).as_bytes()])
-            }
+            opcode::GETATTR => self.do_getattr(rq, a, w),
+            opcode::SETATTR => self.do_setattr(rq, a, w),
             opcode::READLINK => self.do_readlink(rq, w),
             opcode::SYMLINK => self.do_symlink(rq, a, w),
             opcode::MKNOD => self.do_mknod(rq, a, w),
@@ -205,75 +191,27 @@ impl<F: FileSystem> Server<F> {
             opcode::CREATE => self.do_create(rq, a, w),
             opcode::TMPFILE => self.do_tmpfile(rq, a, w),
             opcode::READ => self.do_read(rq, a, w),
-            opcode::STATFS => {
-                let st = fs.statfs(ctx, node).map_err(errno)?;
-                ok(w, &[abi::StatfsOut { st }.as_bytes()])
-            }
+            opcode::STATFS => self.do_statfs(rq, w),
             opcode::RELEASE => self.do_release(rq, a, w),
             opcode::RELEASEDIR => self.do_releasedir(rq, a, w),
             opcode::FSYNC => self.do_fsync(rq, a, w),
             opcode::FSYNCDIR => self.do_fsyncdir(rq, a, w),
-            opcode::SETXATTR => {
-                let ext = self.negotiated_flags() & init::SETXATTR_EXT != 0;
-                let size = if ext { core::mem::size_of::<abi::SetxattrIn>() } else { abi::SETXATTR_IN_COMPAT_SIZE };
-                let s: abi::SetxattrIn = a.fetch_prefix(size)?;
-                let name = xattr_name(a)?;
-                if s.size as usize > args::XATTR_SIZE_MAX {
-                    return Err(libc::E2BIG);
-                }
-                let value = a.bytes(s.size as usize)?;
-                let kill_sgid = s.setxattr_flags & abi::FUSE_SETXATTR_ACL_KILL_SGID != 0;
-                fs.setxattr(ctx, node, name, SetxattrRequest { value, flags: s.flags, kill_sgid }).map_err(errno)?;
-                empty(w)
-            }
-            opcode::GETXATTR | opcode::LISTXATTR => {
-                let g: abi::GetxattrIn = a.fetch()?;
-                let value = if h.opcode == opcode::GETXATTR {
-                    let name = xattr_name(a)?;
-                    fs.getxattr(ctx, node, name).map_err(errno)?
-                } else {
-                    fs.listxattr(ctx, node).map_err(errno)?
-                };
-                if g.size == 0 {
-                    ok(w, &[abi::GetxattrOut { size: value.len() as u32, padding: 0 }.as_bytes()])
-                } else if value.len() > g.size as usize {
-                    Err(libc::ERANGE)
-                } else {
-                    ok(w, &[&value])
-                }
-            }
-            opcode::REMOVEXATTR => {
-                let name = xattr_name(a)?;
-                fs.removexattr(ctx, node, name).map_err(errno)?;
-                empty(w)
-            }
+            opcode::SETXATTR => self.do_setxattr(rq, a, w),
+            opcode::GETXATTR => self.do_getxattr(rq, a, w),
+            opcode::LISTXATTR => self.do_listxattr(rq, a, w),
+            opcode::REMOVEXATTR => self.do_removexattr(rq, a, w),
             opcode::FLUSH => self.do_flush(rq, a, w),
             opcode::OPENDIR => self.do_opendir(rq, a, w),
             opcode::READDIR | opcode::READDIRPLUS => self.do_readdir(rq, a, w),
             opcode::GETLK => self.do_getlk(rq, a, w),
             opcode::SETLK | opcode::SETLKW => self.do_setlk(rq, a, w),
-            opcode::ACCESS => {
-                let acc: abi::AccessIn = a.fetch()?;
-                fs.access(ctx, node, acc.mask).map_err(errno)?;
-                empty(w)
-            }
+            opcode::ACCESS => self.do_access(rq, a, w),
             opcode::INTERRUPT => self.do_interrupt(a),
             opcode::FALLOCATE => self.do_fallocate(rq, a, w),
             opcode::LSEEK => self.do_lseek(rq, a, w),
             opcode::COPY_FILE_RANGE => self.do_copy_file_range(rq, a, w),
-            opcode::SYNCFS => {
-                let _: abi::SyncfsIn = a.fetch()?;
-                fs.syncfs(ctx, node).map_err(errno)?;
-                empty(w)
-            }
-            opcode::STATX => {
-                let s: abi::StatxIn = a.fetch()?;
-                let fh = (s.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(s.fh));
-                let (stat, t) = fs.statx(ctx, node, fh, s.sx_flags, s.sx_mask).map_err(errno)?;
-                let (secs, nsecs) = timeout_parts(t);
-                let out = abi::StatxOut { attr_valid: secs, attr_valid_nsec: nsecs, flags: 0, spare: [0; 2], stat };
-                ok(w, &[out.as_bytes()])
-            }
+            opcode::SYNCFS => self.do_syncfs(rq, a, w),
+            opcode::STATX => self.do_statx(rq, a, w),
             opcode::NOTIFY_REPLY => Ok(Handled::NoReply),
             other => {
                 debug!("unsupported opcode {other} ({})", opcode::name(other));
@@ -324,43 +262,4 @@ pub fn fixed_reply_size(op: u32) -> Option<usize> {
 /// The errno of an I/O error (EIO when it carries none).
 pub fn errno(e: io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn xattr_name<'a>(a: &mut Args<'a>) -> Result<&'a CStr, i32> {
-    let name = a.cstr(args::XATTR_NAME_MAX).map_err(|e| if e == libc::ENAMETOOLONG { libc::ERANGE } else { e })?;
-    if name.is_empty() {
-        return Err(libc::ERANGE);
-    }
-    Ok(name)
-}
-
-fn attr_out(attr: abi::Attr, t: std::time::Duration) -> abi::AttrOut {
-    let (secs, nsecs) = timeout_parts(t);
-    abi::AttrOut { attr_valid: secs, attr_valid_nsec: nsecs, dummy: 0, attr }
-}
-
-/// Turns the wire SETATTR into the typed change set.
-pub fn setattr_in(s: &abi::SetattrIn) -> SetattrIn {
-    use abi::fattr;
-    let v = s.valid;
-    let time = |set: u32, now: u32, secs: u64, nsecs: u32| {
-        if v & now != 0 {
-            Some(TimeSpec::Now)
-        } else if v & set != 0 {
-            Some(TimeSpec::At(secs, nsecs))
-        } else {
-            None
-        }
-    };
-    SetattrIn {
-        mode: (v & fattr::MODE != 0).then_some(s.mode),
-        uid: (v & fattr::UID != 0).then_some(s.uid),
-        gid: (v & fattr::GID != 0).then_some(s.gid),
-        size: (v & fattr::SIZE != 0).then_some(s.size),
-        atime: time(fattr::ATIME, fattr::ATIME_NOW, s.atime, s.atimensec),
-        mtime: time(fattr::MTIME, fattr::MTIME_NOW, s.mtime, s.mtimensec),
-        ctime: (v & fattr::CTIME != 0).then_some((s.ctime, s.ctimensec)),
-        handle: (v & fattr::FH != 0).then_some(Handle(s.fh)),
-        kill_suidgid: v & fattr::KILL_SUIDGID != 0,
-    }
 }

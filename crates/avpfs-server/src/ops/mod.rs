@@ -21,11 +21,13 @@ use crate::reply::{entry_out, reply_ok};
 use crate::server::Handled;
 use crate::transport::Writer;
 
+pub(crate) mod attrs;
 pub(crate) mod dirs;
 pub(crate) mod entries;
 pub(crate) mod files;
 pub(crate) mod locks;
 pub(crate) mod session;
+pub(crate) mod xattrs;
 
 /// The log target of everything the server logs, wherever the code is.
 pub(crate) const LOG_TARGET: &str = "avpfs_server::server";

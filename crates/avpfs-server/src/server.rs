@@ -1,5 +1,12 @@
 //! [`Server`]: decodes one FUSE request from a [`Reader`], calls the
 //! [`FileSystem`], and encodes the reply into a [`Writer`].
+//!
+//! This module frames requests (length fields, the FUSE_INIT gate, room for
+//! the reply, the body and its extensions) and holds the one match on the
+//! opcode, in `Server::dispatch`. The method of each opcode, `do_<opcode>`,
+//! is in the `ops` module of its concern: `ops/entries.rs`, `ops/files.rs`,
+//! `ops/attrs.rs`, `ops/xattrs.rs`, `ops/dirs.rs`, `ops/locks.rs` and
+//! `ops/session.rs`.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -117,6 +124,8 @@ impl<F: FileSystem> Server<F> {
         Ok(handled)
     }
 
+    /// Frames the request, reads its body, and calls the method of its
+    /// opcode, found in the `ops` module of its concern.
     fn dispatch(
         &self,
         h: &abi::InHeader,
@@ -124,6 +133,90 @@ impl<F: FileSystem> Server<F> {
         r: &mut dyn Reader,
         w: &mut dyn Writer,
     ) -> Result<Handled, i32> {
+        let (body_len, args_len) = self.check_frame(h, total, w)?;
+        if h.opcode == opcode::WRITE {
+            // The file system reads the payload from `r` itself.
+            return self.do_write(h, args_len, r, w);
+        }
+        if body_len > MAX_ARGS {
+            return Err(libc::E2BIG);
+        }
+        // Most requests (a struct and a name or two) fit on the stack: no
+        // allocation on the hot path.
+        let mut small = [0u8; SMALL_ARGS];
+        let mut large = Vec::new();
+        let body: &mut [u8] = if body_len <= SMALL_ARGS {
+            &mut small[..body_len]
+        } else {
+            large.resize(body_len, 0);
+            &mut large
+        };
+        r.read_exact(body).map_err(|_| libc::EINVAL)?;
+        let (arg_bytes, ext_bytes) = body.split_at(args_len);
+        let groups = if ext_bytes.is_empty() { None } else { args::parse_extensions(ext_bytes)? };
+        let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups };
+        let rq = &Request { h, ctx, node: NodeId(h.nodeid) };
+        let a = &mut Args::new(arg_bytes);
+
+        match h.opcode {
+            // ops/session.rs
+            opcode::INIT => self.do_init(rq, a, w),
+            opcode::DESTROY => self.do_destroy(rq, w),
+            opcode::INTERRUPT => self.do_interrupt(a),
+            opcode::NOTIFY_REPLY => Ok(Handled::NoReply),
+            // ops/entries.rs
+            opcode::LOOKUP => self.do_lookup(rq, a, w),
+            opcode::FORGET => self.do_forget(rq, a),
+            opcode::BATCH_FORGET => self.do_batch_forget(a),
+            opcode::MKNOD => self.do_mknod(rq, a, w),
+            opcode::MKDIR => self.do_mkdir(rq, a, w),
+            opcode::SYMLINK => self.do_symlink(rq, a, w),
+            opcode::LINK => self.do_link(rq, a, w),
+            opcode::UNLINK => self.do_unlink(rq, a, w),
+            opcode::RMDIR => self.do_rmdir(rq, a, w),
+            opcode::RENAME | opcode::RENAME2 => self.do_rename(rq, a, w),
+            opcode::READLINK => self.do_readlink(rq, w),
+            // ops/files.rs (and WRITE, above: it is served before its body is read)
+            opcode::OPEN => self.do_open(rq, a, w),
+            opcode::CREATE => self.do_create(rq, a, w),
+            opcode::TMPFILE => self.do_tmpfile(rq, a, w),
+            opcode::READ => self.do_read(rq, a, w),
+            opcode::FLUSH => self.do_flush(rq, a, w),
+            opcode::RELEASE => self.do_release(rq, a, w),
+            opcode::FSYNC => self.do_fsync(rq, a, w),
+            opcode::FALLOCATE => self.do_fallocate(rq, a, w),
+            opcode::LSEEK => self.do_lseek(rq, a, w),
+            opcode::COPY_FILE_RANGE => self.do_copy_file_range(rq, a, w),
+            // ops/attrs.rs
+            opcode::GETATTR => self.do_getattr(rq, a, w),
+            opcode::SETATTR => self.do_setattr(rq, a, w),
+            opcode::STATX => self.do_statx(rq, a, w),
+            opcode::ACCESS => self.do_access(rq, a, w),
+            opcode::STATFS => self.do_statfs(rq, w),
+            opcode::SYNCFS => self.do_syncfs(rq, a, w),
+            // ops/xattrs.rs
+            opcode::SETXATTR => self.do_setxattr(rq, a, w),
+            opcode::GETXATTR => self.do_getxattr(rq, a, w),
+            opcode::LISTXATTR => self.do_listxattr(rq, a, w),
+            opcode::REMOVEXATTR => self.do_removexattr(rq, a, w),
+            // ops/dirs.rs
+            opcode::OPENDIR => self.do_opendir(rq, a, w),
+            opcode::READDIR | opcode::READDIRPLUS => self.do_readdir(rq, a, w),
+            opcode::RELEASEDIR => self.do_releasedir(rq, a, w),
+            opcode::FSYNCDIR => self.do_fsyncdir(rq, a, w),
+            // ops/locks.rs
+            opcode::GETLK => self.do_getlk(rq, a, w),
+            opcode::SETLK | opcode::SETLKW => self.do_setlk(rq, a, w),
+            other => unsupported(other),
+        }
+    }
+
+    /// Checks the framing of a request before any of it is decoded: its
+    /// length fields, that FUSE_INIT came first, and that a reply of fixed
+    /// size fits `w`. Returns the length of the body and of its arguments
+    /// (the body without the extensions).
+    #[inline]
+    fn check_frame(&self, h: &abi::InHeader, total: usize, w: &dyn Writer) -> Result<(usize, usize), i32> {
         let len = h.len as usize;
         if len < IN_HEADER_SIZE || len > total {
             crate::guest_warn!(
@@ -149,76 +242,13 @@ impl<F: FileSystem> Server<F> {
                 return Err(libc::ERANGE);
             }
         }
-        if h.opcode == opcode::WRITE {
-            return self.do_write(h, args_len, r, w);
-        }
-        if body_len > MAX_ARGS {
-            return Err(libc::E2BIG);
-        }
-        // Most requests (a struct and a name or two) fit on the stack: no
-        // allocation on the hot path.
-        let mut small = [0u8; SMALL_ARGS];
-        let mut large = Vec::new();
-        let body: &mut [u8] = if body_len <= SMALL_ARGS {
-            &mut small[..body_len]
-        } else {
-            large.resize(body_len, 0);
-            &mut large
-        };
-        r.read_exact(body).map_err(|_| libc::EINVAL)?;
-        let (arg_bytes, ext_bytes) = body.split_at(args_len);
-        let groups = if ext_len > 0 { args::parse_extensions(ext_bytes)? } else { None };
-        let rq = &Request { h, ctx: Context { uid: h.uid, gid: h.gid, pid: h.pid, groups }, node: NodeId(h.nodeid) };
-        let a = &mut Args::new(arg_bytes);
-
-        match h.opcode {
-            opcode::INIT => self.do_init(rq, a, w),
-            opcode::DESTROY => self.do_destroy(rq, w),
-            opcode::LOOKUP => self.do_lookup(rq, a, w),
-            opcode::FORGET => self.do_forget(rq, a),
-            opcode::BATCH_FORGET => self.do_batch_forget(a),
-            opcode::GETATTR => self.do_getattr(rq, a, w),
-            opcode::SETATTR => self.do_setattr(rq, a, w),
-            opcode::READLINK => self.do_readlink(rq, w),
-            opcode::SYMLINK => self.do_symlink(rq, a, w),
-            opcode::MKNOD => self.do_mknod(rq, a, w),
-            opcode::MKDIR => self.do_mkdir(rq, a, w),
-            opcode::UNLINK => self.do_unlink(rq, a, w),
-            opcode::RMDIR => self.do_rmdir(rq, a, w),
-            opcode::RENAME | opcode::RENAME2 => self.do_rename(rq, a, w),
-            opcode::LINK => self.do_link(rq, a, w),
-            opcode::OPEN => self.do_open(rq, a, w),
-            opcode::CREATE => self.do_create(rq, a, w),
-            opcode::TMPFILE => self.do_tmpfile(rq, a, w),
-            opcode::READ => self.do_read(rq, a, w),
-            opcode::STATFS => self.do_statfs(rq, w),
-            opcode::RELEASE => self.do_release(rq, a, w),
-            opcode::RELEASEDIR => self.do_releasedir(rq, a, w),
-            opcode::FSYNC => self.do_fsync(rq, a, w),
-            opcode::FSYNCDIR => self.do_fsyncdir(rq, a, w),
-            opcode::SETXATTR => self.do_setxattr(rq, a, w),
-            opcode::GETXATTR => self.do_getxattr(rq, a, w),
-            opcode::LISTXATTR => self.do_listxattr(rq, a, w),
-            opcode::REMOVEXATTR => self.do_removexattr(rq, a, w),
-            opcode::FLUSH => self.do_flush(rq, a, w),
-            opcode::OPENDIR => self.do_opendir(rq, a, w),
-            opcode::READDIR | opcode::READDIRPLUS => self.do_readdir(rq, a, w),
-            opcode::GETLK => self.do_getlk(rq, a, w),
-            opcode::SETLK | opcode::SETLKW => self.do_setlk(rq, a, w),
-            opcode::ACCESS => self.do_access(rq, a, w),
-            opcode::INTERRUPT => self.do_interrupt(a),
-            opcode::FALLOCATE => self.do_fallocate(rq, a, w),
-            opcode::LSEEK => self.do_lseek(rq, a, w),
-            opcode::COPY_FILE_RANGE => self.do_copy_file_range(rq, a, w),
-            opcode::SYNCFS => self.do_syncfs(rq, a, w),
-            opcode::STATX => self.do_statx(rq, a, w),
-            opcode::NOTIFY_REPLY => Ok(Handled::NoReply),
-            other => {
-                debug!("unsupported opcode {other} ({})", opcode::name(other));
-                Err(libc::ENOSYS)
-            }
-        }
+        Ok((body_len, args_len))
     }
+}
+
+fn unsupported(op: u32) -> Result<Handled, i32> {
+    debug!("unsupported opcode {op} ({})", opcode::name(op));
+    Err(libc::ENOSYS)
 }
 
 /// The size of the reply body of opcodes whose successful reply has a fixed

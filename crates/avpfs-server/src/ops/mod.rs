@@ -5,7 +5,7 @@
 //!
 //! | module | opcodes |
 //! |---|---|
-//! | `session` | INIT DESTROY INTERRUPT |
+//! | `session` | INIT DESTROY INTERRUPT (NOTIFY_REPLY takes no work: `dispatch` answers it) |
 //! | `entries` | LOOKUP FORGET BATCH_FORGET MKNOD MKDIR SYMLINK LINK UNLINK RMDIR RENAME RENAME2 READLINK |
 //! | `files` | OPEN CREATE TMPFILE READ WRITE FLUSH RELEASE FSYNC FALLOCATE LSEEK COPY_FILE_RANGE |
 //! | `attrs` | GETATTR SETATTR STATX ACCESS STATFS SYNCFS |

@@ -11,6 +11,7 @@
 pub mod args;
 pub mod filesystem;
 pub mod interrupt;
+mod ops;
 pub mod ratelimit;
 pub mod reply;
 pub mod server;

@@ -40,17 +40,23 @@ pub fn admit() -> (bool, u64) {
 }
 
 /// Logs a warning about client input, at most [`BURST`] per [`WINDOW`].
+///
+/// `guest_warn!(target: "t", ...)` logs both the warning and the count of
+/// suppressed ones under target `t` instead of the calling module's path.
 #[macro_export]
 macro_rules! guest_warn {
-    ($($arg:tt)*) => {{
+    (target: $target:expr, $($arg:tt)*) => {{
         let (ok, suppressed) = $crate::ratelimit::admit();
         if suppressed > 0 {
-            log::warn!("{suppressed} similar warnings about client input were suppressed");
+            log::warn!(target: $target, "{suppressed} similar warnings about client input were suppressed");
         }
         if ok {
-            log::warn!($($arg)*);
+            log::warn!(target: $target, $($arg)*);
         }
     }};
+    ($($arg:tt)*) => {
+        $crate::guest_warn!(target: module_path!(), $($arg)*)
+    };
 }
 
 #[cfg(test)]

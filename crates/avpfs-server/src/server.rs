@@ -1,22 +1,27 @@
 //! [`Server`]: decodes one FUSE request from a [`Reader`], calls the
 //! [`FileSystem`], and encodes the reply into a [`Writer`].
+//!
+//! This module frames requests (length fields, the FUSE_INIT gate, room for
+//! the reply, the body and its extensions) and holds the one match on the
+//! opcode, in `Server::dispatch`. The method of each opcode, `do_<opcode>`,
+//! is in the `ops` module of its concern: `ops/entries.rs`, `ops/files.rs`,
+//! `ops/attrs.rs`, `ops/xattrs.rs`, `ops/dirs.rs`, `ops/locks.rs` and
+//! `ops/session.rs`.
 
-use std::ffi::CStr;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use fuse_abi::{self as abi, init_flags as init, opcode};
-use log::{debug, warn};
-use zerocopy::{FromBytes, IntoBytes};
+use fuse_abi::{self as abi, opcode};
+use log::debug;
+use zerocopy::FromBytes;
 
 use crate::args::{self, Args};
-use crate::filesystem::{
-    Context, CopyRange, CreateRequest, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner, LockRequest,
-    MknodRequest, NodeId, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, TimeSpec, WriteRequest,
-};
+use crate::filesystem::{Context, FileSystem, NodeId};
 use crate::interrupt::Interrupts;
-use crate::reply::{entry_out, reply_error, reply_ok, timeout_parts, DirBuffer, OUT_HEADER_SIZE};
+pub use crate::ops::attrs::setattr_in;
+use crate::ops::Request;
+use crate::reply::{reply_error, OUT_HEADER_SIZE};
 use crate::transport::{Reader, Writer};
 
 /// Size of the request header.
@@ -53,17 +58,17 @@ pub enum Handled {
 
 /// The protocol state agreed in FUSE_INIT.
 #[derive(Debug, Default)]
-struct Session {
-    initialized: AtomicBool,
-    minor: AtomicU32,
-    flags: AtomicU64,
+pub(crate) struct Session {
+    pub(crate) initialized: AtomicBool,
+    pub(crate) minor: AtomicU32,
+    pub(crate) flags: AtomicU64,
 }
 
 /// A FUSE protocol server over a file system `F`, shared by all worker threads.
 pub struct Server<F: FileSystem> {
-    fs: F,
-    session: Session,
-    interrupts: Interrupts,
+    pub(crate) fs: F,
+    pub(crate) session: Session,
+    pub(crate) interrupts: Interrupts,
     destroy_lock: Mutex<()>,
 }
 
@@ -119,6 +124,8 @@ impl<F: FileSystem> Server<F> {
         Ok(handled)
     }
 
+    /// Frames the request, reads its body, and calls the method of its
+    /// opcode, found in the `ops` module of its concern.
     fn dispatch(
         &self,
         h: &abi::InHeader,
@@ -126,6 +133,90 @@ impl<F: FileSystem> Server<F> {
         r: &mut dyn Reader,
         w: &mut dyn Writer,
     ) -> Result<Handled, i32> {
+        let (body_len, args_len) = self.check_frame(h, total, w)?;
+        if h.opcode == opcode::WRITE {
+            // The file system reads the payload from `r` itself.
+            return self.do_write(h, args_len, r, w);
+        }
+        if body_len > MAX_ARGS {
+            return Err(libc::E2BIG);
+        }
+        // Most requests (a struct and a name or two) fit on the stack: no
+        // allocation on the hot path.
+        let mut small = [0u8; SMALL_ARGS];
+        let mut large = Vec::new();
+        let body: &mut [u8] = if body_len <= SMALL_ARGS {
+            &mut small[..body_len]
+        } else {
+            large.resize(body_len, 0);
+            &mut large
+        };
+        r.read_exact(body).map_err(|_| libc::EINVAL)?;
+        let (arg_bytes, ext_bytes) = body.split_at(args_len);
+        let groups = if ext_bytes.is_empty() { None } else { args::parse_extensions(ext_bytes)? };
+        let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups };
+        let rq = &Request { h, ctx, node: NodeId(h.nodeid) };
+        let a = &mut Args::new(arg_bytes);
+
+        match h.opcode {
+            // ops/session.rs
+            opcode::INIT => self.do_init(rq, a, w),
+            opcode::DESTROY => self.do_destroy(rq, w),
+            opcode::INTERRUPT => self.do_interrupt(a),
+            opcode::NOTIFY_REPLY => Ok(Handled::NoReply),
+            // ops/entries.rs
+            opcode::LOOKUP => self.do_lookup(rq, a, w),
+            opcode::FORGET => self.do_forget(rq, a),
+            opcode::BATCH_FORGET => self.do_batch_forget(a),
+            opcode::MKNOD => self.do_mknod(rq, a, w),
+            opcode::MKDIR => self.do_mkdir(rq, a, w),
+            opcode::SYMLINK => self.do_symlink(rq, a, w),
+            opcode::LINK => self.do_link(rq, a, w),
+            opcode::UNLINK => self.do_unlink(rq, a, w),
+            opcode::RMDIR => self.do_rmdir(rq, a, w),
+            opcode::RENAME | opcode::RENAME2 => self.do_rename(rq, a, w),
+            opcode::READLINK => self.do_readlink(rq, w),
+            // ops/files.rs (and WRITE, above: it is served before its body is read)
+            opcode::OPEN => self.do_open(rq, a, w),
+            opcode::CREATE => self.do_create(rq, a, w),
+            opcode::TMPFILE => self.do_tmpfile(rq, a, w),
+            opcode::READ => self.do_read(rq, a, w),
+            opcode::FLUSH => self.do_flush(rq, a, w),
+            opcode::RELEASE => self.do_release(rq, a, w),
+            opcode::FSYNC => self.do_fsync(rq, a, w),
+            opcode::FALLOCATE => self.do_fallocate(rq, a, w),
+            opcode::LSEEK => self.do_lseek(rq, a, w),
+            opcode::COPY_FILE_RANGE => self.do_copy_file_range(rq, a, w),
+            // ops/attrs.rs
+            opcode::GETATTR => self.do_getattr(rq, a, w),
+            opcode::SETATTR => self.do_setattr(rq, a, w),
+            opcode::STATX => self.do_statx(rq, a, w),
+            opcode::ACCESS => self.do_access(rq, a, w),
+            opcode::STATFS => self.do_statfs(rq, w),
+            opcode::SYNCFS => self.do_syncfs(rq, a, w),
+            // ops/xattrs.rs
+            opcode::SETXATTR => self.do_setxattr(rq, a, w),
+            opcode::GETXATTR => self.do_getxattr(rq, a, w),
+            opcode::LISTXATTR => self.do_listxattr(rq, a, w),
+            opcode::REMOVEXATTR => self.do_removexattr(rq, a, w),
+            // ops/dirs.rs
+            opcode::OPENDIR => self.do_opendir(rq, a, w),
+            opcode::READDIR | opcode::READDIRPLUS => self.do_readdir(rq, a, w),
+            opcode::RELEASEDIR => self.do_releasedir(rq, a, w),
+            opcode::FSYNCDIR => self.do_fsyncdir(rq, a, w),
+            // ops/locks.rs
+            opcode::GETLK => self.do_getlk(rq, a, w),
+            opcode::SETLK | opcode::SETLKW => self.do_setlk(rq, a, w),
+            other => unsupported(other),
+        }
+    }
+
+    /// Checks the framing of a request before any of it is decoded: its
+    /// length fields, that FUSE_INIT came first, and that a reply of fixed
+    /// size fits `w`. Returns the length of the body and of its arguments
+    /// (the body without the extensions).
+    #[inline]
+    fn check_frame(&self, h: &abi::InHeader, total: usize, w: &dyn Writer) -> Result<(usize, usize), i32> {
         let len = h.len as usize;
         if len < IN_HEADER_SIZE || len > total {
             crate::guest_warn!(
@@ -151,393 +242,13 @@ impl<F: FileSystem> Server<F> {
                 return Err(libc::ERANGE);
             }
         }
-        if h.opcode == opcode::WRITE {
-            return self.do_write(h, args_len, r, w);
-        }
-        if body_len > MAX_ARGS {
-            return Err(libc::E2BIG);
-        }
-        // Most requests (a struct and a name or two) fit on the stack: no
-        // allocation on the hot path.
-        let mut small = [0u8; SMALL_ARGS];
-        let mut large = Vec::new();
-        let body: &mut [u8] = if body_len <= SMALL_ARGS {
-            &mut small[..body_len]
-        } else {
-            large.resize(body_len, 0);
-            &mut large
-        };
-        r.read_exact(body).map_err(|_| libc::EINVAL)?;
-        let (arg_bytes, ext_bytes) = body.split_at(args_len);
-        let groups = if ext_len > 0 { args::parse_extensions(ext_bytes)? } else { None };
-        let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups };
-        let mut a = Args::new(arg_bytes);
-        let node = NodeId(h.nodeid);
-        let fs = &self.fs;
-        let ok = |w: &mut dyn Writer, parts: &[&[u8]]| -> Result<Handled, i32> {
-            reply_ok(w, h.unique, parts).map(Handled::Reply).map_err(|_| libc::ERANGE)
-        };
-        let empty = |w: &mut dyn Writer| ok(w, &[]);
-        let entry = |w: &mut dyn Writer, e: crate::filesystem::Entry| ok(w, &[entry_out(&e).as_bytes()]);
-
-        match h.opcode {
-            opcode::INIT => self.do_init(h, &mut a, w),
-            opcode::DESTROY => {
-                self.reset();
-                empty(w)
-            }
-            opcode::LOOKUP => entry(w, fs.lookup(&ctx, node, a.name()?).map_err(errno)?),
-            opcode::FORGET => {
-                let f: abi::ForgetIn = a.fetch()?;
-                fs.forget(node, f.nlookup);
-                Ok(Handled::NoReply)
-            }
-            opcode::BATCH_FORGET => {
-                let b: abi::BatchForgetIn = a.fetch()?;
-                let rest = a.rest();
-                let n = (b.count as usize).min(rest.len() / core::mem::size_of::<abi::ForgetOne>());
-                if n < b.count as usize {
-                    crate::guest_warn!("BATCH_FORGET: count {} but room for {n}", b.count);
-                }
-                let list: Vec<(NodeId, u64)> = rest
-                    .chunks_exact(core::mem::size_of::<abi::ForgetOne>())
-                    .take(n)
-                    .filter_map(|c| abi::ForgetOne::read_from_bytes(c).ok())
-                    .map(|f| (NodeId(f.nodeid), f.nlookup))
-                    .collect();
-                fs.batch_forget(&list);
-                Ok(Handled::NoReply)
-            }
-            opcode::GETATTR => {
-                let g: abi::GetattrIn = a.fetch()?;
-                let fh = (g.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(g.fh));
-                let (attr, t) = fs.getattr(&ctx, node, fh).map_err(errno)?;
-                ok(w, &[attr_out(attr, t).as_bytes()])
-            }
-            opcode::SETATTR => {
-                let s: abi::SetattrIn = a.fetch()?;
-                let (attr, t) = fs.setattr(&ctx, node, setattr_in(&s)).map_err(errno)?;
-                ok(w, &[attr_out(attr, t).as_bytes()])
-            }
-            opcode::READLINK => {
-                let target = fs.readlink(&ctx, node).map_err(errno)?;
-                ok(w, &[&target])
-            }
-            opcode::SYMLINK => {
-                let name = a.name()?;
-                let target = a.cstr(args::PATH_MAX)?;
-                if target.is_empty() {
-                    return Err(libc::ENOENT);
-                }
-                entry(w, fs.symlink(&ctx, target, node, name).map_err(errno)?)
-            }
-            opcode::MKNOD => {
-                let m: abi::MknodIn = a.fetch()?;
-                let req = MknodRequest { mode: m.mode, rdev: m.rdev, umask: m.umask };
-                entry(w, fs.mknod(&ctx, node, a.name()?, req).map_err(errno)?)
-            }
-            opcode::MKDIR => {
-                let m: abi::MkdirIn = a.fetch()?;
-                entry(w, fs.mkdir(&ctx, node, a.name()?, m.mode, m.umask).map_err(errno)?)
-            }
-            opcode::UNLINK => {
-                fs.unlink(&ctx, node, a.name()?).map_err(errno)?;
-                empty(w)
-            }
-            opcode::RMDIR => {
-                fs.rmdir(&ctx, node, a.name()?).map_err(errno)?;
-                empty(w)
-            }
-            opcode::RENAME | opcode::RENAME2 => {
-                let (newdir, flags) = if h.opcode == opcode::RENAME {
-                    (NodeId(a.fetch::<abi::RenameIn>()?.newdir), 0)
-                } else {
-                    let r: abi::Rename2In = a.fetch()?;
-                    (NodeId(r.newdir), r.flags)
-                };
-                let oldname = a.name()?;
-                let newname = a.name()?;
-                fs.rename(&ctx, RenameRequest { olddir: node, oldname, newdir, newname, flags }).map_err(errno)?;
-                empty(w)
-            }
-            opcode::LINK => {
-                let l: abi::LinkIn = a.fetch()?;
-                entry(w, fs.link(&ctx, NodeId(l.oldnodeid), node, a.name()?).map_err(errno)?)
-            }
-            opcode::OPEN => {
-                let o: abi::OpenIn = a.fetch()?;
-                let kill = o.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0;
-                let reply = fs.open(&ctx, node, o.flags, kill).map_err(errno)?;
-                ok(w, &[open_out(reply).as_bytes()])
-            }
-            opcode::CREATE => {
-                let c: abi::CreateIn = a.fetch()?;
-                let name = a.name()?;
-                let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
-                let (e, o) = fs.create(&ctx, node, name, req).map_err(errno)?;
-                ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
-            }
-            opcode::TMPFILE => {
-                let c: abi::CreateIn = a.fetch()?;
-                let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
-                let (e, o) = fs.tmpfile(&ctx, node, req).map_err(errno)?;
-                ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
-            }
-            opcode::READ => self.do_read(h, &ctx, &mut a, w),
-            opcode::STATFS => {
-                let st = fs.statfs(&ctx, node).map_err(errno)?;
-                ok(w, &[abi::StatfsOut { st }.as_bytes()])
-            }
-            opcode::RELEASE | opcode::RELEASEDIR => {
-                let rel: abi::ReleaseIn = a.fetch()?;
-                let fh = Handle(rel.fh);
-                if h.opcode == opcode::RELEASE {
-                    let lock_owner = LockOwner(rel.lock_owner);
-                    let owner = (rel.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK != 0).then_some(lock_owner);
-                    if rel.release_flags & abi::FUSE_RELEASE_FLUSH != 0 {
-                        ignore_enosys(fs.flush(&ctx, node, fh, lock_owner)).map_err(errno)?;
-                    }
-                    fs.release(&ctx, node, fh, rel.flags, owner).map_err(errno)?;
-                } else {
-                    fs.releasedir(&ctx, node, fh, rel.flags).map_err(errno)?;
-                }
-                empty(w)
-            }
-            opcode::FSYNC | opcode::FSYNCDIR => {
-                let f: abi::FsyncIn = a.fetch()?;
-                let datasync = f.fsync_flags & abi::FUSE_FSYNC_FDATASYNC != 0;
-                if h.opcode == opcode::FSYNC {
-                    fs.fsync(&ctx, node, Handle(f.fh), datasync).map_err(errno)?;
-                } else {
-                    fs.fsyncdir(&ctx, node, Handle(f.fh), datasync).map_err(errno)?;
-                }
-                empty(w)
-            }
-            opcode::SETXATTR => {
-                let ext = self.negotiated_flags() & init::SETXATTR_EXT != 0;
-                let size = if ext { core::mem::size_of::<abi::SetxattrIn>() } else { abi::SETXATTR_IN_COMPAT_SIZE };
-                let s: abi::SetxattrIn = a.fetch_prefix(size)?;
-                let name = xattr_name(&mut a)?;
-                if s.size as usize > args::XATTR_SIZE_MAX {
-                    return Err(libc::E2BIG);
-                }
-                let value = a.bytes(s.size as usize)?;
-                let kill_sgid = s.setxattr_flags & abi::FUSE_SETXATTR_ACL_KILL_SGID != 0;
-                fs.setxattr(&ctx, node, name, SetxattrRequest { value, flags: s.flags, kill_sgid }).map_err(errno)?;
-                empty(w)
-            }
-            opcode::GETXATTR | opcode::LISTXATTR => {
-                let g: abi::GetxattrIn = a.fetch()?;
-                let value = if h.opcode == opcode::GETXATTR {
-                    let name = xattr_name(&mut a)?;
-                    fs.getxattr(&ctx, node, name).map_err(errno)?
-                } else {
-                    fs.listxattr(&ctx, node).map_err(errno)?
-                };
-                if g.size == 0 {
-                    ok(w, &[abi::GetxattrOut { size: value.len() as u32, padding: 0 }.as_bytes()])
-                } else if value.len() > g.size as usize {
-                    Err(libc::ERANGE)
-                } else {
-                    ok(w, &[&value])
-                }
-            }
-            opcode::REMOVEXATTR => {
-                let name = xattr_name(&mut a)?;
-                fs.removexattr(&ctx, node, name).map_err(errno)?;
-                empty(w)
-            }
-            opcode::FLUSH => {
-                let f: abi::FlushIn = a.fetch()?;
-                fs.flush(&ctx, node, Handle(f.fh), LockOwner(f.lock_owner)).map_err(errno)?;
-                empty(w)
-            }
-            opcode::OPENDIR => {
-                let o: abi::OpenIn = a.fetch()?;
-                let reply = fs.opendir(&ctx, node, o.flags).map_err(errno)?;
-                ok(w, &[open_out(reply).as_bytes()])
-            }
-            opcode::READDIR | opcode::READDIRPLUS => {
-                let rd: abi::ReadIn = a.fetch()?;
-                let room = w.available().saturating_sub(OUT_HEADER_SIZE);
-                let mut buf = DirBuffer::new((rd.size as usize).min(room), h.opcode == opcode::READDIRPLUS);
-                fs.readdir(&ctx, node, Handle(rd.fh), rd.offset, &mut buf).map_err(errno)?;
-                ok(w, &[buf.as_bytes()])
-            }
-            opcode::GETLK => {
-                let lk: abi::LkIn = a.fetch()?;
-                let lock = fs.getlk(&ctx, node, lock_request(&lk)).map_err(errno)?;
-                ok(w, &[abi::LkOut { lk: lock }.as_bytes()])
-            }
-            opcode::SETLK | opcode::SETLKW => {
-                let lk: abi::LkIn = a.fetch()?;
-                let wait = h.opcode == opcode::SETLKW;
-                let res = if wait {
-                    let _guard = self.interrupts.register(h.unique);
-                    fs.setlk(&ctx, node, lock_request(&lk), true)
-                } else {
-                    fs.setlk(&ctx, node, lock_request(&lk), false)
-                };
-                res.map_err(errno)?;
-                empty(w)
-            }
-            opcode::ACCESS => {
-                let acc: abi::AccessIn = a.fetch()?;
-                fs.access(&ctx, node, acc.mask).map_err(errno)?;
-                empty(w)
-            }
-            opcode::INTERRUPT => {
-                let i: abi::InterruptIn = a.fetch()?;
-                self.interrupts.interrupt(i.unique);
-                Ok(Handled::NoReply)
-            }
-            opcode::FALLOCATE => {
-                let f: abi::FallocateIn = a.fetch()?;
-                let req = FallocateRequest { handle: Handle(f.fh), mode: f.mode, offset: f.offset, length: f.length };
-                fs.fallocate(&ctx, node, req).map_err(errno)?;
-                empty(w)
-            }
-            opcode::LSEEK => {
-                let l: abi::LseekIn = a.fetch()?;
-                let offset = fs.lseek(&ctx, node, Handle(l.fh), l.offset, l.whence).map_err(errno)?;
-                ok(w, &[abi::LseekOut { offset }.as_bytes()])
-            }
-            opcode::COPY_FILE_RANGE => {
-                let c: abi::CopyFileRangeIn = a.fetch()?;
-                let len = c.len.min(u64::from(u32::MAX) & !0xfff);
-                let range = CopyRange {
-                    node_in: node,
-                    handle_in: Handle(c.fh_in),
-                    offset_in: c.off_in,
-                    node_out: NodeId(c.nodeid_out),
-                    handle_out: Handle(c.fh_out),
-                    offset_out: c.off_out,
-                    len,
-                    flags: c.flags,
-                };
-                let n = fs.copy_file_range(&ctx, range).map_err(errno)?;
-                ok(w, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
-            }
-            opcode::SYNCFS => {
-                let _: abi::SyncfsIn = a.fetch()?;
-                fs.syncfs(&ctx, node).map_err(errno)?;
-                empty(w)
-            }
-            opcode::STATX => {
-                let s: abi::StatxIn = a.fetch()?;
-                let fh = (s.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(s.fh));
-                let (stat, t) = fs.statx(&ctx, node, fh, s.sx_flags, s.sx_mask).map_err(errno)?;
-                let (secs, nsecs) = timeout_parts(t);
-                let out = abi::StatxOut { attr_valid: secs, attr_valid_nsec: nsecs, flags: 0, spare: [0; 2], stat };
-                ok(w, &[out.as_bytes()])
-            }
-            opcode::NOTIFY_REPLY => Ok(Handled::NoReply),
-            other => {
-                debug!("unsupported opcode {other} ({})", opcode::name(other));
-                Err(libc::ENOSYS)
-            }
-        }
+        Ok((body_len, args_len))
     }
+}
 
-    fn do_init(&self, h: &abi::InHeader, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
-        let i: abi::InitIn = a.fetch_prefix(abi::INIT_IN_COMPAT_SIZE.max(a.rest().len()))?;
-        if i.major < abi::KERNEL_VERSION {
-            warn!("FUSE_INIT: unsupported major version {}", i.major);
-            return Err(libc::EPROTO);
-        }
-        let mut out =
-            abi::InitOut { major: abi::KERNEL_VERSION, minor: abi::KERNEL_MINOR_VERSION, ..Default::default() };
-        if i.major > abi::KERNEL_VERSION {
-            // The client will retry with our major version.
-            return reply_ok(w, h.unique, &[out.as_bytes()]).map(Handled::Reply).map_err(|_| libc::ERANGE);
-        }
-        if i.minor < abi::MIN_KERNEL_MINOR_VERSION {
-            warn!("FUSE_INIT: protocol 7.{} is older than 7.{}", i.minor, abi::MIN_KERNEL_MINOR_VERSION);
-            return Err(libc::EPROTO);
-        }
-        let mut client = u64::from(i.flags);
-        if client & init::INIT_EXT != 0 {
-            client |= u64::from(i.flags2) << 32;
-        }
-        if self.is_initialized() {
-            // A second FUSE_INIT without DESTROY: the guest rebooted. Drop
-            // everything the previous session held before starting anew.
-            log::info!("FUSE_INIT on an initialized session: resetting");
-            self.reset();
-        }
-        let minor = i.minor.min(abi::KERNEL_MINOR_VERSION);
-        let wanted = self.fs.init(InitOptions { minor, client_flags: client }).map_err(errno)?;
-        let ours = init::INIT_EXT | init::MAX_PAGES | init::BIG_WRITES;
-        let enabled = (wanted | ours) & client;
-        out.minor = minor;
-        out.max_readahead = i.max_readahead;
-        out.flags = enabled as u32;
-        out.flags2 = (enabled >> 32) as u32;
-        out.max_background = 256;
-        out.congestion_threshold = 192;
-        out.max_write = MAX_WRITE;
-        out.time_gran = 1;
-        out.max_pages = abi::FUSE_DEFAULT_MAX_PAGES;
-        self.session.minor.store(minor, Ordering::Release);
-        self.session.flags.store(enabled, Ordering::Release);
-        self.session.initialized.store(true, Ordering::Release);
-        log::info!("FUSE_INIT: protocol 7.{minor}, flags {enabled:#x}");
-        reply_ok(w, h.unique, &[out.as_bytes()]).map(Handled::Reply).map_err(|_| libc::ERANGE)
-    }
-
-    fn do_read(&self, h: &abi::InHeader, ctx: &Context, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
-        let rd: abi::ReadIn = a.fetch()?;
-        if w.available() < OUT_HEADER_SIZE {
-            return Err(libc::ERANGE);
-        }
-        let size = (rd.size as usize).min(w.available() - OUT_HEADER_SIZE).min(MAX_REQUEST_SIZE);
-        if rd.offset > i64::MAX as u64 {
-            return Err(libc::EINVAL);
-        }
-        // Reserve the header; it is written once the payload length is known.
-        w.write_all(&[0u8; OUT_HEADER_SIZE]).map_err(|_| libc::ERANGE)?;
-        let req = ReadRequest { handle: Handle(rd.fh), offset: rd.offset, size: size as u32, flags: rd.flags };
-        let n = self.fs.read(ctx, NodeId(h.nodeid), req, w).map_err(errno)?;
-        let len = OUT_HEADER_SIZE + n;
-        let hdr = abi::OutHeader { len: len as u32, error: 0, unique: h.unique };
-        w.write_at(0, hdr.as_bytes()).map_err(|_| libc::EIO)?;
-        Ok(Handled::Reply(len))
-    }
-
-    fn do_write(
-        &self,
-        h: &abi::InHeader,
-        args_len: usize,
-        r: &mut dyn Reader,
-        w: &mut dyn Writer,
-    ) -> Result<Handled, i32> {
-        let mut wb = [0u8; core::mem::size_of::<abi::WriteIn>()];
-        if args_len < wb.len() {
-            return Err(libc::EINVAL);
-        }
-        r.read_exact(&mut wb).map_err(|_| libc::EINVAL)?;
-        let wi = abi::WriteIn::read_from_bytes(&wb[..]).map_err(|_| libc::EINVAL)?;
-        if wi.size as usize != args_len - wb.len() || wi.size > MAX_WRITE {
-            crate::guest_warn!("WRITE: size {} but payload of {} bytes", wi.size, args_len - wb.len());
-            return Err(libc::EINVAL);
-        }
-        if wi.offset.checked_add(u64::from(wi.size)).is_none_or(|end| end > i64::MAX as u64) {
-            return Err(libc::EFBIG);
-        }
-        let ctx = Context { uid: h.uid, gid: h.gid, pid: h.pid, groups: None };
-        let kill = wi.write_flags & abi::FUSE_WRITE_KILL_SUIDGID != 0;
-        let req = WriteRequest {
-            handle: Handle(wi.fh),
-            offset: wi.offset,
-            size: wi.size,
-            kill_suidgid: kill,
-            flags: wi.flags,
-        };
-        let n = self.fs.write(&ctx, NodeId(h.nodeid), req, r).map_err(errno)?;
-        reply_ok(w, h.unique, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
-            .map(Handled::Reply)
-            .map_err(|_| libc::ERANGE)
-    }
+fn unsupported(op: u32) -> Result<Handled, i32> {
+    debug!("unsupported opcode {op} ({})", opcode::name(op));
+    Err(libc::ENOSYS)
 }
 
 /// The size of the reply body of opcodes whose successful reply has a fixed
@@ -581,63 +292,4 @@ pub fn fixed_reply_size(op: u32) -> Option<usize> {
 /// The errno of an I/O error (EIO when it carries none).
 pub fn errno(e: io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn ignore_enosys(r: io::Result<()>) -> io::Result<()> {
-    match r {
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
-        other => other,
-    }
-}
-
-fn xattr_name<'a>(a: &mut Args<'a>) -> Result<&'a CStr, i32> {
-    let name = a.cstr(args::XATTR_NAME_MAX).map_err(|e| if e == libc::ENAMETOOLONG { libc::ERANGE } else { e })?;
-    if name.is_empty() {
-        return Err(libc::ERANGE);
-    }
-    Ok(name)
-}
-
-fn attr_out(attr: abi::Attr, t: std::time::Duration) -> abi::AttrOut {
-    let (secs, nsecs) = timeout_parts(t);
-    abi::AttrOut { attr_valid: secs, attr_valid_nsec: nsecs, dummy: 0, attr }
-}
-
-fn open_out(o: crate::filesystem::OpenReply) -> abi::OpenOut {
-    abi::OpenOut { fh: o.handle.0, open_flags: o.open_flags, backing_id: 0 }
-}
-
-fn lock_request(lk: &abi::LkIn) -> LockRequest {
-    LockRequest {
-        handle: Handle(lk.fh),
-        owner: LockOwner(lk.owner),
-        lock: lk.lk,
-        flock: lk.lk_flags & abi::FUSE_LK_FLOCK != 0,
-    }
-}
-
-/// Turns the wire SETATTR into the typed change set.
-pub fn setattr_in(s: &abi::SetattrIn) -> SetattrIn {
-    use abi::fattr;
-    let v = s.valid;
-    let time = |set: u32, now: u32, secs: u64, nsecs: u32| {
-        if v & now != 0 {
-            Some(TimeSpec::Now)
-        } else if v & set != 0 {
-            Some(TimeSpec::At(secs, nsecs))
-        } else {
-            None
-        }
-    };
-    SetattrIn {
-        mode: (v & fattr::MODE != 0).then_some(s.mode),
-        uid: (v & fattr::UID != 0).then_some(s.uid),
-        gid: (v & fattr::GID != 0).then_some(s.gid),
-        size: (v & fattr::SIZE != 0).then_some(s.size),
-        atime: time(fattr::ATIME, fattr::ATIME_NOW, s.atime, s.atimensec),
-        mtime: time(fattr::MTIME, fattr::MTIME_NOW, s.mtime, s.mtimensec),
-        ctime: (v & fattr::CTIME != 0).then_some((s.ctime, s.ctimensec)),
-        handle: (v & fattr::FH != 0).then_some(Handle(s.fh)),
-        kill_suidgid: v & fattr::KILL_SUIDGID != 0,
-    }
 }

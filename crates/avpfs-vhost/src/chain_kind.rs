@@ -30,6 +30,7 @@ pub(crate) enum ChainKind {
 }
 
 /// What kind of chain `chain` is.
+#[inline]
 pub(crate) fn classify(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &WalkedChain) -> ChainKind {
     let Ok(chain) = &chain.chain else {
         return ChainKind::Plain;
@@ -54,12 +55,14 @@ pub(crate) struct WalkedChain {
 
 impl WalkedChain {
     /// Walks the chain at `head` of `table`.
+    #[inline]
     pub(crate) fn walk(mem: &GuestMemoryLoadGuard<GuestMemory>, table: DescriptorTable, head: u16) -> Self {
         WalkedChain { head, chain: walk_chain(&**mem, table.addr, table.size, head) }
     }
 }
 
 /// Walks the chains at `heads` of `table`.
+#[inline]
 pub(crate) fn walk_all(
     mem: &GuestMemoryLoadGuard<GuestMemory>,
     table: DescriptorTable,
@@ -73,6 +76,7 @@ pub(crate) fn walk_all(
 /// and bulk chains to the worker too or, with `share_bulk`, every other
 /// one (the second, the fourth, ...) to its helper thread. Returns the
 /// worker's chains and the helper's.
+#[inline]
 pub(crate) fn deal_out(
     chains: Vec<WalkedChain>,
     kinds: Vec<ChainKind>,
@@ -102,6 +106,7 @@ pub(crate) fn deal_out(
 /// The opcode of the FUSE request at the start of a chain's readable part,
 /// if it holds a request header; read straight from the first buffer when
 /// it holds the field, as it does for any Linux guest.
+#[inline]
 fn request_opcode(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<u32> {
     use vm_memory::{Address, Bytes};
     let first = chain.readable.first()?;
@@ -113,6 +118,7 @@ fn request_opcode(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -
 }
 
 /// The FUSE request header at the start of a chain's readable part, if it holds one.
+#[inline]
 pub(crate) fn request_header(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<InHeader> {
     let readable = SplitChain { readable: chain.readable.clone(), writable: Buffers::new() };
     let mut r = ChainReader::<()>::new(&**mem, &readable).ok()?;

@@ -39,6 +39,7 @@ pub(crate) struct PollWindow {
 /// been caught by a longer window: grow it. A sleep longer than `max` means
 /// the queue went idle: shrink the window, so that an idle or sparse queue
 /// stops spinning (QEMU's adaptive polling does the same).
+#[inline]
 fn window_after_sleep(window: Duration, max: Duration, slept: Duration) -> Duration {
     if slept > max {
         let half = window / 2;
@@ -60,6 +61,7 @@ impl PollWindow {
     /// The worker was woken by a kick: a new maximum `max` resets the
     /// window to it, and the sleep that ended resizes it
     /// ([`window_after_sleep`]).
+    #[inline]
     pub(crate) fn woken(&self, max: Duration) {
         if max != self.max.get() {
             self.max.set(max);
@@ -71,6 +73,7 @@ impl PollWindow {
     }
 
     /// Spins until `ready()` or the window passes; true if work came.
+    #[inline]
     pub(crate) fn poll(&self, ready: impl Fn() -> bool) -> bool {
         let window = self.window.get();
         let start = Instant::now();

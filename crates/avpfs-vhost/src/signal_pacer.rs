@@ -32,11 +32,13 @@ pub(crate) struct SignalPacer {
 
 impl SignalPacer {
     /// A pacer for a batch that begins at `now`.
+    #[inline]
     pub(crate) fn new(now: Instant) -> Self {
         SignalPacer { start: now, last_signal: now, returned: 0, check_at: 1 }
     }
 
     /// One more reply was returned; true if the guest is to be signalled now.
+    #[inline]
     pub(crate) fn returned(&mut self, clock: impl FnOnce() -> Instant) -> bool {
         self.returned += 1;
         if self.returned < self.check_at {

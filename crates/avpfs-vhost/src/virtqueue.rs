@@ -34,6 +34,7 @@ impl Virtqueue<'_> {
     /// Pops every available chain head; returns them with the descriptor
     /// table they index. The ring is read through a memory snapshot taken
     /// once the queue is locked.
+    #[inline]
     pub(crate) fn pop_available(&self, memory: &GuestMemoryShared) -> (Vec<u16>, DescriptorTable) {
         let mut state = self.vring.get_mut();
         let mem = memory.memory();
@@ -50,6 +51,7 @@ impl Virtqueue<'_> {
     }
 
     /// Whether the driver has published chains this worker has not popped yet.
+    #[inline]
     pub(crate) fn has_available(&self, mem: &GuestMemoryLoadGuard<GuestMemory>) -> bool {
         let state = self.vring.get_ref();
         let q = state.get_queue();
@@ -57,12 +59,14 @@ impl Virtqueue<'_> {
     }
 
     /// Whether the queue is still set up and enabled (not stopped or reset).
+    #[inline]
     pub(crate) fn is_serving(&self) -> bool {
         let state = self.vring.get_ref();
         state.get_queue().ready() && state.is_enabled()
     }
 
     /// Puts the chain at `head` in the used ring with `len` bytes written.
+    #[inline]
     pub(crate) fn return_chain(&self, head: u16, len: u32) {
         if let Err(e) = self.vring.add_used(head, len) {
             warn!("queue {}: cannot return descriptor {head}: {e}", self.index);
@@ -71,6 +75,7 @@ impl Virtqueue<'_> {
 
     /// Signals the guest if it wants to know about the new used entries
     /// (always without EVENT_IDX; with it, when `used_event` was passed).
+    #[inline]
     pub(crate) fn notify(&self) {
         match self.vring.needs_notification() {
             Ok(false) => {}
@@ -82,6 +87,7 @@ impl Virtqueue<'_> {
         }
     }
 
+    #[inline]
     fn signal(&self) {
         if let Err(e) = self.vring.signal_used_queue() {
             warn!("queue {}: cannot signal the guest: {e}", self.index);
@@ -89,6 +95,7 @@ impl Virtqueue<'_> {
     }
 
     /// Asks the guest not to kick (EVENT_IDX).
+    #[inline]
     pub(crate) fn disable_notification(&self) {
         if let Err(e) = self.vring.disable_notification() {
             warn!("queue {}: cannot disable notifications: {e}", self.index);
@@ -97,6 +104,7 @@ impl Virtqueue<'_> {
 
     /// Asks the guest to kick again (EVENT_IDX); true if chains arrived
     /// while notifications were off, so the worker must not sleep yet.
+    #[inline]
     pub(crate) fn enable_notification(&self) -> bool {
         match self.vring.enable_notification() {
             Ok(more) => more,

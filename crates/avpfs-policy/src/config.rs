@@ -154,7 +154,23 @@ pub fn parse(src: &str) -> Result<Policy, ConfigError> {
     })?;
     let cx = Ctx { src };
     let mut p = Policy::strict();
-    let s = &file.share;
+    share_section(&cx, &file.share, &mut p)?;
+    p.paths = path_rules(&cx, &file.paths)?;
+    if let Some(u) = &file.uid {
+        p.uid = id_map(&cx, u, "uid")?;
+    }
+    if let Some(g) = &file.gid {
+        p.gid = id_map(&cx, g, "gid")?;
+    }
+    if let Some(x) = &file.xattr {
+        p.xattr = xattr_rules(&cx, x)?;
+    }
+    Ok(p)
+}
+
+/// `[share]`: read-only, setuid, the file types that may be created, limits,
+/// audit.
+fn share_section(cx: &Ctx<'_>, s: &ShareSection, p: &mut Policy) -> Result<(), ConfigError> {
     p.readonly = s.readonly.unwrap_or(false);
     p.allow_setuid = s.allow_setuid.unwrap_or(false);
     p.audit = s.audit.unwrap_or(true);
@@ -189,62 +205,55 @@ pub fn parse(src: &str) -> Result<Policy, ConfigError> {
     }
     p.max_inodes = s.max_inodes.as_ref().map(|v| *v.get_ref());
     p.max_open_files = s.max_open_files.as_ref().map(|v| *v.get_ref());
+    Ok(())
+}
 
-    let mut rules = Vec::new();
-    for (list, access, key) in [
-        (&file.paths.hidden, Access::Hidden, "paths.hidden"),
-        (&file.paths.readonly, Access::ReadOnly, "paths.readonly"),
-    ] {
-        for path in list {
-            rules.push((path, access, key));
-        }
-    }
+/// `[paths]`: hidden and read-only subtrees.
+fn path_rules(cx: &Ctx<'_>, paths: &PathsSection) -> Result<PathRules, ConfigError> {
+    let rules =
+        [(&paths.hidden, Access::Hidden, "paths.hidden"), (&paths.readonly, Access::ReadOnly, "paths.readonly")];
     // Add the rules one by one so that an error points at the rule that caused it.
     let mut tree = PathRules::default();
-    for (path, access, key) in &rules {
-        tree.add(path.get_ref(), *access).map_err(|e| cx.err(path.span(), key, e.to_string()))?;
+    for (list, access, key) in rules {
+        for path in list {
+            tree.add(path.get_ref(), access).map_err(|e| cx.err(path.span(), key, e.to_string()))?;
+        }
     }
-    p.paths = tree;
+    Ok(tree)
+}
 
-    if let Some(u) = &file.uid {
-        p.uid = id_map(&cx, u, "uid")?;
-    }
-    if let Some(g) = &file.gid {
-        p.gid = id_map(&cx, g, "gid")?;
-    }
-    if let Some(x) = &file.xattr {
-        let default_allow = match x.default.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
-            None | Some(("allow", _)) => true,
-            Some(("deny", _)) => false,
-            Some((other, span)) => {
-                return Err(cx.err(span, "xattr.default", format!("{other:?}: expected \"allow\" or \"deny\"")))
+/// `[xattr]`: the default and the prefix rules.
+fn xattr_rules(cx: &Ctx<'_>, x: &XattrSection) -> Result<XattrRules, ConfigError> {
+    let default_allow = match x.default.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
+        None | Some(("allow", _)) => true,
+        Some(("deny", _)) => false,
+        Some((other, span)) => {
+            return Err(cx.err(span, "xattr.default", format!("{other:?}: expected \"allow\" or \"deny\"")))
+        }
+    };
+    let mut list = Vec::new();
+    for r in &x.rules {
+        let e = r.get_ref();
+        let action = match (e.action.as_deref(), &e.rename) {
+            (Some("allow"), None) => XattrAction::Allow,
+            (Some("deny"), None) => XattrAction::Deny,
+            (None, Some(to)) | (Some("rename"), Some(to)) => {
+                if to.is_empty() || to.starts_with(&e.prefix) && !e.prefix.is_empty() {
+                    return Err(cx.err(r.span(), "xattr.rules.rename", "the new prefix must differ from the old"));
+                }
+                XattrAction::Rename(to.clone())
+            }
+            _ => {
+                return Err(cx.err(
+                    r.span(),
+                    "xattr.rules",
+                    "each rule needs action = \"allow\" | \"deny\", or rename = \"prefix\"",
+                ))
             }
         };
-        let mut list = Vec::new();
-        for r in &x.rules {
-            let e = r.get_ref();
-            let action = match (e.action.as_deref(), &e.rename) {
-                (Some("allow"), None) => XattrAction::Allow,
-                (Some("deny"), None) => XattrAction::Deny,
-                (None, Some(to)) | (Some("rename"), Some(to)) => {
-                    if to.is_empty() || to.starts_with(&e.prefix) && !e.prefix.is_empty() {
-                        return Err(cx.err(r.span(), "xattr.rules.rename", "the new prefix must differ from the old"));
-                    }
-                    XattrAction::Rename(to.clone())
-                }
-                _ => {
-                    return Err(cx.err(
-                        r.span(),
-                        "xattr.rules",
-                        "each rule needs action = \"allow\" | \"deny\", or rename = \"prefix\"",
-                    ))
-                }
-            };
-            list.push(XattrRule { prefix: e.prefix.clone(), action });
-        }
-        p.xattr = XattrRules::new(list, default_allow);
+        list.push(XattrRule { prefix: e.prefix.clone(), action });
     }
-    Ok(p)
+    Ok(XattrRules::new(list, default_allow))
 }
 
 fn id_map(cx: &Ctx<'_>, s: &IdSection, which: &str) -> Result<IdMap, ConfigError> {

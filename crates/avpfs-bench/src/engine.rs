@@ -247,7 +247,7 @@ impl Session {
 
     /// Sends BATCH_FORGET for `nodes` (node id, lookup count), in batches, on
     /// the hiprio queue. As a guest does, it does not wait for one batch
-    /// before it sends the next: up to [`FORGETS_IN_FLIGHT`] go out with one
+    /// before it sends the next: up to `FORGETS_IN_FLIGHT` go out with one
     /// kick, then it waits for them.
     pub fn forget(&self, nodes: &[(u64, u64)]) -> Result<(), Error> {
         let requests: Vec<Vec<u8>> = nodes

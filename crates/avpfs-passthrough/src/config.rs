@@ -63,7 +63,7 @@ impl CachePolicy {
     /// the change gives the directory a new mtime: a change within the same
     /// tick of the host's clock as the one the guest saw would not, so
     /// `never`-to-`auto` policies cache only *settled* directories, whose
-    /// mtime is older than [`SETTLED_DIR_AGE`] (any later change then has a
+    /// mtime is older than `SETTLED_DIR_AGE` (2 s) (any later change then has a
     /// later mtime on every Linux file system, FAT's 2 s steps included).
     /// `always` caches every listing (its trees change only through the
     /// guest); `never` none.

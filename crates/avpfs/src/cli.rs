@@ -163,7 +163,7 @@ pub struct Cli {
     /// TYPE:SOURCE:TARGET:COUNT with TYPE map (both ways), guest (guest to
     /// host), host (host to guest), squash-guest, squash-host, or
     /// forbid-guest:BASE:COUNT (EPERM); repeatable; ids no rule covers pass
-    /// unchanged. Same as the policy file's [uid] section.
+    /// unchanged. Same as the policy file's `[uid]` section.
     #[arg(long, value_name = "MAP", action = clap::ArgAction::Append)]
     pub translate_uid: Vec<String>,
 
@@ -175,7 +175,7 @@ pub struct Cli {
     /// :TYPE:SCOPE:KEY:PREPEND: (TYPE prefix, ok, bad, unsupported; SCOPE
     /// client, server, all) or a final :map:KEY:PREPEND:, e.g.
     /// ":map::user.virtiofs.:"; implies --xattr. Same as the policy file's
-    /// [xattr] rules.
+    /// `[xattr]` rules.
     #[arg(long, value_name = "MAP")]
     pub xattrmap: Option<String>,
 }

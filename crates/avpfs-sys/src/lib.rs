@@ -30,8 +30,8 @@
 //! - [`mount`]: `mount`, `umount2`, `open_tree` clones, `move_mount`,
 //!   `pivot_root`, `chroot`, `chdir`/`fchdir`;
 //! - [`process`]: `fork` (of a single-threaded process), `waitpid`, `kill`,
-//!   `unshare`, `prctl` (parent-death signal, no_new_privs), resource limits,
-//!   the thread CPU clock;
+//!   `gettid`, `unshare`, `prctl` (parent-death signal, no_new_privs),
+//!   resource limits, the thread CPU clock;
 //! - [`signal`]: signal sets and masks, `sigwait`, handlers (a wake-up
 //!   handler, a SIGSYS reporter), signalling one thread (`tgkill`);
 //! - [`poll`](mod@poll): `poll(2)`;

@@ -130,13 +130,11 @@ fn chroot_sandbox_serves_the_share_with_xattrs() {
     // Extended attributes go through /proc/self/fd, reached from outside the chroot.
     let f = m.mountpoint.join("hello");
     let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: NUL-terminated strings and a valid value buffer.
-    let rc = unsafe { libc::setxattr(c.as_ptr(), c"user.k".as_ptr(), b"v".as_ptr().cast(), 1, 0) };
-    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
-    let mut buf = [0u8; 8];
-    // SAFETY: as above, with a writable buffer of its length.
-    let n = unsafe { libc::getxattr(c.as_ptr(), c"user.k".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(n, 1, "getxattr: {}", std::io::Error::last_os_error());
+    let target = avpfs_sys::xattr::Target::Path(&c);
+    let set = avpfs_sys::xattr::set(target, c"user.k", b"v", 0);
+    assert!(set.is_ok(), "setxattr: {set:?}");
+    let got = avpfs_sys::xattr::get(target, c"user.k");
+    assert_eq!(got.as_ref().map(Vec::len).ok(), Some(1), "getxattr: {got:?}");
     stop_cleanly(m, &log);
 }
 
@@ -202,8 +200,7 @@ fn the_supervisor_cleans_up_when_the_daemon_dies() {
     let tmp = tmpdir();
     let (mut m, _log) = start(tmp.path(), &["--sandbox", "namespace"]);
     let pid = daemon_pid(m.child.as_ref().unwrap().id());
-    // SAFETY: killing the daemon we started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    avpfs_sys::process::kill(pid as i32, libc::SIGKILL).expect("SIGKILL to the daemon");
     let status = m.child.take().unwrap().wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGKILL), "{status}");
     assert!(!common::is_fuse_mount(&m.mountpoint), "the supervisor unmounts a dead daemon's mount");

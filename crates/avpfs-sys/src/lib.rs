@@ -22,7 +22,8 @@
 //! - [`fs`]: directory-entry and file operations (`mknodat`, `renameat2`,
 //!   `fallocate`, `copy_file_range`, `lseek`, `fsync`, ...);
 //! - [`xattr`]: extended attributes by path and by descriptor;
-//! - [`lock`]: open-file-description locks and `flock`;
+//! - [`lock`]: open-file-description locks, classic POSIX record locks
+//!   and `flock`;
 //! - [`dir`]: `getdents64` and a parser for its buffer;
 //! - positional I/O, `preadv`/`pwritev`: [`io`];
 //! - [`memory`]: giving freed heap memory back to the kernel;

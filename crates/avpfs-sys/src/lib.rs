@@ -22,7 +22,8 @@
 //! - [`fs`]: directory-entry and file operations (`mknodat`, `renameat2`,
 //!   `fallocate`, `copy_file_range`, `lseek`, `fsync`, ...);
 //! - [`xattr`]: extended attributes by path and by descriptor;
-//! - [`lock`]: open-file-description locks and `flock`;
+//! - [`lock`]: open-file-description locks, classic POSIX record locks
+//!   and `flock`;
 //! - [`dir`]: `getdents64` and a parser for its buffer;
 //! - positional I/O, `preadv`/`pwritev`: [`io`];
 //! - [`memory`]: giving freed heap memory back to the kernel;
@@ -30,8 +31,8 @@
 //! - [`mount`]: `mount`, `umount2`, `open_tree` clones, `move_mount`,
 //!   `pivot_root`, `chroot`, `chdir`/`fchdir`;
 //! - [`process`]: `fork` (of a single-threaded process), `waitpid`, `kill`,
-//!   `unshare`, `prctl` (parent-death signal, no_new_privs), resource limits,
-//!   the thread CPU clock;
+//!   `gettid`, `unshare`, `prctl` (parent-death signal, no_new_privs),
+//!   resource limits, the thread CPU clock;
 //! - [`signal`]: signal sets and masks, `sigwait`, handlers (a wake-up
 //!   handler, a SIGSYS reporter), signalling one thread (`tgkill`);
 //! - [`poll`](mod@poll): `poll(2)`;

@@ -1,4 +1,5 @@
-//! Record locks on open file descriptions (`F_OFD_*`) and BSD `flock`.
+//! Record locks on open file descriptions (`F_OFD_*`), classic POSIX record
+//! locks (`F_SETLK`) and BSD `flock`.
 //!
 //! OFD locks belong to an open file description, not to a process, so a
 //! server can hold locks for many clients' lock owners at once, each on its
@@ -64,6 +65,24 @@ pub fn ofd_setlk(fd: BorrowedFd<'_>, lock: Lock, wait: bool) -> io::Result<()> {
     }
 }
 
+/// `F_SETLK` (or `F_SETLKW` when `wait`): takes or releases `lock` as a
+/// classic POSIX record lock, owned by the calling process and released when
+/// the process closes any descriptor of the file. That makes it unfit for a
+/// server (see [`ofd_setlk`]); it is what ordinary programs, and tests acting
+/// as one, take. Errors as [`ofd_setlk`]: `EAGAIN` on a conflict without
+/// `wait`, `EINTR` (not retried) when a signal ends a wait.
+pub fn posix_setlk(fd: BorrowedFd<'_>, lock: Lock, wait: bool) -> io::Result<()> {
+    let fl = lock.to_raw();
+    let cmd = if wait { libc::F_SETLKW } else { libc::F_SETLK };
+    // SAFETY: `fl` is a valid flock that lives for the call; `fd` is open.
+    let r = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl as *const libc::flock) });
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// `flock(2)` with `LOCK_SH`/`LOCK_EX`/`LOCK_UN`, adding `LOCK_NB` unless
 /// `wait`. A conflict fails with `EAGAIN` (`EWOULDBLOCK`); a signal during a
 /// wait fails with `EINTR`.
@@ -99,6 +118,26 @@ mod tests {
         assert_eq!(ofd_getlk(a.as_fd(), wr(0, 0)).unwrap().typ, libc::F_UNLCK);
         ofd_setlk(a.as_fd(), Lock { typ: libc::F_UNLCK, start: 0, len: 0, pid: 0 }, false).unwrap();
         ofd_setlk(b.as_fd(), wr(12, 1), false).unwrap();
+    }
+
+    #[test]
+    fn posix_locks_belong_to_the_process() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let proc = ProcSelfFd::open().unwrap();
+        let a = proc.reopen(f.as_file().as_fd(), libc::O_RDWR).unwrap();
+        let b = proc.reopen(f.as_file().as_fd(), libc::O_RDWR).unwrap();
+        posix_setlk(a.as_fd(), wr(0, 10), false).unwrap();
+        // Another description of the same process: no conflict, the lock grows.
+        posix_setlk(b.as_fd(), wr(5, 10), true).unwrap();
+        // An OFD lock sees one process-owned lock over both ranges.
+        let c = ofd_getlk(b.as_fd(), wr(0, 0)).unwrap();
+        assert_eq!((c.typ, c.start, c.len, c.pid), (libc::F_WRLCK, 0, 15, std::process::id() as i32));
+        assert_eq!(ofd_setlk(b.as_fd(), wr(3, 1), false).unwrap_err().raw_os_error(), Some(libc::EAGAIN));
+        posix_setlk(a.as_fd(), Lock { typ: libc::F_UNLCK, start: 0, len: 0, pid: 0 }, false).unwrap();
+        assert_eq!(ofd_getlk(b.as_fd(), wr(0, 0)).unwrap().typ, libc::F_UNLCK);
+        // And an OFD lock conflicts with a POSIX lock in turn.
+        ofd_setlk(b.as_fd(), wr(20, 1), false).unwrap();
+        assert_eq!(posix_setlk(a.as_fd(), wr(0, 0), false).unwrap_err().raw_os_error(), Some(libc::EAGAIN));
     }
 
     #[test]

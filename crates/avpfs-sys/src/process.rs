@@ -1,4 +1,4 @@
-//! Processes: `fork`, `waitpid`, `kill`, `unshare`, `prctl`, resource
+//! Processes: `fork`, `waitpid`, `kill`, `gettid`, `unshare`, `prctl`, resource
 //! limits, clocks.
 //!
 //! Apart from [`thread_count`] and [`fork`] (which reads `/proc` before it
@@ -60,6 +60,13 @@ pub fn waitpid(pid: Pid, flags: libc::c_int) -> io::Result<Option<libc::c_int>> 
     // SAFETY: `status` is a writable int for the duration of the call.
     let r = cvt(unsafe { libc::waitpid(pid, &mut status, flags) })?;
     Ok((r != 0).then_some(status))
+}
+
+/// `gettid(2)`: the kernel id of the calling thread (the process id in the
+/// main thread), as `/proc/self/task` names it.
+pub fn gettid() -> Pid {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
 }
 
 /// `kill(2)`: sends `sig` to the process `pid`.
@@ -153,6 +160,15 @@ mod tests {
         assert_eq!(std::process::ExitStatus::from_raw(status).signal(), Some(libc::SIGTERM));
         assert_eq!(waitpid(pid, libc::WNOHANG).unwrap_err().raw_os_error(), Some(libc::ECHILD));
         assert_eq!(kill(-999_999, 0).unwrap_err().raw_os_error(), Some(libc::ESRCH));
+    }
+
+    #[test]
+    fn thread_ids() {
+        let main = gettid();
+        assert!(std::path::Path::new(&format!("/proc/self/task/{main}")).exists());
+        let other = std::thread::spawn(gettid).join().unwrap();
+        assert_ne!(other, main, "each thread has its own id");
+        assert!(other > 0);
     }
 
     #[test]

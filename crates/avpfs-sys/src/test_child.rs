@@ -38,9 +38,40 @@ pub fn is(name: &str) -> bool {
 /// # Panics
 /// When the test binary cannot be found or started: this is test support.
 pub fn run(name: &str) -> Output {
-    Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .output()
-        .expect("starting the test binary again")
+    command(name).output().expect("starting the test binary again")
+}
+
+/// The command [`run`] starts, for a test that must do more than wait for
+/// the new process (signal it while it runs, talk to it through pipes,
+/// pass it more of the environment): spawn it and deal with the [`Child`](std::process::Child).
+///
+/// # Panics
+/// When the test binary cannot be found: this is test support.
+pub fn command(name: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+    command.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD, name);
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    #[test]
+    fn a_spawned_child_runs_only_this_test_with_the_environment_given() {
+        let name = "test_child::tests::a_spawned_child_runs_only_this_test_with_the_environment_given";
+        if super::is(name) {
+            println!("child of {}", std::env::var("AVPFS_TEST_CHILD_EXTRA").unwrap());
+            return;
+        }
+        assert!(!super::is(name), "not in the parent");
+        let mut child =
+            super::command(name).env("AVPFS_TEST_CHILD_EXTRA", "the parent").stdout(Stdio::piped()).spawn().unwrap();
+        let mut out = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        assert!(child.wait().unwrap().success(), "{out}");
+        assert!(out.contains("child of the parent\n"), "{out}");
+        assert!(out.contains("running 1 test"), "only this test runs: {out}");
+    }
 }

@@ -113,8 +113,7 @@ impl SocketDaemon {
 
     /// Sends SIGTERM; checks the daemon exits with success and removes its socket.
     fn stop_cleanly(mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        avpfs_sys::process::kill(self.child.id() as i32, libc::SIGTERM).expect("SIGTERM to avpfs");
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
         assert!(!self.sock.exists(), "the socket file is removed on exit");

@@ -90,9 +90,9 @@ fn readonly_subtree_is_erofs_but_readable() {
 fn file_types_outside_the_allowed_set_are_eperm() {
     let f = mount_with_policy(BASIC);
     let fifo = CString::new(f.mnt.join("fifo").to_str().unwrap()).unwrap();
-    // SAFETY: `fifo` is a NUL-terminated path.
-    let rc = unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) };
-    assert_eq!((rc, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EPERM)));
+    // mkfifo(3) is mknod(2) of a FIFO.
+    let r = avpfs_sys::fs::mknodat(avpfs_sys::open::cwd(), &fifo, libc::S_IFIFO | 0o644, 0);
+    assert_eq!(r.map_err(|e| e.raw_os_error()), Err(Some(libc::EPERM)));
     assert!(!f.share.join("fifo").exists());
     std::os::unix::fs::symlink("plain", f.mnt.join("link")).unwrap();
     std::fs::create_dir(f.mnt.join("dir")).unwrap();
@@ -133,25 +133,13 @@ unmapped = "deny"
 fn xattr_get(path: &Path, name: &str) -> io::Result<Vec<u8>> {
     let p = CString::new(path.to_str().unwrap()).unwrap();
     let n = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid strings and a buffer of the given length.
-    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(r as usize);
-    Ok(buf)
+    avpfs_sys::xattr::get(avpfs_sys::xattr::Target::Path(&p), &n)
 }
 
 fn xattr_set(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let p = CString::new(path.to_str().unwrap()).unwrap();
     let n = CString::new(name).unwrap();
-    // SAFETY: valid strings and a value buffer of the given length.
-    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    avpfs_sys::xattr::set(avpfs_sys::xattr::Target::Path(&p), &n, value, 0)
 }
 
 #[test]

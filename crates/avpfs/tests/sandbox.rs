@@ -130,13 +130,11 @@ fn chroot_sandbox_serves_the_share_with_xattrs() {
     // Extended attributes go through /proc/self/fd, reached from outside the chroot.
     let f = m.mountpoint.join("hello");
     let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: NUL-terminated strings and a valid value buffer.
-    let rc = unsafe { libc::setxattr(c.as_ptr(), c"user.k".as_ptr(), b"v".as_ptr().cast(), 1, 0) };
-    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
-    let mut buf = [0u8; 8];
-    // SAFETY: as above, with a writable buffer of its length.
-    let n = unsafe { libc::getxattr(c.as_ptr(), c"user.k".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(n, 1, "getxattr: {}", std::io::Error::last_os_error());
+    let target = avpfs_sys::xattr::Target::Path(&c);
+    let set = avpfs_sys::xattr::set(target, c"user.k", b"v", 0);
+    assert!(set.is_ok(), "setxattr: {set:?}");
+    let got = avpfs_sys::xattr::get(target, c"user.k");
+    assert_eq!(got.as_ref().map(Vec::len).ok(), Some(1), "getxattr: {got:?}");
     stop_cleanly(m, &log);
 }
 
@@ -202,8 +200,7 @@ fn the_supervisor_cleans_up_when_the_daemon_dies() {
     let tmp = tmpdir();
     let (mut m, _log) = start(tmp.path(), &["--sandbox", "namespace"]);
     let pid = daemon_pid(m.child.as_ref().unwrap().id());
-    // SAFETY: killing the daemon we started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    avpfs_sys::process::kill(pid as i32, libc::SIGKILL).expect("SIGKILL to the daemon");
     let status = m.child.take().unwrap().wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGKILL), "{status}");
     assert!(!common::is_fuse_mount(&m.mountpoint), "the supervisor unmounts a dead daemon's mount");
@@ -214,38 +211,44 @@ fn the_supervisor_cleans_up_when_the_daemon_dies() {
 /// a signal handler under the filter), answers, and keeps serving.
 #[test]
 fn an_interrupted_lock_wait_is_answered_under_seccomp_kill() {
-    use std::os::fd::AsRawFd;
+    use avpfs_sys::lock::{posix_setlk, Lock};
+    use std::io::BufRead;
+    use std::os::fd::AsFd;
+    const NAME: &str = "an_interrupted_lock_wait_is_answered_under_seccomp_kill";
+    const WAITER_FILE: &str = "AVPFS_TEST_LOCK_WAITER_FILE";
+    const WAITING: &str = "waiter: waiting for the lock";
+    let whole_file = |typ| Lock { typ, start: 0, len: 0, pid: 0 };
+    if avpfs_sys::test_child::is(NAME) {
+        // The waiter, this test re-run as a new process (the harness has
+        // threads, so it is not forked): waits for a write lock on the file.
+        let path = std::env::var_os(WAITER_FILE).unwrap();
+        let fd = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+        println!("{WAITING}");
+        let _ = posix_setlk(fd.as_fd(), whole_file(libc::F_WRLCK), true);
+        return;
+    }
     let tmp = tmpdir();
     let (mut m, log) = start(tmp.path(), &["--sandbox", "namespace", "--seccomp", "kill"]);
     let file = m.mountpoint.join("hello");
-    let whole_file =
-        |kind| libc::flock { l_type: kind, l_whence: libc::SEEK_SET as i16, l_start: 0, l_len: 0, l_pid: 0 };
     let holder = std::fs::OpenOptions::new().read(true).write(true).open(&file).unwrap();
-    // SAFETY: F_SETLK with a valid flock on an open descriptor.
-    let rc = unsafe { libc::fcntl(holder.as_raw_fd(), libc::F_SETLK, &whole_file(libc::F_WRLCK as i16)) };
-    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-    let path = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
-    let wait_lock = whole_file(libc::F_WRLCK as i16);
-    // SAFETY: the child only makes async-signal-safe calls (open, fcntl, _exit).
-    let waiter = unsafe { libc::fork() };
-    assert!(waiter >= 0);
-    if waiter == 0 {
-        // SAFETY: as above; `path` and `wait_lock` were made before the fork.
-        unsafe {
-            let fd = libc::open(path.as_ptr(), libc::O_RDWR);
-            libc::fcntl(fd, libc::F_SETLKW, &wait_lock);
-            libc::_exit(0);
-        }
+    posix_setlk(holder.as_fd(), whole_file(libc::F_WRLCK), false).unwrap();
+    let mut waiter = avpfs_sys::test_child::command(NAME)
+        .env(WAITER_FILE, &file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the waiter");
+    // Count the time from when the waiter is about to wait, as after a fork
+    // (the harness may have begun the line with the test's name).
+    let mut out = std::io::BufReader::new(waiter.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !line.contains(WAITING) {
+        line.clear();
     }
     std::thread::sleep(Duration::from_millis(500));
-    let mut status = 0;
-    // SAFETY: polling our own child.
-    assert_eq!(unsafe { libc::waitpid(waiter, &mut status, libc::WNOHANG) }, 0, "the lock was not waited for");
-    // SAFETY: killing our own child.
-    unsafe { libc::kill(waiter, libc::SIGKILL) };
+    assert!(waiter.try_wait().unwrap().is_none(), "the lock was not waited for");
+    waiter.kill().unwrap(); // SIGKILL
     let deadline = Instant::now() + Duration::from_secs(20);
-    // SAFETY: polling our own child.
-    while unsafe { libc::waitpid(waiter, &mut status, libc::WNOHANG) } == 0 {
+    while waiter.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the interrupted lock wait was never answered");
         std::thread::sleep(Duration::from_millis(20));
     }

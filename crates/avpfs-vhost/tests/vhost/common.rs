@@ -217,8 +217,7 @@ impl FileSystem for MemFs {
 
     fn lookup(&self, _: &Context, parent: NodeId, name: &CStr) -> io::Result<Entry> {
         self.note_thread();
-        // SAFETY: gettid has no preconditions.
-        self.lookup_tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+        self.lookup_tid.store(avpfs_sys::process::gettid(), Ordering::SeqCst);
         let mut inner = self.inner.lock().unwrap();
         let (&id, node) = inner
             .nodes
@@ -229,8 +228,7 @@ impl FileSystem for MemFs {
     }
 
     fn forget(&self, node: NodeId, count: u64) {
-        // SAFETY: gettid has no preconditions.
-        self.forget_tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+        self.forget_tid.store(avpfs_sys::process::gettid(), Ordering::SeqCst);
         std::thread::sleep(*self.forget_delay.lock().unwrap());
         if let Some(n) = self.inner.lock().unwrap().nodes.get_mut(&node) {
             n.lookups = n.lookups.saturating_sub(count);

@@ -40,9 +40,8 @@ fn rename_in(newdir: u64, old: &str, new: &str, flags: u32) -> Vec<u8> {
 
 fn mknod_host(path: &std::path::Path, mode: u32, dev: u64) {
     let p = CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: `p` is a NUL-terminated path that lives for the call.
-    let rc = unsafe { libc::mknod(p.as_ptr(), mode, dev) };
-    assert_eq!(rc, 0, "mknod {}: {}", path.display(), std::io::Error::last_os_error());
+    let r = avpfs_sys::fs::mknodat(avpfs_sys::open::cwd(), &p, mode, dev);
+    assert!(r.is_ok(), "mknod {}: {r:?}", path.display());
 }
 
 #[test]
@@ -711,11 +710,9 @@ fn race_swapping_a_directory_with_a_symlink_never_escapes() {
         let swapper = sc.spawn(|| {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                // SAFETY: both paths are NUL-terminated strings that live for the call.
-                let rc = unsafe {
-                    libc::renameat2(libc::AT_FDCWD, race.as_ptr(), libc::AT_FDCWD, swap.as_ptr(), libc::RENAME_EXCHANGE)
-                };
-                assert_eq!(rc, 0, "renameat2: {}", std::io::Error::last_os_error());
+                let cwd = avpfs_sys::open::cwd();
+                let r = avpfs_sys::fs::renameat2(cwd, &race, cwd, &swap, libc::RENAME_EXCHANGE);
+                assert!(r.is_ok(), "renameat2: {r:?}");
                 n += 1;
             }
             n

@@ -284,14 +284,7 @@ rules = [
 fn host_getxattr(path: &std::path::Path, n: &str) -> Result<Vec<u8>, i32> {
     let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     let n = std::ffi::CString::new(n).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid strings and a buffer of the given length.
-    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
-    }
-    buf.truncate(r as usize);
-    Ok(buf)
+    avpfs_sys::xattr::get(avpfs_sys::xattr::Target::Path(&p), &n).map_err(|e| e.raw_os_error().unwrap())
 }
 
 #[test]

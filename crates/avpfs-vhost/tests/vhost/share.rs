@@ -379,8 +379,7 @@ pub fn child_daemon_main() {
     if let Ok(n) = std::env::var(CHILD_NOFILE) {
         let n: u64 = n.parse().unwrap();
         let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
-        // SAFETY: `lim` is a valid rlimit read by the call.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+        avpfs_sys::process::setrlimit(libc::RLIMIT_NOFILE, &lim).unwrap();
     }
     let fs = PassthroughFs::new(passthrough_config(Path::new(&share))).unwrap();
     let options = VhostOptions { num_request_queues: queues, ..Default::default() };

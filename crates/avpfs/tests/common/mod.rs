@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -18,12 +19,9 @@ pub struct Mounted {
 
 /// Whether `path` is the root of a FUSE mount.
 pub fn is_fuse_mount(path: &Path) -> bool {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: an all-zero statfs is a valid buffer for statfs to fill.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` is a valid buffer.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    rc == 0 && st.f_type == FUSE_SUPER_MAGIC
+    // statfs(2) by path is an O_PATH open and fstatfs(2) of it.
+    let st = avpfs_sys::open::open_path(path, libc::O_PATH).and_then(|fd| avpfs_sys::stat::fstatfs(fd.as_fd()));
+    st.is_ok_and(|st| st.f_type == FUSE_SUPER_MAGIC)
 }
 
 impl Mounted {
@@ -79,8 +77,7 @@ impl Mounted {
     /// Sends SIGTERM and waits for the process; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("already stopped");
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        avpfs_sys::process::kill(child.id() as i32, libc::SIGTERM).expect("SIGTERM to avpfs");
         child.wait().unwrap()
     }
 }
@@ -88,14 +85,13 @@ impl Mounted {
 impl Drop for Mounted {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: signalling our own child process.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            // Best effort, as the drop of a test that may have failed.
+            let _ = avpfs_sys::process::kill(child.id() as i32, libc::SIGTERM);
             let _ = child.wait();
         }
         if is_fuse_mount(&self.mountpoint) {
             let c = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes()).unwrap();
-            // SAFETY: `c` is NUL-terminated.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            let _ = avpfs_sys::mount::umount2(&c, libc::MNT_DETACH);
         }
     }
 }

@@ -54,15 +54,7 @@ pub fn ofd_getlk(fd: BorrowedFd<'_>, lock: Lock) -> io::Result<Lock> {
 /// `wait`; with `wait` the call blocks, and a signal makes it fail with
 /// `EINTR` (not retried, so that FUSE_INTERRUPT can end the wait).
 pub fn ofd_setlk(fd: BorrowedFd<'_>, lock: Lock, wait: bool) -> io::Result<()> {
-    let fl = lock.to_raw();
-    let cmd = if wait { libc::F_OFD_SETLKW } else { libc::F_OFD_SETLK };
-    // SAFETY: `fl` is a valid flock that lives for the call; `fd` is open.
-    let r = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl as *const libc::flock) });
-    match r {
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
-        Err(e) => Err(e),
-        Ok(_) => Ok(()),
-    }
+    setlk(fd, lock, if wait { libc::F_OFD_SETLKW } else { libc::F_OFD_SETLK })
 }
 
 /// `F_SETLK` (or `F_SETLKW` when `wait`): takes or releases `lock` as a
@@ -72,11 +64,15 @@ pub fn ofd_setlk(fd: BorrowedFd<'_>, lock: Lock, wait: bool) -> io::Result<()> {
 /// as one, take. Errors as [`ofd_setlk`]: `EAGAIN` on a conflict without
 /// `wait`, `EINTR` (not retried) when a signal ends a wait.
 pub fn posix_setlk(fd: BorrowedFd<'_>, lock: Lock, wait: bool) -> io::Result<()> {
+    setlk(fd, lock, if wait { libc::F_SETLKW } else { libc::F_SETLK })
+}
+
+/// `fcntl(fd, cmd, lock)` for a set-lock command; a conflict reported as
+/// `EACCES` (POSIX allows it) is `EAGAIN`, as Linux reports it.
+fn setlk(fd: BorrowedFd<'_>, lock: Lock, cmd: libc::c_int) -> io::Result<()> {
     let fl = lock.to_raw();
-    let cmd = if wait { libc::F_SETLKW } else { libc::F_SETLK };
     // SAFETY: `fl` is a valid flock that lives for the call; `fd` is open.
-    let r = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl as *const libc::flock) });
-    match r {
+    match cvt(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl as *const libc::flock) }) {
         Err(e) if e.raw_os_error() == Some(libc::EACCES) => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
         Err(e) => Err(e),
         Ok(_) => Ok(()),

@@ -34,14 +34,14 @@ impl<F: FileSystem> ChainServer<'_, F> {
         let chain = match &walked.chain {
             Ok(chain) => chain,
             Err(bad) => {
-                avpfs_server::guest_warn!("queue {queue}: bad descriptor chain at head {head}: {}", bad.error);
+                avpfs_server::guest_warn!(target: crate::LOG_TARGET, "queue {queue}: bad descriptor chain at head {head}: {}", bad.error);
                 return error_reply(mem, &bad.valid, libc::EIO);
             }
         };
         let (mut r, mut w) = match (ChainReader::new(&**mem, chain), ChainWriter::new(&**mem, chain)) {
             (Ok(r), Ok(w)) => (r, w.with_read_split(split_reads.then_some(queue))),
             (Err(e), _) | (_, Err(e)) => {
-                avpfs_server::guest_warn!("queue {queue}: descriptor chain at head {head}: {e}");
+                avpfs_server::guest_warn!(target: crate::LOG_TARGET, "queue {queue}: descriptor chain at head {head}: {e}");
                 return 0;
             }
         };
@@ -49,11 +49,11 @@ impl<F: FileSystem> ChainServer<'_, F> {
             Ok(Handled::Reply(len)) => u32::try_from(len.min(w.bytes_written())).unwrap_or(0),
             Ok(Handled::NoReply) => 0,
             Err(avpfs_server::Error::ShortHeader(n)) => {
-                avpfs_server::guest_warn!("queue {queue}: request of {n} bytes has no complete FUSE header");
+                avpfs_server::guest_warn!(target: crate::LOG_TARGET, "queue {queue}: request of {n} bytes has no complete FUSE header");
                 error_reply(mem, chain, libc::EIO)
             }
             Err(e) => {
-                avpfs_server::guest_warn!("queue {queue}: {e}");
+                avpfs_server::guest_warn!(target: crate::LOG_TARGET, "queue {queue}: {e}");
                 0
             }
         }

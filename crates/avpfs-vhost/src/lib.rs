@@ -41,4 +41,9 @@ mod signal_pacer;
 mod virtqueue;
 
 pub use backend::{DeviceConfig, VhostUserFsBackend};
+
+/// The log target of the queue workers' records: the module they came from
+/// before the backend was split (`AVPFS_LOG=avpfs_vhost::backend=debug`
+/// keeps selecting them).
+pub(crate) const LOG_TARGET: &str = "avpfs_vhost::backend";
 pub use daemon::{serve, Error, Socket, Stopper, VhostDaemon, VhostOptions, DEFAULT_FORGET_BATCH, DEFAULT_POLL_MAX};

@@ -87,7 +87,7 @@ impl<F: FileSystem + 'static> QueueWorker<'_, F> {
             // is in it, and the mappings stay valid until the batch is done.
             let mem = self.guest_memory.memory();
             if !heads.is_empty() {
-                debug!("queue {queue}: batch of {}", heads.len());
+                debug!(target: crate::LOG_TARGET, "queue {queue}: batch of {}", heads.len());
                 self.serve_batch(&mem, table, heads);
                 self.queue.notify();
             }
@@ -127,7 +127,7 @@ impl<F: FileSystem + 'static> QueueWorker<'_, F> {
                 let mem = self.guest_memory.memory();
                 let served = heads.len();
                 if served > 0 {
-                    debug!("queue {queue}: batch of {served}");
+                    debug!(target: crate::LOG_TARGET, "queue {queue}: batch of {served}");
                     let chains = walk_all(&mem, table, heads);
                     self.serve_and_return(&mem, &chains, false);
                     self.queue.notify();
@@ -242,7 +242,7 @@ impl<F: FileSystem + 'static> QueueWorker<'_, F> {
             let mem = thread_memory.memory();
             let len = ChainServer { server: &server, queue, mem: &mem }.serve(&chain, false);
             if generation.load(Ordering::Acquire) != started {
-                debug!("queue {queue}: device reset while a lock wait was in progress; reply dropped");
+                debug!(target: crate::LOG_TARGET, "queue {queue}: device reset while a lock wait was in progress; reply dropped");
                 return;
             }
             let thread_queue = Virtqueue { index: queue, vring: &thread_vring };
@@ -252,7 +252,7 @@ impl<F: FileSystem + 'static> QueueWorker<'_, F> {
         if let Err(e) = spawned {
             // No thread: answer EAGAIN-like failure rather than block the queue
             // (the walked chain went with the thread's closure: walk it again).
-            warn!("queue {queue}: cannot start a thread for a lock wait: {e}");
+            warn!(target: crate::LOG_TARGET, "queue {queue}: cannot start a thread for a lock wait: {e}");
             let mem = self.guest_memory.memory();
             let len = match walk_chain(&*mem, table.addr, table.size, head) {
                 Ok(chain) => error_reply(&mem, &chain, libc::ENOLCK),

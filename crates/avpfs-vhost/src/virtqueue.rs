@@ -43,7 +43,7 @@ impl Virtqueue<'_> {
         let heads = match q.iter(&*mem) {
             Ok(iter) => iter.map(|chain| chain.head_index()).collect(),
             Err(e) => {
-                warn!("queue {}: cannot read the available ring: {e}", self.index);
+                warn!(target: crate::LOG_TARGET, "queue {}: cannot read the available ring: {e}", self.index);
                 Vec::new()
             }
         };
@@ -69,7 +69,7 @@ impl Virtqueue<'_> {
     #[inline]
     pub(crate) fn return_chain(&self, head: u16, len: u32) {
         if let Err(e) = self.vring.add_used(head, len) {
-            warn!("queue {}: cannot return descriptor {head}: {e}", self.index);
+            warn!(target: crate::LOG_TARGET, "queue {}: cannot return descriptor {head}: {e}", self.index);
         }
     }
 
@@ -81,7 +81,7 @@ impl Virtqueue<'_> {
             Ok(false) => {}
             Ok(true) => self.signal(),
             Err(e) => {
-                warn!("queue {}: cannot read used_event ({e}); signalling", self.index);
+                warn!(target: crate::LOG_TARGET, "queue {}: cannot read used_event ({e}); signalling", self.index);
                 self.signal();
             }
         }
@@ -90,7 +90,7 @@ impl Virtqueue<'_> {
     #[inline]
     fn signal(&self) {
         if let Err(e) = self.vring.signal_used_queue() {
-            warn!("queue {}: cannot signal the guest: {e}", self.index);
+            warn!(target: crate::LOG_TARGET, "queue {}: cannot signal the guest: {e}", self.index);
         }
     }
 
@@ -98,7 +98,7 @@ impl Virtqueue<'_> {
     #[inline]
     pub(crate) fn disable_notification(&self) {
         if let Err(e) = self.vring.disable_notification() {
-            warn!("queue {}: cannot disable notifications: {e}", self.index);
+            warn!(target: crate::LOG_TARGET, "queue {}: cannot disable notifications: {e}", self.index);
         }
     }
 
@@ -109,7 +109,7 @@ impl Virtqueue<'_> {
         match self.vring.enable_notification() {
             Ok(more) => more,
             Err(e) => {
-                warn!("queue {}: cannot enable notifications: {e}", self.index);
+                warn!(target: crate::LOG_TARGET, "queue {}: cannot enable notifications: {e}", self.index);
                 false
             }
         }

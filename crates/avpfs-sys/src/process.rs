@@ -6,6 +6,7 @@
 //! nothing, so it may be used in a child after `fork` (async-signal-safe).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use crate::util::{cvt, err};
@@ -20,9 +21,24 @@ pub type Resource = libc::__rlimit_resource_t;
 #[cfg(not(target_env = "gnu"))]
 pub type Resource = libc::c_int;
 
-/// The number of threads of the calling process (entries of `/proc/self/task`).
+/// The number of threads of the calling process (entries of
+/// `/proc/self/task`). Fails unless `/proc` is the kernel's procfs: a `/proc`
+/// inside a chroot into a share that a guest can write could list anything,
+/// and [`fork`]'s soundness rests on this count.
 pub fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+    let task = crate::open::open_path(std::path::Path::new("/proc/self/task"), libc::O_RDONLY | libc::O_DIRECTORY)?;
+    if crate::stat::fstatfs(task.as_fd())?.f_type != libc::PROC_SUPER_MAGIC {
+        return Err(io::Error::other("/proc/self/task is not on procfs"));
+    }
+    let mut buf = [0u8; 4096];
+    let mut threads = 0;
+    loop {
+        let filled = crate::dir::getdents64(task.as_fd(), &mut buf)?;
+        if filled == 0 {
+            return Ok(threads);
+        }
+        threads += crate::dir::DirEntries::new(&buf[..filled]).filter(|e| e.name != b"." && e.name != b"..").count();
+    }
 }
 
 /// Which side of a [`fork`] returned.

@@ -109,10 +109,21 @@ pub(crate) fn run_split(name: impl FnOnce() -> String, theirs: Job, ours: impl F
             job();
             return;
         }
+        // Waits for the helper's job when this scope ends, even if `ours`
+        // unwinds: the job may write into memory that the caller frees next.
+        let _wait = WaitForJob(helper);
         ours();
-        // `None`: the helper died mid-job; nothing more will come.
-        let _ = recv_watching(&helper.done, WATCH_DONE);
     });
+}
+
+/// Waits, when dropped, until the helper has finished the job it was sent.
+struct WaitForJob<'h>(&'h BulkHelper);
+
+impl Drop for WaitForJob<'_> {
+    fn drop(&mut self) {
+        // `None`: the helper died mid-job; nothing more will come.
+        let _ = recv_watching(&self.0.done, WATCH_DONE);
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The configuration the benchmark runs with, checked and complete: what
 //! the modules take as parameters. [`crate::cli`] makes it from the command
-//! line; nothing here knows about argument parsing.
+//! line (only `MemoryHandles` derives clap's `ValueEnum`, so that its docs
+//! are the `--help` text of its flag).
 
 use std::path::PathBuf;
 

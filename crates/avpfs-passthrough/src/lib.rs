@@ -25,7 +25,10 @@
 //! policy's `readonly`, read-only subtrees) is the policy layer's
 //! (`avpfs_policy::PolicyFs`), which the daemon puts in front of the
 //! passthrough whenever a share is read-only and which refuses every
-//! modification with `EROFS` before it reaches this file system.
+//! modification with `EROFS` before it reaches this file system (WRITE,
+//! FALLOCATE and COPY_FILE_RANGE in a read-only subtree of a writable share
+//! reach it, on a handle the policy only let open for reading, and the host
+//! refuses them).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

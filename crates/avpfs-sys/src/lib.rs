@@ -4,8 +4,9 @@
 //!
 //! `unsafe` belongs here. Elsewhere it is forbidden, but for what no safe
 //! wrapper can vouch for (the daemon taking ownership of an inherited
-//! descriptor, avpfs-vhost's vectored I/O into guest memory) and for test
-//! code (the bench, the conformance tests).
+//! descriptor, avpfs-vhost's vectored I/O into guest memory) and for the
+//! conformance suite, which keeps its own system calls as the oracle avpfs
+//! is compared with.
 //!
 //! Every wrapper takes borrowed descriptors ([`BorrowedFd`](std::os::fd::BorrowedFd))
 //! and NUL-terminated names ([`CStr`](std::ffi::CStr)), so the checks that make
@@ -40,9 +41,10 @@
 //! - `test_child` (feature `test-utils`): running one test alone in a new
 //!   process, for tests that change process-wide state.
 //!
-//! Wrappers documented as allocation-free (the mount, process and signal
-//! calls, [`poll::poll`], [`fmt::decimal`]) are async-signal-safe: they may be
-//! used in a child after `fork` and in signal handlers.
+//! Wrappers documented as allocation-free (the mount calls, the process and
+//! signal calls but `fork`, `thread_count` and the handler installers,
+//! [`poll::poll`], [`fmt::decimal`]) are async-signal-safe: they may be used
+//! in a child after `fork` and in signal handlers.
 
 #![deny(missing_docs)]
 

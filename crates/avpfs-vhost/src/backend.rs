@@ -7,8 +7,9 @@
 //! so worker thread `i` serves queue `i` and the request queues are served in
 //! parallel. Each worker drains its queue in batches: it pops every available
 //! chain, hands each to the FUSE [`Server`], puts the replies in the used ring,
-//! and signals the guest once per batch (when EVENT_IDX says the guest wants
-//! it).
+//! and signals the guest at the end of the batch and, in a long batch, once
+//! 50 µs have passed since the last signal (when EVENT_IDX says the guest
+//! wants it).
 //!
 //! What each worker does after a kick is the crate-private `queue_worker`
 //! module's: batches, signal pacing (`signal_pacer`), adaptive polling of a

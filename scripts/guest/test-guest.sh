@@ -2,8 +2,9 @@
 # Real guest tests: boots Debian's kernels under QEMU (TCG) on an avpfs share
 # and runs, inside the guest, the POSIX conformance suite (compared with the
 # same suite run on the host), a data-integrity run (checksums compared on
-# guest and host) and, on the multi-queue kernel, a check that several request
-# queues were used.
+# guest and host), two guests at once adding to shared counters under flock
+# and fcntl locks (6.1) and, on the multi-queue kernel, a check that several
+# request queues were used.
 #
 # Usage: test-guest.sh [--daemon PATH] [--kernels "stable backports"] [--label NAME]
 # Prints "guest: N passed, M failed" at the end; exits non-zero on a failure.
@@ -30,16 +31,18 @@ fail() { failed=$((failed + 1)); echo "guest test FAILED: $*"; }
 work=$(mktemp -d /tmp/avpfs-guest.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-start_daemon() { # share socket
-  rm -f "$2"
+start_daemon() { # share socket [daemon flags...]
+  local share=$1 sock=$2; shift 2
+  rm -f "$sock"
   case "$label" in
-    virtiofsd) "$daemon" --socket-path "$2" --shared-dir "$1" --tag avpfs --log-level error \
-                 --sandbox none --seccomp none --xattr "${daemon_args[@]}" & ;;
-    *) "$daemon" --socket-path "$2" --shared-dir "$1" --tag avpfs --log-level warn --xattr --modcaps=+sys_admin "${daemon_args[@]}" & ;;
+    virtiofsd) "$daemon" --socket-path "$sock" --shared-dir "$share" --tag avpfs --log-level error \
+                 --sandbox none --seccomp none --xattr "$@" "${daemon_args[@]}" & ;;
+    *) "$daemon" --socket-path "$sock" --shared-dir "$share" --tag avpfs --log-level warn --xattr --modcaps=+sys_admin \
+         "$@" "${daemon_args[@]}" & ;;
   esac
   daemon_pid=$!
-  for _ in $(seq 200); do [ -S "$2" ] && return 0; sleep 0.05; done
-  echo "test-guest: $daemon did not create $2" >&2
+  for _ in $(seq 200); do [ -S "$sock" ] && return 0; sleep 0.05; done
+  echo "test-guest: $daemon did not create $sock" >&2
   return 1
 }
 
@@ -104,7 +107,35 @@ for k in $kernels; do
     fail "[$label $kver] data integrity"; grep AVPFS-FAIL "$work/int-$k.log" | head || tail -20 "$work/int-$k.log"
   fi
 
-  # 3. Multi-queue (the 6.12 guest with two request queues).
+  # 3. Two guests at once on one tree, each through its own daemon (the 6.1
+  # guest): counters shared under flock and fcntl locks end exact only if
+  # the locks are host locks that exclude each other across daemons.
+  # --cache never: every read goes to the host, so the count measures the
+  # locks, not the guests' page caches.
+  if [ "$k" = stable ]; then
+    share=$work/share4-$k; mkdir -p "$share"
+    times=200 dpids=() gpids=() ok=1  # times: as in jobs/counter.sh
+    for g in 1 2; do
+      start_daemon "$share" "$work/vhost-g$g.sock" --cache never
+      dpids+=("$daemon_pid")
+    done
+    for g in 1 2; do
+      scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/vhost-g$g.sock" \
+        --tag avpfs --job scripts/guest/jobs/counter.sh --queues 1 --bin "$conformance" --timeout 600 \
+        > "$work/counter-g$g.log" 2>&1 &
+      gpids+=($!)
+    done
+    for p in "${gpids[@]}"; do wait "$p" || ok=0; done
+    for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+    for g in 1 2; do grep -q AVPFS-COUNTER-OK "$work/counter-g$g.log" || { ok=0; tail -5 "$work/counter-g$g.log"; }; done
+    for lock in flock fcntl; do
+      got=$(cat "$share/counter-$lock" 2>/dev/null || echo none)
+      if [ $ok = 1 ] && [ "$got" = $((2 * times)) ]; then pass "[$label $kver] two guests, one counter under $lock: $got"
+      else fail "[$label $kver] two guests, one counter under $lock: $got of $((2 * times))"; fi
+    done
+  fi
+
+  # 4. Multi-queue (the 6.12 guest with two request queues).
   if [ "$queues" -gt 1 ]; then
     share=$work/share3-$k; mkdir -p "$share"
     run_job "$kdir" "$share" scripts/guest/jobs/multiqueue.sh "$queues" "$work/mq-$k.log" || true

@@ -4,6 +4,7 @@
 //! cargo run -p avpfs-conformance --example conformance -- BASELINE CANDIDATE [FILTER]
 //! cargo run -p avpfs-conformance --example conformance -- --dump DIR [FILTER]
 //! cargo run -p avpfs-conformance --example conformance -- --escape MOUNTPOINT
+//! cargo run -p avpfs-conformance --example conformance -- --add-under-lock FILE TIMES flock|fcntl
 //! ```
 
 use std::path::Path;
@@ -30,6 +31,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Some("--add-under-lock") if args.len() == 4 => {
+            let (Ok(times), Some(lock)) =
+                (args[2].parse::<u32>(), avpfs_conformance::counter::CounterLock::from_name(&args[3]))
+            else {
+                eprintln!("usage: conformance --add-under-lock FILE TIMES flock|fcntl");
+                return ExitCode::from(2);
+            };
+            match avpfs_conformance::counter::add_under_lock(Path::new(&args[1]), times, lock) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("add-under-lock {}: {e}", args[1]);
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(_) if args.len() >= 2 => {
             let filter = args.get(2).map(String::as_str);
             let base = avpfs_conformance::run_suite(Path::new(&args[0]), filter);
@@ -46,7 +62,10 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: conformance BASELINE CANDIDATE [FILTER] | --dump DIR [FILTER] | --escape MOUNTPOINT");
+            eprintln!(
+                "usage: conformance BASELINE CANDIDATE [FILTER] | --dump DIR [FILTER] | --escape MOUNTPOINT | \
+                 --add-under-lock FILE TIMES flock|fcntl"
+            );
             ExitCode::from(2)
         }
     }

@@ -66,6 +66,7 @@
 mod recorder;
 mod runner;
 
+pub mod counter;
 #[allow(unsafe_code)]
 pub mod proc;
 #[allow(unsafe_code)]

@@ -2,9 +2,9 @@
 # Real guest tests: boots Debian's kernels under QEMU (TCG) on an avpfs share
 # and runs, inside the guest, the POSIX conformance suite (compared with the
 # same suite run on the host), a data-integrity run (checksums compared on
-# guest and host), two guests at once adding to shared counters under flock
-# and fcntl locks (6.1) and, on the multi-queue kernel, a check that several
-# request queues were used.
+# guest and host), two guests at once appending to one file and adding to
+# shared counters under flock and fcntl locks (6.1) and, on the multi-queue
+# kernel, a check that several request queues were used.
 #
 # Usage: test-guest.sh [--daemon PATH] [--kernels "stable backports"] [--label NAME]
 # Prints "guest: N passed, M failed" at the end; exits non-zero on a failure.
@@ -108,8 +108,9 @@ for k in $kernels; do
   fi
 
   # 3. Two guests at once on one tree, each through its own daemon (the 6.1
-  # guest): counters shared under flock and fcntl locks end exact only if
-  # the locks are host locks that exclude each other across daemons.
+  # guest): records appended by both through O_APPEND are all there, and
+  # counters shared under flock and fcntl locks end exact only if the locks
+  # are host locks that exclude each other across daemons.
   # --cache never: every read goes to the host, so the count measures the
   # locks, not the guests' page caches.
   if [ "$k" = stable ]; then
@@ -120,14 +121,18 @@ for k in $kernels; do
       dpids+=("$daemon_pid")
     done
     for g in 1 2; do
+      sed "s/@GUEST@/g$g/" scripts/guest/jobs/counter.sh > "$work/counter-g$g.sh"
       scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/vhost-g$g.sock" \
-        --tag avpfs --job scripts/guest/jobs/counter.sh --queues 1 --bin "$conformance" --timeout 600 \
+        --tag avpfs --job "$work/counter-g$g.sh" --queues 1 --bin "$conformance" --timeout 600 \
         > "$work/counter-g$g.log" 2>&1 &
       gpids+=($!)
     done
     for p in "${gpids[@]}"; do wait "$p" || ok=0; done
     for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
     for g in 1 2; do grep -q AVPFS-COUNTER-OK "$work/counter-g$g.log" || { ok=0; tail -5 "$work/counter-g$g.log"; }; done
+    if [ $ok = 1 ] && bad=$("$conformance" --check-records "$share/records" $times g1 g2); then
+      pass "[$label $kver] two guests, O_APPEND records: all $((2 * times)) there once"
+    else fail "[$label $kver] two guests, O_APPEND records: ${bad:-guest failed}"; fi
     for lock in flock fcntl; do
       got=$(cat "$share/counter-$lock" 2>/dev/null || echo none)
       if [ $ok = 1 ] && [ "$got" = $((2 * times)) ]; then pass "[$label $kver] two guests, one counter under $lock: $got"

@@ -5,6 +5,7 @@
 //! cargo run -p avpfs-conformance --example conformance -- --dump DIR [FILTER]
 //! cargo run -p avpfs-conformance --example conformance -- --escape MOUNTPOINT
 //! cargo run -p avpfs-conformance --example conformance -- --add-under-lock FILE TIMES flock|fcntl
+//! cargo run -p avpfs-conformance --example conformance -- --append FILE TAG TIMES
 //! ```
 
 use std::path::Path;
@@ -35,13 +36,41 @@ fn main() -> ExitCode {
             let (Ok(times), Some(lock)) =
                 (args[2].parse::<u32>(), avpfs_conformance::counter::CounterLock::from_name(&args[3]))
             else {
-                eprintln!("usage: conformance --add-under-lock FILE TIMES flock|fcntl");
+                eprintln!("usage: conformance --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG...");
                 return ExitCode::from(2);
             };
             match avpfs_conformance::counter::add_under_lock(Path::new(&args[1]), times, lock) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("add-under-lock {}: {e}", args[1]);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("--append") if args.len() == 4 => {
+            let Ok(times) = args[3].parse::<u32>() else {
+                eprintln!("usage: conformance --append FILE TAG TIMES");
+                return ExitCode::from(2);
+            };
+            match avpfs_conformance::counter::append_records(Path::new(&args[1]), &args[2], times) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("append {}: {e}", args[1]);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("--check-records") if args.len() >= 4 => {
+            let Ok(times) = args[2].parse::<u32>() else {
+                eprintln!("usage: conformance --check-records FILE TIMES TAG...");
+                return ExitCode::from(2);
+            };
+            let tags: Vec<&str> = args[3..].iter().map(String::as_str).collect();
+            let text = std::fs::read_to_string(&args[1]).unwrap_or_default();
+            match avpfs_conformance::counter::check_records(&text, &tags, times) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    println!("{e}");
                     ExitCode::FAILURE
                 }
             }
@@ -64,7 +93,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: conformance BASELINE CANDIDATE [FILTER] | --dump DIR [FILTER] | --escape MOUNTPOINT | \
-                 --add-under-lock FILE TIMES flock|fcntl"
+                 --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG..."
             );
             ExitCode::from(2)
         }

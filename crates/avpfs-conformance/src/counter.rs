@@ -67,6 +67,45 @@ pub fn add_under_lock(path: &Path, times: u32, lock: CounterLock) -> io::Result<
     Ok(())
 }
 
+/// Appends `times` records `"{tag} {i}\n"` to `path` (created if missing)
+/// through one `O_APPEND` descriptor, one `write` per record: run by several
+/// clients at once, every record of every client must be in the file, whole.
+pub fn append_records(path: &Path, tag: &str, times: u32) -> io::Result<()> {
+    let mut f = OpenOptions::new().append(true).create(true).mode(0o644).open(path)?;
+    for i in 0..times {
+        f.write_all(format!("{tag} {i}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Checks a file that clients `tags` each appended `times` records to with
+/// [`append_records`]: every record there once, nothing else. Returns what
+/// is wrong, if anything.
+pub fn check_records(text: &str, tags: &[&str], times: u32) -> Result<(), String> {
+    let mut seen = std::collections::HashMap::new();
+    for line in text.lines() {
+        *seen.entry(line).or_insert(0u32) += 1;
+    }
+    let mut wrong = Vec::new();
+    for tag in tags {
+        for i in 0..times {
+            let record = format!("{tag} {i}");
+            match seen.remove(record.as_str()) {
+                Some(1) => {}
+                Some(n) => wrong.push(format!("{record:?} {n} times")),
+                None => wrong.push(format!("{record:?} missing")),
+            }
+        }
+    }
+    wrong.extend(seen.keys().map(|l| format!("stray line {l:?}")));
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        wrong.truncate(5);
+        Err(wrong.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +124,23 @@ mod tests {
             child.join();
             assert_eq!(std::fs::read_to_string(&path).unwrap(), "600\n", "{name}");
         }
+    }
+
+    #[test]
+    fn appended_records_of_two_processes_are_all_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let p = path.clone();
+        let child = crate::proc::spawn(None, move |_, _| append_records(&p, "b", 500).unwrap()).unwrap();
+        append_records(&path, "a", 500).unwrap();
+        child.join();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(check_records(&text, &["a", "b"], 500), Ok(()));
+        // The check sees a lost, a doubled and a torn record.
+        let damaged = text.replacen("a 7\n", "", 1).replacen("b 3\n", "b 3\nb 3\n", 1) + "a 1";
+        let e = check_records(&damaged, &["a", "b"], 500).unwrap_err();
+        assert!(e.contains("\"a 7\" missing") && e.contains("\"b 3\" 2 times"), "{e}");
+        assert!(e.contains("\"a 1\" 2 times"), "{e}");
     }
 
     #[test]

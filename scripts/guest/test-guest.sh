@@ -115,7 +115,9 @@ for k in $kernels; do
   # locks, not the guests' page caches.
   if [ "$k" = stable ]; then
     share=$work/share4-$k; mkdir -p "$share"
-    times=200 dpids=() gpids=() ok=1  # times: as in jobs/counter.sh
+    times=200 claims=100 dpids=() gpids=() ok=1  # as in jobs/counter.sh
+    mkdir "$share/claims"
+    for i in $(seq 0 $((claims - 1))); do : > "$share/claims/ren-$i"; done
     for g in 1 2; do
       start_daemon "$share" "$work/vhost-g$g.sock" --cache never
       dpids+=("$daemon_pid")
@@ -133,6 +135,20 @@ for k in $kernels; do
     if [ $ok = 1 ] && bad=$("$conformance" --check-records "$share/records" $times g1 g2); then
       pass "[$label $kver] two guests, O_APPEND records: all $((2 * times)) there once"
     else fail "[$label $kver] two guests, O_APPEND records: ${bad:-guest failed}"; fi
+    # Every O_EXCL create and every rename won by exactly one guest: the wins
+    # add up, and the files agree.
+    read -r created renamed < <(tr -d '\r' < <(cat "$work"/counter-g[12].log) |
+      sed -n 's/.*AVPFS-CLAIMS created=\([0-9]*\) renamed=\([0-9]*\).*/\1 \2/p' |
+      awk '{c += $1; r += $2; n++} END {print (n == 2 ? c : -1), (n == 2 ? r : -1)}')
+    files=$(find "$share/claims" -name 'excl-*' | wc -l)
+    moved=$(find "$share/claims" -name 'ren-*.g[12]' | wc -l)
+    left=$(find "$share/claims" -name 'ren-*' ! -name 'ren-*.g*' | wc -l)
+    if [ "$created" = $claims ] && [ "$files" = $claims ]; then
+      pass "[$label $kver] two guests, O_EXCL create: one winner for each of $claims"
+    else fail "[$label $kver] two guests, O_EXCL create: $created wins for $files files of $claims"; fi
+    if [ "$renamed" = $claims ] && [ "$moved" = $claims ] && [ "$left" = 0 ]; then
+      pass "[$label $kver] two guests, rename: one winner for each of $claims"
+    else fail "[$label $kver] two guests, rename: $renamed wins, $moved renamed, $left left of $claims"; fi
     for lock in flock fcntl; do
       got=$(cat "$share/counter-$lock" 2>/dev/null || echo none)
       if [ $ok = 1 ] && [ "$got" = $((2 * times)) ]; then pass "[$label $kver] two guests, one counter under $lock: $got"

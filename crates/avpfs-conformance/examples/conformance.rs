@@ -6,6 +6,7 @@
 //! cargo run -p avpfs-conformance --example conformance -- --escape MOUNTPOINT
 //! cargo run -p avpfs-conformance --example conformance -- --add-under-lock FILE TIMES flock|fcntl
 //! cargo run -p avpfs-conformance --example conformance -- --append FILE TAG TIMES
+//! cargo run -p avpfs-conformance --example conformance -- --claim DIR TAG COUNT
 //! ```
 
 use std::path::Path;
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
             let (Ok(times), Some(lock)) =
                 (args[2].parse::<u32>(), avpfs_conformance::counter::CounterLock::from_name(&args[3]))
             else {
-                eprintln!("usage: conformance --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG...");
+                eprintln!("usage: conformance --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG... | --claim DIR TAG COUNT");
                 return ExitCode::from(2);
             };
             match avpfs_conformance::counter::add_under_lock(Path::new(&args[1]), times, lock) {
@@ -56,6 +57,22 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("append {}: {e}", args[1]);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("--claim") if args.len() == 4 => {
+            let Ok(count) = args[3].parse::<u32>() else {
+                eprintln!("usage: conformance --claim DIR TAG COUNT");
+                return ExitCode::from(2);
+            };
+            match avpfs_conformance::counter::claim(Path::new(&args[1]), &args[2], count) {
+                Ok(won) => {
+                    println!("AVPFS-CLAIMS created={} renamed={}", won.created, won.renamed);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("claim in {}: {e}", args[1]);
                     ExitCode::FAILURE
                 }
             }
@@ -93,7 +110,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: conformance BASELINE CANDIDATE [FILTER] | --dump DIR [FILTER] | --escape MOUNTPOINT | \
-                 --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG..."
+                 --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG... | --claim DIR TAG COUNT"
             );
             ExitCode::from(2)
         }

@@ -106,6 +106,39 @@ pub fn check_records(text: &str, tags: &[&str], times: u32) -> Result<(), String
     }
 }
 
+/// How many of a [`claim`] run's races a client won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Claims {
+    /// Files `excl-I` this client created with `O_CREAT | O_EXCL`.
+    pub created: u32,
+    /// Files `ren-I` this client renamed to `ren-I.TAG`.
+    pub renamed: u32,
+}
+
+/// Races other clients for `count` names in `dir`: creates each `excl-I`
+/// with `O_CREAT | O_EXCL` (EEXIST: another won) and renames each `ren-I`,
+/// which must exist beforehand, to `ren-I.TAG` (ENOENT: another won).
+/// Across all clients, every name must have exactly one winner.
+pub fn claim(dir: &Path, tag: &str, count: u32) -> io::Result<Claims> {
+    let mut won = Claims::default();
+    for i in 0..count {
+        match OpenOptions::new().write(true).create_new(true).mode(0o644).open(dir.join(format!("excl-{i}"))) {
+            Ok(mut f) => {
+                f.write_all(tag.as_bytes())?;
+                won.created += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        match std::fs::rename(dir.join(format!("ren-{i}")), dir.join(format!("ren-{i}.{tag}"))) {
+            Ok(()) => won.renamed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(won)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +174,26 @@ mod tests {
         let e = check_records(&damaged, &["a", "b"], 500).unwrap_err();
         assert!(e.contains("\"a 7\" missing") && e.contains("\"b 3\" 2 times"), "{e}");
         assert!(e.contains("\"a 1\" 2 times"), "{e}");
+    }
+
+    #[test]
+    fn each_name_has_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..200 {
+            std::fs::write(dir.path().join(format!("ren-{i}")), b"").unwrap();
+        }
+        let (d, log) = (dir.path().to_path_buf(), dir.path().join("child-claims"));
+        let child = crate::proc::spawn(None, move |_, _| {
+            let c = claim(&d, "b", 200).unwrap();
+            std::fs::write(&log, format!("{} {}", c.created, c.renamed)).unwrap();
+        })
+        .unwrap();
+        let ours = claim(dir.path(), "a", 200).unwrap();
+        child.join();
+        let theirs = std::fs::read_to_string(dir.path().join("child-claims")).unwrap();
+        let (created, renamed) = theirs.split_once(' ').unwrap();
+        assert_eq!(ours.created + created.parse::<u32>().unwrap(), 200);
+        assert_eq!(ours.renamed + renamed.parse::<u32>().unwrap(), 200);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 # Real guest tests: boots Debian's kernels under QEMU (TCG) on an avpfs share
 # and runs, inside the guest, the POSIX conformance suite (compared with the
 # same suite run on the host), a data-integrity run (checksums compared on
-# guest and host), two guests at once appending to one file and adding to
-# shared counters under flock and fcntl locks (6.1) and, on the multi-queue
-# kernel, a check that several request queues were used.
+# guest and host), two guests at once appending to one file, racing for
+# O_EXCL creates and renames, adding to shared counters under flock and
+# fcntl locks, and waiting for a flock whose holder's VMM is killed (6.1)
+# and, on the multi-queue kernel, a check that several request queues were
+# used.
 #
 # Usage: test-guest.sh [--daemon PATH] [--kernels "stable backports"] [--label NAME]
 # Prints "guest: N passed, M failed" at the end; exits non-zero on a failure.
@@ -156,7 +158,47 @@ for k in $kernels; do
     done
   fi
 
-  # 4. Multi-queue (the 6.12 guest with two request queues).
+  # 4. Two guests, each through its own daemon: guest B waits for a flock
+  # that guest A holds, and gets it when A's VMM is killed (SIGKILL): the
+  # lock goes with the dead guest's connection.
+  if [ "$k" = stable ]; then
+    share=$work/share5-$k; mkdir -p "$share"
+    dpids=() gpids=()
+    for g in a b; do
+      start_daemon "$share" "$work/vhost-lock-$g.sock" --cache never
+      dpids+=("$daemon_pid")
+    done
+    for g in a b; do
+      job=scripts/guest/jobs/lock-holder.sh; [ $g = b ] && job=scripts/guest/jobs/lock-waiter.sh
+      scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/vhost-lock-$g.sock" --tag avpfs \
+        --job "$job" --queues 1 --bin "$conformance" --timeout 600 > "$work/lock-$g.log" 2>&1 &
+      gpids+=($!)
+    done
+    seen() { tr -d '\r' < "$1" | grep -q "$2"; }
+    wait_for() { # log pattern seconds
+      local i; for i in $(seq $(($3 * 10))); do seen "$1" "$2" && return 0; sleep 0.1; done; return 1
+    }
+    verdict="A never held the lock"
+    if wait_for "$work/lock-a.log" AVPFS-LOCK-HELD 300; then
+      : > "$share/go"
+      verdict="B never asked for the lock"
+      if wait_for "$work/lock-b.log" AVPFS-LOCK-WAIT 300; then
+        sleep 2
+        if seen "$work/lock-b.log" AVPFS-LOCK-HELD; then verdict="B got the lock while A held it"
+        else
+          pkill -KILL -f "qemu-system.*vhost-lock-a.sock" || true
+          verdict="B did not get the lock after A's VMM was killed"
+          wait_for "$work/lock-b.log" AVPFS-WAITER-DONE 120 && verdict=ok
+        fi
+      fi
+    fi
+    pkill -KILL -f "qemu-system.*vhost-lock-[ab].sock" 2>/dev/null || true
+    for p in "${gpids[@]}" "${dpids[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ "$verdict" = ok ]; then pass "[$label $kver] two guests: a flock waiter proceeds when the holder's VMM is killed"
+    else fail "[$label $kver] two guests, killed lock holder: $verdict"; tail -5 "$work/lock-a.log" "$work/lock-b.log"; fi
+  fi
+
+  # 5. Multi-queue (the 6.12 guest with two request queues).
   if [ "$queues" -gt 1 ]; then
     share=$work/share3-$k; mkdir -p "$share"
     run_job "$kdir" "$share" scripts/guest/jobs/multiqueue.sh "$queues" "$work/mq-$k.log" || true

@@ -7,6 +7,7 @@
 //! cargo run -p avpfs-conformance --example conformance -- --add-under-lock FILE TIMES flock|fcntl
 //! cargo run -p avpfs-conformance --example conformance -- --append FILE TAG TIMES
 //! cargo run -p avpfs-conformance --example conformance -- --claim DIR TAG COUNT
+//! cargo run -p avpfs-conformance --example conformance -- --take-lock FILE flock|fcntl SECONDS
 //! ```
 
 use std::path::Path;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
             let (Ok(times), Some(lock)) =
                 (args[2].parse::<u32>(), avpfs_conformance::counter::CounterLock::from_name(&args[3]))
             else {
-                eprintln!("usage: conformance --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG... | --claim DIR TAG COUNT");
+                eprintln!("usage: conformance --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG... | --claim DIR TAG COUNT | --take-lock FILE flock|fcntl SECONDS");
                 return ExitCode::from(2);
             };
             match avpfs_conformance::counter::add_under_lock(Path::new(&args[1]), times, lock) {
@@ -57,6 +58,28 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("append {}: {e}", args[1]);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("--take-lock") if args.len() == 4 => {
+            let (Some(lock), Ok(secs)) =
+                (avpfs_conformance::counter::CounterLock::from_name(&args[2]), args[3].parse::<u64>())
+            else {
+                eprintln!("usage: conformance --take-lock FILE flock|fcntl SECONDS");
+                return ExitCode::from(2);
+            };
+            let hold = std::time::Duration::from_secs(secs);
+            match avpfs_conformance::counter::take_lock(
+                Path::new(&args[1]),
+                lock,
+                "AVPFS-LOCK-WAIT",
+                "AVPFS-LOCK-HELD",
+                hold,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("take-lock {}: {e}", args[1]);
                     ExitCode::FAILURE
                 }
             }
@@ -110,7 +133,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: conformance BASELINE CANDIDATE [FILTER] | --dump DIR [FILTER] | --escape MOUNTPOINT | \
-                 --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG... | --claim DIR TAG COUNT"
+                 --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG... | --claim DIR TAG COUNT | --take-lock FILE flock|fcntl SECONDS"
             );
             ExitCode::from(2)
         }

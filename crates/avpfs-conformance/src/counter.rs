@@ -106,6 +106,29 @@ pub fn check_records(text: &str, tags: &[&str], times: u32) -> Result<(), String
     }
 }
 
+/// Opens `path` (created if missing), prints `before`, takes `lock` on the
+/// whole file (waiting for it as long as it takes), prints `after`, then
+/// holds the lock for `hold` before it returns (and the file is closed).
+/// Another client that holds the lock keeps this one between the two
+/// lines; the lines are flushed at once, for a watcher of the output.
+pub fn take_lock(
+    path: &Path,
+    lock: CounterLock,
+    before: &str,
+    after: &str,
+    hold: std::time::Duration,
+) -> io::Result<()> {
+    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(path)?;
+    let mut out = io::stdout();
+    writeln!(out, "{before}")?;
+    out.flush()?;
+    lock.take(&f)?;
+    writeln!(out, "{after}")?;
+    out.flush()?;
+    std::thread::sleep(hold);
+    Ok(())
+}
+
 /// How many of a [`claim`] run's races a client won.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Claims {

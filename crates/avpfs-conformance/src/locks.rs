@@ -334,8 +334,26 @@ fn flock_wait(env: &Env, o: &mut Outcome, by_close: bool) -> Flow {
     let order = child.order();
     o.merge("child: ", child.join());
     o.val("order", order);
-    o.step("LOCK_EX|LOCK_NB after child exit", sys::flock(&g, LOCK_EX | LOCK_NB));
+    o.step("LOCK_EX|LOCK_NB after child exit", flock_once_free(&g));
     Ok(())
+}
+
+/// `flock(LOCK_EX | LOCK_NB)` on `f` after another process's last
+/// descriptor holding the lock was closed. A local file system frees the
+/// lock at the close; a FUSE client sends the unlock with RELEASE, which the
+/// kernel queues without waiting for it, so the server may see this request
+/// first. Tries again on EAGAIN for up to 2 s: a lock that is never freed
+/// still fails.
+fn flock_once_free(f: &std::fs::File) -> std::io::Result<()> {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sys::flock(f, LOCK_EX | LOCK_NB) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && std::time::Instant::now() < give_up => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
 }
 
 fn flock_wait_unlock(env: &Env, o: &mut Outcome) -> Flow {

@@ -13,8 +13,29 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use avpfs_conformance::counter::{self, CounterLock};
+
+/// Exit 2 after a usage line for one command.
+fn usage(command: &str) -> ExitCode {
+    eprintln!("usage: conformance {command}");
+    ExitCode::from(2)
+}
+
+/// Exit 0, or 1 after naming `what` failed on `target` and why.
+fn finish(what: &str, target: &str, r: std::io::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what} {target}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The file or directory of the counter commands.
+    let path = Path::new(args.get(1).map_or("", String::as_str));
     match args.first().map(String::as_str) {
         Some("--dump") if args.len() >= 2 => {
             let r = avpfs_conformance::run_suite(Path::new(&args[1]), args.get(2).map(String::as_str));
@@ -34,87 +55,48 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Some("--add-under-lock") if args.len() == 4 => {
-            let (Ok(times), Some(lock)) =
-                (args[2].parse::<u32>(), avpfs_conformance::counter::CounterLock::from_name(&args[3]))
-            else {
-                eprintln!("usage: conformance --add-under-lock FILE TIMES flock|fcntl | --append FILE TAG TIMES | --check-records FILE TIMES TAG... | --claim DIR TAG COUNT | --take-lock FILE flock|fcntl SECONDS");
-                return ExitCode::from(2);
-            };
-            match avpfs_conformance::counter::add_under_lock(Path::new(&args[1]), times, lock) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("add-under-lock {}: {e}", args[1]);
-                    ExitCode::FAILURE
+        Some("--add-under-lock") if args.len() == 4 => match (args[2].parse(), CounterLock::from_name(&args[3])) {
+            (Ok(times), Some(lock)) => finish("add-under-lock", &args[1], counter::add_under_lock(path, times, lock)),
+            _ => usage("--add-under-lock FILE TIMES flock|fcntl"),
+        },
+        Some("--append") if args.len() == 4 => match args[3].parse() {
+            Ok(times) => finish("append", &args[1], counter::append_records(path, &args[2], times)),
+            Err(_) => usage("--append FILE TAG TIMES"),
+        },
+        Some("--take-lock") if args.len() == 4 => match (CounterLock::from_name(&args[2]), args[3].parse()) {
+            (Some(lock), Ok(secs)) => {
+                let hold = std::time::Duration::from_secs(secs);
+                finish(
+                    "take-lock",
+                    &args[1],
+                    counter::take_lock(path, lock, "AVPFS-LOCK-WAIT", "AVPFS-LOCK-HELD", hold),
+                )
+            }
+            _ => usage("--take-lock FILE flock|fcntl SECONDS"),
+        },
+        Some("--claim") if args.len() == 4 => match args[3].parse() {
+            Ok(count) => finish(
+                "claim in",
+                &args[1],
+                counter::claim(path, &args[2], count)
+                    .map(|won| println!("AVPFS-CLAIMS created={} renamed={}", won.created, won.renamed)),
+            ),
+            Err(_) => usage("--claim DIR TAG COUNT"),
+        },
+        Some("--check-records") if args.len() >= 4 => match args[2].parse() {
+            Ok(times) => {
+                let tags: Vec<&str> = args[3..].iter().map(String::as_str).collect();
+                let text = std::fs::read_to_string(&args[1]).unwrap_or_default();
+                match counter::check_records(&text, &tags, times) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        println!("{e}");
+                        ExitCode::FAILURE
+                    }
                 }
             }
-        }
-        Some("--append") if args.len() == 4 => {
-            let Ok(times) = args[3].parse::<u32>() else {
-                eprintln!("usage: conformance --append FILE TAG TIMES");
-                return ExitCode::from(2);
-            };
-            match avpfs_conformance::counter::append_records(Path::new(&args[1]), &args[2], times) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("append {}: {e}", args[1]);
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("--take-lock") if args.len() == 4 => {
-            let (Some(lock), Ok(secs)) =
-                (avpfs_conformance::counter::CounterLock::from_name(&args[2]), args[3].parse::<u64>())
-            else {
-                eprintln!("usage: conformance --take-lock FILE flock|fcntl SECONDS");
-                return ExitCode::from(2);
-            };
-            let hold = std::time::Duration::from_secs(secs);
-            match avpfs_conformance::counter::take_lock(
-                Path::new(&args[1]),
-                lock,
-                "AVPFS-LOCK-WAIT",
-                "AVPFS-LOCK-HELD",
-                hold,
-            ) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("take-lock {}: {e}", args[1]);
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("--claim") if args.len() == 4 => {
-            let Ok(count) = args[3].parse::<u32>() else {
-                eprintln!("usage: conformance --claim DIR TAG COUNT");
-                return ExitCode::from(2);
-            };
-            match avpfs_conformance::counter::claim(Path::new(&args[1]), &args[2], count) {
-                Ok(won) => {
-                    println!("AVPFS-CLAIMS created={} renamed={}", won.created, won.renamed);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("claim in {}: {e}", args[1]);
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("--check-records") if args.len() >= 4 => {
-            let Ok(times) = args[2].parse::<u32>() else {
-                eprintln!("usage: conformance --check-records FILE TIMES TAG...");
-                return ExitCode::from(2);
-            };
-            let tags: Vec<&str> = args[3..].iter().map(String::as_str).collect();
-            let text = std::fs::read_to_string(&args[1]).unwrap_or_default();
-            match avpfs_conformance::counter::check_records(&text, &tags, times) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    println!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+            Err(_) => usage("--check-records FILE TIMES TAG..."),
+        },
         Some(_) if args.len() >= 2 => {
             let filter = args.get(2).map(String::as_str);
             let base = avpfs_conformance::run_suite(Path::new(&args[0]), filter);

@@ -71,6 +71,31 @@ run_job() { # kernel-dir share job queues log
   done
 }
 
+# Two guests at once on one share, each through its own daemon (--cache
+# never: every read goes to the host, so what the guests see of each other
+# is the daemons' doing, not their page caches). Guest G (1 or 2) runs
+# JOB-G with its log in $work/NAME-G.log and its socket $work/vhost-NAME-G.sock;
+# the daemons' pids go to dpids, the guests' (run-guest.sh's) to gpids.
+start_guest_pair() { # name kernel-dir share job-1 job-2
+  local name=$1 kdir=$2 share=$3 g
+  dpids=() gpids=()
+  for g in 1 2; do
+    start_daemon "$share" "$work/vhost-$name-$g.sock" --cache never
+    dpids+=("$daemon_pid")
+  done
+  for g in 1 2; do
+    local job=$4; [ $g = 2 ] && job=$5
+    scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/vhost-$name-$g.sock" --tag avpfs \
+      --job "$job" --queues 1 --bin "$conformance" --timeout 600 > "$work/$name-$g.log" 2>&1 &
+    gpids+=($!)
+  done
+}
+
+seen() { tr -d '\r' < "$1" | grep -q "$2"; } # log pattern
+wait_for() { # log pattern seconds: until the guest printed it
+  local i; for i in $(seq $(($3 * 10))); do seen "$1" "$2" && return 0; sleep 0.1; done; return 1
+}
+
 for k in $kernels; do
   kdir=target/guest/kernel-$k
   scripts/guest/fetch-kernel.sh "$k" "$kdir"
@@ -113,33 +138,23 @@ for k in $kernels; do
   # guest): records appended by both through O_APPEND are all there, and
   # counters shared under flock and fcntl locks end exact only if the locks
   # are host locks that exclude each other across daemons.
-  # --cache never: every read goes to the host, so the count measures the
-  # locks, not the guests' page caches.
   if [ "$k" = stable ]; then
     share=$work/share4-$k; mkdir -p "$share"
-    times=200 claims=100 dpids=() gpids=() ok=1  # as in jobs/counter.sh
+    times=200 claims=100 ok=1  # as in jobs/counter.sh
     mkdir "$share/claims"
     for i in $(seq 0 $((claims - 1))); do : > "$share/claims/ren-$i"; done
-    for g in 1 2; do
-      start_daemon "$share" "$work/vhost-g$g.sock" --cache never
-      dpids+=("$daemon_pid")
-    done
-    for g in 1 2; do
-      sed "s/@GUEST@/g$g/" scripts/guest/jobs/counter.sh > "$work/counter-g$g.sh"
-      scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/vhost-g$g.sock" \
-        --tag avpfs --job "$work/counter-g$g.sh" --queues 1 --bin "$conformance" --timeout 600 \
-        > "$work/counter-g$g.log" 2>&1 &
-      gpids+=($!)
-    done
+    for g in 1 2; do sed "s/@GUEST@/g$g/" scripts/guest/jobs/counter.sh > "$work/counter-g$g.sh"; done
+    start_guest_pair counter "$kdir" "$share" "$work/counter-g1.sh" "$work/counter-g2.sh"
     for p in "${gpids[@]}"; do wait "$p" || ok=0; done
     for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
-    for g in 1 2; do grep -q AVPFS-COUNTER-OK "$work/counter-g$g.log" || { ok=0; tail -5 "$work/counter-g$g.log"; }; done
-    if [ $ok = 1 ] && bad=$("$conformance" --check-records "$share/records" $times g1 g2); then
+    for g in 1 2; do seen "$work/counter-$g.log" AVPFS-COUNTER-OK || { ok=0; tail -5 "$work/counter-$g.log"; }; done
+    wrong="a guest's job failed"
+    if [ $ok = 1 ] && wrong=$("$conformance" --check-records "$share/records" $times g1 g2); then
       pass "[$label $kver] two guests, O_APPEND records: all $((2 * times)) there once"
-    else fail "[$label $kver] two guests, O_APPEND records: ${bad:-guest failed}"; fi
+    else fail "[$label $kver] two guests, O_APPEND records: $wrong"; fi
     # Every O_EXCL create and every rename won by exactly one guest: the wins
     # add up, and the files agree.
-    read -r created renamed < <(tr -d '\r' < <(cat "$work"/counter-g[12].log) |
+    read -r created renamed < <(cat "$work"/counter-[12].log | tr -d '\r' |
       sed -n 's/.*AVPFS-CLAIMS created=\([0-9]*\) renamed=\([0-9]*\).*/\1 \2/p' |
       awk '{c += $1; r += $2; n++} END {print (n == 2 ? c : -1), (n == 2 ? r : -1)}')
     files=$(find "$share/claims" -name 'excl-*' | wc -l)
@@ -163,39 +178,26 @@ for k in $kernels; do
   # lock goes with the dead guest's connection.
   if [ "$k" = stable ]; then
     share=$work/share5-$k; mkdir -p "$share"
-    dpids=() gpids=()
-    for g in a b; do
-      start_daemon "$share" "$work/vhost-lock-$g.sock" --cache never
-      dpids+=("$daemon_pid")
-    done
-    for g in a b; do
-      job=scripts/guest/jobs/lock-holder.sh; [ $g = b ] && job=scripts/guest/jobs/lock-waiter.sh
-      scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/vhost-lock-$g.sock" --tag avpfs \
-        --job "$job" --queues 1 --bin "$conformance" --timeout 600 > "$work/lock-$g.log" 2>&1 &
-      gpids+=($!)
-    done
-    seen() { tr -d '\r' < "$1" | grep -q "$2"; }
-    wait_for() { # log pattern seconds
-      local i; for i in $(seq $(($3 * 10))); do seen "$1" "$2" && return 0; sleep 0.1; done; return 1
-    }
+    # Guest 1 (A) holds the lock, guest 2 (B) waits for it.
+    start_guest_pair lock "$kdir" "$share" scripts/guest/jobs/lock-holder.sh scripts/guest/jobs/lock-waiter.sh
     verdict="A never held the lock"
-    if wait_for "$work/lock-a.log" AVPFS-LOCK-HELD 300; then
+    if wait_for "$work/lock-1.log" AVPFS-LOCK-HELD 300; then
       : > "$share/go"
       verdict="B never asked for the lock"
-      if wait_for "$work/lock-b.log" AVPFS-LOCK-WAIT 300; then
+      if wait_for "$work/lock-2.log" AVPFS-LOCK-WAIT 300; then
         sleep 2
-        if seen "$work/lock-b.log" AVPFS-LOCK-HELD; then verdict="B got the lock while A held it"
+        if seen "$work/lock-2.log" AVPFS-LOCK-HELD; then verdict="B got the lock while A held it"
         else
-          pkill -KILL -f "qemu-system.*vhost-lock-a.sock" || true
+          pkill -KILL -f "qemu-system.*vhost-lock-1.sock" || true
           verdict="B did not get the lock after A's VMM was killed"
-          wait_for "$work/lock-b.log" AVPFS-WAITER-DONE 120 && verdict=ok
+          wait_for "$work/lock-2.log" AVPFS-WAITER-DONE 120 && verdict=ok
         fi
       fi
     fi
-    pkill -KILL -f "qemu-system.*vhost-lock-[ab].sock" 2>/dev/null || true
+    pkill -KILL -f "qemu-system.*vhost-lock-[12].sock" 2>/dev/null || true
     for p in "${gpids[@]}" "${dpids[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ "$verdict" = ok ]; then pass "[$label $kver] two guests: a flock waiter proceeds when the holder's VMM is killed"
-    else fail "[$label $kver] two guests, killed lock holder: $verdict"; tail -5 "$work/lock-a.log" "$work/lock-b.log"; fi
+    else fail "[$label $kver] two guests, killed lock holder: $verdict"; tail -5 "$work/lock-1.log" "$work/lock-2.log"; fi
   fi
 
   # 5. Multi-queue (the 6.12 guest with two request queues).

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod enforce;
 pub mod idmap;
+pub mod narrowing;
 pub mod paths;
 pub mod virtiofsd;
 pub mod xattr;
@@ -20,6 +21,7 @@ use std::ops::{BitOr, BitOrAssign};
 pub use config::{parse, ConfigError};
 pub use enforce::PolicyFs;
 pub use idmap::{IdMap, IdRange, OneWay, Unmapped};
+pub use narrowing::Widening;
 pub use paths::{Access, PathRules, Position};
 pub use xattr::{XattrAction, XattrRule, XattrRules};
 

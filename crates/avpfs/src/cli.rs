@@ -14,6 +14,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// Daemon configuration file (TOML): several shares and the guests they
+    /// are served to, each guest on its own socket with its own session, in
+    /// one process. Replaces the share and guest flags. See `avpfs
+    /// check-config`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Share policy file (TOML): hidden and read-only subtrees, id mapping,
     /// xattr rules, allowed file types, limits. See `avpfs check-config`.
     #[arg(long, value_name = "FILE")]
@@ -183,9 +190,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Check a policy file and print the effective policy.
+    /// Check a daemon configuration file (`--config`) or a policy file
+    /// (`--policy`) and print what it makes: shares, guests and each guest's
+    /// effective policy, or the effective policy.
     CheckConfig {
-        /// The policy file.
+        /// The configuration or policy file.
         file: PathBuf,
     },
 }

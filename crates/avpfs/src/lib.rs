@@ -7,6 +7,8 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod config;
+pub mod config_file;
 pub mod sandbox;
 pub mod seccomp;
 mod signals;
@@ -16,11 +18,12 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use avpfs_passthrough::{CachePolicy, Config as PassthroughConfig, FileHandleMode, PassthroughFs};
+use avpfs_passthrough::{FileHandleMode, PassthroughFs};
 use avpfs_server::Server;
 use log::{debug, info};
 
-use cli::{CacheArg, Cli, FileHandlesArg, LogLevelArg, SandboxArg, SeccompArg};
+use cli::{Cli, LogLevelArg};
+pub use config::{DaemonConfig, FrontEnd, SessionConfig, ShareConfig};
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,9 @@ pub enum Error {
     /// The /dev/fuse front end failed.
     #[error(transparent)]
     Fuse(#[from] avpfs_fusedev::Error),
+    /// The configuration file cannot be read or is invalid.
+    #[error("configuration {0}")]
+    ConfigFile(#[from] config_file::ConfigFileError),
     /// The policy file cannot be read or is invalid.
     #[error("policy {path}: {message}")]
     Policy {
@@ -60,168 +66,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-}
-
-/// Where the share is served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrontEnd {
-    /// Mounted on the host through /dev/fuse.
-    FuseMount(PathBuf),
-    /// A vhost-user-fs backend on a unix socket path.
-    VhostSocket(PathBuf),
-    /// A vhost-user-fs backend on an inherited listening socket.
-    VhostFd(i32),
-}
-
-/// The daemon's configuration, checked and complete.
-#[derive(Debug, Clone)]
-pub struct DaemonConfig {
-    /// The passthrough file system configuration.
-    pub fs: PassthroughConfig,
-    /// The share policy, when one restricts anything. `--readonly` is its
-    /// `readonly`, so a read-only share always has one: the policy layer is
-    /// where read-only is enforced (the passthrough has no such mode).
-    pub policy: Option<avpfs_policy::Policy>,
-    /// `--readonly`: the /dev/fuse mount is made read-only as well.
-    pub readonly_mount: bool,
-    /// The front end.
-    pub front_end: FrontEnd,
-    /// Worker threads for /dev/fuse.
-    pub threads: usize,
-    /// The vhost-user device options.
-    pub vhost: avpfs_vhost::VhostOptions,
-    /// Group to own the vhost-user socket.
-    pub socket_group: Option<String>,
-    /// File descriptor limit to set.
-    pub rlimit_nofile: Option<u64>,
-    /// How the daemon isolates itself.
-    pub sandbox: sandbox::SandboxMode,
-    /// What happens on a system call outside the allow-list.
-    pub seccomp: seccomp::SeccompAction,
-    /// Capabilities added to or removed from the defaults (`--modcaps`).
-    pub modcaps: sandbox::ModCaps,
-}
-
-/// virtiofsd's `--translate-uid`, `--translate-gid` and `--xattrmap`,
-/// read into the policy's id maps and xattr rules (one enforcement layer
-/// for both ways of saying it; saying it both ways is an error).
-fn apply_virtiofsd_translations(cli: &Cli, policy: &mut avpfs_policy::Policy) -> Result<(), Error> {
-    use avpfs_policy::virtiofsd::{parse_translate, parse_xattrmap};
-    for (flag, args, map) in [
-        ("--translate-uid", &cli.translate_uid, &mut policy.uid),
-        ("--translate-gid", &cli.translate_gid, &mut policy.gid),
-    ] {
-        if args.is_empty() {
-            continue;
-        }
-        if cli.posix_acl {
-            return Err(Error::Usage(format!("{flag} cannot be used with --posix-acl: ACLs hold untranslated ids")));
-        }
-        if !map.is_identity() {
-            return Err(Error::Usage(format!("{flag} and the policy file both set a map; use one")));
-        }
-        *map = parse_translate(args).map_err(|e| Error::Usage(format!("{flag} {e}")))?;
-    }
-    if let Some(xattrmap) = &cli.xattrmap {
-        if !policy.xattr.is_passthrough() {
-            return Err(Error::Usage("--xattrmap and the policy file's [xattr] rules both set; use one".into()));
-        }
-        policy.xattr = parse_xattrmap(xattrmap).map_err(|e| Error::Usage(e.to_string()))?;
-    }
-    Ok(())
-}
-
-impl TryFrom<Cli> for DaemonConfig {
-    type Error = Error;
-
-    fn try_from(mut cli: Cli) -> Result<Self, Error> {
-        cli.apply_legacy_options().map_err(Error::Usage)?;
-        let modcaps = match &cli.modcaps {
-            Some(spec) => sandbox::parse_modcaps(spec)?,
-            None => sandbox::ModCaps::default(),
-        };
-        let root = cli.shared_dir.clone().ok_or_else(|| Error::Usage("--shared-dir is required".into()))?;
-        let front_end = match (&cli.fuse_mount, &cli.socket_path, cli.fd) {
-            (Some(m), None, None) => FrontEnd::FuseMount(m.clone()),
-            (None, Some(s), None) => FrontEnd::VhostSocket(s.clone()),
-            (None, None, Some(fd)) => FrontEnd::VhostFd(fd),
-            (None, None, None) => {
-                return Err(Error::Usage("one of --socket-path, --fd or --fuse-mount is required".into()))
-            }
-            _ => return Err(Error::Usage("--socket-path, --fd and --fuse-mount exclude each other".into())),
-        };
-        let fs = PassthroughConfig {
-            root,
-            cache: match cli.cache {
-                CacheArg::Never => CachePolicy::Never,
-                CacheArg::Metadata => CachePolicy::Metadata,
-                CacheArg::Auto => CachePolicy::Auto,
-                CacheArg::Always => CachePolicy::Always,
-            },
-            writeback: cli.writeback,
-            allow_direct_io: cli.allow_direct_io,
-            xattr: cli.xattr || cli.posix_acl || cli.xattrmap.is_some(),
-            posix_acl: cli.posix_acl,
-            inode_file_handles: match cli.inode_file_handles {
-                FileHandlesArg::Never => FileHandleMode::Never,
-                FileHandlesArg::Prefer => FileHandleMode::Prefer,
-                FileHandlesArg::Mandatory => FileHandleMode::Mandatory,
-            },
-            announce_submounts: cli.announce_submounts,
-            killpriv_v2: cli.killpriv_v2,
-            ..PassthroughConfig::default()
-        };
-        let mut policy = match &cli.policy {
-            Some(path) => load_policy(path)?,
-            None => avpfs_policy::Policy::permissive(),
-        };
-        policy.readonly |= cli.readonly;
-        apply_virtiofsd_translations(&cli, &mut policy)?;
-        let policy = (!policy.is_permissive()).then_some(policy);
-        let threads = if cli.thread_pool_size > 0 { cli.thread_pool_size } else { default_threads() };
-        let mut vhost = avpfs_vhost::VhostOptions {
-            tag: cli.tag.clone().unwrap_or_else(|| "avpfs".into()),
-            keep_listening_after_disconnect: cli.keep_listening,
-            poll_max: std::time::Duration::from_micros(cli.poll_max_us),
-            bulk_helper: cli.bulk_helper,
-            forget_batch: std::time::Duration::from_micros(cli.forget_batch_us),
-            ..Default::default()
-        };
-        if let Some(n) = cli.request_queues {
-            vhost.num_request_queues = n;
-        }
-        Ok(DaemonConfig {
-            fs,
-            policy,
-            readonly_mount: cli.readonly,
-            front_end,
-            threads,
-            vhost,
-            socket_group: cli.socket_group.clone(),
-            rlimit_nofile: cli.rlimit_nofile,
-            sandbox: match cli.sandbox {
-                Some(SandboxArg::Namespace) => sandbox::SandboxMode::Namespace,
-                Some(SandboxArg::Chroot) => sandbox::SandboxMode::Chroot,
-                Some(SandboxArg::None) => sandbox::SandboxMode::None,
-                None if sandbox::may_create_namespaces() => sandbox::SandboxMode::Namespace,
-                None => {
-                    log::warn!("no CAP_SYS_ADMIN: running without a sandbox (--sandbox chroot for containers)");
-                    sandbox::SandboxMode::None
-                }
-            },
-            seccomp: match cli.seccomp {
-                SeccompArg::Kill => seccomp::SeccompAction::Kill,
-                SeccompArg::Log => seccomp::SeccompAction::Log,
-                SeccompArg::Trap => seccomp::SeccompAction::Trap,
-                SeccompArg::None => seccomp::SeccompAction::None,
-            },
-            modcaps,
-        })
-    }
-}
-
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(2) * 2
 }
 
 /// Reads and checks a policy file.
@@ -259,31 +103,75 @@ pub fn init_logging(cli: &Cli) {
     let _ = env_logger::Builder::new().filter_level(level).format_timestamp_micros().parse_env("AVPFS_LOG").try_init();
 }
 
-/// Runs the daemon until its front end ends.
+/// `avpfs check-config FILE`: checks a daemon configuration or a policy
+/// file and prints what it makes.
+fn check_config(file: &std::path::Path) -> Result<(), Error> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Error::Policy { path: file.into(), message: e.to_string() })?;
+    if !config_file::is_daemon_config(&text) {
+        print!("{}", load_policy(file)?);
+        return Ok(());
+    }
+    let c = config_file::parse(file, &text)?;
+    for s in &c.shares {
+        let guests: Vec<&str> =
+            c.guests.iter().filter(|g| c.shares[g.share].name == s.name).map(|g| g.name.as_str()).collect();
+        println!(
+            "share {:?}: {} ({:?} cache), guests: {}",
+            s.name,
+            s.shared_dir.display(),
+            s.options.cache,
+            guests.join(", ")
+        );
+    }
+    for g in &c.guests {
+        println!();
+        println!(
+            "guest {:?}: socket {}, share {:?}, tag {:?}",
+            g.name,
+            g.socket_path.display(),
+            c.shares[g.share].name,
+            g.tag
+        );
+        for line in g.policy.to_string().lines() {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the daemon until its front ends end.
 pub fn run(cli: Cli) -> Result<(), Error> {
     if cli.print_capabilities {
         println!("{}", cli::CAPABILITIES_JSON);
         return Ok(());
     }
     if let Some(cli::Command::CheckConfig { file }) = &cli.command {
-        let policy = load_policy(file)?;
-        print!("{policy}");
-        return Ok(());
+        return check_config(file);
     }
     init_logging(&cli);
     signals::block_termination_signals().map_err(|source| Error::Sys { what: "block signals", source })?;
-    let mut config = DaemonConfig::try_from(cli)?;
+    let mut config = match &cli.config {
+        Some(file) => DaemonConfig::from_file(&cli, &config_file::load(file)?)?,
+        None => DaemonConfig::try_from(cli)?,
+    };
     signals::raise_nofile_limit(config.rlimit_nofile).map_err(|source| Error::Sys { what: "setrlimit", source })?;
     reserve_descriptor_table()?;
     // What must be done in the host's view happens before the sandbox: the
-    // /dev/fuse mount, the vhost-user socket (and its group).
-    let opened = open_front_end(&config)?;
+    // /dev/fuse mounts, the vhost-user sockets (and their groups).
+    let opened = config.sessions.iter().map(|s| open_front_end(s, config.sandbox)).collect::<Result<Vec<_>, _>>()?;
     let supervised = confine(&mut config, &opened)?;
-    let fs = PassthroughFs::new(config.fs.clone())?;
-    match config.policy.clone() {
-        Some(policy) => serve(&config, opened, supervised, avpfs_policy::PolicyFs::new(fs, policy)),
-        None => serve(&config, opened, supervised, fs),
+    let mut ready = Vec::new();
+    for (session, opened) in config.sessions.iter().zip(opened) {
+        // Each session has its own node ids, handles and INIT state on its
+        // share's tree.
+        let fs = PassthroughFs::new(config.shares[session.share].fs.clone())?;
+        ready.push(match session.policy.clone() {
+            Some(policy) => prepare(&config, session, opened, supervised, avpfs_policy::PolicyFs::new(fs, policy))?,
+            None => prepare(&config, session, opened, supervised, fs)?,
+        });
     }
+    serve(&config, ready)
 }
 
 /// Descriptors the table is grown to at start-up: an O_PATH descriptor per
@@ -307,19 +195,24 @@ fn reserve_descriptor_table() -> Result<(), Error> {
 
 /// Enters the sandbox (`--sandbox`) and drops privileges: capabilities to
 /// the minimum (with a sandbox or `--modcaps`), Landlock (with a sandbox),
-/// no_new_privs. Points the passthrough at the share and at /proc/self/fd as
-/// the sandbox shows them. Returns whether a supervisor process does the
+/// no_new_privs. Points the passthrough at the shares and at /proc/self/fd
+/// as the sandbox shows them. Returns whether a supervisor process does the
 /// host-side clean-up. Must run before any thread starts.
-fn confine(config: &mut DaemonConfig, opened: &OpenedFrontEnd) -> Result<bool, Error> {
-    let root = sandbox::Sandbox::new(config.sandbox, &config.fs.root).on_host_cleanup(opened.host_cleanup(config));
-    let root = root.enter()?;
-    config.fs.root = root.shared_dir.clone();
-    config.fs.proc_self_fd = Some(root.proc_self_fd.clone());
+fn confine(config: &mut DaemonConfig, opened: &[OpenedFrontEnd]) -> Result<bool, Error> {
+    let cleanups: Vec<_> = config.sessions.iter().zip(opened).map(|(s, o)| o.host_cleanup(s)).collect();
+    let roots = config.shares.iter().map(|s| s.fs.root.clone());
+    let root = sandbox::Sandbox::new(config.sandbox, roots)
+        .on_host_cleanup(move || cleanups.into_iter().for_each(|c| c()))
+        .enter()?;
+    for (share, root_dir) in config.shares.iter_mut().zip(&root.shared_dirs) {
+        share.fs.root = root_dir.clone();
+        share.fs.proc_self_fd = Some(root.proc_self_fd.clone());
+    }
     let sandboxed = config.sandbox != sandbox::SandboxMode::None;
     if sandboxed || config.modcaps != sandbox::ModCaps::default() {
-        let file_handles = config.fs.inode_file_handles != FileHandleMode::Never;
+        let file_handles = config.shares.iter().any(|s| s.fs.inode_file_handles != FileHandleMode::Never);
         let mut keep = sandbox::keep_set(file_handles, &config.modcaps);
-        if matches!(config.front_end, FrontEnd::FuseMount(_)) && !root.supervised {
+        if config.sessions.iter().any(|s| matches!(s.front_end, FrontEnd::FuseMount(_))) && !root.supervised {
             // Nobody else can unmount the /dev/fuse mount at the end.
             keep.insert(sandbox::Capability::CAP_SYS_ADMIN);
         }
@@ -327,7 +220,7 @@ fn confine(config: &mut DaemonConfig, opened: &OpenedFrontEnd) -> Result<bool, E
         info!("capabilities kept: {}", sandbox::capability_names(&kept));
     }
     if sandboxed {
-        match sandbox::restrict_to(&root.shared_dir, &root.proc_self_fd)? {
+        match sandbox::restrict_to(&root.shared_dirs, &root.proc_self_fd)? {
             sandbox::LandlockEnforcement::Full => info!("landlock: enforced"),
             sandbox::LandlockEnforcement::Partial => info!("landlock: partly enforced (older kernel)"),
             sandbox::LandlockEnforcement::None => log::warn!("landlock: not supported by this kernel"),
@@ -347,8 +240,8 @@ enum OpenedFrontEnd {
 
 impl OpenedFrontEnd {
     /// What the supervisor does in the host's view when the daemon stops.
-    fn host_cleanup(&self, config: &DaemonConfig) -> impl FnOnce() + 'static {
-        let front_end = config.front_end.clone();
+    fn host_cleanup(&self, session: &SessionConfig) -> impl FnOnce() + 'static {
+        let front_end = session.front_end.clone();
         move || match front_end {
             FrontEnd::FuseMount(mountpoint) => {
                 if let Err(e) = avpfs_fusedev::unmount(&mountpoint) {
@@ -365,7 +258,7 @@ impl OpenedFrontEnd {
     }
 }
 
-fn open_front_end(config: &DaemonConfig) -> Result<OpenedFrontEnd, Error> {
+fn open_front_end(config: &SessionConfig, sandbox: sandbox::SandboxMode) -> Result<OpenedFrontEnd, Error> {
     Ok(match &config.front_end {
         FrontEnd::FuseMount(mountpoint) => {
             let opts = avpfs_fusedev::MountOptions { read_only: config.readonly_mount, ..Default::default() };
@@ -375,7 +268,8 @@ fn open_front_end(config: &DaemonConfig) -> Result<OpenedFrontEnd, Error> {
             OpenedFrontEnd::Fuse(dev)
         }
         FrontEnd::VhostFd(fd) => OpenedFrontEnd::Vhost(avpfs_vhost::Socket::Fd(inherited_fd(*fd)?)),
-        FrontEnd::VhostSocket(path) if config.sandbox == sandbox::SandboxMode::None => {
+        // Without a sandbox the daemon binds (and later removes) the socket itself.
+        FrontEnd::VhostSocket(path) if sandbox == sandbox::SandboxMode::None => {
             OpenedFrontEnd::Vhost(avpfs_vhost::Socket::Path(path.clone()))
         }
         FrontEnd::VhostSocket(path) => {
@@ -393,51 +287,105 @@ fn open_front_end(config: &DaemonConfig) -> Result<OpenedFrontEnd, Error> {
     })
 }
 
-fn serve<F: avpfs_server::FileSystem + 'static>(
+/// A session with its front end set up, ready to serve on a thread of its own.
+struct ReadySession {
+    name: String,
+    serve: Box<dyn FnOnce() -> Result<(), Error> + Send>,
+    /// Makes `serve` return (from the signal thread).
+    stop: Box<dyn FnOnce() + Send>,
+}
+
+/// Puts `fs` behind a FUSE server on the session's front end.
+fn prepare<F: avpfs_server::FileSystem + 'static>(
     config: &DaemonConfig,
+    session: &SessionConfig,
     opened: OpenedFrontEnd,
     supervised: bool,
     fs: F,
-) -> Result<(), Error> {
+) -> Result<ReadySession, Error> {
     let server = Arc::new(Server::new(fs));
-    match (&config.front_end, opened) {
+    let root = config.shares[session.share].fs.root.display().to_string();
+    let name = session.name.clone();
+    match (&session.front_end, opened) {
         (FrontEnd::FuseMount(mountpoint), OpenedFrontEnd::Fuse(dev)) => {
-            let session = avpfs_fusedev::FuseSession::from_device(server, dev, mountpoint);
-            let unmounter = session.unmounter();
-            seccomp::install(config.seccomp)?;
-            signals::on_termination(move || {
+            let fuse = avpfs_fusedev::FuseSession::from_device(server, dev, mountpoint);
+            let unmounter = fuse.unmounter();
+            let threads = config.threads;
+            let mountpoint = mountpoint.clone();
+            Ok(ReadySession {
+                name,
+                serve: Box::new(move || {
+                    info!("serving {root} on {} with {threads} threads", mountpoint.display());
+                    Ok(fuse.serve(threads)?)
+                }),
                 // A supervisor unmounts (it sees the host's mounts); the
                 // workers then end.
-                if supervised {
-                    return;
-                }
-                if let Err(e) = unmounter.unmount() {
-                    log::warn!("unmount: {e}");
-                }
+                stop: Box::new(move || {
+                    if !supervised {
+                        if let Err(e) = unmounter.unmount() {
+                            log::warn!("unmount: {e}");
+                        }
+                    }
+                }),
             })
-            .map_err(|source| Error::Sys { what: "signal handling", source })?;
-            info!("serving {} on {} with {} threads", config.fs.root.display(), mountpoint.display(), config.threads);
-            session.serve(config.threads)?;
-            Ok(())
         }
         (_, OpenedFrontEnd::Vhost(socket)) => {
             let bind_here = matches!(socket, avpfs_vhost::Socket::Path(_));
-            let daemon = avpfs_vhost::VhostDaemon::new(socket, server, config.vhost.clone())?;
+            let daemon = avpfs_vhost::VhostDaemon::new(socket, server, session.vhost.clone())?;
             if let (FrontEnd::VhostSocket(path), Some(group), true) =
-                (&config.front_end, &config.socket_group, bind_here)
+                (&session.front_end, &session.socket_group, bind_here)
             {
                 set_socket_group(path, group)?;
             }
             let stopper = daemon.stopper();
-            seccomp::install(config.seccomp)?;
-            signals::on_termination(move || stopper.stop())
-                .map_err(|source| Error::Sys { what: "signal handling", source })?;
-            info!("serving {} to a vhost-user front end, tag {:?}", config.fs.root.display(), config.vhost.tag);
-            daemon.run()?;
-            Ok(())
+            let tag = session.vhost.tag.clone();
+            Ok(ReadySession {
+                name,
+                serve: Box::new(move || {
+                    info!("serving {root} to a vhost-user front end, tag {tag:?}");
+                    Ok(daemon.run()?)
+                }),
+                stop: Box::new(move || stopper.stop()),
+            })
         }
         (_, OpenedFrontEnd::Fuse(_)) => unreachable!("/dev/fuse is opened for --fuse-mount only"),
     }
+}
+
+/// Installs seccomp and the termination handling, then serves every session
+/// until each has ended (a signal stops them all): one session on this
+/// thread, several on a thread each. Returns the first error.
+fn serve(config: &DaemonConfig, ready: Vec<ReadySession>) -> Result<(), Error> {
+    seccomp::install(config.seccomp)?;
+    let (serves, stops): (Vec<_>, Vec<_>) = ready.into_iter().map(|r| ((r.name, r.serve), r.stop)).unzip();
+    signals::on_termination(move || stops.into_iter().for_each(|stop| stop()))
+        .map_err(|source| Error::Sys { what: "signal handling", source })?;
+    if serves.len() == 1 {
+        let (_, serve) = serves.into_iter().next().expect("one session");
+        return serve();
+    }
+    let mut threads = Vec::new();
+    for (name, serve) in serves {
+        let thread = std::thread::Builder::new()
+            .name(format!("guest-{name}"))
+            .spawn(move || {
+                let result = serve();
+                if let Err(e) = &result {
+                    log::error!("guest {name}: {e}");
+                }
+                result
+            })
+            .map_err(|source| Error::Sys { what: "start a session thread", source })?;
+        threads.push(thread);
+    }
+    let mut first = Ok(());
+    for t in threads {
+        let result = t.join().unwrap_or_else(|_| Err(Error::Usage("a session thread panicked".into())));
+        if first.is_ok() {
+            first = result;
+        }
+    }
+    first
 }
 
 /// Takes ownership of a listening socket inherited from the parent (`--fd`).

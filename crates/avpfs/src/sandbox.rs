@@ -12,21 +12,21 @@
 //!      a socket file) and exits with the child's status. The child is
 //!      process 1 of a new PID namespace and has new mount, network and IPC
 //!      namespaces. Its root becomes a small read-only tmpfs that holds only
-//!      the share, at [`NAMESPACE_SHARED_DIR`] (a recursive bind, so
-//!      submounts stay visible), and the daemon's own `/proc/self/fd`
+//!      the shares, share N at [`NAMESPACE_SHARED_DIR`]`/N` (recursive
+//!      binds, so submounts stay visible), and the daemon's own `/proc/self/fd`
 //!      directory, at `/proc/self/fd` (a bind of that one directory of a
 //!      fresh proc: no other process, no `/proc/sys`). Nothing else of the
 //!      host is reachable, and the proc directory is *not* inside the share,
 //!      so a guest can never see it.
 //!    - [`SandboxMode::Chroot`] (for containers, where namespaces cannot be
-//!      made): `chroot` into the share; the working directory is left on
+//!      made; one share only): `chroot` into the share; the working directory is left on
 //!      `/proc/self/fd`, which the file system reaches as `.`.
 //!    - [`SandboxMode::None`] changes nothing.
 //! 2. [`drop_capabilities`]: every capability but those the options need
 //!    ([`keep_set`], virtiofsd's list and `--modcaps`), from the effective,
 //!    permitted, inheritable, ambient and bounding sets.
 //! 3. [`restrict_to`]: Landlock, where the kernel has it: file access only
-//!    beneath the share and reading `/proc/self/fd`. It also sets
+//!    beneath the shares and reading `/proc/self/fd`. It also sets
 //!    no_new_privs ([`set_no_new_privs`] does it alone).
 //! 4. [`crate::seccomp::install`]: the system call allow-list, last, once
 //!    the set-up calls above are done.
@@ -55,7 +55,8 @@ use avpfs_sys::stat::{fstat, fstatfs};
 pub use caps::Capability;
 use log::{info, warn};
 
-/// Where the share is in the namespace sandbox's root.
+/// Where the shares are in the namespace sandbox's root: share N (0, 1, ...
+/// in the order given) at `/shared/N`.
 pub const NAMESPACE_SHARED_DIR: &str = "/shared";
 /// Where the daemon's `/proc/self/fd` is, outside the chroot sandbox (the
 /// working directory, see [`SandboxMode::Chroot`]) and everywhere else.
@@ -159,7 +160,10 @@ pub enum SandboxError {
     RemountRootReadOnly(#[source] io::Error),
     /// The share seen from inside is not the share opened before.
     #[error("the shared directory is not at {0} in the sandbox: {1}")]
-    VerifySharedDir(&'static str, String),
+    VerifySharedDir(String, String),
+    /// Chroot mode serves one share (there is one root to change to).
+    #[error("--sandbox chroot serves one share ({0} configured): use namespace or none")]
+    ChrootSeveralShares(usize),
     /// Opening `/proc/self/fd` failed.
     #[error("cannot open /proc/self/fd (is proc mounted?): {0}")]
     OpenProcSelfFd(#[source] io::Error),
@@ -209,9 +213,9 @@ pub enum SandboxError {
 pub struct SandboxedRoot {
     /// The mode entered.
     pub mode: SandboxMode,
-    /// The shared directory as the daemon now names it: give this to the
-    /// passthrough as its root.
-    pub shared_dir: PathBuf,
+    /// The shared directories as the daemon now names them, in the order
+    /// given: give these to the passthrough as its roots.
+    pub shared_dirs: Vec<PathBuf>,
     /// The directory through which the daemon reaches its own descriptors
     /// (`/proc/self/fd`), as a path: `/proc/self/fd`, or `.` in chroot mode
     /// (the working directory, left there on purpose).
@@ -228,7 +232,7 @@ type HostCleanup = Box<dyn FnOnce()>;
 /// The sandbox to enter, built with [`Sandbox::new`].
 pub struct Sandbox {
     mode: SandboxMode,
-    shared_dir: PathBuf,
+    shared_dirs: Vec<PathBuf>,
     host_cleanup: Option<HostCleanup>,
 }
 
@@ -236,7 +240,7 @@ impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
             .field("mode", &self.mode)
-            .field("shared_dir", &self.shared_dir)
+            .field("shared_dirs", &self.shared_dirs)
             .field("host_cleanup", &self.host_cleanup.is_some())
             .finish()
     }
@@ -244,13 +248,13 @@ impl std::fmt::Debug for Sandbox {
 
 /// Enters `mode` for `shared_dir` (see [`Sandbox::enter`]).
 pub fn enter(mode: SandboxMode, shared_dir: &Path) -> Result<SandboxedRoot, SandboxError> {
-    Sandbox::new(mode, shared_dir).enter()
+    Sandbox::new(mode, [shared_dir]).enter()
 }
 
 impl Sandbox {
-    /// A sandbox of `mode` around `shared_dir`.
-    pub fn new(mode: SandboxMode, shared_dir: impl Into<PathBuf>) -> Self {
-        Sandbox { mode, shared_dir: shared_dir.into(), host_cleanup: None }
+    /// A sandbox of `mode` around the `shared_dirs` (at least one).
+    pub fn new<P: Into<PathBuf>>(mode: SandboxMode, shared_dirs: impl IntoIterator<Item = P>) -> Self {
+        Sandbox { mode, shared_dirs: shared_dirs.into_iter().map(Into::into).collect(), host_cleanup: None }
     }
 
     /// Work that must happen in the host's view once the daemon stops: run by
@@ -277,32 +281,37 @@ impl Sandbox {
     /// Descriptors opened before (a `/dev/fuse` device already mounted, a
     /// bound vhost-user listener) stay open and usable in the child.
     pub fn enter(self) -> Result<SandboxedRoot, SandboxError> {
-        let default = |shared_dir: PathBuf, supervised| SandboxedRoot {
+        let default = |shared_dirs: Vec<PathBuf>, supervised| SandboxedRoot {
             mode: self.mode,
-            shared_dir,
+            shared_dirs,
             proc_self_fd: PathBuf::from(PROC_SELF_FD),
             supervised,
         };
         match self.mode {
-            SandboxMode::None => Ok(default(self.shared_dir.clone(), false)),
+            SandboxMode::None => Ok(default(self.shared_dirs.clone(), false)),
             SandboxMode::Namespace => {
                 ensure_single_threaded()?;
                 fork_supervised(true, self.host_cleanup)?;
-                let root = enter_namespaces(&self.shared_dir)?;
-                info!("sandbox: namespaces entered, {} is at {NAMESPACE_SHARED_DIR}", self.shared_dir.display());
-                Ok(default(root, true))
+                let inside = enter_namespaces(&self.shared_dirs)?;
+                for (outside, inside) in self.shared_dirs.iter().zip(&inside) {
+                    info!("sandbox: namespaces entered, {} is at {}", outside.display(), inside.display());
+                }
+                Ok(default(inside, true))
             }
             SandboxMode::Chroot => {
+                let [shared_dir] = &self.shared_dirs[..] else {
+                    return Err(SandboxError::ChrootSeveralShares(self.shared_dirs.len()));
+                };
                 ensure_single_threaded()?;
                 let supervised = self.host_cleanup.is_some();
                 if supervised {
                     fork_supervised(false, self.host_cleanup)?;
                 }
-                enter_chroot(&self.shared_dir)?;
-                info!("sandbox: chroot into {}", self.shared_dir.display());
+                enter_chroot(shared_dir)?;
+                info!("sandbox: chroot into {}", shared_dir.display());
                 Ok(SandboxedRoot {
                     mode: self.mode,
-                    shared_dir: PathBuf::from("/"),
+                    shared_dirs: vec![PathBuf::from("/")],
                     proc_self_fd: PathBuf::from("."),
                     supervised,
                 })
@@ -429,36 +438,38 @@ fn open_dir(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
 }
 
 /// In the forked child: makes the namespaces and the new root; returns the
-/// share's path inside.
-fn enter_namespaces(shared_dir: &Path) -> Result<PathBuf, SandboxError> {
+/// shares' paths inside.
+fn enter_namespaces(shared_dirs: &[PathBuf]) -> Result<Vec<PathBuf>, SandboxError> {
     use SandboxError as E;
-    let share_path = cpath(shared_dir)?;
     process::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC).map_err(E::UnshareNamespaces)?;
     // Nothing done below propagates back to the host; the host's later
     // mounts and unmounts still reach us.
     mount::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(E::MakeMountsSlave)?;
-    let share =
-        open_dir(&share_path, libc::O_PATH).map_err(|source| E::OpenSharedDir { path: shared_dir.into(), source })?;
-    let share_id = fstat(share.as_fd()).map_err(|source| E::OpenSharedDir { path: shared_dir.into(), source })?;
+    let mut shares = Vec::new();
+    for shared_dir in shared_dirs {
+        let open_err = |source| E::OpenSharedDir { path: shared_dir.clone(), source };
+        let share = open_dir(&cpath(shared_dir)?, libc::O_PATH).map_err(open_err)?;
+        let id = fstat(share.as_fd()).map_err(open_err)?;
+        shares.push((share, (id.st_dev, id.st_ino)));
+    }
     // A proc of the new PID namespace: /proc/self is process 1, ourselves.
     let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME;
     mount::mount(Some(c"proc"), c"/proc", Some(c"proc"), proc_flags, None).map_err(E::MountProc)?;
     // Detached copies, made before the new root exists so that the recursive
-    // copy of the share cannot contain it.
-    let share_tree = mount::open_tree_clone(share.as_fd(), c"", true).map_err(E::CloneSharedDir)?;
+    // copy of a share cannot contain it.
+    let mut share_trees = Vec::new();
+    for (share, _) in &shares {
+        share_trees.push(mount::open_tree_clone(share.as_fd(), c"", true).map_err(E::CloneSharedDir)?);
+    }
     let proc_tree = mount::open_tree_clone(cwd(), c"/proc/self/fd", false).map_err(E::CloneProcSelfFd)?;
     // The new root: a tmpfs over /proc, whose needed part is cloned already
     // (in this namespace only; /proc always exists and is never the root,
     // over which a mount would not be seen).
     let root_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    mount::mount(
-        Some(c"avpfs-sandbox"),
-        c"/proc",
-        Some(c"tmpfs"),
-        root_flags,
-        Some(c"mode=0755,size=64k,nr_inodes=16"),
-    )
-    .map_err(E::MountRoot)?;
+    let tmpfs_options = CString::new(format!("mode=0755,size=64k,nr_inodes={}", 16 + shares.len()))
+        .map_err(|_| E::MountRoot(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    mount::mount(Some(c"avpfs-sandbox"), c"/proc", Some(c"tmpfs"), root_flags, Some(&tmpfs_options))
+        .map_err(E::MountRoot)?;
     let root = open_dir(c"/proc", libc::O_PATH).map_err(E::OpenNewRoot)?;
     // Never make directories anywhere but in that tmpfs.
     if fstatfs(root.as_fd()).map_err(E::OpenNewRoot)?.f_type != libc::TMPFS_MAGIC {
@@ -467,9 +478,16 @@ fn enter_namespaces(shared_dir: &Path) -> Result<PathBuf, SandboxError> {
     for dir in [c"shared", c"proc", c"proc/self", c"proc/self/fd"] {
         mkdirat(root.as_fd(), dir, 0o755).map_err(E::MakeRootDirs)?;
     }
-    mount::move_mount(share_tree.as_fd(), root.as_fd(), c"shared").map_err(E::AttachSharedDir)?;
+    let inside: Vec<PathBuf> =
+        (0..shares.len()).map(|i| PathBuf::from(format!("{NAMESPACE_SHARED_DIR}/{i}"))).collect();
+    for (tree, path) in share_trees.iter().zip(&inside) {
+        // "shared/N", relative to the new root.
+        let relative = cpath(path.strip_prefix("/").unwrap_or(path))?;
+        mkdirat(root.as_fd(), &relative, 0o755).map_err(E::MakeRootDirs)?;
+        mount::move_mount(tree.as_fd(), root.as_fd(), &relative).map_err(E::AttachSharedDir)?;
+    }
     mount::move_mount(proc_tree.as_fd(), root.as_fd(), c"proc/self/fd").map_err(E::AttachProcSelfFd)?;
-    drop((share_tree, proc_tree));
+    drop((share_trees, proc_tree));
 
     // pivot_root(".", ".") puts the old root on top of the new one; it is
     // then unmounted from there (as virtiofsd does).
@@ -484,14 +502,17 @@ fn enter_namespaces(shared_dir: &Path) -> Result<PathBuf, SandboxError> {
     let ro = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | root_flags;
     mount::mount(None, c"/", None, ro, None).map_err(E::RemountRootReadOnly)?;
 
-    // The share inside must be the directory opened outside.
-    let inside = open_dir(c"/shared", libc::O_PATH)
-        .and_then(|fd| fstat(fd.as_fd()))
-        .map_err(|e| E::VerifySharedDir(NAMESPACE_SHARED_DIR, e.to_string()))?;
-    if (inside.st_dev, inside.st_ino) != (share_id.st_dev, share_id.st_ino) {
-        return Err(E::VerifySharedDir(NAMESPACE_SHARED_DIR, "another directory is there".into()));
+    // Each share inside must be the directory opened outside.
+    for ((_, id), path) in shares.iter().zip(&inside) {
+        let verify = |e: String| E::VerifySharedDir(path.display().to_string(), e);
+        let seen = open_dir(&cpath(path)?, libc::O_PATH)
+            .and_then(|fd| fstat(fd.as_fd()))
+            .map_err(|e| verify(e.to_string()))?;
+        if (seen.st_dev, seen.st_ino) != *id {
+            return Err(verify("another directory is there".into()));
+        }
     }
-    Ok(PathBuf::from(NAMESPACE_SHARED_DIR))
+    Ok(inside)
 }
 
 // ---------------------------------------------------------------------------
@@ -654,13 +675,13 @@ pub enum LandlockEnforcement {
 }
 
 /// Restricts the calling thread, and the threads it starts afterwards, with
-/// Landlock: files may be used only beneath `shared_dir` (every access) and
+/// Landlock: files may be used only beneath the `shared_dirs` (every access) and
 /// `proc_self_fd` (read), abstract unix sockets and signals only within the
 /// sandbox. Best effort: what the kernel lacks is skipped and reported.
 /// Also sets no_new_privs. Call after [`Sandbox::enter`], with its paths,
 /// and before threads start. Landlock also forbids every later mount and
 /// unmount by this process.
-pub fn restrict_to(shared_dir: &Path, proc_self_fd: &Path) -> Result<LandlockEnforcement, SandboxError> {
+pub fn restrict_to(shared_dirs: &[PathBuf], proc_self_fd: &Path) -> Result<LandlockEnforcement, SandboxError> {
     use landlock::{
         Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
         RulesetStatus, Scope, ABI,
@@ -668,14 +689,17 @@ pub fn restrict_to(shared_dir: &Path, proc_self_fd: &Path) -> Result<LandlockEnf
     let abi = ABI::V6;
     let open =
         |path: &Path| PathFd::new(path).map_err(|source| SandboxError::LandlockPath { path: path.into(), source });
-    let share = PathBeneath::new(open(shared_dir)?, AccessFs::from_all(abi));
+    let mut shares = Vec::new();
+    for shared_dir in shared_dirs {
+        shares.push(PathBeneath::new(open(shared_dir)?, AccessFs::from_all(abi)));
+    }
     let proc = PathBeneath::new(open(proc_self_fd)?, AccessFs::from_read(abi));
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.scope(Scope::from_all(abi)))
         .and_then(|r| r.create())
-        .and_then(|r| r.add_rule(share))
+        .and_then(|r| r.add_rules(shares.into_iter().map(Ok::<_, landlock::RulesetError>)))
         .and_then(|r| r.add_rule(proc))
         .and_then(|r| r.restrict_self())
         .map_err(SandboxError::Landlock)?;
@@ -757,7 +781,7 @@ mod tests {
     #[test]
     fn none_mode_changes_nothing() {
         let r = enter(SandboxMode::None, Path::new("/some/dir")).unwrap();
-        assert_eq!(r.shared_dir, PathBuf::from("/some/dir"));
+        assert_eq!(r.shared_dirs, [PathBuf::from("/some/dir")]);
         assert_eq!(r.proc_self_fd, PathBuf::from("/proc/self/fd"));
         assert!(!r.supervised);
     }
@@ -767,7 +791,13 @@ mod tests {
         // The test harness runs tests on threads: the process is threaded.
         let e = enter(SandboxMode::Namespace, Path::new("/tmp")).unwrap_err();
         assert!(matches!(e, SandboxError::Threaded(n) if n > 1), "{e}");
-        let e = Sandbox::new(SandboxMode::Chroot, "/tmp").enter().unwrap_err();
+        let e = Sandbox::new(SandboxMode::Chroot, ["/tmp"]).enter().unwrap_err();
         assert!(matches!(e, SandboxError::Threaded(_)), "{e}");
+    }
+
+    #[test]
+    fn chroot_mode_refuses_several_shares() {
+        let e = Sandbox::new(SandboxMode::Chroot, ["/tmp", "/var/tmp"]).enter().unwrap_err();
+        assert!(matches!(e, SandboxError::ChrootSeveralShares(2)), "{e}");
     }
 }

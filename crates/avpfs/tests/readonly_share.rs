@@ -37,12 +37,12 @@ fn readonly_flags_put_the_policy_layer_in_front() {
     for flag in [&["--readonly"][..], &["-o", "ro"], &["-o", "readonly"]] {
         let tmp = tempfile::tempdir().unwrap();
         let c = config(tmp.path(), flag);
-        assert!(c.policy.as_ref().is_some_and(|p| p.readonly), "{flag:?}: no read-only policy");
-        assert!(c.readonly_mount, "{flag:?}: the /dev/fuse mount is read-only too");
+        assert!(c.sessions[0].policy.as_ref().is_some_and(|p| p.readonly), "{flag:?}: no read-only policy");
+        assert!(c.sessions[0].readonly_mount, "{flag:?}: the /dev/fuse mount is read-only too");
     }
     let tmp = tempfile::tempdir().unwrap();
     let c = config(tmp.path(), &[]);
-    assert!(c.policy.is_none() && !c.readonly_mount, "a plain share has no policy layer");
+    assert!(c.sessions[0].policy.is_none() && !c.sessions[0].readonly_mount, "a plain share has no policy layer");
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn readonly_share_refuses_every_change_with_erofs() {
     std::fs::write(share.join("f"), b"x").unwrap();
     std::fs::create_dir(share.join("d")).unwrap();
     let c = config(&share, &["--readonly"]);
-    let fs = PolicyFs::new(PassthroughFs::new(c.fs.clone()).unwrap(), c.policy.clone().unwrap());
+    let fs = PolicyFs::new(PassthroughFs::new(c.shares[0].fs.clone()).unwrap(), c.sessions[0].policy.clone().unwrap());
     fs.init(InitOptions { minor: 41, client_flags: u64::MAX }).unwrap();
     let ctx = Context { uid: 0, gid: 0, pid: 1, groups: None };
     let root = NodeId::ROOT;

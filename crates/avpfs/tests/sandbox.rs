@@ -98,9 +98,9 @@ fn namespace_sandbox_serves_the_share_from_a_new_root() {
     let names: BTreeSet<String> =
         std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, BTreeSet::from(["proc".to_string(), "shared".to_string()]));
-    let inside = std::fs::metadata(root.join("shared")).unwrap();
+    let inside = std::fs::metadata(root.join("shared/0")).unwrap();
     let share = std::fs::metadata(&m.share).unwrap();
-    assert_eq!((inside.dev(), inside.ino()), (share.dev(), share.ino()), "/shared is not the share");
+    assert_eq!((inside.dev(), inside.ino()), (share.dev(), share.ino()), "/shared/0 is not the share");
     let proc_names: BTreeSet<String> =
         std::fs::read_dir(root.join("proc")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(proc_names, BTreeSet::from(["self".to_string()]), "only /proc/self/fd is there");

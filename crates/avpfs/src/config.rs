@@ -1,0 +1,314 @@
+//! The daemon's configuration, checked and complete: the shares it serves,
+//! the sessions it serves them in (one per guest socket or `/dev/fuse`
+//! mount), and the process-wide settings. Made from the single-guest command
+//! line (one share, one session) or from a configuration file
+//! ([`crate::config_file`], any number of each): one shape for both, so
+//! that the daemon has one way to start.
+
+use std::path::PathBuf;
+
+use avpfs_passthrough::{CachePolicy, Config as PassthroughConfig, FileHandleMode};
+use avpfs_policy::Policy;
+
+use crate::cli::{CacheArg, Cli, FileHandlesArg, SandboxArg, SeccompArg};
+use crate::config_file::{self, ShareOptions};
+use crate::{sandbox, seccomp, Error};
+
+/// Where a session is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontEnd {
+    /// Mounted on the host through /dev/fuse.
+    FuseMount(PathBuf),
+    /// A vhost-user-fs backend on a unix socket path.
+    VhostSocket(PathBuf),
+    /// A vhost-user-fs backend on an inherited listening socket.
+    VhostFd(i32),
+}
+
+/// One share: a host tree and how it is passed through.
+#[derive(Debug, Clone)]
+pub struct ShareConfig {
+    /// Its name (`share` for the command line's).
+    pub name: String,
+    /// The passthrough file system configuration; its `root` is the shared
+    /// directory.
+    pub fs: PassthroughConfig,
+}
+
+/// One session: a client (a guest's vhost-user connection, or the host's
+/// `/dev/fuse` mount) with its own node ids, handles and INIT state, on one
+/// share.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Its name (the guest's; `guest` for the command line's).
+    pub name: String,
+    /// The index of its share in [`DaemonConfig::shares`].
+    pub share: usize,
+    /// Where it is served.
+    pub front_end: FrontEnd,
+    /// Its policy, when one restricts anything. A read-only share always has
+    /// one: the policy layer is where read-only is enforced (the
+    /// passthrough has no such mode).
+    pub policy: Option<Policy>,
+    /// The /dev/fuse mount is made read-only as well (`--readonly`).
+    pub readonly_mount: bool,
+    /// The vhost-user device options.
+    pub vhost: avpfs_vhost::VhostOptions,
+    /// Group to own the vhost-user socket.
+    pub socket_group: Option<String>,
+}
+
+/// The daemon's configuration, checked and complete.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The shares (at least one).
+    pub shares: Vec<ShareConfig>,
+    /// The sessions (at least one), each on one of the shares.
+    pub sessions: Vec<SessionConfig>,
+    /// Worker threads for /dev/fuse.
+    pub threads: usize,
+    /// File descriptor limit to set.
+    pub rlimit_nofile: Option<u64>,
+    /// How the daemon isolates itself.
+    pub sandbox: sandbox::SandboxMode,
+    /// What happens on a system call outside the allow-list.
+    pub seccomp: seccomp::SeccompAction,
+    /// Capabilities added to or removed from the defaults (`--modcaps`).
+    pub modcaps: sandbox::ModCaps,
+}
+
+/// virtiofsd's `--translate-uid`, `--translate-gid` and `--xattrmap`,
+/// read into the policy's id maps and xattr rules (one enforcement layer
+/// for both ways of saying it; saying it both ways is an error).
+fn apply_virtiofsd_translations(cli: &Cli, policy: &mut Policy) -> Result<(), Error> {
+    use avpfs_policy::virtiofsd::{parse_translate, parse_xattrmap};
+    for (flag, args, map) in [
+        ("--translate-uid", &cli.translate_uid, &mut policy.uid),
+        ("--translate-gid", &cli.translate_gid, &mut policy.gid),
+    ] {
+        if args.is_empty() {
+            continue;
+        }
+        if cli.posix_acl {
+            return Err(Error::Usage(format!("{flag} cannot be used with --posix-acl: ACLs hold untranslated ids")));
+        }
+        if !map.is_identity() {
+            return Err(Error::Usage(format!("{flag} and the policy file both set a map; use one")));
+        }
+        *map = parse_translate(args).map_err(|e| Error::Usage(format!("{flag} {e}")))?;
+    }
+    if let Some(xattrmap) = &cli.xattrmap {
+        if !policy.xattr.is_passthrough() {
+            return Err(Error::Usage("--xattrmap and the policy file's [xattr] rules both set; use one".into()));
+        }
+        policy.xattr = parse_xattrmap(xattrmap).map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The passthrough configuration of a share.
+fn passthrough_config(root: PathBuf, o: &ShareOptions) -> PassthroughConfig {
+    PassthroughConfig {
+        root,
+        cache: o.cache,
+        writeback: o.writeback,
+        allow_direct_io: o.allow_direct_io,
+        xattr: o.xattr || o.posix_acl,
+        posix_acl: o.posix_acl,
+        inode_file_handles: o.inode_file_handles,
+        announce_submounts: o.announce_submounts,
+        killpriv_v2: o.killpriv_v2,
+        ..PassthroughConfig::default()
+    }
+}
+
+/// The share options the command line gives.
+fn cli_share_options(cli: &Cli) -> ShareOptions {
+    ShareOptions {
+        cache: match cli.cache {
+            CacheArg::Never => CachePolicy::Never,
+            CacheArg::Metadata => CachePolicy::Metadata,
+            CacheArg::Auto => CachePolicy::Auto,
+            CacheArg::Always => CachePolicy::Always,
+        },
+        xattr: cli.xattr || cli.posix_acl || cli.xattrmap.is_some(),
+        posix_acl: cli.posix_acl,
+        readonly: cli.readonly,
+        writeback: cli.writeback,
+        allow_direct_io: cli.allow_direct_io,
+        killpriv_v2: cli.killpriv_v2,
+        announce_submounts: cli.announce_submounts,
+        inode_file_handles: match cli.inode_file_handles {
+            FileHandlesArg::Never => FileHandleMode::Never,
+            FileHandlesArg::Prefer => FileHandleMode::Prefer,
+            FileHandlesArg::Mandatory => FileHandleMode::Mandatory,
+        },
+    }
+}
+
+/// The vhost-user options every session starts from: the command line's
+/// queue tuning.
+fn cli_vhost_options(cli: &Cli) -> avpfs_vhost::VhostOptions {
+    avpfs_vhost::VhostOptions {
+        keep_listening_after_disconnect: cli.keep_listening,
+        poll_max: std::time::Duration::from_micros(cli.poll_max_us),
+        bulk_helper: cli.bulk_helper,
+        forget_batch: std::time::Duration::from_micros(cli.forget_batch_us),
+        ..Default::default()
+    }
+}
+
+/// The command line's share and session flags that a configuration file
+/// replaces (given with `--config`, they are an error).
+fn share_flags_given(cli: &Cli) -> Vec<&'static str> {
+    let d = Cli::default();
+    [
+        ("--shared-dir", cli.shared_dir.is_some()),
+        ("--socket-path", cli.socket_path.is_some()),
+        ("--fd", cli.fd.is_some()),
+        ("--fuse-mount", cli.fuse_mount.is_some()),
+        ("--socket-group", cli.socket_group.is_some()),
+        ("--tag", cli.tag.is_some()),
+        ("--request-queues", cli.request_queues.is_some()),
+        ("--policy", cli.policy.is_some()),
+        ("--cache", cli.cache != d.cache),
+        ("--xattr", cli.xattr),
+        ("--posix-acl", cli.posix_acl),
+        ("--readonly", cli.readonly),
+        ("--writeback", cli.writeback),
+        ("--allow-direct-io", cli.allow_direct_io),
+        ("--killpriv-v2", cli.killpriv_v2),
+        ("--announce-submounts", cli.announce_submounts),
+        ("--inode-file-handles", cli.inode_file_handles != d.inode_file_handles),
+        ("--translate-uid", !cli.translate_uid.is_empty()),
+        ("--translate-gid", !cli.translate_gid.is_empty()),
+        ("--xattrmap", cli.xattrmap.is_some()),
+        ("-o", !cli.legacy_options.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect()
+}
+
+impl DaemonConfig {
+    /// The process-wide settings of the command line, with no share yet.
+    fn process_settings(cli: &Cli) -> Result<Self, Error> {
+        let modcaps = match &cli.modcaps {
+            Some(spec) => sandbox::parse_modcaps(spec)?,
+            None => sandbox::ModCaps::default(),
+        };
+        let threads = if cli.thread_pool_size > 0 { cli.thread_pool_size } else { default_threads() };
+        Ok(DaemonConfig {
+            shares: Vec::new(),
+            sessions: Vec::new(),
+            threads,
+            rlimit_nofile: cli.rlimit_nofile,
+            sandbox: match cli.sandbox {
+                Some(SandboxArg::Namespace) => sandbox::SandboxMode::Namespace,
+                Some(SandboxArg::Chroot) => sandbox::SandboxMode::Chroot,
+                Some(SandboxArg::None) => sandbox::SandboxMode::None,
+                None if sandbox::may_create_namespaces() => sandbox::SandboxMode::Namespace,
+                None => {
+                    log::warn!("no CAP_SYS_ADMIN: running without a sandbox (--sandbox chroot for containers)");
+                    sandbox::SandboxMode::None
+                }
+            },
+            seccomp: match cli.seccomp {
+                SeccompArg::Kill => seccomp::SeccompAction::Kill,
+                SeccompArg::Log => seccomp::SeccompAction::Log,
+                SeccompArg::Trap => seccomp::SeccompAction::Trap,
+                SeccompArg::None => seccomp::SeccompAction::None,
+            },
+            modcaps,
+        })
+    }
+
+    /// The shares and guests of the configuration file `file`, with the
+    /// command line's process-wide settings (`--sandbox`, `--seccomp`,
+    /// `--modcaps`, `--rlimit-nofile`, queue tuning). Every guest keeps
+    /// listening after its front end leaves: the daemon serves the others
+    /// meanwhile and the guest's next connection.
+    pub fn from_file(cli: &Cli, file: &config_file::ConfigFile) -> Result<Self, Error> {
+        let given = share_flags_given(cli);
+        if !given.is_empty() {
+            return Err(Error::Usage(format!(
+                "{} cannot be used with --config: the configuration file sets them per share and guest",
+                given.join(", ")
+            )));
+        }
+        let mut config = Self::process_settings(cli)?;
+        for s in &file.shares {
+            config
+                .shares
+                .push(ShareConfig { name: s.name.clone(), fs: passthrough_config(s.shared_dir.clone(), &s.options) });
+        }
+        for g in &file.guests {
+            let mut vhost = cli_vhost_options(cli);
+            vhost.tag = g.tag.clone();
+            vhost.keep_listening_after_disconnect = true;
+            if let Some(n) = g.request_queues {
+                vhost.num_request_queues = n;
+            }
+            if let Some(n) = g.queue_size {
+                vhost.queue_size = n;
+            }
+            config.sessions.push(SessionConfig {
+                name: g.name.clone(),
+                share: g.share,
+                front_end: FrontEnd::VhostSocket(g.socket_path.clone()),
+                policy: (!g.policy.is_permissive()).then(|| g.policy.clone()),
+                readonly_mount: false,
+                vhost,
+                socket_group: g.socket_group.clone(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+impl TryFrom<Cli> for DaemonConfig {
+    type Error = Error;
+
+    /// The single-guest command line: one share, one session.
+    fn try_from(mut cli: Cli) -> Result<Self, Error> {
+        cli.apply_legacy_options().map_err(Error::Usage)?;
+        let mut config = Self::process_settings(&cli)?;
+        let root = cli.shared_dir.clone().ok_or_else(|| Error::Usage("--shared-dir is required".into()))?;
+        let front_end = match (&cli.fuse_mount, &cli.socket_path, cli.fd) {
+            (Some(m), None, None) => FrontEnd::FuseMount(m.clone()),
+            (None, Some(s), None) => FrontEnd::VhostSocket(s.clone()),
+            (None, None, Some(fd)) => FrontEnd::VhostFd(fd),
+            (None, None, None) => {
+                return Err(Error::Usage("one of --socket-path, --fd or --fuse-mount is required".into()))
+            }
+            _ => return Err(Error::Usage("--socket-path, --fd and --fuse-mount exclude each other".into())),
+        };
+        let options = cli_share_options(&cli);
+        let mut policy = match &cli.policy {
+            Some(path) => crate::load_policy(path)?,
+            None => Policy::permissive(),
+        };
+        policy.readonly |= cli.readonly;
+        apply_virtiofsd_translations(&cli, &mut policy)?;
+        let mut vhost = cli_vhost_options(&cli);
+        vhost.tag = cli.tag.clone().unwrap_or_else(|| "avpfs".into());
+        if let Some(n) = cli.request_queues {
+            vhost.num_request_queues = n;
+        }
+        config.shares.push(ShareConfig { name: "share".into(), fs: passthrough_config(root, &options) });
+        config.sessions.push(SessionConfig {
+            name: "guest".into(),
+            share: 0,
+            front_end,
+            policy: (!policy.is_permissive()).then_some(policy),
+            readonly_mount: cli.readonly,
+            vhost,
+            socket_group: cli.socket_group.clone(),
+        });
+        Ok(config)
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(2) * 2
+}

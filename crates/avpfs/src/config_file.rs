@@ -1,0 +1,561 @@
+//! The daemon configuration file (`avpfs --config FILE`, TOML): the shares
+//! one process serves and the guests it serves them to. Every error names
+//! the line and the key, and nothing starts while one is left.
+//!
+//! ```toml
+//! [[share]]
+//! name = "data"
+//! shared_dir = "/srv/data"
+//! cache = "auto"                  # never, metadata, auto, always
+//! xattr = true                    # also posix_acl, readonly, writeback,
+//!                                 # allow_direct_io, killpriv_v2,
+//!                                 # announce_submounts, inode_file_handles
+//! policy = "/etc/avpfs/data-policy.toml"   # optional
+//!
+//! [[guest]]
+//! name = "vm1"
+//! socket_path = "/run/avpfs/vm1.sock"
+//! share = "data"
+//! tag = "data"                    # default: the share's name
+//! request_queues = 2              # default: one per host core
+//! queue_size = 1024
+//! socket_group = "kvm"            # optional
+//! policy = "/etc/avpfs/vm1-ro.toml"        # optional, no wider than the share's
+//! ```
+//!
+//! Relative paths are taken from the file's directory.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use avpfs_passthrough::{CachePolicy, FileHandleMode};
+use avpfs_policy::Policy;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Longest mount tag (the virtio-fs config space field).
+pub const MAX_TAG_LEN: usize = 36;
+/// Most request queues of one guest.
+pub const MAX_REQUEST_QUEUES: usize = 63;
+
+/// A configuration file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: line {line}: {key}: {message}")]
+pub struct ConfigFileError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line of the offending value.
+    pub line: usize,
+    /// The key of the offending value (`guest.socket_path`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The per-share settings (the single-guest command line's share flags).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShareOptions {
+    /// `cache`.
+    pub cache: CachePolicy,
+    /// `xattr`.
+    pub xattr: bool,
+    /// `posix_acl` (implies `xattr`).
+    pub posix_acl: bool,
+    /// `readonly`.
+    pub readonly: bool,
+    /// `writeback`.
+    pub writeback: bool,
+    /// `allow_direct_io`.
+    pub allow_direct_io: bool,
+    /// `killpriv_v2`.
+    pub killpriv_v2: bool,
+    /// `announce_submounts`.
+    pub announce_submounts: bool,
+    /// `inode_file_handles`.
+    pub inode_file_handles: FileHandleMode,
+}
+
+/// One `[[share]]`, checked.
+#[derive(Debug, Clone)]
+pub struct ShareEntry {
+    /// Its name, unique in the file.
+    pub name: String,
+    /// The host directory.
+    pub shared_dir: PathBuf,
+    /// Its settings.
+    pub options: ShareOptions,
+    /// Its policy (with `readonly` folded in); permissive when none.
+    pub policy: Policy,
+}
+
+/// One `[[guest]]`, checked.
+#[derive(Debug, Clone)]
+pub struct GuestEntry {
+    /// Its name, unique in the file.
+    pub name: String,
+    /// The index of its share in [`ConfigFile::shares`].
+    pub share: usize,
+    /// The vhost-user socket it connects to.
+    pub socket_path: PathBuf,
+    /// The group to own the socket.
+    pub socket_group: Option<String>,
+    /// The mount tag.
+    pub tag: String,
+    /// Request queues (`None`: the default).
+    pub request_queues: Option<usize>,
+    /// Largest queue size (`None`: the default).
+    pub queue_size: Option<u16>,
+    /// The policy its session is served with: its own (checked to be no
+    /// wider than the share's) or the share's.
+    pub policy: Policy,
+}
+
+/// A checked configuration file.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// The shares, in file order.
+    pub shares: Vec<ShareEntry>,
+    /// The guests, in file order.
+    pub guests: Vec<GuestEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    share: Vec<Spanned<RawShare>>,
+    #[serde(default)]
+    guest: Vec<Spanned<RawGuest>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShare {
+    name: Spanned<String>,
+    shared_dir: Spanned<PathBuf>,
+    cache: Option<Spanned<String>>,
+    xattr: Option<bool>,
+    posix_acl: Option<bool>,
+    readonly: Option<bool>,
+    writeback: Option<bool>,
+    allow_direct_io: Option<bool>,
+    killpriv_v2: Option<bool>,
+    announce_submounts: Option<bool>,
+    inode_file_handles: Option<Spanned<String>>,
+    policy: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuest {
+    name: Spanned<String>,
+    socket_path: Spanned<PathBuf>,
+    share: Spanned<String>,
+    socket_group: Option<Spanned<String>>,
+    tag: Option<Spanned<String>>,
+    request_queues: Option<Spanned<usize>>,
+    queue_size: Option<Spanned<u16>>,
+    policy: Option<Spanned<PathBuf>>,
+}
+
+/// Whether `text` (TOML) is a daemon configuration rather than a policy
+/// file: it has `[[share]]` or `[[guest]]` tables (a policy file has a
+/// single `[share]` table).
+pub fn is_daemon_config(text: &str) -> bool {
+    match text.parse::<toml::Table>() {
+        Ok(t) => t.get("guest").is_some() || t.get("share").is_some_and(|s| s.is_array()),
+        Err(_) => text.lines().any(|l| matches!(l.trim(), "[[share]]" | "[[guest]]")),
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    src: &'a str,
+    dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigFileError {
+        ConfigFileError {
+            file: self.file.into(),
+            line: line_of(self.src, span.start),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    /// Reads a policy file named at `span` under `key`.
+    fn policy(&self, p: &Spanned<PathBuf>, key: &str) -> Result<Policy, ConfigFileError> {
+        let path = self.path(p.get_ref());
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| self.err(p.span(), key, format!("cannot read {}: {e}", path.display())))?;
+        avpfs_policy::parse(&text).map_err(|e| self.err(p.span(), key, format!("{}: {e}", path.display())))
+    }
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src.as_bytes()[..offset.min(src.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Whether `name` may name a share or a guest: 1 to 64 letters, digits,
+/// `-`, `_` or `.`, not `.` or `..` (a share's name is also a directory
+/// name in the sandbox).
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Reads and checks the configuration file at `path`.
+pub fn load(path: &Path) -> Result<ConfigFile, ConfigFileError> {
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
+        file: path.into(),
+        line: 0,
+        key: "(file)".into(),
+        message: e.to_string(),
+    })?;
+    parse(path, &src)
+}
+
+/// Checks the configuration `src`, read from `file` (relative paths in it
+/// are taken from `file`'s directory).
+pub fn parse(file: &Path, src: &str) -> Result<ConfigFile, ConfigFileError> {
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let cx = Ctx { file, src, dir };
+    let raw: RawFile = toml::from_str(src).map_err(|e| {
+        let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(1);
+        let message = e.message().to_string();
+        let key = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+            .unwrap_or("(syntax)")
+            .to_string();
+        ConfigFileError { file: file.into(), line, key, message }
+    })?;
+    if raw.share.is_empty() {
+        return Err(cx.err(0..0, "share", "no [[share]]: a configuration needs at least one share"));
+    }
+    if raw.guest.is_empty() {
+        return Err(cx.err(0..0, "guest", "no [[guest]]: a configuration needs at least one guest"));
+    }
+    let mut shares = Vec::new();
+    let mut share_lines: HashMap<String, usize> = HashMap::new();
+    for s in &raw.share {
+        let s = s.get_ref();
+        let name = s.name.get_ref();
+        if !valid_name(name) {
+            return Err(cx.err(
+                s.name.span(),
+                "share.name",
+                format!("{name:?}: 1 to 64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if let Some(line) = share_lines.insert(name.clone(), line_of(src, s.name.span().start)) {
+            return Err(cx.err(
+                s.name.span(),
+                "share.name",
+                format!("share {name:?} is already defined on line {line}"),
+            ));
+        }
+        shares.push(share(&cx, s)?);
+    }
+    let mut guests = Vec::new();
+    let mut guest_lines: HashMap<String, usize> = HashMap::new();
+    let mut socket_lines: HashMap<PathBuf, (String, usize)> = HashMap::new();
+    for g in &raw.guest {
+        let g = g.get_ref();
+        let name = g.name.get_ref();
+        if !valid_name(name) {
+            return Err(cx.err(
+                g.name.span(),
+                "guest.name",
+                format!("{name:?}: 1 to 64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if let Some(line) = guest_lines.insert(name.clone(), line_of(src, g.name.span().start)) {
+            return Err(cx.err(
+                g.name.span(),
+                "guest.name",
+                format!("guest {name:?} is already defined on line {line}"),
+            ));
+        }
+        let socket_path = normalize(&cx.path(g.socket_path.get_ref()));
+        let line = line_of(src, g.socket_path.span().start);
+        if let Some((other, at)) = socket_lines.insert(socket_path.clone(), (name.clone(), line)) {
+            return Err(cx.err(
+                g.socket_path.span(),
+                "guest.socket_path",
+                format!(
+                    "{} is also the socket of guest {other:?} (line {at}): each guest needs its own",
+                    socket_path.display()
+                ),
+            ));
+        }
+        let Some(share) = shares.iter().position(|s| s.name == *g.share.get_ref()) else {
+            let known: Vec<&str> = shares.iter().map(|s| s.name.as_str()).collect();
+            return Err(cx.err(
+                g.share.span(),
+                "guest.share",
+                format!("unknown share {:?} (defined: {})", g.share.get_ref(), known.join(", ")),
+            ));
+        };
+        let tag = match &g.tag {
+            Some(t) => {
+                let len = t.get_ref().len();
+                if len == 0 || len > MAX_TAG_LEN {
+                    return Err(cx.err(
+                        t.span(),
+                        "guest.tag",
+                        format!("{:?} is {len} bytes; a tag has 1 to {MAX_TAG_LEN}", t.get_ref()),
+                    ));
+                }
+                t.get_ref().clone()
+            }
+            None => shares[share].name.chars().take(MAX_TAG_LEN).collect(),
+        };
+        if let Some(q) = &g.request_queues {
+            if !(1..=MAX_REQUEST_QUEUES).contains(q.get_ref()) {
+                return Err(cx.err(q.span(), "guest.request_queues", format!("1 to {MAX_REQUEST_QUEUES}")));
+            }
+        }
+        if let Some(q) = &g.queue_size {
+            if !q.get_ref().is_power_of_two() {
+                return Err(cx.err(q.span(), "guest.queue_size", "a power of two"));
+            }
+        }
+        let share_policy = &shares[share].policy;
+        let policy = match &g.policy {
+            Some(p) => {
+                let mut policy = cx.policy(p, "guest.policy")?;
+                // The share's read-only setting holds for every guest.
+                policy.readonly |= shares[share].options.readonly;
+                policy.check_narrower_than(share_policy).map_err(|e| {
+                    cx.err(
+                        p.span(),
+                        "guest.policy",
+                        format!("{}: {e} (share {:?})", p.get_ref().display(), shares[share].name),
+                    )
+                })?;
+                policy
+            }
+            None => share_policy.clone(),
+        };
+        guests.push(GuestEntry {
+            name: name.clone(),
+            share,
+            socket_path,
+            socket_group: g.socket_group.as_ref().map(|s| s.get_ref().clone()),
+            tag,
+            request_queues: g.request_queues.as_ref().map(|q| *q.get_ref()),
+            queue_size: g.queue_size.as_ref().map(|q| *q.get_ref()),
+            policy,
+        });
+    }
+    Ok(ConfigFile { shares, guests })
+}
+
+/// `path` without `.` components and with `..` folded lexically, so that
+/// two spellings of one socket are seen as one.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn share(cx: &Ctx<'_>, s: &RawShare) -> Result<ShareEntry, ConfigFileError> {
+    let shared_dir = cx.path(s.shared_dir.get_ref());
+    if !shared_dir.is_dir() {
+        return Err(cx.err(
+            s.shared_dir.span(),
+            "share.shared_dir",
+            format!("{}: not a directory", shared_dir.display()),
+        ));
+    }
+    let cache = match &s.cache {
+        None => CachePolicy::default(),
+        Some(c) => match c.get_ref().as_str() {
+            "never" | "none" => CachePolicy::Never,
+            "metadata" => CachePolicy::Metadata,
+            "auto" => CachePolicy::Auto,
+            "always" => CachePolicy::Always,
+            other => {
+                return Err(cx.err(c.span(), "share.cache", format!("{other:?}: never, metadata, auto or always")))
+            }
+        },
+    };
+    let inode_file_handles = match &s.inode_file_handles {
+        None => FileHandleMode::Never,
+        Some(m) => match m.get_ref().as_str() {
+            "never" => FileHandleMode::Never,
+            "prefer" => FileHandleMode::Prefer,
+            "mandatory" => FileHandleMode::Mandatory,
+            other => {
+                return Err(cx.err(
+                    m.span(),
+                    "share.inode_file_handles",
+                    format!("{other:?}: never, prefer or mandatory"),
+                ))
+            }
+        },
+    };
+    let posix_acl = s.posix_acl.unwrap_or(false);
+    let options = ShareOptions {
+        cache,
+        xattr: s.xattr.unwrap_or(false) || posix_acl,
+        posix_acl,
+        readonly: s.readonly.unwrap_or(false),
+        writeback: s.writeback.unwrap_or(false),
+        allow_direct_io: s.allow_direct_io.unwrap_or(false),
+        killpriv_v2: s.killpriv_v2.unwrap_or(false),
+        announce_submounts: s.announce_submounts.unwrap_or(false),
+        inode_file_handles,
+    };
+    let mut policy = match &s.policy {
+        Some(p) => cx.policy(p, "share.policy")?,
+        None => Policy::permissive(),
+    };
+    policy.readonly |= options.readonly;
+    Ok(ShareEntry { name: s.name.get_ref().clone(), shared_dir, options, policy })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir {
+        tmp: tempfile::TempDir,
+    }
+
+    impl Dir {
+        fn new() -> Self {
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::create_dir(tmp.path().join("data")).unwrap();
+            std::fs::write(tmp.path().join("ro.toml"), "[share]\nreadonly = true\n").unwrap();
+            std::fs::write(tmp.path().join("rw.toml"), "[share]\nreadonly = false\n").unwrap();
+            Dir { tmp }
+        }
+
+        fn parse(&self, src: &str) -> Result<ConfigFile, ConfigFileError> {
+            parse(&self.tmp.path().join("avpfs.toml"), src)
+        }
+    }
+
+    const TWO_GUESTS: &str = r#"
+[[share]]
+name = "data"
+shared_dir = "data"
+cache = "never"
+
+[[guest]]
+name = "vm1"
+socket_path = "vm1.sock"
+share = "data"
+
+[[guest]]
+name = "vm2"
+socket_path = "vm2.sock"
+share = "data"
+tag = "other"
+request_queues = 2
+policy = "ro.toml"
+"#;
+
+    #[test]
+    fn two_guests_on_one_share() {
+        let d = Dir::new();
+        let c = d.parse(TWO_GUESTS).unwrap();
+        assert_eq!(c.shares.len(), 1);
+        assert_eq!(c.shares[0].options.cache, CachePolicy::Never);
+        assert_eq!(c.shares[0].shared_dir, d.tmp.path().join("data"));
+        assert!(c.shares[0].policy.is_permissive());
+        let [g1, g2] = &c.guests[..] else { panic!("two guests") };
+        assert_eq!((g1.tag.as_str(), g1.request_queues, g1.share), ("data", None, 0));
+        assert_eq!((g2.tag.as_str(), g2.request_queues), ("other", Some(2)));
+        assert_eq!(g2.socket_path, d.tmp.path().join("vm2.sock"));
+        assert!(g1.policy.is_permissive() && g2.policy.readonly);
+    }
+
+    fn error(src: &str) -> ConfigFileError {
+        Dir::new().parse(src).unwrap_err()
+    }
+
+    #[test]
+    fn two_guests_on_one_socket_is_an_error_naming_the_line() {
+        let e = error(&TWO_GUESTS.replace("vm2.sock", "./vm1.sock"));
+        assert_eq!((e.line, e.key.as_str()), (14, "guest.socket_path"), "{e}");
+        assert!(e.message.contains("guest \"vm1\" (line 9)"), "{e}");
+    }
+
+    #[test]
+    fn unknown_share_is_an_error_naming_the_line() {
+        let e = error(&TWO_GUESTS.replace("share = \"data\"\ntag", "share = \"dta\"\ntag"));
+        assert_eq!((e.line, e.key.as_str()), (15, "guest.share"), "{e}");
+        assert!(e.message.contains("unknown share \"dta\" (defined: data)"), "{e}");
+    }
+
+    #[test]
+    fn too_long_a_tag_is_an_error_naming_the_line() {
+        let e = error(&TWO_GUESTS.replace("\"other\"", &format!("\"{}\"", "t".repeat(37))));
+        assert_eq!((e.line, e.key.as_str()), (16, "guest.tag"), "{e}");
+        assert!(e.message.contains("37 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_guest_policy_wider_than_its_share_is_an_error_naming_the_line() {
+        let src = TWO_GUESTS.replace("\"ro.toml\"", "\"rw.toml\"").replace("cache = \"never\"", "policy = \"ro.toml\"");
+        let e = error(&src);
+        assert_eq!((e.line, e.key.as_str()), (18, "guest.policy"), "{e}");
+        assert!(e.message.contains("read-only"), "{e}");
+        // A share made read-only by its own setting makes every guest's policy read-only.
+        let src = TWO_GUESTS.replace("\"ro.toml\"", "\"rw.toml\"").replace("cache = \"never\"", "readonly = true");
+        let c = Dir::new().parse(&src).unwrap();
+        assert!(c.guests.iter().all(|g| g.policy.readonly));
+    }
+
+    #[test]
+    fn other_mistakes_name_their_line_and_key() {
+        for (from, to, line, key) in [
+            ("cache = \"never\"", "cache = \"sometimes\"", 5, "share.cache"),
+            ("cache = \"never\"", "cahce = \"never\"", 5, "cahce"),
+            ("shared_dir = \"data\"", "shared_dir = \"nope\"", 4, "share.shared_dir"),
+            ("request_queues = 2", "request_queues = 64", 17, "guest.request_queues"),
+            ("name = \"vm2\"", "name = \"vm1\"", 13, "guest.name"),
+            ("name = \"vm2\"", "name = \"vm 2\"", 13, "guest.name"),
+            ("policy = \"ro.toml\"", "policy = \"missing.toml\"", 18, "guest.policy"),
+        ] {
+            let e = error(&TWO_GUESTS.replace(from, to));
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{to}: {e}");
+        }
+        let e = error("[[share]]\nname = \"a\"\nshared_dir = \"data\"\n");
+        assert_eq!(e.key, "guest", "{e}");
+        let e = error("[[guest]]\nname = \"a\"\nshare = \"a\"\n");
+        assert_eq!(e.key, "socket_path", "{e}");
+    }
+
+    #[test]
+    fn policy_files_and_daemon_configurations_are_told_apart() {
+        assert!(is_daemon_config(TWO_GUESTS));
+        assert!(!is_daemon_config("[share]\nreadonly = true\n"));
+        assert!(is_daemon_config("[[share]]\nname = \n"), "a broken daemon configuration is still one");
+    }
+}

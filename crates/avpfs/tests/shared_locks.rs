@@ -1,6 +1,7 @@
 //! Locks between clients of one tree, on the host: a process on the avpfs
-//! `/dev/fuse` mount and a process on the shared directory itself, then two
-//! processes on the mount, add at once to one counter under flock and under
+//! `/dev/fuse` mount and a process on the shared directory itself, two
+//! processes on the mount, and processes on two mounts of one tree by two
+//! daemons, add at once to one counter under flock and under
 //! fcntl locks, through a fresh open each time. The count ends exact only if
 //! the locks avpfs takes are host locks that exclude the host's own.
 //! (`--cache never`: every read goes to the daemon, so the count measures
@@ -39,5 +40,18 @@ fn counters_shared_by_the_mount_and_the_host_are_exact() {
         let both = format!("{name}-mount");
         let mount = race(&mnt.join(&both), mnt.join(&both), lock);
         assert_eq!(mount, expected, "{name}: two processes on the mount");
+    }
+}
+
+#[test]
+fn counters_shared_through_two_daemons_on_one_tree_are_exact() {
+    let t = tempfile::tempdir().unwrap();
+    let (share, mnt1, mnt2) = (t.path().join("share"), t.path().join("mnt1"), t.path().join("mnt2"));
+    let _m1 = Mounted::start(&share, &mnt1, &["--cache", "never"]);
+    let _m2 = Mounted::start(&share, &mnt2, &["--cache", "never"]);
+    let expected = format!("{}\n", 2 * TIMES);
+    for (lock, name) in [(CounterLock::Flock, "flock"), (CounterLock::Fcntl, "fcntl")] {
+        let got = race(&mnt1.join(name), mnt2.join(name), lock);
+        assert_eq!(got, expected, "{name}: a process on each daemon's mount");
     }
 }

@@ -320,3 +320,25 @@ fn bad_configurations_are_refused_naming_the_line_and_nothing_starts() {
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--cache cannot be used with --config")
     );
 }
+
+#[test]
+fn the_readme_example_configuration_checks_out() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme.split("## Several guests on one tree").nth(1).expect("the README section");
+    let example = section.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("its TOML example");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data-policy.toml"), "[share]\nmax_open_files = 100\n").unwrap();
+    std::fs::write(dir.path().join("vm2-ro.toml"), "[share]\nreadonly = true\nmax_open_files = 10\n").unwrap();
+    let text = example
+        .replace("/srv/data", &p("data"))
+        .replace("/etc/avpfs/", &format!("{}/", dir.path().display()))
+        .replace("/run/avpfs/", &format!("{}/", dir.path().display()));
+    let file = dir.path().join("avpfs.toml");
+    std::fs::write(&file, text).unwrap();
+    let check = avpfs().arg("check-config").arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(stdout.contains("guests: vm1, vm2") && stdout.contains("share:          read-only"), "{stdout}");
+}

@@ -19,58 +19,13 @@ use std::collections::HashMap;
 /// instructions in a LOOKUP/GETATTR storm (callgrind).
 type NodeHasher = foldhash::fast::RandomState;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use avpfs_server::NodeId;
 use avpfs_sys::FileHandle;
 
+pub(crate) use crate::host_files::{HostFile, HostFiles, InodeKey, NodeFd, NodeFile};
 use crate::owner_locks::OwnerLocks;
-
-/// What identifies a host inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct InodeKey {
-    /// Mount id (`STATX_MNT_ID`; 0 when the kernel does not report it).
-    pub mnt_id: u64,
-    /// Device.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-}
-
-impl InodeKey {
-    /// The key of the file `st` describes.
-    pub fn of(st: &libc::statx) -> Self {
-        let mnt_id = if st.stx_mask & libc::STATX_MNT_ID != 0 { st.stx_mnt_id } else { 0 };
-        InodeKey { mnt_id, dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor), ino: st.stx_ino }
-    }
-}
-
-/// How a node reaches its host file.
-#[derive(Debug)]
-pub(crate) enum NodeFile {
-    /// An `O_PATH` descriptor.
-    Fd(OwnedFd),
-    /// A file handle, and a (non-`O_PATH`) descriptor on its mount to open it with.
-    Handle { handle: FileHandle, mount: Arc<OwnedFd> },
-}
-
-/// A descriptor of a node's file: borrowed from the node, or opened from
-/// its file handle for the time of one operation.
-#[derive(Debug)]
-pub(crate) enum NodeFd<'a> {
-    Borrowed(BorrowedFd<'a>),
-    Owned(OwnedFd),
-}
-
-impl AsFd for NodeFd<'_> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            NodeFd::Borrowed(fd) => *fd,
-            NodeFd::Owned(fd) => fd.as_fd(),
-        }
-    }
-}
 
 /// One host inode the client knows.
 #[derive(Debug)]
@@ -83,33 +38,32 @@ pub(crate) struct Node {
     pub key: InodeKey,
     /// The file type (`S_IFMT` bits).
     pub kind: u32,
-    file: NodeFile,
+    file: Arc<HostFile>,
     /// POSIX locks of the client's lock owners on this file.
     pub locks: OwnerLocks,
 }
 
 impl Node {
     /// A node (the store gives it its id).
-    pub fn new(id: NodeId, key: InodeKey, kind: u32, file: NodeFile) -> Self {
+    pub fn new(id: NodeId, key: InodeKey, kind: u32, file: Arc<HostFile>) -> Self {
         Node { id, generation: 0, key, kind, file, locks: OwnerLocks::default() }
     }
 
     /// An `O_PATH` descriptor of the file.
     pub fn fd(&self) -> io::Result<NodeFd<'_>> {
-        match &self.file {
-            NodeFile::Fd(fd) => Ok(NodeFd::Borrowed(fd.as_fd())),
-            NodeFile::Handle { handle, mount } => {
-                handle.open(mount.as_fd(), libc::O_PATH | libc::O_NOFOLLOW).map(NodeFd::Owned)
-            }
-        }
+        self.file.file().fd()
     }
 
     /// The file handle, when the node keeps one.
     pub fn handle(&self) -> Option<&FileHandle> {
-        match &self.file {
-            NodeFile::Fd(_) => None,
-            NodeFile::Handle { handle, .. } => Some(handle),
-        }
+        self.file.file().handle()
+    }
+
+    /// Whether the node reaches its host file through the very same
+    /// descriptor (or handle) as `other`.
+    #[cfg(test)]
+    pub fn shares_host_file_with(&self, other: &Node) -> bool {
+        Arc::ptr_eq(&self.file, &other.file)
     }
 
     /// Whether the node is a directory.
@@ -156,17 +110,20 @@ impl Maps {
 #[derive(Debug)]
 pub(crate) struct InodeStore {
     maps: Mutex<Maps>,
+    /// The share's host files, which new nodes take theirs from.
+    host_files: Arc<HostFiles>,
 }
 
 impl InodeStore {
-    /// A store holding only the root (made with id [`NodeId::ROOT`]).
-    pub fn new(key: InodeKey, kind: u32, file: NodeFile) -> Self {
-        let root = Arc::new(Node::new(NodeId::ROOT, key, kind, file));
+    /// A store holding only the root (made with id [`NodeId::ROOT`]),
+    /// whose new nodes share host files through `host_files`.
+    pub fn new(key: InodeKey, kind: u32, root: Arc<HostFile>, host_files: Arc<HostFiles>) -> Self {
+        let root = Arc::new(Node::new(NodeId::ROOT, key, kind, root));
         let mut by_id = HashMap::default();
         by_id.insert(NodeId::ROOT, Slot { node: root, refs: 1 });
         let mut by_key = HashMap::default();
         by_key.insert(key, NodeId::ROOT);
-        InodeStore { maps: Mutex::new(Maps { by_id, by_key, next_id: NodeId::ROOT.get() + 1 }) }
+        InodeStore { maps: Mutex::new(Maps { by_id, by_key, next_id: NodeId::ROOT.get() + 1 }), host_files }
     }
 
     fn lock(&self) -> MutexGuard<'_, Maps> {
@@ -194,7 +151,8 @@ impl InodeStore {
     /// Takes a reference to the node of `key`, creating it from `file` when
     /// there is none (or when the existing one has another file handle: the
     /// inode number was reused while we only held a handle). `file` is
-    /// dropped when an existing node is used.
+    /// dropped when an existing node is used, or when another session of the
+    /// share holds the same host file (the new node shares it).
     pub fn get_or_insert(&self, key: InodeKey, kind: u32, file: NodeFile) -> Arc<Node> {
         let new_handle = match &file {
             NodeFile::Handle { handle, .. } => Some(handle),
@@ -215,7 +173,7 @@ impl InodeStore {
         }
         let id = NodeId(m.next_id);
         m.next_id += 1;
-        let node = Arc::new(Node::new(id, key, kind, file));
+        let node = Arc::new(Node::new(id, key, kind, self.host_files.share(key, file)));
         m.by_id.insert(id, Slot { node: node.clone(), refs: 1 });
         m.by_key.insert(key, id);
         node
@@ -274,7 +232,7 @@ mod tests {
     fn store_with(n: u64) -> InodeStore {
         let dev_null = |_: u64| NodeFile::Fd(std::fs::File::open("/dev/null").unwrap().into());
         let key = |ino| InodeKey { mnt_id: 1, dev: 1, ino };
-        let store = InodeStore::new(key(1), libc::S_IFDIR, dev_null(1));
+        let store = InodeStore::new(key(1), libc::S_IFDIR, HostFile::alone(key(1), dev_null(1)), Default::default());
         for ino in 2..n + 2 {
             store.get_or_insert(key(ino), libc::S_IFREG, dev_null(ino));
         }

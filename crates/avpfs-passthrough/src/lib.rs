@@ -10,13 +10,15 @@
 //! owner and the host kernel checks the caller's right to create them.
 //!
 //! The implementation is split by concern, one private module each: the
-//! file system's state and construction (`passthrough`), the inode store
-//! (`inode`), open handles (`handle`), names (`entry`), file I/O (`file`),
-//! attributes (`attr`), directories (`dir`), extended attributes (`xattr`),
-//! locks (`locks`) and credentials (`creds`), over leaves that import no
-//! other module (`config`, `util`, `statx`, `owner_locks`). Modules import
-//! only downward: the concern modules use `passthrough`, `inode`, `creds`
-//! and the leaves, never each other in a circle, and nothing imports this
+//! file system's state and construction, and the [`Share`] several
+//! sessions are made from (`passthrough`), the inode store (`inode`), open
+//! handles (`handle`), names (`entry`), file I/O (`file`), attributes
+//! (`attr`), directories (`dir`), extended attributes (`xattr`), locks
+//! (`locks`) and credentials (`creds`), over leaves that import no other
+//! module (`config`, `util`, `statx`, `owner_locks`, and `host_files`: the
+//! host files a share's sessions share). Modules import only downward: the
+//! concern modules use `passthrough`, `inode`, `creds` and the leaves,
+//! never each other in a circle, and nothing imports this
 //! root. The [`FileSystem`] impl below only dispatches to them. Strategies
 //! (cache policy, file handles) are chosen once in [`PassthroughFs::new`]
 //! from the [`Config`].
@@ -40,6 +42,7 @@ mod dir;
 mod entry;
 mod file;
 mod handle;
+mod host_files;
 mod inode;
 mod locks;
 mod owner_locks;
@@ -64,7 +67,7 @@ use avpfs_server::{
 use fuse_abi::{init_flags as init, Attr, FileLock, Kstatfs, Statx};
 
 pub use config::{CachePolicy, Config, FileHandleMode};
-pub use passthrough::{Error, PassthroughFs};
+pub use passthrough::{Error, PassthroughFs, Share};
 
 impl FileSystem for PassthroughFs {
     fn init(&self, opts: InitOptions) -> io::Result<WantedFlags> {

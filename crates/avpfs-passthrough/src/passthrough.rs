@@ -1,5 +1,8 @@
 //! [`PassthroughFs`] itself: the state every concern module works on, its
-//! construction from a [`Config`], and the strategies chosen from it once.
+//! construction from a [`Config`], and the strategies chosen from it once;
+//! and [`Share`], what the sessions of one host directory have in common
+//! (several guests served on one tree each have a `PassthroughFs` of their
+//! own, made by [`Share::session`]).
 //! The operations are implemented by the concern modules (`attr`, `entry`,
 //! `file`, ...) in `impl PassthroughFs` blocks of their own.
 
@@ -18,7 +21,7 @@ use fuse_abi::init_flags as init;
 
 use crate::config::{CachePolicy, Config, FileHandleMode};
 use crate::handle::HandleTable;
-use crate::inode::{InodeKey, InodeStore, NodeFile};
+use crate::inode::{HostFile, HostFiles, InodeKey, InodeStore, NodeFile};
 
 /// Why a [`PassthroughFs`] could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -46,15 +49,37 @@ pub enum Error {
     PosixAclNeedsXattr,
 }
 
-/// A file system that passes every operation through to a host directory.
+/// Descriptors (not `O_PATH`) of the mounts nodes with file handles are
+/// on, by mount id.
+type MountFds = Mutex<HashMap<u64, Arc<OwnedFd>>>;
+
+/// A host directory, opened and probed once, that one or more sessions
+/// serve: its configuration, root, `/proc/self/fd`, mount descriptors, and
+/// the host files its sessions hold (shared between them, see
+/// `host_files`). Each session ([`Share::session`]) has its own node ids,
+/// lookup counts, handles, locks' owners and INIT state.
+#[derive(Debug)]
+pub struct Share {
+    cfg: Config,
+    proc: Arc<ProcSelfFd>,
+    root: Arc<HostFile>,
+    root_key: InodeKey,
+    root_kind: u32,
+    mounts: Arc<MountFds>,
+    use_handles: bool,
+    host_files: Arc<HostFiles>,
+}
+
+/// A file system that passes every operation through to a host directory:
+/// one session's view of a [`Share`].
 #[derive(Debug)]
 pub struct PassthroughFs {
     pub(crate) cfg: Config,
-    pub(crate) proc: ProcSelfFd,
+    pub(crate) proc: Arc<ProcSelfFd>,
     pub(crate) inodes: InodeStore,
     pub(crate) handles: HandleTable,
     /// Descriptors (not `O_PATH`) of the mounts nodes with file handles are on.
-    pub(crate) mounts: Mutex<HashMap<u64, Arc<OwnedFd>>>,
+    pub(crate) mounts: Arc<MountFds>,
     /// Nodes keep file handles rather than descriptors.
     pub(crate) use_handles: bool,
     /// The daemon runs as root: switch to the caller's credentials.
@@ -64,7 +89,15 @@ pub struct PassthroughFs {
 }
 
 impl PassthroughFs {
-    /// Opens the shared root and prepares the file system.
+    /// Opens the shared root and prepares the file system: a share with
+    /// this one session.
+    pub fn new(cfg: Config) -> Result<Self, Error> {
+        Ok(Share::new(cfg)?.session())
+    }
+}
+
+impl Share {
+    /// Opens the shared root and prepares what its sessions share.
     pub fn new(cfg: Config) -> Result<Self, Error> {
         if cfg.posix_acl && !cfg.xattr {
             return Err(Error::PosixAclNeedsXattr);
@@ -114,19 +147,42 @@ impl PassthroughFs {
             mounts.insert(key.mnt_id, Arc::new(m));
         }
         // The root always keeps its descriptor: it is never forgotten.
-        let inodes = InodeStore::new(key, kind, NodeFile::Fd(root));
-        Ok(PassthroughFs {
+        Ok(Share {
             cfg,
-            proc,
-            inodes,
-            handles: HandleTable::default(),
-            mounts: Mutex::new(mounts),
+            proc: Arc::new(proc),
+            root: HostFile::alone(key, NodeFile::Fd(root)),
+            root_key: key,
+            root_kind: kind,
+            mounts: Arc::new(Mutex::new(mounts)),
             use_handles,
-            is_root: geteuid() == 0,
-            negotiated: AtomicU64::new(0),
+            host_files: Arc::default(),
         })
     }
 
+    /// A new session on the share: a file system with no node but the
+    /// root, no handle, and no INIT yet.
+    pub fn session(&self) -> PassthroughFs {
+        self.host_files.add_session();
+        let inodes = InodeStore::new(self.root_key, self.root_kind, self.root.clone(), self.host_files.clone());
+        PassthroughFs {
+            cfg: self.cfg.clone(),
+            proc: self.proc.clone(),
+            inodes,
+            handles: HandleTable::default(),
+            mounts: self.mounts.clone(),
+            use_handles: self.use_handles,
+            is_root: geteuid() == 0,
+            negotiated: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+}
+
+impl PassthroughFs {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.cfg

@@ -14,7 +14,7 @@ use avpfs_server::{
 use fuse_abi::FileLock;
 
 use crate::config::{CachePolicy, Config, FileHandleMode};
-use crate::passthrough::PassthroughFs;
+use crate::passthrough::{PassthroughFs, Share};
 
 /// Whether the tests run as root (credential tests need it).
 fn creds_test_root() -> bool {
@@ -953,4 +953,40 @@ fn creation_without_supplementary_groups_uses_the_directory_group() {
             assert_eq!(errno(fs.mkdir(&user, other.nodeid, &cs("no"), 0o755, 0)), libc::EACCES);
         });
     });
+}
+
+#[test]
+fn sessions_of_one_share_have_their_own_nodes_and_share_host_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a"), b"a").unwrap();
+    std::fs::write(dir.path().join("b"), b"b").unwrap();
+    let share = Share::new(Config::new(dir.path())).unwrap();
+    let (s1, s2) = (share.session(), share.session());
+    for s in [&s1, &s2] {
+        s.init(InitOptions { minor: 41, client_flags: u64::MAX }).unwrap();
+    }
+    let a1 = lookup(&s1, NodeId::ROOT, "a").unwrap().nodeid;
+    let b1 = lookup(&s1, NodeId::ROOT, "b").unwrap().nodeid;
+    let b2 = lookup(&s2, NodeId::ROOT, "b").unwrap().nodeid;
+    assert_eq!(b2, a1, "each session numbers its own nodes");
+    assert_eq!(errno(s2.getattr(&root_ctx(), b1, None)), libc::ENOENT);
+    let (n1, n2) = (s1.inodes.get(b1).unwrap(), s2.inodes.get(b2).unwrap());
+    assert!(n1.shares_host_file_with(&n2), "one descriptor for both sessions");
+    // A session that forgets its node leaves the other's working.
+    s1.forget(b1, 1);
+    drop(n1);
+    assert_eq!(s2.getattr(&root_ctx(), b2, None).unwrap().0.size, 1);
+    // Dropping a whole session (a guest gone) does too.
+    let h = s2.open(&root_ctx(), b2, libc::O_RDONLY as u32, false).unwrap().handle;
+    s1.destroy();
+    drop(s1);
+    let mut out = VecWriter::new(16);
+    s2.read(&root_ctx(), b2, rd(h, 1, 0), &mut out).unwrap();
+    assert_eq!(out.as_slice(), b"b");
+    // A share with one session shares nothing (and keeps no table).
+    let alone = PassthroughFs::new(Config::new(dir.path())).unwrap();
+    alone.init(InitOptions { minor: 41, client_flags: u64::MAX }).unwrap();
+    let x = lookup(&alone, NodeId::ROOT, "a").unwrap().nodeid;
+    let y = lookup(&s2, NodeId::ROOT, "a").unwrap().nodeid;
+    assert!(!alone.inodes.get(x).unwrap().shares_host_file_with(&s2.inodes.get(y).unwrap()));
 }

@@ -18,7 +18,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use avpfs_passthrough::{FileHandleMode, PassthroughFs};
+use avpfs_passthrough::{FileHandleMode, Share};
 use avpfs_server::Server;
 use log::{debug, info};
 
@@ -161,11 +161,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     // /dev/fuse mounts, the vhost-user sockets (and their groups).
     let opened = config.sessions.iter().map(|s| open_front_end(s, config.sandbox)).collect::<Result<Vec<_>, _>>()?;
     let supervised = confine(&mut config, &opened)?;
+    let shares = config.shares.iter().map(|s| Share::new(s.fs.clone())).collect::<Result<Vec<_>, _>>()?;
     let mut ready = Vec::new();
     for (session, opened) in config.sessions.iter().zip(opened) {
         // Each session has its own node ids, handles and INIT state on its
-        // share's tree.
-        let fs = PassthroughFs::new(config.shares[session.share].fs.clone())?;
+        // share's tree; the sessions of a share share its host files.
+        let fs = shares[session.share].session();
         ready.push(match session.policy.clone() {
             Some(policy) => prepare(&config, session, opened, supervised, avpfs_policy::PolicyFs::new(fs, policy))?,
             None => prepare(&config, session, opened, supervised, fs)?,

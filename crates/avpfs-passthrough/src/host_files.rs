@@ -5,7 +5,8 @@
 //! session (in `inode`); only the host side is shared.
 //!
 //! A share with a single session has no one to share with, and skips the
-//! table: [`HostFiles::share`] then only wraps the file. A leaf: it
+//! table: [`HostFiles::share`] then leaves the file to its node alone (no
+//! table, no extra allocation on the LOOKUP path). A leaf: it
 //! imports no other module of the crate (`inode` builds on it).
 
 use std::collections::HashMap;
@@ -84,6 +85,32 @@ impl AsFd for NodeFd<'_> {
     }
 }
 
+/// How a node holds its host file: alone, or shared with the nodes of other
+/// sessions of its share.
+#[derive(Debug)]
+pub(crate) enum HostRef {
+    /// The node's own.
+    Own(NodeFile),
+    /// Shared through the share's table (or the share's root).
+    Shared(Arc<HostFile>),
+}
+
+impl HostRef {
+    /// How the file is reached.
+    pub fn file(&self) -> &NodeFile {
+        match self {
+            HostRef::Own(f) => f,
+            HostRef::Shared(h) => &h.file,
+        }
+    }
+
+    /// Whether both hold the very same shared host file.
+    #[cfg(test)]
+    pub fn is_shared_with(&self, other: &HostRef) -> bool {
+        matches!((self, other), (HostRef::Shared(a), HostRef::Shared(b)) if Arc::ptr_eq(a, b))
+    }
+}
+
 /// One host file, held by the nodes of one or more sessions.
 #[derive(Debug)]
 pub(crate) struct HostFile {
@@ -97,11 +124,6 @@ impl HostFile {
     /// A file held by one session only, in no table.
     pub fn alone(key: InodeKey, file: NodeFile) -> Arc<Self> {
         Arc::new(HostFile { key, file, table: None })
-    }
-
-    /// How the file is reached.
-    pub fn file(&self) -> &NodeFile {
-        &self.file
     }
 }
 
@@ -142,9 +164,9 @@ impl HostFiles {
     /// inode number may have been reused while only a handle pinned it),
     /// else `file`, entered in the table. `file` is dropped when an existing
     /// one is used.
-    pub fn share(self: &Arc<Self>, key: InodeKey, file: NodeFile) -> Arc<HostFile> {
+    pub fn share(self: &Arc<Self>, key: InodeKey, file: NodeFile) -> HostRef {
         if self.sessions.load(Ordering::Relaxed) < 2 {
-            return HostFile::alone(key, file);
+            return HostRef::Own(file);
         }
         let mut map = self.lock();
         // Dropped after the table's lock: the last reference to a host file
@@ -156,14 +178,14 @@ impl HostFiles {
                 _ => true,
             };
             if same {
-                return held.clone();
+                return HostRef::Shared(held.clone());
             }
         }
         let new = Arc::new(HostFile { key, file, table: Some(self.clone()) });
         map.insert(key, Arc::downgrade(&new));
         drop(map);
         drop(existing);
-        new
+        HostRef::Shared(new)
     }
 
     /// How many host files the table holds (live or not yet removed).
@@ -191,7 +213,7 @@ mod tests {
         t.add_session();
         let a = t.share(key(1), file());
         let b = t.share(key(1), file());
-        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(matches!((&a, &b), (HostRef::Own(_), HostRef::Own(_))));
         assert_eq!(t.len(), 0);
     }
 
@@ -202,9 +224,9 @@ mod tests {
         t.add_session();
         let a = t.share(key(1), file());
         let b = t.share(key(1), file());
-        assert!(Arc::ptr_eq(&a, &b), "the second session uses the first one's descriptor");
+        assert!(a.is_shared_with(&b), "the second session uses the first one's descriptor");
         let other = t.share(key(2), file());
-        assert!(!Arc::ptr_eq(&a, &other));
+        assert!(!a.is_shared_with(&other));
         assert_eq!(t.len(), 2);
         drop(a);
         assert_eq!(t.len(), 2, "still held by the other session");
@@ -212,7 +234,7 @@ mod tests {
         assert_eq!(t.len(), 1, "gone with its last holder");
         // A live entry is shared.
         let c = t.share(key(2), file());
-        assert!(Arc::ptr_eq(&c, &other));
+        assert!(c.is_shared_with(&other));
         drop((c, other));
         assert_eq!(t.len(), 0);
     }

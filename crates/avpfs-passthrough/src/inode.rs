@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use avpfs_server::NodeId;
 use avpfs_sys::FileHandle;
 
-pub(crate) use crate::host_files::{HostFile, HostFiles, InodeKey, NodeFd, NodeFile};
+pub(crate) use crate::host_files::{HostFile, HostFiles, HostRef, InodeKey, NodeFd, NodeFile};
 use crate::owner_locks::OwnerLocks;
 
 /// One host inode the client knows.
@@ -38,14 +38,14 @@ pub(crate) struct Node {
     pub key: InodeKey,
     /// The file type (`S_IFMT` bits).
     pub kind: u32,
-    file: Arc<HostFile>,
+    file: HostRef,
     /// POSIX locks of the client's lock owners on this file.
     pub locks: OwnerLocks,
 }
 
 impl Node {
     /// A node (the store gives it its id).
-    pub fn new(id: NodeId, key: InodeKey, kind: u32, file: Arc<HostFile>) -> Self {
+    pub fn new(id: NodeId, key: InodeKey, kind: u32, file: HostRef) -> Self {
         Node { id, generation: 0, key, kind, file, locks: OwnerLocks::default() }
     }
 
@@ -63,7 +63,7 @@ impl Node {
     /// descriptor (or handle) as `other`.
     #[cfg(test)]
     pub fn shares_host_file_with(&self, other: &Node) -> bool {
-        Arc::ptr_eq(&self.file, &other.file)
+        self.file.is_shared_with(&other.file)
     }
 
     /// Whether the node is a directory.
@@ -118,7 +118,7 @@ impl InodeStore {
     /// A store holding only the root (made with id [`NodeId::ROOT`]),
     /// whose new nodes share host files through `host_files`.
     pub fn new(key: InodeKey, kind: u32, root: Arc<HostFile>, host_files: Arc<HostFiles>) -> Self {
-        let root = Arc::new(Node::new(NodeId::ROOT, key, kind, root));
+        let root = Arc::new(Node::new(NodeId::ROOT, key, kind, HostRef::Shared(root)));
         let mut by_id = HashMap::default();
         by_id.insert(NodeId::ROOT, Slot { node: root, refs: 1 });
         let mut by_key = HashMap::default();

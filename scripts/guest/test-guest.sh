@@ -9,15 +9,19 @@
 # used.
 #
 # Usage: test-guest.sh [--daemon PATH] [--kernels "stable backports"] [--label NAME]
+#                      [--sections "posix integrity pair lock multiqueue"]
+# --sections runs only the sections named.
 # Prints "guest: N passed, M failed" at the end; exits non-zero on a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 daemon=target/debug/avpfs kernels="stable backports" label=avpfs daemon_args=()
+sections="posix integrity pair lock multiqueue"
 while [ $# -gt 0 ]; do
   case "$1" in
     --daemon) daemon=$2; shift 2 ;;
     --kernels) kernels=$2; shift 2 ;;
     --label) label=$2; shift 2 ;;
+    --sections) sections=$2; shift 2 ;;
     --) shift; daemon_args=("$@"); break ;;
     *) echo "test-guest: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -71,16 +75,25 @@ run_job() { # kernel-dir share job queues log
   done
 }
 
-# Two guests at once on one share, each through its own daemon (--cache
-# never: every read goes to the host, so what the guests see of each other
-# is the daemons' doing, not their page caches). Guest G (1 or 2) runs
-# JOB-G with its log in $work/NAME-G.log and its socket $work/vhost-NAME-G.sock;
-# the daemons' pids go to dpids, the guests' (run-guest.sh's) to gpids.
+# Two guests at once on one share, each through its own daemon (by
+# default --cache never: every read goes to the host, so what the guests
+# see of each other is the daemons' doing, not their page caches). Guest G
+# (1 or 2) runs JOB-G with its log in $work/NAME-G.log and its socket
+# $work/vhost-NAME-G.sock; the daemons' pids go to dpids, the guests'
+# (run-guest.sh's) to gpids. The arrays DAEMON1_ARGS and DAEMON2_ARGS, if
+# set, replace guest 1's and guest 2's daemon flags (--cache never). This
+# is the one place that knows how a pair's daemons are started.
 start_guest_pair() { # name kernel-dir share job-1 job-2
   local name=$1 kdir=$2 share=$3 g
   dpids=() gpids=()
   for g in 1 2; do
-    start_daemon "$share" "$work/vhost-$name-$g.sock" --cache never
+    local -a flags=(--cache never)
+    if declare -p "DAEMON${g}_ARGS" > /dev/null 2>&1; then
+      local -n given="DAEMON${g}_ARGS"
+      flags=("${given[@]}")
+      unset -n given
+    fi
+    start_daemon "$share" "$work/vhost-$name-$g.sock" "${flags[@]}"
     dpids+=("$daemon_pid")
   done
   for g in 1 2; do
@@ -91,6 +104,7 @@ start_guest_pair() { # name kernel-dir share job-1 job-2
   done
 }
 
+want() { [[ " $sections " == *" $1 "* ]]; } # section
 seen() { tr -d '\r' < "$1" | grep -q "$2"; } # log pattern
 wait_for() { # log pattern seconds: until the guest printed it
   local i; for i in $(seq $(($3 * 10))); do seen "$1" "$2" && return 0; sleep 0.1; done; return 1
@@ -105,40 +119,44 @@ for k in $kernels; do
   [ "$k" = backports ] && [ "$label" != virtiofsd ] && queues=2
 
   # 1. POSIX conformance: the guest's observations against the host's.
-  share=$work/share-$k; base=$work/base-$k
-  mkdir -p "$share" "$base"
-  "$conformance" --dump "$base" > "$work/host-$k.txt"
-  if run_job "$kdir" "$share" scripts/guest/jobs/conformance.sh "$queues" "$work/conf-$k.log"; then :; fi
-  tr -d '\r' < "$work/conf-$k.log" | sed -n 's/.*AVPFS-OBS //p' > "$work/guest-$k.txt"
-  cases=$(awk -F' [|] ' '{print $1}' "$work/host-$k.txt" | sort -u)
-  for c in $cases; do
-    if diff <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/host-$k.txt") \
-            <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/guest-$k.txt") > "$work/diff" 2>&1; then
-      pass "[$label $kver] posix $c"
-    else
-      fail "[$label $kver] posix $c"; sed 's/^/    /' "$work/diff" | head -20
-    fi
-  done
+  if want posix; then
+    share=$work/share-$k; base=$work/base-$k
+    mkdir -p "$share" "$base"
+    "$conformance" --dump "$base" > "$work/host-$k.txt"
+    if run_job "$kdir" "$share" scripts/guest/jobs/conformance.sh "$queues" "$work/conf-$k.log"; then :; fi
+    tr -d '\r' < "$work/conf-$k.log" | sed -n 's/.*AVPFS-OBS //p' > "$work/guest-$k.txt"
+    cases=$(awk -F' [|] ' '{print $1}' "$work/host-$k.txt" | sort -u)
+    for c in $cases; do
+      if diff <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/host-$k.txt") \
+              <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/guest-$k.txt") > "$work/diff" 2>&1; then
+        pass "[$label $kver] posix $c"
+      else
+        fail "[$label $kver] posix $c"; sed 's/^/    /' "$work/diff" | head -20
+      fi
+    done
+  fi
 
   # 2. Data integrity: checksums seen by the guest and by the host.
-  share=$work/share2-$k; mkdir -p "$share"
-  if run_job "$kdir" "$share" scripts/guest/jobs/integrity.sh "$queues" "$work/int-$k.log" \
-     && grep -q AVPFS-INTEGRITY-OK "$work/int-$k.log"; then
-    bad=0
-    while read -r _ name size sum; do
-      host=$(md5sum < "$share/integrity/$name" | cut -d' ' -f1)
-      [ "$host" = "$sum" ] && [ "$(stat -c %s "$share/integrity/$name")" = "$size" ] || { bad=1; echo "    $name: host $host guest $sum"; }
-    done < <(tr -d '\r' < "$work/int-$k.log" | grep -o 'AVPFS-SUM.*')
-    [ $bad = 0 ] && pass "[$label $kver] data integrity" || fail "[$label $kver] data integrity (host and guest differ)"
-  else
-    fail "[$label $kver] data integrity"; grep AVPFS-FAIL "$work/int-$k.log" | head || tail -20 "$work/int-$k.log"
+  if want integrity; then
+    share=$work/share2-$k; mkdir -p "$share"
+    if run_job "$kdir" "$share" scripts/guest/jobs/integrity.sh "$queues" "$work/int-$k.log" \
+       && grep -q AVPFS-INTEGRITY-OK "$work/int-$k.log"; then
+      bad=0
+      while read -r _ name size sum; do
+        host=$(md5sum < "$share/integrity/$name" | cut -d' ' -f1)
+        [ "$host" = "$sum" ] && [ "$(stat -c %s "$share/integrity/$name")" = "$size" ] || { bad=1; echo "    $name: host $host guest $sum"; }
+      done < <(tr -d '\r' < "$work/int-$k.log" | grep -o 'AVPFS-SUM.*')
+      [ $bad = 0 ] && pass "[$label $kver] data integrity" || fail "[$label $kver] data integrity (host and guest differ)"
+    else
+      fail "[$label $kver] data integrity"; grep AVPFS-FAIL "$work/int-$k.log" | head || tail -20 "$work/int-$k.log"
+    fi
   fi
 
   # 3. Two guests at once on one tree, each through its own daemon (the 6.1
   # guest): records appended by both through O_APPEND are all there, and
   # counters shared under flock and fcntl locks end exact only if the locks
   # are host locks that exclude each other across daemons.
-  if [ "$k" = stable ]; then
+  if [ "$k" = stable ] && want pair; then
     share=$work/share4-$k; mkdir -p "$share"
     times=200 claims=100 ok=1  # as in jobs/counter.sh
     mkdir "$share/claims"
@@ -176,7 +194,7 @@ for k in $kernels; do
   # 4. Two guests, each through its own daemon: guest B waits for a flock
   # that guest A holds, and gets it when A's VMM is killed (SIGKILL): the
   # lock goes with the dead guest's connection.
-  if [ "$k" = stable ]; then
+  if [ "$k" = stable ] && want lock; then
     share=$work/share5-$k; mkdir -p "$share"
     # Guest 1 (A) holds the lock, guest 2 (B) waits for it.
     start_guest_pair lock "$kdir" "$share" scripts/guest/jobs/lock-holder.sh scripts/guest/jobs/lock-waiter.sh
@@ -201,7 +219,7 @@ for k in $kernels; do
   fi
 
   # 5. Multi-queue (the 6.12 guest with two request queues).
-  if [ "$queues" -gt 1 ]; then
+  if [ "$queues" -gt 1 ] && want multiqueue; then
     share=$work/share3-$k; mkdir -p "$share"
     run_job "$kdir" "$share" scripts/guest/jobs/multiqueue.sh "$queues" "$work/mq-$k.log" || true
     used=$(tr -d '\r' < "$work/mq-$k.log" | sed -n 's/.*AVPFS-QUEUES-USED //p')

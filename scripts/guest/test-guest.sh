@@ -4,18 +4,19 @@
 # same suite run on the host), a data-integrity run (checksums compared on
 # guest and host), two guests at once appending to one file, racing for
 # O_EXCL creates and renames, adding to shared counters under flock and
-# fcntl locks, and waiting for a flock whose holder's VMM is killed (6.1)
-# and, on the multi-queue kernel, a check that several request queues were
-# used.
+# fcntl locks, and waiting for a flock whose holder's VMM is killed, a
+# software update by the host and by a second guest while a guest reads
+# and runs the files updated (6.1) and, on the multi-queue kernel, a check that several
+# request queues were used.
 #
 # Usage: test-guest.sh [--daemon PATH] [--kernels "stable backports"] [--label NAME]
-#                      [--sections "posix integrity pair lock multiqueue"]
+#                      [--sections "posix integrity pair lock update install multiqueue"]
 # --sections runs only the sections named.
 # Prints "guest: N passed, M failed" at the end; exits non-zero on a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 daemon=target/debug/avpfs kernels="stable backports" label=avpfs daemon_args=()
-sections="posix integrity pair lock multiqueue"
+sections="posix integrity pair lock update install multiqueue"
 while [ $# -gt 0 ]; do
   case "$1" in
     --daemon) daemon=$2; shift 2 ;;
@@ -103,6 +104,93 @@ start_guest_pair() { # name kernel-dir share job-1 job-2
     gpids+=($!)
   done
 }
+
+# Software update (sections 5 and 6). Version 1 of an application goes into
+# SHARE (app/prog: a copy of the static conformance program, app/data,
+# app/run.sh and the directory release), version 2 into STAGE (prog with
+# bytes appended, so a different file that still runs); SHARE/upd/sums.sh
+# gets each path's two sums for the readers (jobs/update-reader.sh).
+make_versions() { # share stage
+  local share=$1 stage=$2 f
+  mkdir -p "$share/app" "$share/release" "$share/upd" "$stage/release"
+  cp "$conformance" "$share/app/prog"
+  { cat "$conformance"; echo "avpfs software update: version 2"; } > "$stage/prog"
+  chmod 755 "$share/app/prog" "$stage/prog"
+  head -c 262144 /dev/urandom > "$share/app/data"; head -c 200000 /dev/urandom > "$stage/data"
+  for f in lib conf; do
+    head -c 65536 /dev/urandom > "$share/release/$f"; head -c 70000 /dev/urandom > "$stage/release/$f"
+  done
+  echo 2 > "$stage/release/version"
+  update_script 1 > "$share/app/run.sh"; update_script 2 > "$stage/run.sh"
+  sums() { "$conformance" --sum "$1" "$2" | cut -d' ' -f1 | tr '\n' ' '; }
+  { echo "data_sums='$(sums "$share/app/data" "$stage/data")'"
+    echo "release_sums='$(sums "$share/release" "$stage/release")'"
+    echo "prog_sums='$(sums "$share/app/prog" "$stage/prog")'"; } > "$share/upd/sums.sh"
+  new_exe=$("$conformance" --sum "$stage/prog" | cut -d' ' -f1)
+}
+
+# Version N of a script the guest runs from the share: it waits for the
+# stop marker, then prints its last line, after 15 KiB of comments (busybox
+# sh reads a script 1 KiB at a time as it runs it, so the end is read late).
+update_script() { # version
+  echo "echo \"AVPFS-SCRIPT \$1 v$1 start\""
+  echo "while [ ! -e /mnt/upd/stop ]; do sleep 1; done"
+  for i in $(seq $((250 + 7 * $1))); do echo "# line $i of version $1, read by the shell while it runs"; done
+  echo "echo \"AVPFS-SCRIPT \$1 v$1 end\""
+}
+
+# Installs version 2 from STAGE into ROOT as an updater should (what
+# jobs/update-installer.sh does in a guest): each file written beside,
+# fsync, renamed over; the directory staged and swapped in with
+# RENAME_EXCHANGE; then the "changed" marker.
+install_update() { # stage root
+  local stage=$1 root=$2 f
+  "$conformance" --install "$stage/data" "$root/app/data"
+  "$conformance" --install "$stage/prog" "$root/app/prog"
+  "$conformance" --install "$stage/run.sh" "$root/app/run.sh"
+  mkdir "$root/release.new"
+  for f in "$stage"/release/*; do "$conformance" --install "$f" "$root/release.new/${f##*/}"; done
+  "$conformance" --exchange "$root/release.new" "$root/release"
+  : > "$root/upd/changed"
+}
+
+# Until every reader of guest G (tag gG) has read version 1 and its script
+# runs.
+readers_started() { # log g
+  local r
+  for r in data held release exe; do wait_for "$1" "AVPFS-VERSIONS-START tag=g$2-$r " 300 || return 1; done
+  wait_for "$1" "AVPFS-SCRIPT g$2 v1 start" 60
+}
+
+field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<< "$2"; } # name line
+
+# The verdicts on one reading guest (tag T) of a software-update section.
+# Under --cache never (MODE) every read that starts after the guest saw the
+# "changed" marker must be version 2.
+check_readers() { # what log tag mode
+  local what=$1 log=$2 t=$3 mode=$4 r line torn="" kept="" new=""
+  for r in data held release exe; do
+    line=$(tr -d '\r' < "$log" | grep -o "AVPFS-VERSIONS tag=$t-$r .*" | head -n1)
+    if [ -z "$line" ]; then torn+=" $r: no report;"; continue; fi
+    [ "$(field unknown "$line")" = 0 ] && [ "$(field errors "$line")" = 0 ] || torn+=" $line;"
+    case $r in
+      held|exe) [ "$(field v2 "$line")" = 0 ] && [ "$(field v1 "$line")" -gt 0 ] || kept+=" $line;" ;;
+      *) { [ "$(field v2 "$line")" -gt 0 ] && { [ "$mode" != never ] || [ "$(field stale "$line")" = 0 ]; }; } ||
+           new+=" $line;" ;;
+    esac
+  done
+  seen "$log" "AVPFS-SCRIPT $t v1 end" && ! seen "$log" "AVPFS-SCRIPT $t v2" || kept+=" run.sh did not end as version 1;"
+  if [ -z "$torn" ]; then pass "$what: every read whole and one of the two versions"
+  else fail "$what: torn, unknown or failed reads:$torn"; fi
+  if [ -z "$kept" ]; then pass "$what: the open file, the running program and the running script keep version 1"
+  else fail "$what: the old version was not kept:$kept"; fi
+  if [ -z "$new" ]; then pass "$what: new opens see version 2 (--cache $mode)"
+  else fail "$what: version 2 not seen as it should be:$new"; fi
+  if seen "$log" "AVPFS-NEW-EXE $t $new_exe"; then pass "$what: a program started after the update is version 2"
+  else fail "$what: a program started after the update is not version 2"; fi
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 want() { [[ " $sections " == *" $1 "* ]]; } # section
 seen() { tr -d '\r' < "$1" | grep -q "$2"; } # log pattern
@@ -218,7 +306,75 @@ for k in $kernels; do
     else fail "[$label $kver] two guests, killed lock holder: $verdict"; tail -5 "$work/lock-1.log" "$work/lock-2.log"; fi
   fi
 
-  # 5. Multi-queue (the 6.12 guest with two request queues).
+  # 5. Software update by the host, two guests reading and running the
+  # application meanwhile: guest 1 with --cache never, guest 2 with --cache
+  # auto. Every read is a whole version; what is open or running stays
+  # version 1; new opens see version 2 at once (never: the first read after
+  # the guest saw the "changed" marker) or within the 1 s attribute and entry
+  # timeout plus 3 s of slack (auto), timed on the host's clock from the
+  # readers' acknowledgements (seen-TAG-v2).
+  if [ "$k" = stable ] && want update; then
+    t_section=$(now_ms)
+    share=$work/share6-$k; stage=$work/stage6-$k
+    make_versions "$share" "$stage"
+    for g in 1 2; do sed "s/@TAG@/g$g/" scripts/guest/jobs/update-reader.sh > "$work/reader-g$g.sh"; done
+    DAEMON1_ARGS=(--cache never) DAEMON2_ARGS=(--cache auto)
+    start_guest_pair update "$kdir" "$share" "$work/reader-g1.sh" "$work/reader-g2.sh"
+    unset DAEMON1_ARGS DAEMON2_ARGS
+    delays="" late=""
+    if readers_started "$work/update-1.log" 1 && readers_started "$work/update-2.log" 2; then
+      sleep 1
+      install_update "$stage" "$share"; t1=$(now_ms)
+      for x in g1-data g1-release g2-data g2-release; do
+        while [ ! -e "$share/upd/seen-$x-v2" ] && [ $(($(now_ms) - t1)) -lt 30000 ]; do sleep 0.02; done
+        d=none; [ -e "$share/upd/seen-$x-v2" ] && d=$(($(now_ms) - t1))
+        delays+=" $x=${d}ms"
+        case $x in g2-*) [ "$d" != none ] && [ "$d" -le 4000 ] || late+=" $x=$d" ;; esac
+      done
+    else late=" the readers did not start"; fi
+    : > "$share/upd/stop"
+    for p in "${gpids[@]}"; do wait "$p" || true; done
+    for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+    echo "software update by the host: version 2 first read after$delays"
+    if [ -z "$late" ]; then pass "[$label $kver] software update by the host: the auto guest's new opens see version 2 within 1 s + 3 s"
+    else fail "[$label $kver] software update by the host, auto guest: version 2 late or never:$late"; fi
+    check_readers "[$label $kver] software update by the host, never guest" "$work/update-1.log" g1 never
+    check_readers "[$label $kver] software update by the host, auto guest" "$work/update-2.log" g2 auto
+    echo "software update by the host: $((($(now_ms) - t_section) / 1000)) s"
+  fi
+
+  # 6. The reverse: a guest (2) installs the update through its own mount
+  # while a read-only guest (1: its daemon has --readonly) reads and runs
+  # the application; both --cache never.
+  if [ "$k" = stable ] && want install; then
+    t_section=$(now_ms)
+    share=$work/share7-$k
+    make_versions "$share" "$share/stage"
+    sed "s/@TAG@/g1/" scripts/guest/jobs/update-reader.sh > "$work/reader-ro.sh"
+    DAEMON1_ARGS=(--cache never --readonly) DAEMON2_ARGS=(--cache never)
+    start_guest_pair install "$kdir" "$share" "$work/reader-ro.sh" scripts/guest/jobs/update-installer.sh
+    unset DAEMON1_ARGS DAEMON2_ARGS
+    verdict=ok
+    if readers_started "$work/install-1.log" 1; then
+      : > "$share/upd/go"
+      if ! wait_for "$work/install-2.log" AVPFS-INSTALLED 120; then verdict="the installing guest did not finish"
+      else
+        for r in data release; do
+          wait_for "$work/install-1.log" "AVPFS-VERSIONS-SEEN tag=g1-$r version=2" 30 || verdict="the read-only guest never read version 2 of $r"
+        done
+      fi
+    else verdict="the read-only guest's readers did not start"; fi
+    : > "$share/upd/stop"
+    for p in "${gpids[@]}"; do wait "$p" || true; done
+    for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+    if [ "$verdict" = ok ] && seen "$work/install-1.log" "AVPFS-UPDATE-READONLY g1 .*Read-only file system"; then
+      pass "[$label $kver] software update by a guest: installed while a read-only guest (writes fail with EROFS) runs the application"
+    else fail "[$label $kver] software update by a guest: ${verdict/#ok/the read-only guest could write}"; tail -5 "$work/install-2.log"; fi
+    check_readers "[$label $kver] software update by a guest, read-only guest" "$work/install-1.log" g1 never
+    echo "software update by a guest: $((($(now_ms) - t_section) / 1000)) s"
+  fi
+
+  # 8. Multi-queue (the 6.12 guest with two request queues).
   if [ "$queues" -gt 1 ] && want multiqueue; then
     share=$work/share3-$k; mkdir -p "$share"
     run_job "$kdir" "$share" scripts/guest/jobs/multiqueue.sh "$queues" "$work/mq-$k.log" || true

@@ -6,23 +6,27 @@
 # O_EXCL creates and renames, adding to shared counters under flock and
 # fcntl locks, and waiting for a flock whose holder's VMM is killed, a
 # software update by the host and by a second guest while a guest reads
-# and runs the files updated (6.1) and, on the multi-queue kernel, a check that several
+# and runs the files updated, and the visibility delay of a change per
+# cache policy (6.1) and, on the multi-queue kernel, a check that several
 # request queues were used.
 #
 # Usage: test-guest.sh [--daemon PATH] [--kernels "stable backports"] [--label NAME]
-#                      [--sections "posix integrity pair lock update install multiqueue"]
-# --sections runs only the sections named.
+#                      [--sections "posix integrity pair lock update install coherence multiqueue"]
+#                      [--coherence-table FILE]
+# --sections runs only the sections named; --coherence-table writes the
+# visibility-delay table (Markdown) to FILE (scripts/guest/coherence.sh).
 # Prints "guest: N passed, M failed" at the end; exits non-zero on a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-daemon=target/debug/avpfs kernels="stable backports" label=avpfs daemon_args=()
-sections="posix integrity pair lock update install multiqueue"
+daemon=target/debug/avpfs kernels="stable backports" label=avpfs daemon_args=() table_out=""
+sections="posix integrity pair lock update install coherence multiqueue"
 while [ $# -gt 0 ]; do
   case "$1" in
     --daemon) daemon=$2; shift 2 ;;
     --kernels) kernels=$2; shift 2 ;;
     --label) label=$2; shift 2 ;;
     --sections) sections=$2; shift 2 ;;
+    --coherence-table) table_out=$2; shift 2 ;;
     --) shift; daemon_args=("$@"); break ;;
     *) echo "test-guest: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -372,6 +376,42 @@ for k in $kernels; do
     else fail "[$label $kver] software update by a guest: ${verdict/#ok/the read-only guest could write}"; tail -5 "$work/install-2.log"; fi
     check_readers "[$label $kver] software update by a guest, read-only guest" "$work/install-1.log" g1 never
     echo "software update by a guest: $((($(now_ms) - t_section) / 1000)) s"
+  fi
+
+  # 7. Visibility delay per cache policy: guest B (2, the policy under
+  # test) polls for changes made by the host and by guest A (1, --cache
+  # never, so that it sees the host's go-marker at once): a file written in
+  # place, a file replaced by rename, a new name in a listing and looked up.
+  # Timed on the host's clock (avpfs_conformance::visibility). never: every
+  # change on the first poll after it was complete; metadata and auto:
+  # within 1 s + 3 s; always: measured, no promise (one round per writer).
+  if [ "$k" = stable ] && want coherence; then
+    t_section=$(now_ms)
+    for mode in never metadata auto always; do
+      plan=hahaha; [ $mode = always ] && plan=ha
+      share=$work/share-vis-$mode-$k; mkdir -p "$share/vis"
+      "$conformance" --vis-prepare "$share/vis" ${#plan}
+      sed "s/@PLAN@/$plan/" scripts/guest/jobs/coherence-write.sh > "$work/vis-write.sh"
+      sed "s/@MODE@/$mode/; s/@PLAN@/$plan/" scripts/guest/jobs/coherence-watch.sh > "$work/vis-watch.sh"
+      DAEMON1_ARGS=(--cache never) DAEMON2_ARGS=(--cache "$mode")
+      start_guest_pair "vis-$mode" "$kdir" "$share" "$work/vis-write.sh" "$work/vis-watch.sh"
+      unset DAEMON1_ARGS DAEMON2_ARGS
+      rc=0; "$conformance" --vis-measure "$share/vis" "$mode" "$plan" > "$work/vis-$mode.txt" 2>&1 || rc=$?
+      for p in "${gpids[@]}"; do wait "$p" || true; done
+      for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+      verdict=ok
+      [ $rc = 0 ] || verdict=host:$(grep -v '^AVPFS-VIS ' "$work/vis-$mode.txt" | head -3)
+      seen "$work/vis-$mode-1.log" AVPFS-WRITE-OK || verdict="guest A failed: $(tail -3 "$work/vis-$mode-1.log")"
+      seen "$work/vis-$mode-2.log" AVPFS-WATCH-OK || verdict="guest B: $(tr -d '\r' < "$work/vis-$mode-2.log" | grep -e FAILED -e 'vis-watch' | head -3)"
+      what="visibility with --cache $mode"
+      case $mode in never) what+=": every change on the first poll after it" ;;
+        metadata|auto) what+=": every change within 1 s + 3 s" ;; always) what+=": measured, nothing promised" ;; esac
+      if [ "$verdict" = ok ]; then pass "[$label $kver] $what"; else fail "[$label $kver] $what: $verdict"; fi
+    done
+    "$conformance" --vis-table "$work"/vis-{never,metadata,auto,always}.txt > "$work/coherence.md"
+    sed 's/^/coherence: /' "$work/coherence.md"
+    [ -z "$table_out" ] || cp "$work/coherence.md" "$table_out"
+    echo "visibility per cache policy: $((($(now_ms) - t_section) / 1000)) s"
   fi
 
   # 8. Multi-queue (the 6.12 guest with two request queues).

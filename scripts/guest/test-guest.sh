@@ -4,20 +4,29 @@
 # same suite run on the host), a data-integrity run (checksums compared on
 # guest and host), two guests at once appending to one file, racing for
 # O_EXCL creates and renames, adding to shared counters under flock and
-# fcntl locks, and waiting for a flock whose holder's VMM is killed (6.1)
-# and, on the multi-queue kernel, a check that several request queues were
-# used.
+# fcntl locks, and waiting for a flock whose holder's VMM is killed, a
+# software update by the host and by a second guest while a guest reads
+# and runs the files updated, and the visibility delay of a change per
+# cache policy (6.1) and, on the multi-queue kernel, a check that several
+# request queues were used.
 #
 # Usage: test-guest.sh [--daemon PATH] [--kernels "stable backports"] [--label NAME]
+#                      [--sections "posix integrity pair lock update install coherence multiqueue"]
+#                      [--coherence-table FILE]
+# --sections runs only the sections named; --coherence-table writes the
+# visibility-delay table (Markdown) to FILE (scripts/guest/coherence.sh).
 # Prints "guest: N passed, M failed" at the end; exits non-zero on a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-daemon=target/debug/avpfs kernels="stable backports" label=avpfs daemon_args=()
+daemon=target/debug/avpfs kernels="stable backports" label=avpfs daemon_args=() table_out=""
+sections="posix integrity pair lock update install coherence multiqueue"
 while [ $# -gt 0 ]; do
   case "$1" in
     --daemon) daemon=$2; shift 2 ;;
     --kernels) kernels=$2; shift 2 ;;
     --label) label=$2; shift 2 ;;
+    --sections) sections=$2; shift 2 ;;
+    --coherence-table) table_out=$2; shift 2 ;;
     --) shift; daemon_args=("$@"); break ;;
     *) echo "test-guest: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -71,16 +80,25 @@ run_job() { # kernel-dir share job queues log
   done
 }
 
-# Two guests at once on one share, each through its own daemon (--cache
-# never: every read goes to the host, so what the guests see of each other
-# is the daemons' doing, not their page caches). Guest G (1 or 2) runs
-# JOB-G with its log in $work/NAME-G.log and its socket $work/vhost-NAME-G.sock;
-# the daemons' pids go to dpids, the guests' (run-guest.sh's) to gpids.
+# Two guests at once on one share, each through its own daemon (by
+# default --cache never: every read goes to the host, so what the guests
+# see of each other is the daemons' doing, not their page caches). Guest G
+# (1 or 2) runs JOB-G with its log in $work/NAME-G.log and its socket
+# $work/vhost-NAME-G.sock; the daemons' pids go to dpids, the guests'
+# (run-guest.sh's) to gpids. The arrays DAEMON1_ARGS and DAEMON2_ARGS, if
+# set, replace guest 1's and guest 2's daemon flags (--cache never). This
+# is the one place that knows how a pair's daemons are started.
 start_guest_pair() { # name kernel-dir share job-1 job-2
   local name=$1 kdir=$2 share=$3 g
   dpids=() gpids=()
   for g in 1 2; do
-    start_daemon "$share" "$work/vhost-$name-$g.sock" --cache never
+    local -a flags=(--cache never)
+    if declare -p "DAEMON${g}_ARGS" > /dev/null 2>&1; then
+      local -n given="DAEMON${g}_ARGS"
+      flags=("${given[@]}")
+      unset -n given
+    fi
+    start_daemon "$share" "$work/vhost-$name-$g.sock" "${flags[@]}"
     dpids+=("$daemon_pid")
   done
   for g in 1 2; do
@@ -91,6 +109,94 @@ start_guest_pair() { # name kernel-dir share job-1 job-2
   done
 }
 
+# Software update (sections 5 and 6). Version 1 of an application goes into
+# SHARE (app/prog: a copy of the static conformance program, app/data,
+# app/run.sh and the directory release), version 2 into STAGE (prog with
+# bytes appended, so a different file that still runs); SHARE/upd/sums.sh
+# gets each path's two sums for the readers (jobs/update-reader.sh).
+make_versions() { # share stage
+  local share=$1 stage=$2 f
+  mkdir -p "$share/app" "$share/release" "$share/upd" "$stage/release"
+  cp "$conformance" "$share/app/prog"
+  { cat "$conformance"; echo "avpfs software update: version 2"; } > "$stage/prog"
+  chmod 755 "$share/app/prog" "$stage/prog"
+  head -c 262144 /dev/urandom > "$share/app/data"; head -c 200000 /dev/urandom > "$stage/data"
+  for f in lib conf; do
+    head -c 65536 /dev/urandom > "$share/release/$f"; head -c 70000 /dev/urandom > "$stage/release/$f"
+  done
+  echo 2 > "$stage/release/version"
+  update_script 1 > "$share/app/run.sh"; update_script 2 > "$stage/run.sh"
+  sums() { "$conformance" --sum "$1" "$2" | cut -d' ' -f1 | tr '\n' ' '; }
+  { echo "data_sums='$(sums "$share/app/data" "$stage/data")'"
+    echo "release_sums='$(sums "$share/release" "$stage/release")'"
+    echo "prog_sums='$(sums "$share/app/prog" "$stage/prog")'"; } > "$share/upd/sums.sh"
+  new_exe=$("$conformance" --sum "$stage/prog" | cut -d' ' -f1)
+}
+
+# Version N of a script the guest runs from the share: it waits for the
+# stop marker, then prints its last line, after 15 KiB of comments (busybox
+# sh reads a script 1 KiB at a time as it runs it, so the end is read late).
+update_script() { # version
+  echo "echo \"AVPFS-SCRIPT \$1 v$1 start\""
+  echo "while [ ! -e /mnt/upd/stop ]; do sleep 1; done"
+  for i in $(seq $((250 + 7 * $1))); do echo "# line $i of version $1, read by the shell while it runs"; done
+  echo "echo \"AVPFS-SCRIPT \$1 v$1 end\""
+}
+
+# Installs version 2 from STAGE into ROOT as an updater should (what
+# jobs/update-installer.sh does in a guest): each file written beside,
+# fsync, renamed over; the directory staged and swapped in with
+# RENAME_EXCHANGE; then the "changed" marker.
+install_update() { # stage root
+  local stage=$1 root=$2 f
+  "$conformance" --install "$stage/data" "$root/app/data"
+  "$conformance" --install "$stage/prog" "$root/app/prog"
+  "$conformance" --install "$stage/run.sh" "$root/app/run.sh"
+  mkdir "$root/release.new"
+  for f in "$stage"/release/*; do "$conformance" --install "$f" "$root/release.new/${f##*/}"; done
+  "$conformance" --exchange "$root/release.new" "$root/release"
+  : > "$root/upd/changed"
+}
+
+# Until every reader of guest G (tag gG) has read version 1 and its script
+# runs.
+readers_started() { # log g
+  local r
+  for r in data held release exe; do wait_for "$1" "AVPFS-VERSIONS-START tag=g$2-$r " 300 || return 1; done
+  wait_for "$1" "AVPFS-SCRIPT g$2 v1 start" 60
+}
+
+field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<< "$2"; } # name line
+
+# The verdicts on one reading guest (tag T) of a software-update section.
+# Under --cache never (MODE) every read that starts after the guest saw the
+# "changed" marker must be version 2.
+check_readers() { # what log tag mode
+  local what=$1 log=$2 t=$3 mode=$4 r line torn="" kept="" new=""
+  for r in data held release exe; do
+    line=$(tr -d '\r' < "$log" | grep -o "AVPFS-VERSIONS tag=$t-$r .*" | head -n1)
+    if [ -z "$line" ]; then torn+=" $r: no report;"; continue; fi
+    [ "$(field unknown "$line")" = 0 ] && [ "$(field errors "$line")" = 0 ] || torn+=" $line;"
+    case $r in
+      held|exe) [ "$(field v2 "$line")" = 0 ] && [ "$(field v1 "$line")" -gt 0 ] || kept+=" $line;" ;;
+      *) { [ "$(field v2 "$line")" -gt 0 ] && { [ "$mode" != never ] || [ "$(field stale "$line")" = 0 ]; }; } ||
+           new+=" $line;" ;;
+    esac
+  done
+  seen "$log" "AVPFS-SCRIPT $t v1 end" && ! seen "$log" "AVPFS-SCRIPT $t v2" || kept+=" run.sh did not end as version 1;"
+  if [ -z "$torn" ]; then pass "$what: every read whole and one of the two versions"
+  else fail "$what: torn, unknown or failed reads:$torn"; fi
+  if [ -z "$kept" ]; then pass "$what: the open file, the running program and the running script keep version 1"
+  else fail "$what: the old version was not kept:$kept"; fi
+  if [ -z "$new" ]; then pass "$what: new opens see version 2 (--cache $mode)"
+  else fail "$what: version 2 not seen as it should be:$new"; fi
+  if seen "$log" "AVPFS-NEW-EXE $t $new_exe"; then pass "$what: a program started after the update is version 2"
+  else fail "$what: a program started after the update is not version 2"; fi
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+want() { [[ " $sections " == *" $1 "* ]]; } # section
 seen() { tr -d '\r' < "$1" | grep -q "$2"; } # log pattern
 wait_for() { # log pattern seconds: until the guest printed it
   local i; for i in $(seq $(($3 * 10))); do seen "$1" "$2" && return 0; sleep 0.1; done; return 1
@@ -105,40 +211,44 @@ for k in $kernels; do
   [ "$k" = backports ] && [ "$label" != virtiofsd ] && queues=2
 
   # 1. POSIX conformance: the guest's observations against the host's.
-  share=$work/share-$k; base=$work/base-$k
-  mkdir -p "$share" "$base"
-  "$conformance" --dump "$base" > "$work/host-$k.txt"
-  if run_job "$kdir" "$share" scripts/guest/jobs/conformance.sh "$queues" "$work/conf-$k.log"; then :; fi
-  tr -d '\r' < "$work/conf-$k.log" | sed -n 's/.*AVPFS-OBS //p' > "$work/guest-$k.txt"
-  cases=$(awk -F' [|] ' '{print $1}' "$work/host-$k.txt" | sort -u)
-  for c in $cases; do
-    if diff <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/host-$k.txt") \
-            <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/guest-$k.txt") > "$work/diff" 2>&1; then
-      pass "[$label $kver] posix $c"
-    else
-      fail "[$label $kver] posix $c"; sed 's/^/    /' "$work/diff" | head -20
-    fi
-  done
+  if want posix; then
+    share=$work/share-$k; base=$work/base-$k
+    mkdir -p "$share" "$base"
+    "$conformance" --dump "$base" > "$work/host-$k.txt"
+    if run_job "$kdir" "$share" scripts/guest/jobs/conformance.sh "$queues" "$work/conf-$k.log"; then :; fi
+    tr -d '\r' < "$work/conf-$k.log" | sed -n 's/.*AVPFS-OBS //p' > "$work/guest-$k.txt"
+    cases=$(awk -F' [|] ' '{print $1}' "$work/host-$k.txt" | sort -u)
+    for c in $cases; do
+      if diff <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/host-$k.txt") \
+              <(awk -F' [|] ' -v c="$c" '$1 == c' "$work/guest-$k.txt") > "$work/diff" 2>&1; then
+        pass "[$label $kver] posix $c"
+      else
+        fail "[$label $kver] posix $c"; sed 's/^/    /' "$work/diff" | head -20
+      fi
+    done
+  fi
 
   # 2. Data integrity: checksums seen by the guest and by the host.
-  share=$work/share2-$k; mkdir -p "$share"
-  if run_job "$kdir" "$share" scripts/guest/jobs/integrity.sh "$queues" "$work/int-$k.log" \
-     && grep -q AVPFS-INTEGRITY-OK "$work/int-$k.log"; then
-    bad=0
-    while read -r _ name size sum; do
-      host=$(md5sum < "$share/integrity/$name" | cut -d' ' -f1)
-      [ "$host" = "$sum" ] && [ "$(stat -c %s "$share/integrity/$name")" = "$size" ] || { bad=1; echo "    $name: host $host guest $sum"; }
-    done < <(tr -d '\r' < "$work/int-$k.log" | grep -o 'AVPFS-SUM.*')
-    [ $bad = 0 ] && pass "[$label $kver] data integrity" || fail "[$label $kver] data integrity (host and guest differ)"
-  else
-    fail "[$label $kver] data integrity"; grep AVPFS-FAIL "$work/int-$k.log" | head || tail -20 "$work/int-$k.log"
+  if want integrity; then
+    share=$work/share2-$k; mkdir -p "$share"
+    if run_job "$kdir" "$share" scripts/guest/jobs/integrity.sh "$queues" "$work/int-$k.log" \
+       && grep -q AVPFS-INTEGRITY-OK "$work/int-$k.log"; then
+      bad=0
+      while read -r _ name size sum; do
+        host=$(md5sum < "$share/integrity/$name" | cut -d' ' -f1)
+        [ "$host" = "$sum" ] && [ "$(stat -c %s "$share/integrity/$name")" = "$size" ] || { bad=1; echo "    $name: host $host guest $sum"; }
+      done < <(tr -d '\r' < "$work/int-$k.log" | grep -o 'AVPFS-SUM.*')
+      [ $bad = 0 ] && pass "[$label $kver] data integrity" || fail "[$label $kver] data integrity (host and guest differ)"
+    else
+      fail "[$label $kver] data integrity"; grep AVPFS-FAIL "$work/int-$k.log" | head || tail -20 "$work/int-$k.log"
+    fi
   fi
 
   # 3. Two guests at once on one tree, each through its own daemon (the 6.1
   # guest): records appended by both through O_APPEND are all there, and
   # counters shared under flock and fcntl locks end exact only if the locks
   # are host locks that exclude each other across daemons.
-  if [ "$k" = stable ]; then
+  if [ "$k" = stable ] && want pair; then
     share=$work/share4-$k; mkdir -p "$share"
     times=200 claims=100 ok=1  # as in jobs/counter.sh
     mkdir "$share/claims"
@@ -176,7 +286,7 @@ for k in $kernels; do
   # 4. Two guests, each through its own daemon: guest B waits for a flock
   # that guest A holds, and gets it when A's VMM is killed (SIGKILL): the
   # lock goes with the dead guest's connection.
-  if [ "$k" = stable ]; then
+  if [ "$k" = stable ] && want lock; then
     share=$work/share5-$k; mkdir -p "$share"
     # Guest 1 (A) holds the lock, guest 2 (B) waits for it.
     start_guest_pair lock "$kdir" "$share" scripts/guest/jobs/lock-holder.sh scripts/guest/jobs/lock-waiter.sh
@@ -200,8 +310,112 @@ for k in $kernels; do
     else fail "[$label $kver] two guests, killed lock holder: $verdict"; tail -5 "$work/lock-1.log" "$work/lock-2.log"; fi
   fi
 
-  # 5. Multi-queue (the 6.12 guest with two request queues).
-  if [ "$queues" -gt 1 ]; then
+  # 5. Software update by the host, two guests reading and running the
+  # application meanwhile: guest 1 with --cache never, guest 2 with --cache
+  # auto. Every read is a whole version; what is open or running stays
+  # version 1; new opens see version 2 at once (never: the first read after
+  # the guest saw the "changed" marker) or within the 1 s attribute and entry
+  # timeout plus 3 s of slack (auto), timed on the host's clock from the
+  # readers' acknowledgements (seen-TAG-v2).
+  if [ "$k" = stable ] && want update; then
+    t_section=$(now_ms)
+    share=$work/share6-$k; stage=$work/stage6-$k
+    make_versions "$share" "$stage"
+    for g in 1 2; do sed "s/@TAG@/g$g/" scripts/guest/jobs/update-reader.sh > "$work/reader-g$g.sh"; done
+    DAEMON1_ARGS=(--cache never) DAEMON2_ARGS=(--cache auto)
+    start_guest_pair update "$kdir" "$share" "$work/reader-g1.sh" "$work/reader-g2.sh"
+    unset DAEMON1_ARGS DAEMON2_ARGS
+    delays="" late=""
+    if readers_started "$work/update-1.log" 1 && readers_started "$work/update-2.log" 2; then
+      sleep 1
+      install_update "$stage" "$share"; t1=$(now_ms)
+      for x in g1-data g1-release g2-data g2-release; do
+        while [ ! -e "$share/upd/seen-$x-v2" ] && [ $(($(now_ms) - t1)) -lt 30000 ]; do sleep 0.02; done
+        d=none; [ -e "$share/upd/seen-$x-v2" ] && d=$(($(now_ms) - t1))
+        delays+=" $x=${d}ms"
+        case $x in g2-*) [ "$d" != none ] && [ "$d" -le 4000 ] || late+=" $x=$d" ;; esac
+      done
+    else late=" the readers did not start"; fi
+    : > "$share/upd/stop"
+    for p in "${gpids[@]}"; do wait "$p" || true; done
+    for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+    echo "software update by the host: version 2 first read after$delays"
+    if [ -z "$late" ]; then pass "[$label $kver] software update by the host: the auto guest's new opens see version 2 within 1 s + 3 s"
+    else fail "[$label $kver] software update by the host, auto guest: version 2 late or never:$late"; fi
+    check_readers "[$label $kver] software update by the host, never guest" "$work/update-1.log" g1 never
+    check_readers "[$label $kver] software update by the host, auto guest" "$work/update-2.log" g2 auto
+    echo "software update by the host: $((($(now_ms) - t_section) / 1000)) s"
+  fi
+
+  # 6. The reverse: a guest (2) installs the update through its own mount
+  # while a read-only guest (1: its daemon has --readonly) reads and runs
+  # the application; both --cache never.
+  if [ "$k" = stable ] && want install; then
+    t_section=$(now_ms)
+    share=$work/share7-$k
+    make_versions "$share" "$share/stage"
+    sed "s/@TAG@/g1/" scripts/guest/jobs/update-reader.sh > "$work/reader-ro.sh"
+    DAEMON1_ARGS=(--cache never --readonly) DAEMON2_ARGS=(--cache never)
+    start_guest_pair install "$kdir" "$share" "$work/reader-ro.sh" scripts/guest/jobs/update-installer.sh
+    unset DAEMON1_ARGS DAEMON2_ARGS
+    verdict=ok
+    if readers_started "$work/install-1.log" 1; then
+      : > "$share/upd/go"
+      if ! wait_for "$work/install-2.log" AVPFS-INSTALLED 120; then verdict="the installing guest did not finish"
+      else
+        for r in data release; do
+          wait_for "$work/install-1.log" "AVPFS-VERSIONS-SEEN tag=g1-$r version=2" 30 || verdict="the read-only guest never read version 2 of $r"
+        done
+      fi
+    else verdict="the read-only guest's readers did not start"; fi
+    : > "$share/upd/stop"
+    for p in "${gpids[@]}"; do wait "$p" || true; done
+    for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+    if [ "$verdict" = ok ] && seen "$work/install-1.log" "AVPFS-UPDATE-READONLY g1 .*Read-only file system"; then
+      pass "[$label $kver] software update by a guest: installed while a read-only guest (writes fail with EROFS) runs the application"
+    else fail "[$label $kver] software update by a guest: ${verdict/#ok/the read-only guest could write}"; tail -5 "$work/install-2.log"; fi
+    check_readers "[$label $kver] software update by a guest, read-only guest" "$work/install-1.log" g1 never
+    echo "software update by a guest: $((($(now_ms) - t_section) / 1000)) s"
+  fi
+
+  # 7. Visibility delay per cache policy: guest B (2, the policy under
+  # test) polls for changes made by the host and by guest A (1, --cache
+  # never, so that it sees the host's go-marker at once): a file written in
+  # place, a file replaced by rename, a new name in a listing and looked up.
+  # Timed on the host's clock (avpfs_conformance::visibility). never: every
+  # change on the first poll after it was complete; metadata and auto:
+  # within 1 s + 3 s; always: measured, no promise (one round per writer).
+  if [ "$k" = stable ] && want coherence; then
+    t_section=$(now_ms)
+    for mode in never metadata auto always; do
+      plan=hahaha; [ $mode = always ] && plan=ha
+      share=$work/share-vis-$mode-$k; mkdir -p "$share/vis"
+      "$conformance" --vis-prepare "$share/vis" ${#plan}
+      sed "s/@PLAN@/$plan/" scripts/guest/jobs/coherence-write.sh > "$work/vis-write.sh"
+      sed "s/@MODE@/$mode/; s/@PLAN@/$plan/" scripts/guest/jobs/coherence-watch.sh > "$work/vis-watch.sh"
+      DAEMON1_ARGS=(--cache never) DAEMON2_ARGS=(--cache "$mode")
+      start_guest_pair "vis-$mode" "$kdir" "$share" "$work/vis-write.sh" "$work/vis-watch.sh"
+      unset DAEMON1_ARGS DAEMON2_ARGS
+      rc=0; "$conformance" --vis-measure "$share/vis" "$mode" "$plan" > "$work/vis-$mode.txt" 2>&1 || rc=$?
+      for p in "${gpids[@]}"; do wait "$p" || true; done
+      for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+      verdict=ok
+      [ $rc = 0 ] || verdict=host:$(grep -v '^AVPFS-VIS ' "$work/vis-$mode.txt" | head -3)
+      seen "$work/vis-$mode-1.log" AVPFS-WRITE-OK || verdict="guest A failed: $(tail -3 "$work/vis-$mode-1.log")"
+      seen "$work/vis-$mode-2.log" AVPFS-WATCH-OK || verdict="guest B: $(tr -d '\r' < "$work/vis-$mode-2.log" | grep -e FAILED -e 'vis-watch' | head -3)"
+      what="visibility with --cache $mode"
+      case $mode in never) what+=": every change on the first poll after it" ;;
+        metadata|auto) what+=": every change within 1 s + 3 s" ;; always) what+=": measured, nothing promised" ;; esac
+      if [ "$verdict" = ok ]; then pass "[$label $kver] $what"; else fail "[$label $kver] $what: $verdict"; fi
+    done
+    "$conformance" --vis-table "$work"/vis-{never,metadata,auto,always}.txt > "$work/coherence.md"
+    sed 's/^/coherence: /' "$work/coherence.md"
+    [ -z "$table_out" ] || cp "$work/coherence.md" "$table_out"
+    echo "visibility per cache policy: $((($(now_ms) - t_section) / 1000)) s"
+  fi
+
+  # 8. Multi-queue (the 6.12 guest with two request queues).
+  if [ "$queues" -gt 1 ] && want multiqueue; then
     share=$work/share3-$k; mkdir -p "$share"
     run_job "$kdir" "$share" scripts/guest/jobs/multiqueue.sh "$queues" "$work/mq-$k.log" || true
     used=$(tr -d '\r' < "$work/mq-$k.log" | sed -n 's/.*AVPFS-QUEUES-USED //p')

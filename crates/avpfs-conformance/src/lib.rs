@@ -71,6 +71,8 @@ pub mod counter;
 pub mod proc;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod update;
+pub mod visibility;
 
 mod dirs;
 mod escape;

@@ -10,5 +10,5 @@ cd "$(dirname "$0")/../.."
 out=${1:-}
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-scripts/guest/test-guest.sh --kernels stable --sections coherence --coherence-table "$tmp"
+scripts/guest/test-guest.sh --kernels stable --sections coherence --pair-modes separate --coherence-table "$tmp"
 if [ -n "$out" ]; then cp "$tmp" "$out"; else cat "$tmp"; fi

@@ -387,19 +387,18 @@ fn separate_args(share: &Path, socket: &Path) -> Vec<String> {
 fn separate_daemons(cfg: &CostConfig, work: &Path, share: &Path, n: usize) -> Result<Measured, Error> {
     let dir = work.join(format!("separate-{n}"));
     fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-    let mut daemons = Vec::new();
-    let mut guests = Vec::new();
-    for g in 0..n {
-        let socket = dir.join(format!("vm{g}.sock"));
-        let d = Daemon::start(
-            cfg,
-            &separate_args(share, &socket),
-            dir.join(format!("vm{g}.log")),
-            std::slice::from_ref(&socket),
-        )?;
-        guests.push(connect(&socket)?);
-        daemons.push(d);
-    }
+    // Every daemon starts before the first guest connects: a daemon started
+    // later would inherit the front ends' eventfds and memfds (not
+    // close-on-exec) and count them as its own.
+    let sockets: Vec<PathBuf> = (0..n).map(|g| dir.join(format!("vm{g}.sock"))).collect();
+    let daemons = sockets
+        .iter()
+        .enumerate()
+        .map(|(g, s)| {
+            Daemon::start(cfg, &separate_args(share, s), dir.join(format!("vm{g}.log")), std::slice::from_ref(s))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let guests = sockets.iter().map(|s| connect(s)).collect::<Result<Vec<_>, _>>()?;
     settle(&daemons.iter().map(Daemon::serving_pid).collect::<Vec<_>>());
     let mut sum = DaemonSample::default();
     let mut kinds = BTreeMap::new();

@@ -35,6 +35,7 @@ pub mod contenders;
 pub mod engine;
 pub mod error;
 pub mod guest;
+pub mod guest_cost;
 pub mod host;
 pub mod level1_report;
 pub mod level2;

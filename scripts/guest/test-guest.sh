@@ -319,10 +319,11 @@ for k in $kernels; do
   # daemon (--config) for both guests.
   for pair_mode in $pair_modes; do
   pair_tag=""; [ "$pair_mode" = shared ] && pair_tag=", one daemon"
-    # 3. Two guests at once on one tree, each through its own daemon (the 6.1
-    # guest): records appended by both through O_APPEND are all there, and
-    # counters shared under flock and fcntl locks end exact only if the locks
-    # are host locks that exclude each other across daemons.
+    # 3. Two guests at once on one tree (the 6.1 guest): records appended by
+    # both through O_APPEND are all there, O_EXCL creates and renames have
+    # one winner each, and counters shared under flock and fcntl locks by
+    # both guests and a host process end exact only if the locks are host
+    # locks that exclude each other across sessions, daemons and the host.
     if [ "$k" = stable ] && want pair; then
       share=$work/share4-$k-$pair_mode; mkdir -p "$share"
       times=200 claims=100 ok=1  # as in jobs/counter.sh
@@ -330,7 +331,14 @@ for k in $kernels; do
       for i in $(seq 0 $((claims - 1))); do : > "$share/claims/ren-$i"; done
       for g in 1 2; do sed "s/@GUEST@/g$g/" scripts/guest/jobs/counter.sh > "$work/counter-g$g.sh"; done
       start_guest_pair counter "$kdir" "$share" "$work/counter-g1.sh" "$work/counter-g2.sh"
+      # A host process adds to each counter too, once the guests have begun.
+      ( for lock in flock fcntl; do
+          for _ in $(seq 3000); do [ -e "$share/counter-$lock" ] && break; sleep 0.1; done
+          "$conformance" --add-under-lock "$share/counter-$lock" $times $lock
+        done ) > "$work/counter-host.log" 2>&1 &
+      host_adder=$!
       end_guest_pair; [ $pair_ok = 1 ] || ok=0
+      wait $host_adder || { ok=0; tail -3 "$work/counter-host.log"; }
       for g in 1 2; do seen "$work/counter-$g.log" AVPFS-COUNTER-OK || { ok=0; tail -5 "$work/counter-$g.log"; }; done
       wrong="a guest's job failed"
       if [ $ok = 1 ] && wrong=$("$conformance" --check-records "$share/records" $times g1 g2); then
@@ -352,8 +360,8 @@ for k in $kernels; do
       else fail "[$label $kver$pair_tag] two guests, rename: $renamed wins, $moved renamed, $left left of $claims"; fi
       for lock in flock fcntl; do
         got=$(cat "$share/counter-$lock" 2>/dev/null || echo none)
-        if [ $ok = 1 ] && [ "$got" = $((2 * times)) ]; then pass "[$label $kver$pair_tag] two guests, one counter under $lock: $got"
-        else fail "[$label $kver$pair_tag] two guests, one counter under $lock: $got of $((2 * times))"; fi
+        if [ $ok = 1 ] && [ "$got" = $((3 * times)) ]; then pass "[$label $kver$pair_tag] two guests and a host process, one counter under $lock: $got"
+        else fail "[$label $kver$pair_tag] two guests and a host process, one counter under $lock: $got of $((3 * times))"; fi
       done
     fi
 

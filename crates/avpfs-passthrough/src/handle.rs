@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use avpfs_server::{Handle, NodeId};
@@ -21,6 +21,8 @@ pub(crate) struct OpenFile {
     pub is_dir: bool,
     /// Serialises seek + read of a directory listing.
     pub dir_pos: Mutex<()>,
+    /// A flock was taken through it (and not given back).
+    pub flocked: AtomicBool,
 }
 
 /// The open handles, by id.
@@ -38,7 +40,7 @@ impl HandleTable {
     /// Adds an open file; returns its handle.
     pub fn insert(&self, node: Arc<Node>, fd: OwnedFd, is_dir: bool) -> Handle {
         let h = Handle(self.next.fetch_add(1, Ordering::Relaxed) + 1);
-        let of = Arc::new(OpenFile { node, fd, is_dir, dir_pos: Mutex::new(()) });
+        let of = Arc::new(OpenFile { node, fd, is_dir, dir_pos: Mutex::new(()), flocked: AtomicBool::new(false) });
         self.map.write().unwrap_or_else(|e| e.into_inner()).insert(h, of);
         h
     }
@@ -65,6 +67,16 @@ impl HandleTable {
     /// Closes every handle.
     pub fn clear(&self) {
         self.map.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// How many handles hold a flock.
+    pub fn flocked_count(&self) -> usize {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|f| f.flocked.load(Ordering::Relaxed))
+            .count()
     }
 
     /// How many handles are open.

@@ -219,6 +219,11 @@ impl InodeStore {
         }
     }
 
+    /// How many lock owners hold a description on some node.
+    pub fn lock_owner_count(&self) -> usize {
+        self.lock().by_id.values().map(|s| s.node.locks.len()).sum()
+    }
+
     /// How many nodes exist (the root included).
     pub fn len(&self) -> usize {
         self.lock().by_id.len()

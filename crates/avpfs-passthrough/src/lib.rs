@@ -61,8 +61,8 @@ use std::time::Duration;
 
 use avpfs_server::{
     Context, CopyRange, CreateRequest, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
-    LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, WantedFlags,
-    WriteRequest, ZeroCopyReader, ZeroCopyWriter,
+    LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, Usage,
+    WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
 use fuse_abi::{init_flags as init, Attr, FileLock, Kstatfs, Statx};
 
@@ -82,6 +82,14 @@ impl FileSystem for PassthroughFs {
     fn destroy(&self) {
         self.handles.clear();
         self.inodes.clear();
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            nodes: self.inodes.len() as u64,
+            handles: self.handles.len() as u64,
+            locks: (self.inodes.lock_owner_count() + self.handles.flocked_count()) as u64,
+        }
     }
 
     fn lookup(&self, _ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<Entry> {

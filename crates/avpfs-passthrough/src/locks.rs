@@ -112,7 +112,9 @@ impl PassthroughFs {
                 libc::F_WRLCK => libc::LOCK_EX,
                 _ => libc::LOCK_UN,
             };
-            return lock::flock(of.fd.as_fd(), op, wait);
+            lock::flock(of.fd.as_fd(), op, wait)?;
+            of.flocked.store(op != libc::LOCK_UN, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
         }
         if want.typ == libc::F_UNLCK {
             return match of.node.locks.get(req.owner) {

@@ -74,7 +74,6 @@ impl OwnerLocks {
     }
 
     /// How many owners hold a description.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }

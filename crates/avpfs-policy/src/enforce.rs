@@ -16,14 +16,20 @@
 //! Each denial is answered with the errno a user would expect and, when
 //! auditing is on, one log line naming the operation, the path inside the
 //! share and the rule.
+//!
+//! The policy can be replaced while the guest runs ([`PolicyFs::set_policy`],
+//! the control socket's `reload`): requests that start afterwards use the
+//! new one, and the subtree positions of the nodes the guest holds are
+//! worked out again from their names.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, Guard};
 use avpfs_server::{
     Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions,
     LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest,
@@ -48,7 +54,7 @@ struct NodeState {
 /// A file system wrapped in a share policy.
 pub struct PolicyFs<F> {
     inner: F,
-    policy: Policy,
+    policy: ArcSwap<Policy>,
     nodes: RwLock<HashMap<NodeId, NodeState>>,
     open_handles: AtomicU64,
     handle_nodes: Mutex<HashMap<Handle, NodeId>>,
@@ -65,7 +71,7 @@ impl<F: FileSystem> PolicyFs<F> {
     pub fn new(inner: F, policy: Policy) -> Self {
         PolicyFs {
             inner,
-            policy,
+            policy: ArcSwap::from_pointee(policy),
             nodes: RwLock::new(HashMap::new()),
             open_handles: AtomicU64::new(0),
             handle_nodes: Mutex::new(HashMap::new()),
@@ -77,9 +83,55 @@ impl<F: FileSystem> PolicyFs<F> {
         &self.inner
     }
 
-    /// The policy.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Puts `policy` in force for the requests that start from now on, and
+    /// places every node the guest holds under the new subtree rules.
+    pub fn set_policy(&self, policy: Policy) {
+        let mut nodes = self.write_nodes();
+        let policy = Arc::new(policy);
+        self.policy.store(policy.clone());
+        // A node's position follows from its parent's and its name: work
+        // them out parents first (a parent outlives its children's lookups,
+        // but one may have been forgotten: such a node starts at the root).
+        let mut done: HashMap<NodeId, Position> = HashMap::with_capacity(nodes.len());
+        let ids: Vec<NodeId> = nodes.keys().copied().collect();
+        for id in ids {
+            let mut chain = vec![id];
+            while let Some(&last) = chain.last() {
+                match nodes.get(&last) {
+                    Some(n) if n.parent != NodeId::ROOT && !done.contains_key(&n.parent) && chain.len() < 4096 => {
+                        chain.push(n.parent)
+                    }
+                    _ => break,
+                }
+            }
+            for &at in chain.iter().rev() {
+                if done.contains_key(&at) {
+                    continue;
+                }
+                let Some(n) = nodes.get(&at) else { continue };
+                let parent = if n.parent == NodeId::ROOT {
+                    policy.paths.root()
+                } else {
+                    done.get(&n.parent).copied().unwrap_or_else(|| policy.paths.root())
+                };
+                done.insert(at, policy.paths.child(parent, &n.name));
+            }
+        }
+        for (id, pos) in done {
+            if let Some(n) = nodes.get_mut(&id) {
+                n.pos = pos;
+            }
+        }
+    }
+
+    /// The policy, for one request.
+    fn p(&self) -> Guard<Arc<Policy>> {
+        self.policy.load()
     }
 
     /// Node ids the guest holds.
@@ -106,10 +158,10 @@ impl<F: FileSystem> PolicyFs<F> {
 
     fn pos(&self, node: NodeId) -> Position {
         if node == NodeId::ROOT {
-            return self.policy.paths.root();
+            return self.p().paths.root();
         }
         // A node we never handed out: the inner file system answers ENOENT.
-        self.read_nodes().get(&node).map(|n| n.pos).unwrap_or_else(|| self.policy.paths.root())
+        self.read_nodes().get(&node).map(|n| n.pos).unwrap_or_else(|| self.p().paths.root())
     }
 
     fn path_of(&self, node: NodeId, name: Option<&[u8]>) -> String {
@@ -131,14 +183,14 @@ impl<F: FileSystem> PolicyFs<F> {
     }
 
     fn deny(&self, op: &str, node: NodeId, name: Option<&[u8]>, rule: &str, errno: i32) -> io::Error {
-        if self.policy.audit {
+        if self.p().audit {
             log::warn!(target: AUDIT_TARGET, "denied {op} {} ({rule})", self.path_of(node, name));
         }
         err(errno)
     }
 
     fn rule_text(&self, pos: Position) -> String {
-        match self.policy.paths.rule_of(pos) {
+        match self.p().paths.rule_of(pos) {
             Some(r) => format!("path rule {r:?} {}", pos.access()),
             None => "share".into(),
         }
@@ -146,7 +198,7 @@ impl<F: FileSystem> PolicyFs<F> {
 
     /// The guest's credentials as host ids, or EPERM for an unmapped id.
     fn host_ctx(&self, op: &str, ctx: &Context) -> io::Result<Context> {
-        let p = &self.policy;
+        let p = self.p();
         if p.uid.is_identity() && p.gid.is_identity() {
             return Ok(ctx.clone());
         }
@@ -163,21 +215,21 @@ impl<F: FileSystem> PolicyFs<F> {
     }
 
     fn guest_attr(&self, mut a: Attr) -> Attr {
-        a.uid = self.policy.uid.to_guest(a.uid);
-        a.gid = self.policy.gid.to_guest(a.gid);
+        a.uid = self.p().uid.to_guest(a.uid);
+        a.gid = self.p().gid.to_guest(a.gid);
         a
     }
 
     /// Checks that a node may be modified.
     fn check_writable(&self, op: &str, node: NodeId, name: Option<&[u8]>) -> io::Result<Position> {
         let pos = match name {
-            Some(n) => self.policy.paths.child(self.pos(node), n),
+            Some(n) => self.p().paths.child(self.pos(node), n),
             None => self.pos(node),
         };
         if pos.access() == Access::Hidden {
             return Err(self.deny(op, node, name, &self.rule_text(pos), libc::ENOENT));
         }
-        if self.policy.readonly {
+        if self.p().readonly {
             return Err(self.deny(op, node, name, "share read-only", libc::EROFS));
         }
         if pos.access() == Access::ReadOnly {
@@ -192,33 +244,27 @@ impl<F: FileSystem> PolicyFs<F> {
     /// is a read-only one that the host refuses; a read-only share refuses
     /// them all with EROFS, whatever the handle.
     fn check_share_writable(&self, op: &str, node: NodeId) -> io::Result<()> {
-        if self.policy.readonly {
+        if self.p().readonly {
             return Err(self.deny(op, node, None, "share read-only", libc::EROFS));
         }
         Ok(())
     }
 
     fn check_create(&self, op: &str, parent: NodeId, name: &[u8], mode: u32) -> io::Result<u32> {
-        let pos = self.policy.paths.child(self.pos(parent), name);
+        let pos = self.p().paths.child(self.pos(parent), name);
         if pos.access() == Access::Hidden {
             return Err(self.deny(op, parent, Some(name), &self.rule_text(pos), libc::EACCES));
         }
         self.check_writable(op, parent, Some(name))?;
         let typ = FileTypes::from_mode(mode);
-        if !self.policy.create.contains(typ) {
-            return Err(self.deny(
-                op,
-                parent,
-                Some(name),
-                &format!("create allows {}", self.policy.create),
-                libc::EPERM,
-            ));
+        if !self.p().create.contains(typ) {
+            return Err(self.deny(op, parent, Some(name), &format!("create allows {}", self.p().create), libc::EPERM));
         }
         Ok(self.strip_setid(mode))
     }
 
     fn strip_setid(&self, mode: u32) -> u32 {
-        if self.policy.allow_setuid {
+        if self.p().allow_setuid {
             mode
         } else {
             mode & !(libc::S_ISUID | libc::S_ISGID)
@@ -234,13 +280,18 @@ impl<F: FileSystem> PolicyFs<F> {
         if let Some(n) = nodes.get_mut(&e.nodeid) {
             n.refs += 1;
         } else {
-            if let Some(max) = self.policy.max_inodes {
+            if let Some(max) = self.p().max_inodes {
                 if nodes.len() as u64 >= max {
                     drop(nodes);
                     self.inner.forget(e.nodeid, 1);
                     return Err(self.deny(op, parent, Some(name), &format!("max_inodes {max}"), libc::ENFILE));
                 }
             }
+            // Placed under the rules in force now, with the nodes' lock held,
+            // so that a policy set meanwhile cannot leave it placed by the old.
+            let parent_pos =
+                if parent == NodeId::ROOT { Some(self.p().paths.root()) } else { nodes.get(&parent).map(|n| n.pos) };
+            let pos = parent_pos.map_or(pos, |pp| self.p().paths.child(pp, name));
             nodes.insert(e.nodeid, NodeState { pos, refs: 1, parent, name: name.into() });
         }
         Ok(Entry { attr: self.guest_attr(e.attr), ..e })
@@ -258,7 +309,7 @@ impl<F: FileSystem> PolicyFs<F> {
 
     fn reserve_handle(&self, op: &str, node: NodeId) -> io::Result<()> {
         let n = self.open_handles.fetch_add(1, Ordering::AcqRel);
-        if let Some(max) = self.policy.max_open_files {
+        if let Some(max) = self.p().max_open_files {
             if n >= max {
                 self.open_handles.fetch_sub(1, Ordering::AcqRel);
                 return Err(self.deny(op, node, None, &format!("max_open_files {max}"), libc::EMFILE));
@@ -294,7 +345,7 @@ impl<F: FileSystem> PolicyFs<F> {
     ) -> io::Result<(Option<u32>, Option<u32>)> {
         let uid = match uid {
             Some(u) => Some(
-                self.policy
+                self.p()
                     .uid
                     .to_host(u)
                     .ok_or_else(|| self.deny(op, node, None, "uid map: unmapped owner", libc::EPERM))?,
@@ -303,7 +354,7 @@ impl<F: FileSystem> PolicyFs<F> {
         };
         let gid = match gid {
             Some(g) => Some(
-                self.policy
+                self.p()
                     .gid
                     .to_host(g)
                     .ok_or_else(|| self.deny(op, node, None, "gid map: unmapped group", libc::EPERM))?,
@@ -314,7 +365,7 @@ impl<F: FileSystem> PolicyFs<F> {
     }
 
     fn xattr_host_name(&self, op: &str, node: NodeId, name: &CStr, errno: i32) -> io::Result<std::ffi::CString> {
-        match self.policy.xattr.to_host(name.to_bytes()) {
+        match self.p().xattr.to_host(name.to_bytes()) {
             Ok(h) => std::ffi::CString::new(h).map_err(|_| err(libc::EINVAL)),
             Err(rule) => Err(self.deny(op, node, Some(name.to_bytes()), &rule.to_string(), errno)),
         }
@@ -342,7 +393,7 @@ impl<F: FileSystem> DirSink for FilterSink<'_, F> {
         self.inner.remaining()
     }
     fn add(&mut self, entry: DirEntry<'_>, plus: Option<&Entry>) -> bool {
-        let pos = self.fs.policy.paths.child(self.parent_pos, entry.name);
+        let pos = self.fs.p().paths.child(self.parent_pos, entry.name);
         let dot = entry.name == b"." || entry.name == b"..";
         if pos.access() == Access::Hidden && !dot {
             if let Some(e) = plus.filter(|e| e.nodeid != NodeId::NONE) {
@@ -374,6 +425,10 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         self.inner.init(opts)
     }
 
+    fn usage(&self) -> avpfs_server::Usage {
+        self.inner.usage()
+    }
+
     fn destroy(&self) {
         self.write_nodes().clear();
         self.handles().clear();
@@ -382,7 +437,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
     }
 
     fn lookup(&self, ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<Entry> {
-        let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
+        let pos = self.p().paths.child(self.pos(parent), name.to_bytes());
         if pos.access() == Access::Hidden {
             return Err(self.deny("lookup", parent, Some(name.to_bytes()), &self.rule_text(pos), libc::ENOENT));
         }
@@ -415,7 +470,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         set.uid = uid;
         set.gid = gid;
         set.mode = set.mode.map(|m| self.strip_setid(m));
-        if let (Some(size), Some(max)) = (set.size, self.policy.max_file_size) {
+        if let (Some(size), Some(max)) = (set.size, self.p().max_file_size) {
             if size > max {
                 return Err(self.deny("truncate", node, None, &format!("max_file_size {max}"), libc::EFBIG));
             }
@@ -430,21 +485,21 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
 
     fn symlink(&self, ctx: &Context, target: &CStr, parent: NodeId, name: &CStr) -> io::Result<Entry> {
         self.check_create("symlink", parent, name.to_bytes(), libc::S_IFLNK)?;
-        let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
+        let pos = self.p().paths.child(self.pos(parent), name.to_bytes());
         let e = self.inner.symlink(&self.host_ctx("symlink", ctx)?, target, parent, name)?;
         self.track("symlink", parent, name.to_bytes(), pos, e)
     }
 
     fn mknod(&self, ctx: &Context, parent: NodeId, name: &CStr, req: MknodRequest) -> io::Result<Entry> {
         let mode = self.check_create("mknod", parent, name.to_bytes(), req.mode)?;
-        let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
+        let pos = self.p().paths.child(self.pos(parent), name.to_bytes());
         let e = self.inner.mknod(&self.host_ctx("mknod", ctx)?, parent, name, MknodRequest { mode, ..req })?;
         self.track("mknod", parent, name.to_bytes(), pos, e)
     }
 
     fn mkdir(&self, ctx: &Context, parent: NodeId, name: &CStr, mode: u32, umask: u32) -> io::Result<Entry> {
         let mode = self.check_create("mkdir", parent, name.to_bytes(), libc::S_IFDIR | mode)? & !libc::S_IFMT;
-        let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
+        let pos = self.p().paths.child(self.pos(parent), name.to_bytes());
         let e = self.inner.mkdir(&self.host_ctx("mkdir", ctx)?, parent, name, mode, umask)?;
         self.track("mkdir", parent, name.to_bytes(), pos, e)
     }
@@ -492,7 +547,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
 
     fn create(&self, ctx: &Context, parent: NodeId, name: &CStr, req: CreateRequest) -> io::Result<(Entry, OpenReply)> {
         let mode = self.check_create("create", parent, name.to_bytes(), libc::S_IFREG | req.mode)?;
-        let pos = self.policy.paths.child(self.pos(parent), name.to_bytes());
+        let pos = self.p().paths.child(self.pos(parent), name.to_bytes());
         let hctx = self.host_ctx("create", ctx)?;
         self.reserve_handle("create", parent)?;
         let r = self.inner.create(&hctx, parent, name, CreateRequest { mode, ..req });
@@ -524,14 +579,14 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
     }
 
     fn write(&self, ctx: &Context, node: NodeId, req: WriteRequest, r: &mut dyn ZeroCopyReader) -> io::Result<usize> {
-        if let Some(max) = self.policy.max_file_size {
+        if let Some(max) = self.p().max_file_size {
             if req.offset.saturating_add(u64::from(req.size)) > max {
                 return Err(self.deny("write", node, None, &format!("max_file_size {max}"), libc::EFBIG));
             }
         }
         let hctx = self.host_ctx("write", ctx)?;
         self.check_share_writable("write", node)?;
-        let req = WriteRequest { kill_suidgid: req.kill_suidgid || !self.policy.allow_setuid, ..req };
+        let req = WriteRequest { kill_suidgid: req.kill_suidgid || !self.p().allow_setuid, ..req };
         self.inner.write(&hctx, node, req, r)
     }
 
@@ -572,7 +627,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
 
     fn listxattr(&self, ctx: &Context, node: NodeId) -> io::Result<Vec<u8>> {
         let list = self.inner.listxattr(&self.host_ctx("listxattr", ctx)?, node)?;
-        Ok(if self.policy.xattr.is_passthrough() { list } else { self.policy.xattr.list_to_guest(&list) })
+        Ok(if self.p().xattr.is_passthrough() { list } else { self.p().xattr.list_to_guest(&list) })
     }
 
     fn removexattr(&self, ctx: &Context, node: NodeId, name: &CStr) -> io::Result<()> {
@@ -596,10 +651,10 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         offset: u64,
         sink: &mut dyn DirSink,
     ) -> io::Result<()> {
-        if self.policy.paths.is_empty()
-            && self.policy.max_inodes.is_none()
-            && self.policy.uid.is_identity()
-            && self.policy.gid.is_identity()
+        if self.p().paths.is_empty()
+            && self.p().max_inodes.is_none()
+            && self.p().uid.is_identity()
+            && self.p().gid.is_identity()
         {
             return self.inner.readdir(ctx, node, handle, offset, sink);
         }
@@ -638,7 +693,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
     }
 
     fn fallocate(&self, ctx: &Context, node: NodeId, req: FallocateRequest) -> io::Result<()> {
-        if let Some(max) = self.policy.max_file_size {
+        if let Some(max) = self.p().max_file_size {
             if req.offset.saturating_add(req.length) > max {
                 return Err(self.deny("fallocate", node, None, &format!("max_file_size {max}"), libc::EFBIG));
             }
@@ -652,7 +707,7 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
     }
 
     fn copy_file_range(&self, ctx: &Context, range: CopyRange) -> io::Result<usize> {
-        if let Some(max) = self.policy.max_file_size {
+        if let Some(max) = self.p().max_file_size {
             if range.offset_out.saturating_add(range.len) > max {
                 let rule = format!("max_file_size {max}");
                 return Err(self.deny("copy_file_range", range.node_out, None, &rule, libc::EFBIG));
@@ -675,8 +730,8 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         mask: u32,
     ) -> io::Result<(Statx, Duration)> {
         let (mut s, t) = self.inner.statx(&self.host_ctx("statx", ctx)?, node, handle, flags, mask)?;
-        s.uid = self.policy.uid.to_guest(s.uid);
-        s.gid = self.policy.gid.to_guest(s.gid);
+        s.uid = self.p().uid.to_guest(s.uid);
+        s.gid = self.p().gid.to_guest(s.gid);
         Ok((s, t))
     }
 }

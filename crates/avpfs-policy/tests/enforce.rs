@@ -283,3 +283,25 @@ fn renames_across_rules_are_exdev() {
     );
     assert!(calls(&p).is_empty());
 }
+
+#[test]
+fn a_new_policy_applies_to_the_next_requests_and_replaces_subtree_rules() {
+    let p = fs("[share]\n");
+    // The guest holds a/ and a/b/ from before the change.
+    let a = p.lookup(&root(), NodeId::ROOT, &c("a")).unwrap().nodeid;
+    let b = p.lookup(&root(), a, &c("b")).unwrap().nodeid;
+    p.mkdir(&root(), b, &c("x"), 0o755, 0).unwrap();
+    // Read-only share: the next modification fails, what was held stays.
+    p.set_policy(parse("[share]\nreadonly = true\n").unwrap());
+    assert_eq!(errno(p.mkdir(&root(), b, &c("y"), 0o755, 0)), libc::EROFS);
+    assert!(p.policy().readonly);
+    // A rule on a/ now covers the a/b/ the guest already held.
+    p.set_policy(parse("[paths]\nreadonly = [\"a\"]\n").unwrap());
+    assert_eq!(errno(p.mkdir(&root(), b, &c("y"), 0o755, 0)), libc::EROFS);
+    p.mkdir(&root(), NodeId::ROOT, &c("elsewhere"), 0o755, 0).unwrap();
+    p.set_policy(parse("[paths]\nhidden = [\"a/b\"]\n").unwrap());
+    assert_eq!(errno(p.mkdir(&root(), b, &c("y"), 0o755, 0)), libc::EACCES, "inside a hidden subtree");
+    // And back: everything allowed again.
+    p.set_policy(parse("[share]\n").unwrap());
+    p.mkdir(&root(), b, &c("y"), 0o755, 0).unwrap();
+}

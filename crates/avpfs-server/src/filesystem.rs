@@ -318,6 +318,18 @@ pub struct CopyRange {
 
 /// A file system served over FUSE. Every method defaults to `ENOSYS`.
 ///
+/// What a client holds in a file system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Nodes it holds lookup references to (the root included).
+    pub nodes: u64,
+    /// Open file and directory handles.
+    pub handles: u64,
+    /// Locks held: lock owners with POSIX record locks, and handles with a
+    /// flock.
+    pub locks: u64,
+}
+
 /// Methods take `&self`: the server calls them from many threads at once.
 #[allow(unused_variables)]
 pub trait FileSystem: Send + Sync {
@@ -328,6 +340,11 @@ pub trait FileSystem: Send + Sync {
     /// Called on FUSE_DESTROY or when the client goes away: drop every
     /// node reference and open handle of this client.
     fn destroy(&self) {}
+    /// What the client holds now (for status and metrics; not on the
+    /// request path).
+    fn usage(&self) -> Usage {
+        Usage::default()
+    }
     /// Looks up `name` in directory `parent`, taking one lookup reference.
     fn lookup(&self, ctx: &Context, parent: NodeId, name: &CStr) -> io::Result<Entry> {
         Err(enosys())

@@ -15,12 +15,14 @@ mod ops;
 pub mod ratelimit;
 pub mod reply;
 pub mod server;
+pub mod stats;
 pub mod transport;
 
 pub use filesystem::{
     enosys, Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle,
     InitOptions, LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn,
-    SetxattrRequest, TimeSpec, WantedFlags, WriteRequest,
+    SetxattrRequest, TimeSpec, Usage, WantedFlags, WriteRequest,
 };
 pub use server::{Error, Handled, Server, MAX_REQUEST_SIZE, MAX_WRITE};
+pub use stats::{Stats, StatsSnapshot};
 pub use transport::{Reader, SliceReader, VecWriter, Writer, ZeroCopyReader, ZeroCopyWriter};

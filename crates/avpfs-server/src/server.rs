@@ -11,6 +11,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use fuse_abi::{self as abi, opcode};
 use log::debug;
@@ -22,6 +23,7 @@ use crate::interrupt::Interrupts;
 pub use crate::ops::attrs::setattr_in;
 use crate::ops::Request;
 use crate::reply::{reply_error, OUT_HEADER_SIZE};
+use crate::stats::Stats;
 use crate::transport::{Reader, Writer};
 
 /// Size of the request header.
@@ -70,12 +72,34 @@ pub struct Server<F: FileSystem> {
     pub(crate) session: Session,
     pub(crate) interrupts: Interrupts,
     destroy_lock: Mutex<()>,
+    stats: Stats,
 }
 
 impl<F: FileSystem> Server<F> {
     /// Serves `fs`.
     pub fn new(fs: F) -> Self {
-        Server { fs, session: Session::default(), interrupts: Interrupts::new(), destroy_lock: Mutex::new(()) }
+        Server {
+            fs,
+            session: Session::default(),
+            interrupts: Interrupts::new(),
+            destroy_lock: Mutex::new(()),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The request statistics of this session (counted from its start, over
+    /// reconnects).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The FUSE minor version the client negotiated (0 before FUSE_INIT).
+    pub fn negotiated_minor(&self) -> u32 {
+        if self.is_initialized() {
+            self.session.minor.load(Ordering::Acquire)
+        } else {
+            0
+        }
     }
 
     /// The file system being served.
@@ -108,19 +132,27 @@ impl<F: FileSystem> Server<F> {
         r.read_exact(&mut hb).map_err(|_| Error::ShortHeader(total))?;
         let h = abi::InHeader::read_from_bytes(&hb[..]).map_err(|_| Error::ShortHeader(total))?;
         debug!("<- {} unique={} node={} len={}", opcode::name(h.opcode), h.unique, h.nodeid, h.len);
+        let start = self.stats.enabled().then(Instant::now);
         let result = self.dispatch(&h, total, r, w);
-        let handled = match result {
-            Ok(h) => h,
+        let (handled, errno) = match result {
+            Ok(h) => (h, 0),
             Err(errno) => {
                 if matches!(h.opcode, opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT | opcode::NOTIFY_REPLY)
                 {
                     crate::guest_warn!("dropping malformed {} request: errno {errno}", opcode::name(h.opcode));
-                    Handled::NoReply
+                    (Handled::NoReply, errno)
                 } else {
-                    Handled::Reply(reply_error(w, h.unique, errno).map_err(Error::Reply)?)
+                    (Handled::Reply(reply_error(w, h.unique, errno).map_err(Error::Reply)?), errno)
                 }
             }
         };
+        if let Some(start) = start {
+            let out = match handled {
+                Handled::Reply(n) => n,
+                Handled::NoReply => 0,
+            };
+            self.stats.record(h.opcode, errno, total, out, start.elapsed());
+        }
         Ok(handled)
     }
 

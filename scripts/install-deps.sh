@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what avpfs needs to build and test, idempotently and quietly.
-# Usage: scripts/install-deps.sh [build|guest|bench]...
+# Usage: scripts/install-deps.sh [build|test|guest|bench]...
 set -euo pipefail
 
 want_pkgs=(gcc make pkg-config)
 for what in "$@"; do
   case "$what" in
     build) ;;
+    test) want_pkgs+=(python3 python3-prometheus-client) ;;
     guest) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip) ;;
     bench) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip libseccomp-dev libcap-ng-dev fio) ;;
     *) echo "install-deps: unknown group $what" >&2; exit 2 ;;

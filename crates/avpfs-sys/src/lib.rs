@@ -37,6 +37,7 @@
 //! - [`signal`]: signal sets and masks, `sigwait`, handlers (a wake-up
 //!   handler, a SIGSYS reporter), signalling one thread (`tgkill`);
 //! - [`poll`](mod@poll): `poll(2)`;
+//! - [`socket`]: the credentials of a unix socket's peer;
 //! - [`fmt`]: decimal formatting without allocation (for signal handlers);
 //! - `test_child` (feature `test-utils`): running one test alone in a new
 //!   process, for tests that change process-wide state.
@@ -62,6 +63,7 @@ pub mod open;
 pub mod poll;
 pub mod process;
 pub mod signal;
+pub mod socket;
 pub mod stat;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_child;

@@ -173,6 +173,11 @@ struct StopState {
 pub struct Stopper(Arc<StopState>);
 
 impl Stopper {
+    /// Whether a front end is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.0.connection.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
     /// Closes the current connection and makes [`VhostDaemon::run`] return.
     pub fn stop(&self) {
         self.0.stopping.store(true, Ordering::Release);

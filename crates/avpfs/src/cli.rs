@@ -21,6 +21,29 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Control socket: a unix socket at PATH (mode 0600, or 0660 with
+    /// --control-socket-group) that answers `avpfs ctl` (status, stats,
+    /// reload, metrics).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+
+    /// Group that may use the control socket (its mode becomes 0660).
+    #[arg(long, value_name = "GROUP", requires = "control_socket")]
+    pub control_socket_group: Option<String>,
+
+    /// Serve Prometheus metrics over HTTP at ADDR (e.g. 127.0.0.1:9101),
+    /// path /metrics; loopback addresses only unless --metrics-allow-remote.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Let --metrics-listen use an address that is not loopback.
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_allow_remote: bool,
+
+    /// Count requests per guest and opcode (status, stats, metrics).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub stats: bool,
+
     /// Share policy file (TOML): hidden and read-only subtrees, id mapping,
     /// xattr rules, allowed file types, limits. See `avpfs check-config`.
     #[arg(long, value_name = "FILE")]
@@ -197,6 +220,29 @@ pub enum Command {
         /// The configuration or policy file.
         file: PathBuf,
     },
+    /// Ask a running daemon through its control socket.
+    Ctl {
+        /// The daemon's --control-socket.
+        #[arg(long, value_name = "PATH")]
+        control_socket: PathBuf,
+        /// What to ask.
+        #[arg(value_enum)]
+        command: CtlCommand,
+    },
+}
+
+/// `avpfs ctl` commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CtlCommand {
+    /// Shares and guests, each guest's state, the uptime (JSON).
+    Status,
+    /// Per guest and share, per opcode: requests, errors, bytes, latency;
+    /// open files, cached inodes, locks (JSON).
+    Stats,
+    /// Read the configuration's policies again and put them in force.
+    Reload,
+    /// The counters in Prometheus text format.
+    Metrics,
 }
 
 /// `--cache`.

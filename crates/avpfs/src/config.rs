@@ -11,7 +11,7 @@ use avpfs_passthrough::{CachePolicy, Config as PassthroughConfig, FileHandleMode
 use avpfs_policy::Policy;
 
 use crate::cli::{CacheArg, Cli, FileHandlesArg, SandboxArg, SeccompArg};
-use crate::config_file::{self, ShareOptions};
+use crate::config_file::{self, ReadFile, ShareOptions};
 use crate::{sandbox, seccomp, Error};
 
 /// Where a session is served.
@@ -75,6 +75,16 @@ pub struct DaemonConfig {
     pub seccomp: seccomp::SeccompAction,
     /// Capabilities added to or removed from the defaults (`--modcaps`).
     pub modcaps: sandbox::ModCaps,
+    /// Where `reload` reads the policies again.
+    pub reload: Option<ReloadSource>,
+    /// `--control-socket`: where the control socket listens.
+    pub control_socket: Option<PathBuf>,
+    /// `--control-socket-group`: the group that may use it.
+    pub control_socket_group: Option<String>,
+    /// `--metrics-listen`: where `/metrics` is served over HTTP.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Count requests (`--stats`).
+    pub stats: bool,
 }
 
 /// virtiofsd's `--translate-uid`, `--translate-gid` and `--xattrmap`,
@@ -220,6 +230,18 @@ impl DaemonConfig {
                 SeccompArg::None => seccomp::SeccompAction::None,
             },
             modcaps,
+            reload: None,
+            control_socket: cli.control_socket.clone(),
+            control_socket_group: cli.control_socket_group.clone(),
+            metrics_listen: match cli.metrics_listen {
+                Some(addr) if !addr.ip().is_loopback() && !cli.metrics_allow_remote => {
+                    return Err(Error::Usage(format!(
+                        "--metrics-listen {addr}: not a loopback address (add --metrics-allow-remote to serve it)"
+                    )))
+                }
+                other => other,
+            },
+            stats: cli.stats,
         })
     }
 
@@ -228,7 +250,7 @@ impl DaemonConfig {
     /// `--modcaps`, `--rlimit-nofile`, queue tuning). Every guest keeps
     /// listening after its front end leaves: the daemon serves the others
     /// meanwhile and the guest's next connection.
-    pub fn from_file(cli: &Cli, file: &config_file::ConfigFile) -> Result<Self, Error> {
+    pub fn from_file(cli: &Cli, path: &std::path::Path, file: &config_file::ConfigFile) -> Result<Self, Error> {
         let given = share_flags_given(cli);
         if !given.is_empty() {
             return Err(Error::Usage(format!(
@@ -237,6 +259,22 @@ impl DaemonConfig {
             )));
         }
         let mut config = Self::process_settings(cli)?;
+        if config.control_socket.is_none() {
+            config.control_socket = file.daemon.control_socket.clone();
+            config.control_socket_group = file.daemon.control_socket_group.clone();
+        }
+        if config.metrics_listen.is_none() {
+            config.metrics_listen = match file.daemon.metrics_listen {
+                Some(addr) if !addr.ip().is_loopback() && !cli.metrics_allow_remote => {
+                    return Err(Error::Usage(format!(
+                        "metrics_listen {addr}: not a loopback address (add --metrics-allow-remote to serve it)"
+                    )))
+                }
+                other => other,
+            };
+        }
+        config.reload =
+            Some(ReloadSource::ConfigFile { path: path.to_path_buf(), guests: ReloadSource::guests_of(file) });
         for s in &file.shares {
             config
                 .shares
@@ -256,7 +294,8 @@ impl DaemonConfig {
                 name: g.name.clone(),
                 share: g.share,
                 front_end: FrontEnd::VhostSocket(g.socket_path.clone()),
-                policy: (!g.policy.is_permissive()).then(|| g.policy.clone()),
+                // Always a policy layer, so that a reload can restrict any guest.
+                policy: Some(g.policy.clone()),
                 readonly_mount: false,
                 vhost,
                 socket_group: g.socket_group.clone(),
@@ -284,18 +323,14 @@ impl TryFrom<Cli> for DaemonConfig {
             _ => return Err(Error::Usage("--socket-path, --fd and --fuse-mount exclude each other".into())),
         };
         let options = cli_share_options(&cli);
-        let mut policy = match &cli.policy {
-            Some(path) => crate::load_policy(path)?,
-            None => Policy::permissive(),
-        };
-        policy.readonly |= cli.readonly;
-        apply_virtiofsd_translations(&cli, &mut policy)?;
+        let policy = cli_policy(&cli, &|p| std::fs::read_to_string(p))?;
         let mut vhost = cli_vhost_options(&cli);
         vhost.tag = cli.tag.clone().unwrap_or_else(|| "avpfs".into());
         if let Some(n) = cli.request_queues {
             vhost.num_request_queues = n;
         }
         config.shares.push(ShareConfig { name: "share".into(), fs: passthrough_config(root, &options) });
+        config.reload = Some(ReloadSource::CommandLine(Box::new(cli.clone())));
         config.sessions.push(SessionConfig {
             name: "guest".into(),
             share: 0,
@@ -306,6 +341,80 @@ impl TryFrom<Cli> for DaemonConfig {
             socket_group: cli.socket_group.clone(),
         });
         Ok(config)
+    }
+}
+
+/// The policy of the command line's session: `--policy`'s file (read with
+/// `read`), `--readonly`, virtiofsd's translation flags.
+fn cli_policy(cli: &Cli, read: ReadFile<'_>) -> Result<Policy, Error> {
+    let mut policy = match &cli.policy {
+        Some(path) => {
+            let text = read(path).map_err(|e| Error::Policy { path: path.clone(), message: e.to_string() })?;
+            avpfs_policy::parse(&text).map_err(|e| Error::Policy { path: path.clone(), message: e.to_string() })?
+        }
+        None => Policy::permissive(),
+    };
+    policy.readonly |= cli.readonly;
+    apply_virtiofsd_translations(cli, &mut policy)?;
+    Ok(policy)
+}
+
+/// Where the policies come from, to be read again on `reload`.
+#[derive(Debug, Clone)]
+pub enum ReloadSource {
+    /// The command line (`--policy FILE`, `--readonly`, translations).
+    CommandLine(Box<Cli>),
+    /// A configuration file; the guests it had at start-up, as (name, share
+    /// name, shared directory, socket), which a reload may not change.
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The guests at start-up.
+        guests: Vec<GuestKey>,
+    },
+}
+
+/// What a reload may not change of a guest: its name, its share's name and
+/// directory, its socket.
+pub type GuestKey = (String, String, PathBuf, PathBuf);
+
+impl ReloadSource {
+    /// The [`GuestKey`]s of a configuration file.
+    pub fn guests_of(file: &config_file::ConfigFile) -> Vec<GuestKey> {
+        file.guests
+            .iter()
+            .map(|g| {
+                let share = &file.shares[g.share];
+                (g.name.clone(), share.name.clone(), share.shared_dir.clone(), g.socket_path.clone())
+            })
+            .collect()
+    }
+
+    /// The files a reload reads, as the running daemon names them.
+    pub fn main_file(&self) -> Option<&std::path::Path> {
+        match self {
+            ReloadSource::CommandLine(cli) => cli.policy.as_deref(),
+            ReloadSource::ConfigFile { path, .. } => Some(path),
+        }
+    }
+
+    /// Reads the configuration again (files through `read`) and returns
+    /// each session's policy, in session order; an error if it is invalid
+    /// or changes more than policies.
+    pub fn policies(&self, read: ReadFile<'_>) -> Result<Vec<Policy>, String> {
+        match self {
+            ReloadSource::CommandLine(cli) => Ok(vec![cli_policy(cli, read).map_err(|e| e.to_string())?]),
+            ReloadSource::ConfigFile { path, guests } => {
+                let text = read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let file = config_file::parse_with(path, &text, read, false).map_err(|e| e.to_string())?;
+                if ReloadSource::guests_of(&file) != *guests {
+                    return Err("reload applies policies only: the guests, their shares, the shares' directories \
+                                or the guests' sockets changed (restart avpfs for that)"
+                        .into());
+                }
+                Ok(file.guests.into_iter().map(|g| g.policy).collect())
+            }
+        }
     }
 }
 

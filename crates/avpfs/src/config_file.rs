@@ -23,6 +23,16 @@
 //! policy = "/etc/avpfs/vm1-ro.toml"        # optional, no wider than the share's
 //! ```
 //!
+//! An optional `[daemon]` table sets what the command line's operations
+//! flags do (the command line wins):
+//!
+//! ```toml
+//! [daemon]
+//! control_socket = "/run/avpfs/control.sock"
+//! control_socket_group = "avpfs"
+//! metrics_listen = "127.0.0.1:9101"
+//! ```
+//!
 //! Relative paths are taken from the file's directory.
 
 use std::collections::HashMap;
@@ -111,9 +121,22 @@ pub struct GuestEntry {
     pub policy: Policy,
 }
 
+/// The `[daemon]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonSection {
+    /// `control_socket`.
+    pub control_socket: Option<PathBuf>,
+    /// `control_socket_group`.
+    pub control_socket_group: Option<String>,
+    /// `metrics_listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
 /// A checked configuration file.
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
+    /// The `[daemon]` table.
+    pub daemon: DaemonSection,
     /// The shares, in file order.
     pub shares: Vec<ShareEntry>,
     /// The guests, in file order.
@@ -123,10 +146,19 @@ pub struct ConfigFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    daemon: Option<RawDaemon>,
     #[serde(default)]
     share: Vec<Spanned<RawShare>>,
     #[serde(default)]
     guest: Vec<Spanned<RawGuest>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    control_socket: Option<PathBuf>,
+    control_socket_group: Option<String>,
+    metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,10 +201,15 @@ pub fn is_daemon_config(text: &str) -> bool {
     }
 }
 
+/// Reads a file the configuration names (a policy file).
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
 struct Ctx<'a> {
     file: &'a Path,
     src: &'a str,
     dir: PathBuf,
+    read: ReadFile<'a>,
+    check_dirs: bool,
 }
 
 impl Ctx<'_> {
@@ -196,8 +233,8 @@ impl Ctx<'_> {
     /// Reads a policy file named at `span` under `key`.
     fn policy(&self, p: &Spanned<PathBuf>, key: &str) -> Result<Policy, ConfigFileError> {
         let path = self.path(p.get_ref());
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| self.err(p.span(), key, format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            (self.read)(&path).map_err(|e| self.err(p.span(), key, format!("cannot read {}: {e}", path.display())))?;
         avpfs_policy::parse(&text).map_err(|e| self.err(p.span(), key, format!("{}: {e}", path.display())))
     }
 }
@@ -230,8 +267,16 @@ pub fn load(path: &Path) -> Result<ConfigFile, ConfigFileError> {
 /// Checks the configuration `src`, read from `file` (relative paths in it
 /// are taken from `file`'s directory).
 pub fn parse(file: &Path, src: &str) -> Result<ConfigFile, ConfigFileError> {
+    parse_with(file, src, &|p| std::fs::read_to_string(p), true)
+}
+
+/// [`parse`], reading the policy files it names with `read` (a reload in a
+/// sandbox gets their texts from outside), and checking that each shared
+/// directory is one only with `check_dirs` (a sandboxed daemon cannot see
+/// them).
+pub fn parse_with(file: &Path, src: &str, read: ReadFile<'_>, check_dirs: bool) -> Result<ConfigFile, ConfigFileError> {
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let cx = Ctx { file, src, dir };
+    let cx = Ctx { file, src, dir, read, check_dirs };
     let raw: RawFile = toml::from_str(src).map_err(|e| {
         let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(1);
         let message = e.message().to_string();
@@ -362,7 +407,21 @@ pub fn parse(file: &Path, src: &str) -> Result<ConfigFile, ConfigFileError> {
             policy,
         });
     }
-    Ok(ConfigFile { shares, guests })
+    let mut daemon = DaemonSection::default();
+    if let Some(d) = &raw.daemon {
+        daemon.control_socket = d.control_socket.as_deref().map(|p| cx.path(p));
+        daemon.control_socket_group = d.control_socket_group.clone();
+        if let Some(m) = &d.metrics_listen {
+            daemon.metrics_listen = Some(m.get_ref().parse().map_err(|_| {
+                cx.err(
+                    m.span(),
+                    "daemon.metrics_listen",
+                    format!("{:?}: an address and port, e.g. 127.0.0.1:9101", m.get_ref()),
+                )
+            })?);
+        }
+    }
+    Ok(ConfigFile { daemon, shares, guests })
 }
 
 /// `path` without `.` components and with `..` folded lexically, so that
@@ -384,7 +443,7 @@ fn normalize(path: &Path) -> PathBuf {
 
 fn share(cx: &Ctx<'_>, s: &RawShare) -> Result<ShareEntry, ConfigFileError> {
     let shared_dir = cx.path(s.shared_dir.get_ref());
-    if !shared_dir.is_dir() {
+    if cx.check_dirs && !shared_dir.is_dir() {
         return Err(cx.err(
             s.shared_dir.span(),
             "share.shared_dir",

@@ -9,8 +9,11 @@
 pub mod cli;
 pub mod config;
 pub mod config_file;
+pub mod control;
+pub mod metrics;
 pub mod sandbox;
 pub mod seccomp;
+pub mod sessions;
 mod signals;
 pub mod syslog;
 
@@ -146,13 +149,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         println!("{}", cli::CAPABILITIES_JSON);
         return Ok(());
     }
-    if let Some(cli::Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+    match &cli.command {
+        Some(cli::Command::CheckConfig { file }) => return check_config(file),
+        Some(cli::Command::Ctl { control_socket, command }) => return ctl(control_socket, *command),
+        None => {}
     }
     init_logging(&cli);
     signals::block_termination_signals().map_err(|source| Error::Sys { what: "block signals", source })?;
     let mut config = match &cli.config {
-        Some(file) => DaemonConfig::from_file(&cli, &config_file::load(file)?)?,
+        Some(file) => DaemonConfig::from_file(&cli, file, &config_file::load(file)?)?,
         None => DaemonConfig::try_from(cli)?,
     };
     signals::raise_nofile_limit(config.rlimit_nofile).map_err(|source| Error::Sys { what: "setrlimit", source })?;
@@ -160,19 +165,93 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     // What must be done in the host's view happens before the sandbox: the
     // /dev/fuse mounts, the vhost-user sockets (and their groups).
     let opened = config.sessions.iter().map(|s| open_front_end(s, config.sandbox)).collect::<Result<Vec<_>, _>>()?;
-    let supervised = confine(&mut config, &opened)?;
+    let operations = open_operations(&config)?;
+    let share_entries: Vec<sessions::ShareEntry> = config
+        .shares
+        .iter()
+        .map(|s| sessions::ShareEntry {
+            name: s.name.clone(),
+            shared_dir: s.fs.root.clone(),
+            cache: format!("{:?}", s.fs.cache).to_lowercase(),
+        })
+        .collect();
+    let confined = confine(&mut config, &opened)?;
+    let supervised = confined.supervised;
     let shares = config.shares.iter().map(|s| Share::new(s.fs.clone())).collect::<Result<Vec<_>, _>>()?;
     let mut ready = Vec::new();
+    let mut entries = Vec::new();
     for (session, opened) in config.sessions.iter().zip(opened) {
         // Each session has its own node ids, handles and INIT state on its
         // share's tree; the sessions of a share share its host files.
         let fs = shares[session.share].session();
-        ready.push(match session.policy.clone() {
+        let (r, e) = match session.policy.clone() {
             Some(policy) => prepare(&config, session, opened, supervised, avpfs_policy::PolicyFs::new(fs, policy))?,
             None => prepare(&config, session, opened, supervised, fs)?,
-        });
+        };
+        ready.push(r);
+        entries.push(e);
     }
-    serve(&config, ready)
+    let registry = Arc::new(sessions::Registry::new(share_entries, entries, config.reload.clone()));
+    serve(&config, ready, registry, operations, confined.reload_channel)
+}
+
+/// `avpfs ctl`: one request to a running daemon's control socket; prints
+/// the reply (the metrics as text).
+fn ctl(socket: &std::path::Path, command: cli::CtlCommand) -> Result<(), Error> {
+    let name = match command {
+        cli::CtlCommand::Status => "status",
+        cli::CtlCommand::Stats => "stats",
+        cli::CtlCommand::Reload => "reload",
+        cli::CtlCommand::Metrics => "metrics",
+    };
+    let reply =
+        control::request(socket, name).map_err(|source| Error::Sys { what: "talk to the control socket", source })?;
+    if reply.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
+        let why = reply.get("error").and_then(serde_json::Value::as_str).unwrap_or("no reason given");
+        return Err(Error::Usage(format!("{name}: {why}")));
+    }
+    match reply.get("text").and_then(serde_json::Value::as_str) {
+        Some(text) if name == "metrics" => print!("{text}"),
+        _ => println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default()),
+    }
+    Ok(())
+}
+
+/// The control socket and the metrics listener, bound before the sandbox
+/// (in the host's file system and network namespace).
+struct Operations {
+    control: Option<(std::os::unix::net::UnixListener, control::Access)>,
+    metrics: Option<std::net::TcpListener>,
+}
+
+fn open_operations(config: &DaemonConfig) -> Result<Operations, Error> {
+    let control = match &config.control_socket {
+        Some(path) => {
+            let gid = match &config.control_socket_group {
+                Some(g) => Some(
+                    lookup_group(g)
+                        .ok_or_else(|| Error::Usage(format!("--control-socket-group {g}: no such group")))?,
+                ),
+                None => None,
+            };
+            let listener =
+                control::bind(path, gid).map_err(|source| Error::Sys { what: "bind the control socket", source })?;
+            let access = if gid.is_some() { control::Access::Group } else { control::Access::OwnerOnly };
+            info!("control socket on {}", path.display());
+            Some((listener, access))
+        }
+        None => None,
+    };
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|source| Error::Sys { what: "bind --metrics-listen", source })?;
+            info!("metrics on http://{addr}/metrics");
+            Some(l)
+        }
+        None => None,
+    };
+    Ok(Operations { control, metrics })
 }
 
 /// Descriptors the table is grown to at start-up: an O_PATH descriptor per
@@ -199,12 +278,27 @@ fn reserve_descriptor_table() -> Result<(), Error> {
 /// no_new_privs. Points the passthrough at the shares and at /proc/self/fd
 /// as the sandbox shows them. Returns whether a supervisor process does the
 /// host-side clean-up. Must run before any thread starts.
-fn confine(config: &mut DaemonConfig, opened: &[OpenedFrontEnd]) -> Result<bool, Error> {
+fn confine(config: &mut DaemonConfig, opened: &[OpenedFrontEnd]) -> Result<Confined, Error> {
     let cleanups: Vec<_> = config.sessions.iter().zip(opened).map(|(s, o)| o.host_cleanup(s)).collect();
+    let control_socket = config.control_socket.clone();
     let roots = config.shares.iter().map(|s| s.fs.root.clone());
-    let root = sandbox::Sandbox::new(config.sandbox, roots)
-        .on_host_cleanup(move || cleanups.into_iter().for_each(|c| c()))
-        .enter()?;
+    let mut sandbox = sandbox::Sandbox::new(config.sandbox, roots).on_host_cleanup(move || {
+        cleanups.into_iter().for_each(|c| c());
+        if let Some(path) = control_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    });
+    // On SIGHUP the supervisor reads the configuration's files, which the
+    // sandboxed daemon cannot see, and passes them on.
+    if let Some(source) = &config.reload {
+        if let Some(main) = source.main_file() {
+            let main = main.to_path_buf();
+            let is_config = matches!(source, config::ReloadSource::ConfigFile { .. });
+            sandbox = sandbox
+                .on_reload(move || serde_json::to_vec(&control::reload_files(&main, is_config)).unwrap_or_default());
+        }
+    }
+    let mut root = sandbox.enter()?;
     for (share, root_dir) in config.shares.iter_mut().zip(&root.shared_dirs) {
         share.fs.root = root_dir.clone();
         share.fs.proc_self_fd = Some(root.proc_self_fd.clone());
@@ -228,7 +322,35 @@ fn confine(config: &mut DaemonConfig, opened: &[OpenedFrontEnd]) -> Result<bool,
         }
     }
     sandbox::set_no_new_privs()?;
-    Ok(root.supervised)
+    Ok(Confined { supervised: root.supervised, reload_channel: root.reload_channel.take() })
+}
+
+/// What [`confine`] leaves the daemon.
+struct Confined {
+    /// A supervisor does the host-side clean-up.
+    supervised: bool,
+    /// Where the supervisor passes a reload's files (see [`sandbox::Sandbox::on_reload`]).
+    reload_channel: Option<std::os::unix::net::UnixStream>,
+}
+
+/// Reads the files the supervisor passes after a SIGHUP (waiting up to 5 s
+/// for them: a SIGHUP sent to the daemon itself comes with none).
+fn files_from_supervisor(
+    channel: &mut std::os::unix::net::UnixStream,
+) -> Result<std::collections::HashMap<std::path::PathBuf, String>, String> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut fds = [avpfs_sys::poll::PollFd::new(channel.as_fd(), libc::POLLIN)];
+    match avpfs_sys::poll::poll(&mut fds, 5000) {
+        Ok(n) if n > 0 => {}
+        _ => return Err("the supervisor sent no files (was the SIGHUP sent to it?)".into()),
+    }
+    let mut len = [0u8; 4];
+    channel.read_exact(&mut len).map_err(|e| e.to_string())?;
+    let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+    channel.read_exact(&mut bytes).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    control::files_of(&value)
 }
 
 /// The front end's host-side part, opened before the sandbox.
@@ -296,24 +418,35 @@ struct ReadySession {
     stop: Box<dyn FnOnce() + Send>,
 }
 
-/// Puts `fs` behind a FUSE server on the session's front end.
-fn prepare<F: avpfs_server::FileSystem + 'static>(
+/// Puts `fs` behind a FUSE server on the session's front end; returns it
+/// ready to serve, and what the control socket sees of it.
+fn prepare<F: avpfs_server::FileSystem + sessions::MaybePolicy + 'static>(
     config: &DaemonConfig,
     session: &SessionConfig,
     opened: OpenedFrontEnd,
     supervised: bool,
     fs: F,
-) -> Result<ReadySession, Error> {
+) -> Result<(ReadySession, sessions::SessionEntry), Error> {
     let server = Arc::new(Server::new(fs));
+    server.stats().set_enabled(config.stats);
+    let view: Arc<dyn sessions::ServerView> = server.clone();
     let root = config.shares[session.share].fs.root.display().to_string();
     let name = session.name.clone();
+    let entry = |transport, connected: Box<dyn Fn() -> bool + Send + Sync>| sessions::SessionEntry {
+        name: session.name.clone(),
+        share: session.share,
+        transport,
+        server: view.clone(),
+        connected,
+    };
     match (&session.front_end, opened) {
         (FrontEnd::FuseMount(mountpoint), OpenedFrontEnd::Fuse(dev)) => {
+            let e = entry(sessions::Transport::FuseMount(mountpoint.clone()), Box::new(|| true));
             let fuse = avpfs_fusedev::FuseSession::from_device(server, dev, mountpoint);
             let unmounter = fuse.unmounter();
             let threads = config.threads;
             let mountpoint = mountpoint.clone();
-            Ok(ReadySession {
+            let ready = ReadySession {
                 name,
                 serve: Box::new(move || {
                     info!("serving {root} on {} with {threads} threads", mountpoint.display());
@@ -328,7 +461,8 @@ fn prepare<F: avpfs_server::FileSystem + 'static>(
                         }
                     }
                 }),
-            })
+            };
+            Ok((ready, e))
         }
         (_, OpenedFrontEnd::Vhost(socket)) => {
             let bind_here = matches!(socket, avpfs_vhost::Socket::Path(_));
@@ -340,27 +474,83 @@ fn prepare<F: avpfs_server::FileSystem + 'static>(
             }
             let stopper = daemon.stopper();
             let tag = session.vhost.tag.clone();
-            Ok(ReadySession {
+            let socket = match &session.front_end {
+                FrontEnd::VhostSocket(p) => p.display().to_string(),
+                FrontEnd::VhostFd(fd) => format!("fd {fd}"),
+                FrontEnd::FuseMount(_) => unreachable!("a vhost-user front end"),
+            };
+            let transport = sessions::Transport::VhostUser {
+                socket,
+                tag: tag.clone(),
+                request_queues: session.vhost.num_request_queues,
+            };
+            let watch = stopper.clone();
+            let e = entry(transport, Box::new(move || watch.is_connected()));
+            let ready = ReadySession {
                 name,
                 serve: Box::new(move || {
                     info!("serving {root} to a vhost-user front end, tag {tag:?}");
                     Ok(daemon.run()?)
                 }),
                 stop: Box::new(move || stopper.stop()),
-            })
+            };
+            Ok((ready, e))
         }
         (_, OpenedFrontEnd::Fuse(_)) => unreachable!("/dev/fuse is opened for --fuse-mount only"),
     }
 }
 
-/// Installs seccomp and the termination handling, then serves every session
-/// until each has ended (a signal stops them all): one session on this
-/// thread, several on a thread each. Returns the first error.
-fn serve(config: &DaemonConfig, ready: Vec<ReadySession>) -> Result<(), Error> {
+/// Installs seccomp and the signal handling (SIGTERM and SIGINT stop every
+/// session, SIGHUP reloads), starts the control socket and the metrics
+/// listener, then serves every session until each has ended: one session
+/// on this thread, several on a thread each. Returns the first error.
+fn serve(
+    config: &DaemonConfig,
+    ready: Vec<ReadySession>,
+    registry: Arc<sessions::Registry>,
+    operations: Operations,
+    reload_channel: Option<std::os::unix::net::UnixStream>,
+) -> Result<(), Error> {
     seccomp::install(config.seccomp)?;
     let (serves, stops): (Vec<_>, Vec<_>) = ready.into_iter().map(|r| ((r.name, r.serve), r.stop)).unzip();
-    signals::on_termination(move || stops.into_iter().for_each(|stop| stop()))
-        .map_err(|source| Error::Sys { what: "signal handling", source })?;
+    let unsandboxed_control = (config.sandbox == sandbox::SandboxMode::None).then(|| config.control_socket.clone());
+    let reloading = registry.clone();
+    let reload_channel = std::sync::Mutex::new(reload_channel);
+    signals::on_signals(
+        move || {
+            stops.into_iter().for_each(|stop| stop());
+            // Without a supervisor, the control socket file is ours to remove.
+            if let Some(Some(path)) = &unsandboxed_control {
+                let _ = std::fs::remove_file(path);
+            }
+        },
+        move || {
+            let mut channel = reload_channel.lock().unwrap_or_else(|e| e.into_inner());
+            let result = match channel.as_mut() {
+                Some(c) => files_from_supervisor(c).and_then(|files| reloading.reload(Some(&files))),
+                None => reloading.reload(None),
+            };
+            match result {
+                Ok(changed) => info!("reload: policies changed for {changed:?}"),
+                Err(e) => log::error!("reload refused, nothing changed: {e}"),
+            }
+        },
+    )
+    .map_err(|source| Error::Sys { what: "signal handling", source })?;
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(f)
+            .map_err(|source| Error::Sys { what: "start an operations thread", source })
+    };
+    if let Some((listener, access)) = operations.control {
+        let r = registry.clone();
+        spawn("control", Box::new(move || control::serve(listener, access, r)))?;
+    }
+    if let Some(listener) = operations.metrics {
+        let r = registry.clone();
+        spawn("metrics", Box::new(move || metrics::serve_http(listener, r)))?;
+    }
     if serves.len() == 1 {
         let (_, serve) = serves.into_iter().next().expect("one session");
         return serve();

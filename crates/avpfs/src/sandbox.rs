@@ -43,6 +43,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -209,7 +210,7 @@ pub enum SandboxError {
 }
 
 /// What the daemon sees after [`Sandbox::enter`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct SandboxedRoot {
     /// The mode entered.
     pub mode: SandboxMode,
@@ -224,7 +225,14 @@ pub struct SandboxedRoot {
     /// it runs the host-side clean-up, so this process must not (it could
     /// not: the host's mounts and files are out of its sight).
     pub supervised: bool,
+    /// Where the supervisor sends what its reload reader read, after
+    /// forwarding a SIGHUP (see [`Sandbox::on_reload`]): a length (u32, little
+    /// endian) and that many bytes.
+    pub reload_channel: Option<UnixStream>,
 }
+
+/// Reads, in the host's view, what a reload needs (run by the supervisor).
+type ReloadReader = Box<dyn FnMut() -> Vec<u8>>;
 
 /// Host-side clean-up run by the supervisor.
 type HostCleanup = Box<dyn FnOnce()>;
@@ -234,6 +242,7 @@ pub struct Sandbox {
     mode: SandboxMode,
     shared_dirs: Vec<PathBuf>,
     host_cleanup: Option<HostCleanup>,
+    reload_reader: Option<ReloadReader>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -254,11 +263,25 @@ pub fn enter(mode: SandboxMode, shared_dir: &Path) -> Result<SandboxedRoot, Sand
 impl Sandbox {
     /// A sandbox of `mode` around the `shared_dirs` (at least one).
     pub fn new<P: Into<PathBuf>>(mode: SandboxMode, shared_dirs: impl IntoIterator<Item = P>) -> Self {
-        Sandbox { mode, shared_dirs: shared_dirs.into_iter().map(Into::into).collect(), host_cleanup: None }
+        Sandbox {
+            mode,
+            shared_dirs: shared_dirs.into_iter().map(Into::into).collect(),
+            host_cleanup: None,
+            reload_reader: None,
+        }
+    }
+
+    /// What the supervisor reads for a reload, in the host's view (the
+    /// sandboxed daemon cannot see the configuration files): on each SIGHUP
+    /// it forwards the signal, runs `read`, and sends the bytes through
+    /// [`SandboxedRoot::reload_channel`].
+    pub fn on_reload(mut self, read: impl FnMut() -> Vec<u8> + 'static) -> Self {
+        self.reload_reader = Some(Box::new(read));
+        self
     }
 
     /// Work that must happen in the host's view once the daemon stops: run by
-    /// the supervisor on the first SIGTERM/SIGINT/SIGHUP (before forwarding
+    /// the supervisor on the first SIGTERM/SIGINT (before forwarding
     /// it) or when the daemon ends, whichever comes first. Unmounting the
     /// `/dev/fuse` mount here makes the daemon's workers end (`ENODEV`).
     ///
@@ -281,22 +304,24 @@ impl Sandbox {
     /// Descriptors opened before (a `/dev/fuse` device already mounted, a
     /// bound vhost-user listener) stay open and usable in the child.
     pub fn enter(self) -> Result<SandboxedRoot, SandboxError> {
-        let default = |shared_dirs: Vec<PathBuf>, supervised| SandboxedRoot {
-            mode: self.mode,
+        let mode = self.mode;
+        let default = |shared_dirs: Vec<PathBuf>, supervised, reload_channel| SandboxedRoot {
+            mode,
             shared_dirs,
             proc_self_fd: PathBuf::from(PROC_SELF_FD),
             supervised,
+            reload_channel,
         };
         match self.mode {
-            SandboxMode::None => Ok(default(self.shared_dirs.clone(), false)),
+            SandboxMode::None => Ok(default(self.shared_dirs.clone(), false, None)),
             SandboxMode::Namespace => {
                 ensure_single_threaded()?;
-                fork_supervised(true, self.host_cleanup)?;
+                let channel = fork_supervised(true, self.host_cleanup, self.reload_reader)?;
                 let inside = enter_namespaces(&self.shared_dirs)?;
                 for (outside, inside) in self.shared_dirs.iter().zip(&inside) {
                     info!("sandbox: namespaces entered, {} is at {}", outside.display(), inside.display());
                 }
-                Ok(default(inside, true))
+                Ok(default(inside, true, channel))
             }
             SandboxMode::Chroot => {
                 let [shared_dir] = &self.shared_dirs[..] else {
@@ -304,8 +329,9 @@ impl Sandbox {
                 };
                 ensure_single_threaded()?;
                 let supervised = self.host_cleanup.is_some();
+                let mut reload_channel = None;
                 if supervised {
-                    fork_supervised(false, self.host_cleanup)?;
+                    reload_channel = fork_supervised(false, self.host_cleanup, self.reload_reader)?;
                 }
                 enter_chroot(shared_dir)?;
                 info!("sandbox: chroot into {}", shared_dir.display());
@@ -314,6 +340,7 @@ impl Sandbox {
                     shared_dirs: vec![PathBuf::from("/")],
                     proc_self_fd: PathBuf::from("."),
                     supervised,
+                    reload_channel,
                 })
             }
         }
@@ -336,7 +363,13 @@ fn ensure_single_threaded() -> Result<(), SandboxError> {
 
 /// Forks; returns in the child only. The parent supervises (never returns).
 /// With `new_pid_ns` the child is process 1 of a new PID namespace.
-fn fork_supervised(new_pid_ns: bool, cleanup: Option<HostCleanup>) -> Result<(), SandboxError> {
+/// Forks; the parent becomes the supervisor and never returns. Returns, in
+/// the child, its end of the reload channel (with a reload reader).
+fn fork_supervised(
+    new_pid_ns: bool,
+    cleanup: Option<HostCleanup>,
+    reload: Option<ReloadReader>,
+) -> Result<Option<UnixStream>, SandboxError> {
     let mut set = SigSet::of(&FORWARDED);
     set.add(libc::SIGCHLD);
     // Blocked before the fork so that no signal is lost between the fork and
@@ -353,17 +386,28 @@ fn fork_supervised(new_pid_ns: bool, cleanup: Option<HostCleanup>) -> Result<(),
             return Err(SandboxError::UnsharePid(e));
         }
     }
+    let channel = match reload {
+        Some(reader) => match UnixStream::pair() {
+            Ok((ours, theirs)) => Some((ours, theirs, reader)),
+            Err(e) => {
+                restore();
+                return Err(SandboxError::Fork(e));
+            }
+        },
+        None => None,
+    };
     let parent = std::process::id();
     // The process is single-threaded (checked by the caller, and by fork),
     // so the child is a complete copy and may keep running Rust code.
     match process::fork() {
-        Ok(Fork::Parent(child)) => supervise(child, set, cleanup),
+        Ok(Fork::Parent(child)) => supervise(child, set, cleanup, channel.map(|(ours, _, reader)| (ours, reader))),
         Ok(Fork::Child) => {}
         Err(e) => {
             restore();
             return Err(SandboxError::Fork(e));
         }
     }
+    let channel = channel.map(|(_, theirs, _)| theirs);
     let supervisor = parent;
     // The child: SIGCHLD as before, the forwarded signals stay blocked.
     let mut child_mask = old;
@@ -380,12 +424,17 @@ fn fork_supervised(new_pid_ns: bool, cleanup: Option<HostCleanup>) -> Result<(),
     if !new_pid_ns && ppid != supervisor {
         return Err(SandboxError::ParentDeathSignal(io::Error::other("the supervisor has gone")));
     }
-    Ok(())
+    Ok(channel)
 }
 
 /// The supervisor's loop: waits for the child, forwards termination signals,
 /// runs the host clean-up once, and exits with the child's status.
-fn supervise(child: process::Pid, set: SigSet, mut cleanup: Option<HostCleanup>) -> ! {
+fn supervise(
+    child: process::Pid,
+    set: SigSet,
+    mut cleanup: Option<HostCleanup>,
+    mut reload: Option<(UnixStream, ReloadReader)>,
+) -> ! {
     let mut run_cleanup = || {
         if let Some(f) = cleanup.take() {
             f();
@@ -417,9 +466,23 @@ fn supervise(child: process::Pid, set: SigSet, mut cleanup: Option<HostCleanup>)
                 Ok(None) | Err(_) => {}
             }
         } else {
-            run_cleanup();
+            // SIGHUP asks for a reload: the daemon goes on.
+            if sig != libc::SIGHUP {
+                run_cleanup();
+            }
             // Signalling our own child process; if it is gone, SIGCHLD tells.
             let _ = process::kill(child, sig);
+            if sig == libc::SIGHUP {
+                if let Some((channel, read)) = &mut reload {
+                    // The child reads it on the SIGHUP just sent.
+                    use std::io::Write;
+                    let bytes = read();
+                    let len = u32::try_from(bytes.len()).unwrap_or(0).to_le_bytes();
+                    if let Err(e) = channel.write_all(&len).and_then(|()| channel.write_all(&bytes)) {
+                        eprintln!("avpfs: cannot pass the reload to the daemon: {e}");
+                    }
+                }
+            }
         }
     }
 }

@@ -21,18 +21,26 @@ pub fn block_termination_signals() -> io::Result<SigSet> {
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in every thread and starts a thread that
 /// waits for them (those that came since [`block_termination_signals`]
-/// included) and then runs `stop` (unmount, or stop the vhost-user daemon),
-/// so the workers end cleanly. Call before starting any other thread.
-pub fn on_termination(stop: impl FnOnce() + Send + 'static) -> io::Result<()> {
+/// included): SIGINT and SIGTERM run `stop` (unmount, or stop the
+/// vhost-user daemon), so the workers end cleanly; SIGHUP runs `reload`
+/// each time. Call before starting any other thread.
+pub fn on_signals(stop: impl FnOnce() + Send + 'static, reload: impl Fn() + Send + 'static) -> io::Result<()> {
     let set = block_termination_signals()?;
     let mut stop = Some(stop);
     thread::Builder::new().name("signals".into()).spawn(move || loop {
-        if let Ok(sig) = signal::sigwait(&set) {
-            info!("signal {sig}: stopping");
-            if let Some(stop) = stop.take() {
-                stop();
+        match signal::sigwait(&set) {
+            Ok(libc::SIGHUP) => {
+                info!("SIGHUP: reloading");
+                reload();
             }
-            return;
+            Ok(sig) => {
+                info!("signal {sig}: stopping");
+                if let Some(stop) = stop.take() {
+                    stop();
+                }
+                return;
+            }
+            Err(_) => {}
         }
     })?;
     Ok(())

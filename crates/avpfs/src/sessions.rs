@@ -1,0 +1,193 @@
+//! What the control socket and the metrics see of the running daemon: its
+//! shares and sessions, each session's counters and holdings, and how to put
+//! new policies in force (`reload`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use avpfs_policy::{Policy, PolicyFs};
+use avpfs_server::{FileSystem, Server, StatsSnapshot, Usage};
+
+/// A session's server, seen without its file system's type.
+pub trait ServerView: Send + Sync {
+    /// Its request counters.
+    fn stats(&self) -> StatsSnapshot;
+    /// What its client holds.
+    fn usage(&self) -> Usage;
+    /// The FUSE minor version negotiated (0: no FUSE_INIT yet).
+    fn fuse_minor(&self) -> u32;
+    /// Puts `policy` in force; `None` when the session has no policy layer.
+    fn policy_layer(&self) -> Option<&dyn PolicyLayer>;
+}
+
+/// A session served behind [`PolicyFs`].
+pub trait PolicyLayer {
+    /// Puts `policy` in force for the session's next requests.
+    fn set_policy(&self, policy: Policy);
+    /// The policy in force.
+    fn policy(&self) -> Arc<Policy>;
+}
+
+impl<F: FileSystem> PolicyLayer for PolicyFs<F> {
+    fn set_policy(&self, policy: Policy) {
+        PolicyFs::set_policy(self, policy)
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        PolicyFs::policy(self)
+    }
+}
+
+/// A file system that may be a policy layer.
+pub trait MaybePolicy {
+    /// The policy layer, if this is one.
+    fn as_policy_layer(&self) -> Option<&dyn PolicyLayer>;
+}
+
+impl<F: FileSystem> MaybePolicy for PolicyFs<F> {
+    fn as_policy_layer(&self) -> Option<&dyn PolicyLayer> {
+        Some(self)
+    }
+}
+
+impl MaybePolicy for avpfs_passthrough::PassthroughFs {
+    fn as_policy_layer(&self) -> Option<&dyn PolicyLayer> {
+        None
+    }
+}
+
+impl<F: FileSystem + MaybePolicy> ServerView for Server<F> {
+    fn stats(&self) -> StatsSnapshot {
+        Server::stats(self).snapshot()
+    }
+
+    fn usage(&self) -> Usage {
+        self.fs().usage()
+    }
+
+    fn fuse_minor(&self) -> u32 {
+        self.negotiated_minor()
+    }
+
+    fn policy_layer(&self) -> Option<&dyn PolicyLayer> {
+        self.fs().as_policy_layer()
+    }
+}
+
+/// Where a session is served, for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// vhost-user-fs on a socket (path, or `fd N`).
+    VhostUser {
+        /// The socket.
+        socket: String,
+        /// The mount tag.
+        tag: String,
+        /// Request queues offered.
+        request_queues: usize,
+    },
+    /// The host's /dev/fuse mount.
+    FuseMount(PathBuf),
+}
+
+/// One session of the running daemon.
+pub struct SessionEntry {
+    /// The guest's name.
+    pub name: String,
+    /// The index of its share.
+    pub share: usize,
+    /// Where it is served.
+    pub transport: Transport,
+    /// Its server.
+    pub server: Arc<dyn ServerView>,
+    /// Whether a client is connected now.
+    pub connected: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// One share of the running daemon.
+#[derive(Debug, Clone)]
+pub struct ShareEntry {
+    /// Its name.
+    pub name: String,
+    /// The host directory (as given, outside any sandbox).
+    pub shared_dir: PathBuf,
+    /// Its cache policy, as a word.
+    pub cache: String,
+}
+
+use crate::config::ReloadSource;
+
+/// The running daemon, as the control socket and the metrics see it.
+pub struct Registry {
+    /// Its shares.
+    pub shares: Vec<ShareEntry>,
+    /// Its sessions.
+    pub sessions: Vec<SessionEntry>,
+    /// When it started.
+    pub started: Instant,
+    reload: Option<ReloadSource>,
+    /// Reloads are one at a time.
+    reload_lock: Mutex<()>,
+}
+
+impl Registry {
+    /// A registry of `shares` and `sessions`; `reload` is where a reload
+    /// reads the policies again (none: nothing to reload).
+    pub fn new(shares: Vec<ShareEntry>, sessions: Vec<SessionEntry>, reload: Option<ReloadSource>) -> Self {
+        Registry { shares, sessions, started: Instant::now(), reload, reload_lock: Mutex::new(()) }
+    }
+
+    /// The file a reload reads first (the configuration, or the `--policy`
+    /// file), and whether it is a daemon configuration.
+    pub fn reload_file(&self) -> Option<(&Path, bool)> {
+        let source = self.reload.as_ref()?;
+        Some((source.main_file()?, matches!(source, ReloadSource::ConfigFile { .. })))
+    }
+
+    /// Re-reads the configuration and puts each session's new policy in
+    /// force. The files are read from `files` when given (their texts, sent
+    /// by a client outside the sandbox), else from disk. All or nothing: an
+    /// invalid file, or a policy a session cannot take (one served without
+    /// a policy layer), changes nothing. Returns the names of the sessions
+    /// whose policy changed.
+    pub fn reload(&self, files: Option<&HashMap<PathBuf, String>>) -> Result<Vec<String>, String> {
+        let _one = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let source = self.reload.as_ref().ok_or("nothing to reload: no --config and no --policy file")?;
+        let read = |p: &Path| -> std::io::Result<String> {
+            match files {
+                Some(f) => f.get(p).cloned().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "not sent with the reload request")
+                }),
+                None => std::fs::read_to_string(p),
+            }
+        };
+        let policies = source.policies(&read)?;
+        if policies.len() != self.sessions.len() {
+            return Err(format!(
+                "the configuration now has {} guests where {} run: adding or removing guests needs a restart",
+                policies.len(),
+                self.sessions.len()
+            ));
+        }
+        for (s, p) in self.sessions.iter().zip(&policies) {
+            if s.server.policy_layer().is_none() && !p.is_permissive() {
+                return Err(format!(
+                    "guest {:?} is served without a policy layer: restart to give it a policy",
+                    s.name
+                ));
+            }
+        }
+        let mut changed = Vec::new();
+        for (s, p) in self.sessions.iter().zip(policies) {
+            if let Some(layer) = s.server.policy_layer() {
+                if *layer.policy() != p {
+                    layer.set_policy(p);
+                    changed.push(s.name.clone());
+                }
+            }
+        }
+        Ok(changed)
+    }
+}

@@ -30,9 +30,9 @@ pub const LATENCY_BOUNDS_US: [u64; 21] = {
 };
 const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
 
+/// One opcode's counters; its request count is the sum of its buckets.
 #[derive(Debug, Default)]
 struct OpCounters {
-    requests: AtomicU64,
     errors: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -63,9 +63,15 @@ fn slot(op: u32) -> usize {
     (op as usize).min(OPCODE_SLOTS - 1)
 }
 
+/// The bucket of `latency`: the first whose bound (2^i µs) it does not
+/// exceed, found from the bit length of the microseconds.
 fn bucket(latency: Duration) -> usize {
-    let us = latency.as_micros();
-    LATENCY_BOUNDS_US.iter().position(|&b| us <= u128::from(b)).unwrap_or(BUCKETS - 1)
+    let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
+    if us <= 1 {
+        return 0;
+    }
+    // ceil(log2(us)) for us >= 2.
+    ((u64::BITS - (us - 1).leading_zeros()) as usize).min(BUCKETS - 1)
 }
 
 impl Stats {
@@ -85,7 +91,6 @@ impl Stats {
     pub fn record(&self, op: u32, errno: i32, bytes_in: usize, bytes_out: usize, latency: Duration) {
         let s = slot(op);
         let c = &self.ops[s];
-        c.requests.fetch_add(1, Ordering::Relaxed);
         c.bytes_in.fetch_add(bytes_in as u64, Ordering::Relaxed);
         c.bytes_out.fetch_add(bytes_out as u64, Ordering::Relaxed);
         c.latency_ns.fetch_add(latency.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
@@ -103,7 +108,8 @@ impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut ops = Vec::new();
         for (s, c) in self.ops.iter().enumerate() {
-            let requests = c.requests.load(Ordering::Relaxed);
+            let buckets: Vec<u64> = c.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+            let requests = buckets.iter().sum();
             if requests == 0 {
                 continue;
             }
@@ -125,7 +131,7 @@ impl Stats {
                 bytes_in: c.bytes_in.load(Ordering::Relaxed),
                 bytes_out: c.bytes_out.load(Ordering::Relaxed),
                 latency_ns: c.latency_ns.load(Ordering::Relaxed),
-                buckets: c.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+                buckets,
             });
         }
         StatsSnapshot { ops }
@@ -201,6 +207,16 @@ mod tests {
         assert_eq!(other.buckets[BUCKETS - 1], 1, "5 s: past the last bound");
         assert_eq!(snap.requests(), 4);
         assert!(snap.op(opcode::WRITE).is_none());
+    }
+
+    #[test]
+    fn buckets_are_the_first_bound_not_exceeded() {
+        for (us, b) in [(0, 0), (1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (1024, 10), (1025, 11), (1 << 20, 20)] {
+            assert_eq!(bucket(Duration::from_micros(us)), b, "{us} µs");
+            assert!(us <= LATENCY_BOUNDS_US[b]);
+        }
+        assert_eq!(bucket(Duration::from_micros((1 << 20) + 1)), BUCKETS - 1);
+        assert_eq!(bucket(Duration::MAX), BUCKETS - 1);
     }
 
     #[test]

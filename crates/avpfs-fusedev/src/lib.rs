@@ -83,12 +83,18 @@ impl<F: FileSystem + 'static> FuseSession<F> {
     /// unmounted, then drops every node and handle.
     pub fn serve(&self, threads: usize) -> Result<(), Error> {
         let mut workers = Vec::new();
+        // The workers log for the session the calling thread serves.
+        let label = avpfs_server::log_context::current();
         for i in 0..threads.max(1) {
             let dev = self.device.try_clone().map_err(Error::Dup)?;
             let server = self.server.clone();
+            let label = label.clone();
             let w = thread::Builder::new()
                 .name(format!("fuse-worker-{i}"))
-                .spawn(move || worker_loop(&server, dev))
+                .spawn(move || {
+                    avpfs_server::log_context::enter(label.as_ref());
+                    worker_loop(&server, dev)
+                })
                 .map_err(Error::Thread)?;
             workers.push(w);
         }

@@ -11,6 +11,7 @@
 pub mod args;
 pub mod filesystem;
 pub mod interrupt;
+pub mod log_context;
 mod ops;
 pub mod ratelimit;
 pub mod reply;

@@ -89,6 +89,8 @@ pub struct DeviceConfig {
     /// before it serves them and signals the guest once (EVENT_IDX only;
     /// zero: serve each kick at once).
     pub forget_batch: Duration,
+    /// The session the workers serve, for log lines.
+    pub label: Option<Arc<avpfs_server::log_context::SessionLabel>>,
 }
 
 impl DeviceConfig {
@@ -360,6 +362,7 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
         vrings: &[Self::Vring],
         thread_id: usize,
     ) -> io::Result<()> {
+        avpfs_server::log_context::enter(self.config.label.as_ref());
         if evset != EventSet::IN {
             warn!("queue {thread_id}: unexpected event set {evset:?}");
             return Ok(());

@@ -88,6 +88,8 @@ pub struct VhostOptions {
     /// How long the hiprio queue's worker lets FORGETs gather after a kick
     /// before it serves them and signals the guest once (zero: at once).
     pub forget_batch: std::time::Duration,
+    /// The session's guest and share, named in the log lines of its threads.
+    pub label: Option<Arc<avpfs_server::log_context::SessionLabel>>,
 }
 
 impl Default for VhostOptions {
@@ -105,6 +107,7 @@ impl Default for VhostOptions {
             poll_max: DEFAULT_POLL_MAX,
             bulk_helper: true,
             forget_batch: DEFAULT_FORGET_BATCH,
+            label: None,
         }
     }
 }
@@ -118,6 +121,7 @@ impl VhostOptions {
             poll_max: self.poll_max,
             bulk_helper: self.bulk_helper,
             forget_batch: self.forget_batch,
+            label: self.label.clone(),
         }
     }
 }

@@ -160,6 +160,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogLevelArg::Info)]
     pub log_level: LogLevelArg,
 
+    /// Log line format: text, or one JSON object per line (ts, level,
+    /// target, msg, and guest and share for a session's events).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+
     /// Log to syslog instead of stderr.
     #[arg(long)]
     pub syslog: bool,
@@ -300,6 +305,16 @@ pub enum FileHandlesArg {
     Prefer,
     /// Use file handles; fail where they are not supported.
     Mandatory,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormatArg {
+    /// `[timestamp LEVEL target guest=NAME share=NAME] message`.
+    #[default]
+    Text,
+    /// `{"ts":...,"level":...,"target":...,"guest":...,"share":...,"msg":...}`.
+    Json,
 }
 
 /// `--log-level`.

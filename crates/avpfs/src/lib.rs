@@ -103,7 +103,32 @@ pub fn init_logging(cli: &Cli) {
             }
         }
     }
-    let _ = env_logger::Builder::new().filter_level(level).format_timestamp_micros().parse_env("AVPFS_LOG").try_init();
+    let json = cli.log_format == cli::LogFormatArg::Json;
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("AVPFS_LOG")
+        .format(move |buf, record| {
+            use std::io::Write;
+            let label = avpfs_server::log_context::current();
+            let ts = buf.timestamp_micros();
+            if json {
+                let mut event = serde_json::json!({
+                    "ts": ts.to_string(),
+                    "level": record.level().as_str(),
+                    "target": record.target(),
+                    "msg": record.args().to_string(),
+                });
+                if let Some(l) = &label {
+                    event["guest"] = serde_json::json!(l.guest);
+                    event["share"] = serde_json::json!(l.share);
+                }
+                writeln!(buf, "{event}")
+            } else {
+                let who = label.map(|l| format!(" guest={} share={}", l.guest, l.share)).unwrap_or_default();
+                writeln!(buf, "[{ts} {:<5} {}{who}] {}", record.level(), record.target(), record.args())
+            }
+        })
+        .try_init();
 }
 
 /// `avpfs check-config FILE`: checks a daemon configuration or a policy
@@ -429,6 +454,10 @@ fn prepare<F: avpfs_server::FileSystem + sessions::MaybePolicy + 'static>(
 ) -> Result<(ReadySession, sessions::SessionEntry), Error> {
     let server = Arc::new(Server::new(fs));
     server.stats().set_enabled(config.stats);
+    let label = Arc::new(avpfs_server::log_context::SessionLabel {
+        guest: session.name.clone(),
+        share: config.shares[session.share].name.clone(),
+    });
     let view: Arc<dyn sessions::ServerView> = server.clone();
     let root = config.shares[session.share].fs.root.display().to_string();
     let name = session.name.clone();
@@ -443,12 +472,14 @@ fn prepare<F: avpfs_server::FileSystem + sessions::MaybePolicy + 'static>(
         (FrontEnd::FuseMount(mountpoint), OpenedFrontEnd::Fuse(dev)) => {
             let e = entry(sessions::Transport::FuseMount(mountpoint.clone()), Box::new(|| true));
             let fuse = avpfs_fusedev::FuseSession::from_device(server, dev, mountpoint);
+            let fuse_label = label.clone();
             let unmounter = fuse.unmounter();
             let threads = config.threads;
             let mountpoint = mountpoint.clone();
             let ready = ReadySession {
                 name,
                 serve: Box::new(move || {
+                    avpfs_server::log_context::enter(Some(&fuse_label));
                     info!("serving {root} on {} with {threads} threads", mountpoint.display());
                     Ok(fuse.serve(threads)?)
                 }),
@@ -466,7 +497,8 @@ fn prepare<F: avpfs_server::FileSystem + sessions::MaybePolicy + 'static>(
         }
         (_, OpenedFrontEnd::Vhost(socket)) => {
             let bind_here = matches!(socket, avpfs_vhost::Socket::Path(_));
-            let daemon = avpfs_vhost::VhostDaemon::new(socket, server, session.vhost.clone())?;
+            let options = avpfs_vhost::VhostOptions { label: Some(label.clone()), ..session.vhost.clone() };
+            let daemon = avpfs_vhost::VhostDaemon::new(socket, server, options)?;
             if let (FrontEnd::VhostSocket(path), Some(group), true) =
                 (&session.front_end, &session.socket_group, bind_here)
             {
@@ -489,6 +521,7 @@ fn prepare<F: avpfs_server::FileSystem + sessions::MaybePolicy + 'static>(
             let ready = ReadySession {
                 name,
                 serve: Box::new(move || {
+                    avpfs_server::log_context::enter(Some(&label));
                     info!("serving {root} to a vhost-user front end, tag {tag:?}");
                     Ok(daemon.run()?)
                 }),

@@ -391,6 +391,7 @@ mod tests {
             tag: tag.into(),
             num_request_queues: queues,
             queue_size: size,
+            label: None,
         }
     }
 

@@ -335,3 +335,50 @@ fn other_users_are_refused() {
     assert!(reply.contains("permission denied"), "{:?}", outcome.steps);
     assert!(d.ctl_json("status")["ok"].as_bool().unwrap());
 }
+
+#[test]
+fn sigterm_stops_gracefully_releasing_locks_and_removing_sockets() {
+    let mut d = start();
+    let h = d.connect("vm1");
+    let c = FuseClient::new(&h, 1);
+    let node = c.lookup(1, "a").unwrap().nodeid;
+    let fh = c.open(node, libc::O_RDWR as u32).unwrap().fh;
+    let lk = |typ: i32, flags: u32| fuse_abi::LkIn {
+        fh,
+        owner: 7,
+        lk: fuse_abi::FileLock { start: 0, end: u64::MAX, typ: typ as u32, pid: 1 },
+        lk_flags: flags,
+        padding: 0,
+    };
+    use zerocopy::IntoBytes;
+    for flags in [0, fuse_abi::FUSE_LK_FLOCK] {
+        let req = vhost_harness::fuse::request(
+            fuse_abi::opcode::SETLK,
+            c.next_unique(),
+            node,
+            &[lk(libc::F_WRLCK, flags).as_bytes()],
+        );
+        assert_eq!(c.call(&req, 64).unwrap().errno(), None);
+    }
+    // Both locks are held: a host process cannot take either.
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(d.path("share/a")).unwrap();
+    use std::os::fd::AsFd;
+    let whole = avpfs_sys::lock::Lock { typ: libc::F_WRLCK, start: 0, len: 0, pid: 0 };
+    assert!(avpfs_sys::lock::ofd_setlk(file.as_fd(), whole, false).is_err());
+    assert!(avpfs_sys::lock::flock(file.as_fd(), libc::LOCK_EX, false).is_err());
+    // SIGTERM, with the guest still connected: the daemon ends within its
+    // bounded wait for requests in progress, cleanly.
+    let start = Instant::now();
+    let mut child = d.child.take().unwrap();
+    avpfs_sys::process::kill(child.id() as i32, libc::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    for s in ["vm1.sock", "vm2.sock", "control.sock"] {
+        assert!(!d.path(s).exists(), "{s} left behind");
+    }
+    // The guest's locks went with it.
+    avpfs_sys::lock::ofd_setlk(file.as_fd(), whole, false).unwrap();
+    avpfs_sys::lock::flock(file.as_fd(), libc::LOCK_EX, false).unwrap();
+    drop(h);
+}

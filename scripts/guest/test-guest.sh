@@ -135,7 +135,7 @@ start_guest_pair() { # name kernel-dir share job-1 job-2
 # flags2): writes $work/NAME.toml and starts `avpfs --config` on it.
 start_config_daemon() { # name share
   local name=$1 share=$2 conf=$work/$1.toml g i
-  : > "$conf"
+  printf '[daemon]\ncontrol_socket = "%s"\n\n' "$work/$name-control.sock" > "$conf"
   for g in 1 2; do
     local -n fl="flags$g"
     local cache=never readonly=0
@@ -167,6 +167,36 @@ start_config_daemon() { # name share
   done
   echo "test-guest: $daemon --config $conf did not create both sockets" >&2
   return 1
+}
+
+# Asks a shared pair's daemon, through its control socket, until both
+# guests are connected and each has sent LOOKUPs and OPENs (up to 300 s);
+# then checks that the metrics parse (python3-prometheus-client). Prints
+# "ok" or what went wrong.
+control_sees_pair() { # control-socket
+  local sock=$1 i
+  for i in $(seq 1500); do
+    if "$daemon" ctl --control-socket "$sock" stats > "$work/ctl-stats.json" 2>/dev/null &&
+       "$daemon" ctl --control-socket "$sock" status > "$work/ctl-status.json" 2>/dev/null &&
+       /usr/bin/python3 - "$work/ctl-status.json" "$work/ctl-stats.json" <<'PY'
+import json, sys
+status, stats = (json.load(open(f)) for f in sys.argv[1:3])
+assert all(g["connected"] and g["fuse_minor"] > 0 for g in status["guests"]), "not both connected"
+for g in stats["guests"]:
+    ops = {o["op"]: o for o in g["ops"]}
+    assert ops.get("LOOKUP", {}).get("requests", 0) > 0 and ops.get("OPEN", {}).get("requests", 0) > 0, g["name"]
+PY
+    then
+      "$daemon" ctl --control-socket "$sock" metrics > "$work/ctl-metrics.txt" || { echo "ctl metrics failed"; return; }
+      /usr/bin/python3 -c 'import sys
+from prometheus_client.parser import text_string_to_metric_families as p
+n = sum(1 for _ in p(open(sys.argv[1]).read()))
+assert n > 5, n' "$work/ctl-metrics.txt" 2>&1 | tail -1 | grep . || echo ok
+      return
+    fi
+    sleep 0.2
+  done
+  echo "the guests were not seen connected and counted within 300 s: $(head -c 300 "$work/ctl-status.json" 2>/dev/null)"
 }
 
 # Waits for a pair's guests (pair_ok=0 if one failed), then for its
@@ -337,6 +367,13 @@ for k in $kernels; do
           "$conformance" --add-under-lock "$share/counter-$lock" $times $lock
         done ) > "$work/counter-host.log" 2>&1 &
       host_adder=$!
+      # With one daemon: its control socket sees both guests connected and
+      # counts their requests while they run.
+      if [ "$pair_mode" = shared ]; then
+        verdict=$(control_sees_pair "$work/counter-control.sock")
+        if [ "$verdict" = ok ]; then pass "[$label $kver$pair_tag] control socket: both guests connected, their requests counted, metrics parse"
+        else fail "[$label $kver$pair_tag] control socket: $verdict"; fi
+      fi
       end_guest_pair; [ $pair_ok = 1 ] || ok=0
       wait $host_adder || { ok=0; tail -3 "$work/counter-host.log"; }
       for g in 1 2; do seen "$work/counter-$g.log" AVPFS-COUNTER-OK || { ok=0; tail -5 "$work/counter-$g.log"; }; done

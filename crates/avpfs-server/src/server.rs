@@ -11,7 +11,6 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use fuse_abi::{self as abi, opcode};
 use log::debug;
@@ -132,7 +131,7 @@ impl<F: FileSystem> Server<F> {
         r.read_exact(&mut hb).map_err(|_| Error::ShortHeader(total))?;
         let h = abi::InHeader::read_from_bytes(&hb[..]).map_err(|_| Error::ShortHeader(total))?;
         debug!("<- {} unique={} node={} len={}", opcode::name(h.opcode), h.unique, h.nodeid, h.len);
-        let start = self.stats.enabled().then(Instant::now);
+        let start = self.stats.enabled().then(avpfs_sys::clock::ticks);
         let result = self.dispatch(&h, total, r, w);
         let (handled, errno) = match result {
             Ok(h) => (h, 0),
@@ -151,7 +150,8 @@ impl<F: FileSystem> Server<F> {
                 Handled::Reply(n) => n,
                 Handled::NoReply => 0,
             };
-            self.stats.record(h.opcode, errno, total, out, start.elapsed());
+            let elapsed = avpfs_sys::clock::to_duration(avpfs_sys::clock::ticks().wrapping_sub(start));
+            self.stats.record(h.opcode, errno, total, out, elapsed);
         }
         Ok(handled)
     }

@@ -1,7 +1,7 @@
 //! Per-session request statistics: for each opcode, how many requests,
 //! errors by errno, bytes in and out, and a latency histogram. Counting is a
-//! few relaxed atomic additions and two reads of the monotonic clock per
-//! request (vDSO, no system call); [`Server::set_stats`](crate::Server::set_stats)
+//! few relaxed atomic additions and two reads of the time-stamp counter per
+//! request ([`avpfs_sys::clock`]); [`Server::set_stats`](crate::Server::set_stats)
 //! turns it off. A [`StatsSnapshot`] is a consistent-enough copy for the
 //! control socket and the metrics: every counter is read once, in any order.
 
@@ -50,7 +50,10 @@ pub struct Stats {
 }
 
 impl Default for Stats {
+    /// Counting on, from zero (the request clock is calibrated here, once
+    /// per process).
     fn default() -> Self {
+        avpfs_sys::clock::calibrate();
         Stats {
             enabled: AtomicBool::new(true),
             ops: (0..OPCODE_SLOTS).map(|_| OpCounters::default()).collect(),

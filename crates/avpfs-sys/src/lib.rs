@@ -27,6 +27,8 @@
 //!   and `flock`;
 //! - [`dir`]: `getdents64` and a parser for its buffer;
 //! - positional I/O, `preadv`/`pwritev`: [`io`];
+//! - [`clock`]: a cheap monotonic clock for timing requests (the time-stamp
+//!   counter);
 //! - [`memory`]: giving freed heap memory back to the kernel;
 //! - [`memfd`]: anonymous memory files (`memfd_create`);
 //! - [`mount`]: `mount`, `umount2`, `open_tree` clones, `move_mount`,
@@ -49,6 +51,7 @@
 
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod creds;
 pub mod dir;
 pub mod fhandle;

@@ -37,54 +37,12 @@ done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-root=$work/root
-mkdir -p "$root"/{bin,lib/modules,proc,sys,dev,mnt,tmp,data}
-cp /bin/busybox "$root/bin/busybox"
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci fuse virtiofs netfs fscache 9pnet 9pnet_virtio 9p; do
-  f=$(find "$kernel/modules/kernel" -name "$m.ko" -o -name "$m.ko.xz" | head -n1)
-  [ -n "$f" ] || continue
-  case "$f" in
-    *.xz) xz -dc "$f" > "$root/lib/modules/$m.ko" ;;
-    *) cp "$f" "$root/lib/modules/$m.ko" ;;
-  esac
-  echo "$m" >> "$root/lib/modules/order"
-done
-for b in "${bins[@]}"; do cp "$b" "$root/bin/"; done
-for f in "${files[@]}"; do cp "$f" "$root/data/"; done
-cp "$job" "$root/job.sh"
-chmod +x "$root/job.sh"
-if [ -n "$ninep" ]; then fstype=9p; else fstype=virtiofs; fi
-cat > "$root/init" <<INIT
-#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
-[ -f /lib/modules/order ] && for m in \$(cat /lib/modules/order); do insmod /lib/modules/\$m.ko 2>/dev/null; done
-if [ "$fstype" = 9p ]; then
-  mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=$ninep_cache $tag /mnt
-else
-  mount -t virtiofs $tag /mnt
-fi || echo "AVPFS-MOUNT-FAILED"
-cd /mnt
-if [ $shell = 1 ]; then
-  echo "avpfs guest: the share is mounted on /mnt; exit the shell to power off"
-  setsid cttyhack sh
-  rc=0
-else
-  sh /job.sh
-  rc=\$?
-fi
-cd /
-sync
-umount /mnt 2>/dev/null
-echo "AVPFS-EXIT \$rc"
-poweroff -f
-INIT
-chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.gz"
+initrd_args=(--kernel "$kernel" --job "$job" --tag "$tag" --out "$work/initrd.gz")
+[ -z "$ninep" ] || initrd_args+=(--9p --9p-cache "$ninep_cache")
+[ $shell = 0 ] || initrd_args+=(--shell)
+for b in "${bins[@]}"; do initrd_args+=(--bin "$b"); done
+for f in "${files[@]}"; do initrd_args+=(--file "$f"); done
+"$here/make-initramfs.sh" "${initrd_args[@]}"
 
 args=(-accel tcg -nic none -m "$mem" -smp "$smp" -nographic -no-reboot
       -kernel "$kernel/vmlinuz" -initrd "$work/initrd.gz"

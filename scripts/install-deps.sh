@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what avpfs needs to build and test, idempotently and quietly.
-# Usage: scripts/install-deps.sh [build|test|guest|bench]...
+# Usage: scripts/install-deps.sh [build|test|guest|bench|libvirt]...
 set -euo pipefail
 
 want_pkgs=(gcc make pkg-config)
@@ -10,6 +10,9 @@ for what in "$@"; do
     test) want_pkgs+=(python3 python3-prometheus-client) ;;
     guest) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip) ;;
     bench) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip libseccomp-dev libcap-ng-dev fio) ;;
+    # The daemon, virsh and the QEMU driver; not the full `libvirt-daemon-system`
+    # (systemd units, default networks), which a test does not need.
+    libvirt) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu) ;;
     *) echo "install-deps: unknown group $what" >&2; exit 2 ;;
   esac
 done

@@ -336,9 +336,11 @@ pub enum LogLevelArg {
 }
 
 impl Cli {
-    /// Folds the legacy `-o` options into the modern flags.
+    /// Folds the legacy `-o` options into the modern flags. Options are
+    /// separated by `,`; a doubled `,,` is a comma inside a value, as libvirt
+    /// writes one in `source=`.
     pub fn apply_legacy_options(&mut self) -> Result<(), String> {
-        let opts: Vec<String> = self.legacy_options.iter().flat_map(|o| o.split(',')).map(str::to_string).collect();
+        let opts: Vec<String> = self.legacy_options.iter().flat_map(|o| split_legacy_options(o)).collect();
         for opt in opts {
             let (key, value) = match opt.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
@@ -346,8 +348,15 @@ impl Cli {
             };
             match (key, value) {
                 ("source", Some(v)) => self.shared_dir = Some(v.into()),
+                // libvirt's <cache mode='none'/> (virtiofsd's old name for never).
+                ("cache", Some("none")) => self.cache = CacheArg::Never,
                 ("cache", Some(v)) => {
                     self.cache = CacheArg::from_str(v, true).map_err(|_| format!("-o cache={v}: unknown cache mode"))?
+                }
+                // libvirt's <sandbox mode='namespace|chroot'/>.
+                ("sandbox", Some(v)) => {
+                    self.sandbox =
+                        Some(SandboxArg::from_str(v, true).map_err(|_| format!("-o sandbox={v}: unknown sandbox"))?)
                 }
                 ("xattr", None) => self.xattr = true,
                 ("no_xattr", None) => self.xattr = false,
@@ -371,6 +380,24 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// Splits one `-o` argument at single commas; `,,` stands for a comma.
+fn split_legacy_options(arg: &str) -> Vec<String> {
+    let mut opts = Vec::new();
+    let mut current = String::new();
+    let mut chars = arg.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != ',' {
+            current.push(c);
+        } else if chars.next_if_eq(&',').is_some() {
+            current.push(',');
+        } else {
+            opts.push(std::mem::take(&mut current));
+        }
+    }
+    opts.push(current);
+    opts
 }
 
 /// The JSON that `--print-capabilities` prints (vhost-user.json `type: fs`).

@@ -86,6 +86,31 @@ fn legacy_o_options_fill_the_modern_flags() {
     assert!(cli.xattr && cli.readonly);
 }
 
+/// What libvirt 9.0 passes for `<filesystem>`'s `<binary>`: cache `none`, a
+/// sandbox, lock switches and a source whose commas it doubles.
+#[test]
+fn legacy_o_options_as_libvirt_writes_them() {
+    use avpfs::cli::{CacheArg, Cli, SandboxArg};
+    use clap::Parser;
+    let mut cli = Cli::parse_from([
+        "avpfs",
+        "--fd=3",
+        "-o",
+        "source=/srv/a,,b,,,cache=none,sandbox=chroot,xattr,no_flock,posix_lock",
+        "--thread-pool-size=2",
+    ]);
+    cli.apply_legacy_options().unwrap();
+    assert_eq!(cli.shared_dir.as_deref(), Some(std::path::Path::new("/srv/a,b,")));
+    assert_eq!(cli.cache, CacheArg::Never);
+    assert_eq!(cli.sandbox, Some(SandboxArg::Chroot));
+    assert!(cli.xattr);
+    let mut cli = Cli::parse_from(["avpfs", "--fd=3", "-o", "source=/srv,sandbox=namespace"]);
+    cli.apply_legacy_options().unwrap();
+    assert_eq!(cli.sandbox, Some(SandboxArg::Namespace));
+    let mut cli = Cli::parse_from(["avpfs", "--fd=3", "-o", "source=/srv,sandbox=jail"]);
+    assert!(cli.apply_legacy_options().unwrap_err().contains("sandbox=jail"));
+}
+
 /// A daemon serving a temporary directory on a vhost-user socket with the
 /// `extra` options, started and waited for until its socket exists.
 struct SocketDaemon {

@@ -23,6 +23,7 @@ test:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
 	scripts/guest/test-guest.sh
+	scripts/guest/test-libvirt.sh
 	scripts/fuzz.sh 30
 
 ## Installing: `make install PREFIX=/usr/local DESTDIR=` builds the release

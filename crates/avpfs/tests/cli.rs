@@ -111,6 +111,34 @@ fn legacy_o_options_as_libvirt_writes_them() {
     assert!(cli.apply_legacy_options().unwrap_err().contains("sandbox=jail"));
 }
 
+/// What newer libvirt passes to a binary whose `--print-capabilities` lists
+/// `separate-options` (as avpfs's does) instead of `-o`.
+#[test]
+fn separate_options_as_newer_libvirt_writes_them() {
+    use avpfs::cli::{CacheArg, Cli, LogLevelArg, SandboxArg};
+    use clap::Parser;
+    let cli = Cli::try_parse_from([
+        "avpfs",
+        "--fd=3",
+        "--shared-dir",
+        "/srv/a,b",
+        "--cache",
+        "never",
+        "--sandbox",
+        "chroot",
+        "--xattr",
+        "--thread-pool-size=2",
+        "--rlimit-nofile=4096",
+        "--log-level",
+        "debug",
+    ])
+    .unwrap();
+    assert_eq!(cli.fd, Some(3));
+    assert_eq!(cli.shared_dir.as_deref(), Some(std::path::Path::new("/srv/a,b")));
+    assert_eq!((cli.cache, cli.sandbox, cli.xattr), (CacheArg::Never, Some(SandboxArg::Chroot), true));
+    assert_eq!((cli.rlimit_nofile, cli.log_level), (Some(4096), LogLevelArg::Debug));
+}
+
 /// A daemon serving a temporary directory on a vhost-user socket with the
 /// `extra` options, started and waited for until its socket exists.
 struct SocketDaemon {

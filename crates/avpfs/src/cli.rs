@@ -206,6 +206,16 @@ pub struct Cli {
     #[arg(long, value_name = "MAP", action = clap::ArgAction::Append)]
     pub translate_gid: Vec<String>,
 
+    /// virtiofsd's user-namespace uid mapping, `:GUEST:HOST:COUNT:` (libvirt
+    /// passes it for `<idmap>`): guest uids GUEST.. are host uids HOST..,
+    /// both ways; the same as --translate-uid map:GUEST:HOST:COUNT.
+    #[arg(long, value_name = ":GUEST:HOST:COUNT:", action = clap::ArgAction::Append)]
+    pub uid_map: Vec<String>,
+
+    /// virtiofsd's user-namespace gid mapping, as --uid-map does uids.
+    #[arg(long, value_name = ":GUEST:HOST:COUNT:", action = clap::ArgAction::Append)]
+    pub gid_map: Vec<String>,
+
     /// Rename or filter extended attribute names, virtiofsd's form: rules
     /// :TYPE:SCOPE:KEY:PREPEND: (TYPE prefix, ok, bad, unsupported; SCOPE
     /// client, server, all) or a final :map:KEY:PREPEND:, e.g.

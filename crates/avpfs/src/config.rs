@@ -90,12 +90,42 @@ pub struct DaemonConfig {
 /// virtiofsd's `--translate-uid`, `--translate-gid` and `--xattrmap`,
 /// read into the policy's id maps and xattr rules (one enforcement layer
 /// for both ways of saying it; saying it both ways is an error).
+/// The translation rules of `translate` (`--translate-uid` rules) or of
+/// `ns_map` (`--uid-map :GUEST:HOST:COUNT:` entries, made `map:` rules),
+/// with the flag that gave them; both at once is an error.
+fn id_map_args(
+    translate_flag: &'static str,
+    translate: &[String],
+    ns_flag: &'static str,
+    ns_map: &[String],
+) -> Result<(&'static str, Vec<String>), Error> {
+    if ns_map.is_empty() {
+        return Ok((translate_flag, translate.to_vec()));
+    }
+    if !translate.is_empty() {
+        return Err(Error::Usage(format!("{translate_flag} and {ns_flag} both set a map; use one")));
+    }
+    let rules = ns_map
+        .iter()
+        .map(|m| {
+            let fields: Vec<&str> =
+                m.strip_prefix(':').and_then(|m| m.strip_suffix(':')).unwrap_or("").split(':').collect();
+            match fields[..] {
+                [guest, host, count] if [guest, host, count].iter().all(|f| f.parse::<u32>().is_ok()) => {
+                    Ok(format!("map:{guest}:{host}:{count}"))
+                }
+                _ => Err(Error::Usage(format!("{ns_flag} {m}: expected :GUEST:HOST:COUNT:"))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((ns_flag, rules))
+}
+
 fn apply_virtiofsd_translations(cli: &Cli, policy: &mut Policy) -> Result<(), Error> {
     use avpfs_policy::virtiofsd::{parse_translate, parse_xattrmap};
-    for (flag, args, map) in [
-        ("--translate-uid", &cli.translate_uid, &mut policy.uid),
-        ("--translate-gid", &cli.translate_gid, &mut policy.gid),
-    ] {
+    let uid = id_map_args("--translate-uid", &cli.translate_uid, "--uid-map", &cli.uid_map)?;
+    let gid = id_map_args("--translate-gid", &cli.translate_gid, "--gid-map", &cli.gid_map)?;
+    for (flag, args, map) in [(uid.0, &uid.1, &mut policy.uid), (gid.0, &gid.1, &mut policy.gid)] {
         if args.is_empty() {
             continue;
         }
@@ -192,6 +222,8 @@ fn share_flags_given(cli: &Cli) -> Vec<&'static str> {
         ("--inode-file-handles", cli.inode_file_handles != d.inode_file_handles),
         ("--translate-uid", !cli.translate_uid.is_empty()),
         ("--translate-gid", !cli.translate_gid.is_empty()),
+        ("--uid-map", !cli.uid_map.is_empty()),
+        ("--gid-map", !cli.gid_map.is_empty()),
         ("--xattrmap", cli.xattrmap.is_some()),
         ("-o", !cli.legacy_options.is_empty()),
     ]

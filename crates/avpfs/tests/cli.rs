@@ -139,6 +139,27 @@ fn separate_options_as_newer_libvirt_writes_them() {
     assert_eq!((cli.rlimit_nofile, cli.log_level), (Some(4096), LogLevelArg::Debug));
 }
 
+#[test]
+fn uid_and_gid_maps_as_newer_libvirt_writes_them_become_the_policys_id_maps() {
+    use avpfs::cli::Cli;
+    use clap::Parser;
+    let config = |extra: &[&str]| {
+        let mut args = vec!["avpfs", "--socket-path", "/tmp/unused.sock", "--shared-dir", "/tmp", "--sandbox", "none"];
+        args.extend_from_slice(extra);
+        avpfs::DaemonConfig::try_from(Cli::try_parse_from(args).unwrap())
+    };
+    let c = config(&["--uid-map=:0:100000:65536:", "--gid-map=:0:100000:65536:"]).unwrap();
+    let p = c.sessions[0].policy.as_ref().expect("a policy layer with the maps");
+    assert_eq!((p.uid.to_host(0), p.uid.to_host(1000), p.uid.to_guest(100_005)), (Some(100_000), Some(101_000), 5));
+    assert_eq!(p.gid.to_host(7), Some(100_007));
+    for bad in
+        [&["--uid-map=0:1:2"][..], &["--uid-map=:a:1:2:"], &["--uid-map=:0:1:1:", "--translate-uid", "map:0:1:1"]]
+    {
+        let e = config(bad).unwrap_err().to_string();
+        assert!(e.contains("--uid-map"), "{bad:?}: {e}");
+    }
+}
+
 /// A daemon serving a temporary directory on a vhost-user socket with the
 /// `extra` options, started and waited for until its socket exists.
 struct SocketDaemon {

@@ -1,12 +1,15 @@
 //! Per-session request statistics: for each opcode, how many requests,
-//! errors by errno, bytes in and out, and a latency histogram. Counting is a
-//! few relaxed atomic additions and two reads of the time-stamp counter per
-//! request ([`avpfs_sys::clock`]); [`Server::set_stats`](crate::Server::set_stats)
+//! errors by errno, bytes in and out, and a latency histogram. Each thread
+//! that serves the session counts in a shard of its own, with plain loads
+//! and stores (no locked instruction), so that counting costs two reads of
+//! the time-stamp counter ([`avpfs_sys::clock`]) and a few cache-local
+//! writes per request; [`Server::set_stats`](crate::Server::set_stats)
 //! turns it off. A [`StatsSnapshot`] is a consistent-enough copy for the
 //! control socket and the metrics: every counter is read once, in any order.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fuse_abi::opcode;
@@ -40,11 +43,40 @@ struct OpCounters {
     buckets: [AtomicU64; BUCKETS],
 }
 
+/// Adds `v` to a counter only its own thread writes: a load and a store,
+/// no locked instruction; readers see each store whole.
+#[inline]
+fn bump(c: &AtomicU64, v: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+}
+
+/// The counters one thread writes.
+#[derive(Debug)]
+struct Shard {
+    ops: Box<[OpCounters]>,
+}
+
+impl Shard {
+    fn new() -> Self {
+        Shard { ops: (0..OPCODE_SLOTS).map(|_| OpCounters::default()).collect() }
+    }
+}
+
+/// Stats ids, to find a thread's shard of a given [`Stats`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's shards, by the id of their [`Stats`].
+    static SHARDS: RefCell<Vec<(u64, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// The statistics of one session.
 #[derive(Debug)]
 pub struct Stats {
+    id: u64,
     enabled: AtomicBool,
-    ops: Box<[OpCounters]>,
+    /// One per thread that counted.
+    shards: Mutex<Vec<Arc<Shard>>>,
     /// (opcode slot, errno slot) counts, made at the first error.
     errnos: OnceLock<Box<[AtomicU64]>>,
 }
@@ -55,8 +87,9 @@ impl Default for Stats {
     fn default() -> Self {
         avpfs_sys::clock::calibrate();
         Stats {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             enabled: AtomicBool::new(true),
-            ops: (0..OPCODE_SLOTS).map(|_| OpCounters::default()).collect(),
+            shards: Mutex::new(Vec::new()),
             errnos: OnceLock::new(),
         }
     }
@@ -89,17 +122,36 @@ impl Stats {
         self.enabled.store(on, Ordering::Relaxed);
     }
 
+    /// Runs `f` on the calling thread's shard (made at its first request).
+    #[inline]
+    fn with_shard(&self, f: impl FnOnce(&Shard)) {
+        SHARDS.with(|shards| {
+            let mut shards = shards.borrow_mut();
+            if let Some((_, shard)) = shards.iter().find(|(id, _)| *id == self.id) {
+                return f(shard);
+            }
+            let shard = Arc::new(Shard::new());
+            self.shards.lock().unwrap_or_else(|e| e.into_inner()).push(shard.clone());
+            f(&shard);
+            shards.push((self.id, shard));
+        })
+    }
+
     /// Counts one request of `op`: `errno` 0 for success.
     #[inline]
     pub fn record(&self, op: u32, errno: i32, bytes_in: usize, bytes_out: usize, latency: Duration) {
         let s = slot(op);
-        let c = &self.ops[s];
-        c.bytes_in.fetch_add(bytes_in as u64, Ordering::Relaxed);
-        c.bytes_out.fetch_add(bytes_out as u64, Ordering::Relaxed);
-        c.latency_ns.fetch_add(latency.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
-        c.buckets[bucket(latency)].fetch_add(1, Ordering::Relaxed);
+        self.with_shard(|shard| {
+            let c = &shard.ops[s];
+            bump(&c.bytes_in, bytes_in as u64);
+            bump(&c.bytes_out, bytes_out as u64);
+            bump(&c.latency_ns, latency.as_nanos().min(u128::from(u64::MAX)) as u64);
+            bump(&c.buckets[bucket(latency)], 1);
+            if errno != 0 {
+                bump(&c.errors, 1);
+            }
+        });
         if errno != 0 {
-            c.errors.fetch_add(1, Ordering::Relaxed);
             let e = if (1..ERRNO_SLOTS as i32).contains(&errno) { errno as usize } else { 0 };
             let table =
                 self.errnos.get_or_init(|| (0..OPCODE_SLOTS * ERRNO_SLOTS).map(|_| AtomicU64::new(0)).collect());
@@ -107,11 +159,16 @@ impl Stats {
         }
     }
 
-    /// A copy of the counters, the opcodes that saw requests only.
+    /// A copy of the counters (every thread's, added up), the opcodes
+    /// that saw requests only.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let shards: Vec<Arc<Shard>> = self.shards.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut ops = Vec::new();
-        for (s, c) in self.ops.iter().enumerate() {
-            let buckets: Vec<u64> = c.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        for s in 0..OPCODE_SLOTS {
+            let sum = |f: &dyn Fn(&OpCounters) -> &AtomicU64| -> u64 {
+                shards.iter().map(|sh| f(&sh.ops[s]).load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
+            };
+            let buckets: Vec<u64> = (0..BUCKETS).map(|b| sum(&|c| &c.buckets[b])).collect();
             let requests = buckets.iter().sum();
             if requests == 0 {
                 continue;
@@ -129,11 +186,11 @@ impl Stats {
                 opcode: s as u32,
                 name: if s == OPCODE_SLOTS - 1 { "OTHER" } else { opcode::name(s as u32) },
                 requests,
-                errors: c.errors.load(Ordering::Relaxed),
+                errors: sum(&|c| &c.errors),
                 errnos,
-                bytes_in: c.bytes_in.load(Ordering::Relaxed),
-                bytes_out: c.bytes_out.load(Ordering::Relaxed),
-                latency_ns: c.latency_ns.load(Ordering::Relaxed),
+                bytes_in: sum(&|c| &c.bytes_in),
+                bytes_out: sum(&|c| &c.bytes_out),
+                latency_ns: sum(&|c| &c.latency_ns),
                 buckets,
             });
         }
@@ -220,6 +277,33 @@ mod tests {
         }
         assert_eq!(bucket(Duration::from_micros((1 << 20) + 1)), BUCKETS - 1);
         assert_eq!(bucket(Duration::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn each_thread_counts_in_its_own_shard_and_snapshots_add_them_up() {
+        let s = Arc::new(Stats::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        s.record(opcode::GETATTR, 0, 40, 120, Duration::from_micros(2));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let g = s.snapshot().op(opcode::GETATTR).cloned().unwrap();
+        assert_eq!((g.requests, g.bytes_in, g.bytes_out), (40_000, 1_600_000, 4_800_000));
+        assert_eq!(s.shards.lock().unwrap().len(), 4);
+        // A second Stats on the same thread gets a shard of its own.
+        let other = Stats::default();
+        other.record(opcode::GETATTR, 0, 1, 1, Duration::ZERO);
+        s.record(opcode::GETATTR, 0, 1, 1, Duration::ZERO);
+        assert_eq!(other.snapshot().requests(), 1);
+        assert_eq!(s.snapshot().requests(), 40_001);
     }
 
     #[test]

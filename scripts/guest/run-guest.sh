@@ -83,7 +83,7 @@ if [ -n "$vsock_uds" ]; then
     sleep 0.05
   done
   [ -S "$work/vsock.sock" ] || { echo "run-guest: vhost-device-vsock did not start:" >&2; cat "$work/vsock.log" >&2; exit 1; }
-  args+=(-chardev "socket,id=c9,path=$work/vsock.sock" -device vhost-user-vsock-pci,chardev=c9)
+  args+=(-chardev "socket,id=c9,path=$work/vsock.sock" -device "vhost-user-vsock-pci,chardev=c9")
 fi
 if [ $shell = 1 ] && [ -z "$vsock_uds" ]; then
   exec "$qemu" "${args[@]}"

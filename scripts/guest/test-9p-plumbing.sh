@@ -86,8 +86,8 @@ for attempt in 1 2; do
   break
 done
 # The console's lines may start with the firmware's escape sequences.
-tr -d '\r' < "$work/console" | grep -oE '(CHECK|GUEST-[A-Z]+) .*' | sed 's/^/  guest: /'
-[ $rc = 0 ] && pass "guest job finished (boot to power-off $((ms / 1000)).$((ms % 1000 / 100)) s)" || fail "guest job exit $rc"
+tr -d '\r' < "$work/console" | grep -oE '(CHECK|GUEST-[A-Z]+) .*' | sed 's/^/  guest: /' || true
+if [ $rc = 0 ]; then pass "guest job finished (boot to power-off $((ms / 1000)).$((ms % 1000 / 100)) s)"; else fail "guest job exit $rc"; fi
 for name in no-server mount read-host read-back dir-rename umount; do
   line=$(tr -d '\r' < "$work/console" | grep -o "CHECK $name .*" || true)
   case "$line" in
@@ -103,8 +103,11 @@ if [ -f "$export_dir/from-guest" ] && [ -n "$guest_sum" ] &&
 else
   fail "host: the guest's file is missing or differs"
 fi
-[ "$(cat "$export_dir/dir/b" 2>/dev/null)" = renamed ] && [ ! -e "$export_dir/dir/a" ] &&
-  pass "host: the guest's rename" || fail "host: the guest's rename"
+if [ "$(cat "$export_dir/dir/b" 2>/dev/null)" = renamed ] && [ ! -e "$export_dir/dir/a" ]; then
+  pass "host: the guest's rename"
+else
+  fail "host: the guest's rename"
+fi
 
 if [ $failed != 0 ]; then
   echo "--- guest console"; tr -d '\r' < "$work/console" | tail -n 40

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what avpfs needs to build and test, idempotently and quietly.
-# Usage: scripts/install-deps.sh [build|test|guest|bench|libvirt]...
+# Usage: scripts/install-deps.sh [build|test|guest|bench|libvirt|vsock]...
 set -euo pipefail
 
 want_pkgs=(gcc make pkg-config)
@@ -13,6 +13,7 @@ for what in "$@"; do
     # The daemon, virsh and the QEMU driver; not the full `libvirt-daemon-system`
     # (systemd units, default networks), which a test does not need.
     libvirt) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu) ;;
+    vsock) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip diod) ;; # diod: test-9p-plumbing.sh's stand-in 9P server
     *) echo "install-deps: unknown group $what" >&2; exit 2 ;;
   esac
 done

@@ -5,17 +5,21 @@
 #
 # Usage: make-initramfs.sh --kernel DIR --job SCRIPT --out FILE [--tag TAG]
 #                          [--9p] [--9p-cache MODE] [--shell]
-#                          [--bin FILE]... [--file FILE]...
+#                          [--bin FILE]... [--file FILE]... [--vsock] [--no-share]
 # --bin copies a (static) program into the guest's /bin, --file copies a file
 # into the guest's /data; --9p mounts TAG with QEMU's 9p transport instead of
 # virtiofs (--9p-cache: the mount's cache= option, default none); --shell
-# gives a shell on the console instead of running the job.
+# gives a shell on the console instead of running the job; --vsock also
+# loads the guest's vsock (virtio transport) and 9p trans=fd modules;
+# --no-share mounts nothing on /mnt (the job mounts what it needs there,
+# e.g. with avpfs-9p-mount over vsock).
 # The job runs as root in the guest with the share mounted on /mnt (a failed
 # mount prints "AVPFS-MOUNT-FAILED"); its exit status is printed as
 # "AVPFS-EXIT <n>" on the console (ttyS0) before the guest powers off.
 # Used by run-guest.sh (QEMU started directly) and test-libvirt.sh (libvirt).
 set -euo pipefail
 kernel="" job="" out="" tag=avpfs fstype=virtiofs ninep_cache=none shell=0
+extra_modules=""
 bins=() files=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,6 +32,8 @@ while [ $# -gt 0 ]; do
     --shell) shell=1; shift ;;
     --bin) bins+=("$2"); shift 2 ;;
     --file) files+=("$2"); shift 2 ;;
+    --vsock) extra_modules="vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport 9pnet_fd"; shift ;;
+    --no-share) fstype=none; shift ;;
     *) echo "make-initramfs: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -39,7 +45,7 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,lib/modules,proc,sys,dev,mnt,tmp,data}
 cp /bin/busybox "$root/bin/busybox"
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci fuse virtiofs netfs fscache 9pnet 9pnet_virtio 9p; do
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci fuse virtiofs netfs fscache 9pnet 9pnet_virtio 9p $extra_modules; do
   f=$(find "$kernel/modules/kernel" -name "$m.ko" -o -name "$m.ko.xz" | head -n1)
   [ -n "$f" ] || continue
   case "$f" in
@@ -61,7 +67,9 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 [ -f /lib/modules/order ] && for m in \$(cat /lib/modules/order); do insmod /lib/modules/\$m.ko 2>/dev/null; done
-if [ "$fstype" = 9p ]; then
+if [ "$fstype" = none ]; then
+  true
+elif [ "$fstype" = 9p ]; then
   mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=$ninep_cache $tag /mnt
 else
   mount -t virtiofs $tag /mnt

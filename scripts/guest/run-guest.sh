@@ -6,14 +6,24 @@
 #                     [--9p DIR --tag TAG] [--queues N] [--smp N] [--mem SIZE]
 #                     [--bin FILE]... [--file FILE]... [--9p-cache MODE]
 #                     [--shell] [--timeout SECONDS]
+#                     [--vsock-uds PATH [--vsock-cid CID]]
 # --bin copies a (static) program into the guest's /bin, --file copies a file
 # into the guest's /data (both in the initramfs); --9p-cache is the 9p mount's
 # cache= option (default none).
+# --vsock-uds gives the guest a virtio vsock device (QEMU's
+# vhost-user-vsock-pci) served by a vhost-device-vsock that this script
+# starts and stops (scripts/guest/install-vsock.sh installs it; or name one
+# in VHOST_DEVICE_VSOCK): the guest has context id CID (default 3), and its
+# connections to the host (CID 2) on port P reach the unix socket PATH_P.
+# The guest loads its vsock and 9p trans=fd modules; with neither --socket
+# nor --9p nothing is mounted on /mnt and the job mounts what it needs
+# (e.g. avpfs-9p-mount, built by build-9p-mount.sh and given with --bin).
 # The job runs as root in the guest with the share mounted on /mnt; its exit
 # status is printed as "AVPFS-EXIT <n>" and becomes this script's exit status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 kernel="" job="" socket="" tag=avpfs ninep="" ninep_cache=none queues=1 smp=2 mem=1G shell=0 timeout=600 qemu=${QEMU:-qemu-system-x86_64}
+vsock_uds="" vsock_cid=3 vsock_pid=""
 bins=() files=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,15 +40,23 @@ while [ $# -gt 0 ]; do
     --9p-cache) ninep_cache=$2; shift 2 ;;
     --shell) shell=1; shift ;;
     --timeout) timeout=$2; shift 2 ;;
+    --vsock-uds) vsock_uds=$2; shift 2 ;;
+    --vsock-cid) vsock_cid=$2; shift 2 ;;
     *) echo "run-guest: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [ -n "$kernel" ] && [ -n "$job" ] || { echo "run-guest: --kernel and --job are required" >&2; exit 2; }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+  if [ -n "$vsock_pid" ]; then kill "$vsock_pid" 2>/dev/null || true; wait "$vsock_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 initrd_args=(--kernel "$kernel" --job "$job" --tag "$tag" --out "$work/initrd.gz")
 [ -z "$ninep" ] || initrd_args+=(--9p --9p-cache "$ninep_cache")
+[ -z "$vsock_uds" ] || initrd_args+=(--vsock)
+[ -z "$vsock_uds" ] || [ -n "$ninep" ] || [ -n "$socket" ] || initrd_args+=(--no-share)
 [ $shell = 0 ] || initrd_args+=(--shell)
 for b in "${bins[@]}"; do initrd_args+=(--bin "$b"); done
 for f in "${files[@]}"; do initrd_args+=(--file "$f"); done
@@ -50,12 +68,28 @@ args=(-accel tcg -nic none -m "$mem" -smp "$smp" -nographic -no-reboot
       -object "memory-backend-memfd,id=mem,size=$mem,share=on" -numa node,memdev=mem)
 if [ -n "$ninep" ]; then
   args+=(-fsdev "local,id=f0,path=$ninep,security_model=none" -device "virtio-9p-pci,fsdev=f0,mount_tag=$tag")
-else
-  [ -n "$socket" ] || { echo "run-guest: --socket or --9p is required" >&2; exit 2; }
+elif [ -n "$socket" ] || [ -z "$vsock_uds" ]; then
+  [ -n "$socket" ] || { echo "run-guest: --socket, --9p or --vsock-uds is required" >&2; exit 2; }
   args+=(-chardev "socket,id=c0,path=$socket" -device "vhost-user-fs-pci,chardev=c0,tag=$tag,queue-size=1024,num-request-queues=$queues")
 fi
-if [ $shell = 1 ]; then
+if [ -n "$vsock_uds" ]; then
+  vsock_bin=${VHOST_DEVICE_VSOCK:-$("$here/install-vsock.sh")}
+  [ ! -S "$vsock_uds" ] || rm -f "$vsock_uds"
+  "$vsock_bin" --guest-cid "$vsock_cid" --socket "$work/vsock.sock" --uds-path "$vsock_uds" \
+    2> "$work/vsock.log" &
+  vsock_pid=$!
+  for _ in $(seq 200); do
+    if [ -S "$work/vsock.sock" ] || ! kill -0 "$vsock_pid" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+  [ -S "$work/vsock.sock" ] || { echo "run-guest: vhost-device-vsock did not start:" >&2; cat "$work/vsock.log" >&2; exit 1; }
+  args+=(-chardev "socket,id=c9,path=$work/vsock.sock" -device "vhost-user-vsock-pci,chardev=c9")
+fi
+if [ $shell = 1 ] && [ -z "$vsock_uds" ]; then
   exec "$qemu" "${args[@]}"
+elif [ $shell = 1 ]; then
+  "$qemu" "${args[@]}"
+  exit
 fi
 set +e
 # Line-buffered, so that whoever reads our output sees each console line as

@@ -168,7 +168,7 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Serves `GET /metrics` on `listener` (bound before the sandbox, so that
 /// it stays in the host's network namespace), one client at a time, each
-/// given [`CLIENT_DEADLINE`] to ask. Runs until the process ends.
+/// given 2 s to ask. Runs until the process ends.
 pub fn serve_http(listener: TcpListener, registry: Arc<Registry>) {
     loop {
         let mut stream = match listener.accept() {

@@ -3,8 +3,8 @@
 //! that serves the session counts in a shard of its own, with plain loads
 //! and stores (no locked instruction), so that counting costs two reads of
 //! the time-stamp counter ([`avpfs_sys::clock`]) and a few cache-local
-//! writes per request; [`Server::set_stats`](crate::Server::set_stats)
-//! turns it off. A [`StatsSnapshot`] is a consistent-enough copy for the
+//! writes per request; [`Stats::set_enabled`] turns it off (the daemon's
+//! `--stats false`). A [`StatsSnapshot`] is a consistent-enough copy for the
 //! control socket and the metrics: every counter is read once, in any order.
 
 use std::cell::RefCell;

@@ -39,8 +39,13 @@
 //! `Rlerror(EOPNOTSUPP)`: a 9P2000.L client uses `Tlopen`, `Tlcreate`,
 //! `Tgetattr` and `Tsetattr` instead, and a server that answers
 //! `Tversion` with `9P2000.L` (or `unknown`) never agreed to the others.
-//! The client only accepts `Rlerror` as an error reply from a 9P2000.L
-//! server (never `Rerror`).
+//! Errors are `Rlerror` only: a 9P2000.L client reads any error reply
+//! (`Rerror` included) as `Rlerror`'s errno, so a server never sends
+//! `Rerror`.
+//!
+//! The codec keeps no session state: that `Tversion` comes first (and
+//! ends every outstanding request and fid) is the server's to enforce;
+//! it decodes that first frame with its own largest msize.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

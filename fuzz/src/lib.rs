@@ -9,6 +9,8 @@
 //!   reader and writer over a small guest memory.
 //! - `virtio_request` ([`virtio`]): one FUSE request carried by a descriptor
 //!   chain, served over `ChainReader`/`ChainWriter` as avpfs-vhost does.
+//! - `p9_codec` ([`p9`]): the 9P2000.L codec of `p9-abi` on a stream of
+//!   frames: decode, re-encode, error actions.
 //! - [`seeds`]: the seed corpus, written by `src/bin/gen_corpus.rs`.
 //!
 //! Run them with `scripts/fuzz.sh` at the workspace root.
@@ -19,6 +21,7 @@ pub mod chain;
 pub mod frames;
 pub mod fuse;
 pub mod memfs;
+pub mod p9;
 pub mod replies;
 pub mod sandbox;
 pub mod seeds;

@@ -92,8 +92,11 @@ fn virtio_request_seeds_pass() {
 #[test]
 fn corpus_on_disk_matches_the_generator() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, seeds) in [("fuse_request", seeds::fuse_requests()), ("descriptor_chain", seeds::descriptor_chains())]
-    {
+    for (target, seeds) in [
+        ("fuse_request", seeds::fuse_requests()),
+        ("descriptor_chain", seeds::descriptor_chains()),
+        ("p9_codec", avpfs_fuzz::p9::seeds()),
+    ] {
         for (name, data) in seeds {
             let path = dir.join(target).join(format!("seed-{name}"));
             let on_disk = std::fs::read(&path).unwrap_or_default();

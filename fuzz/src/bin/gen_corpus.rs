@@ -1,6 +1,6 @@
 //! Writes the seed corpus: `gen_corpus [DIR]` (default: the `corpus`
 //! directory of the fuzz project) gets `fuse_request/` and
-//! `descriptor_chain/` and `virtio_request/`, one file per seed. Existing seed files are
+//! `descriptor_chain/`, `virtio_request/` and `p9_codec/`, one file per seed. Existing seed files are
 //! overwritten; other files are left alone.
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ fn run() -> std::io::Result<()> {
         ("fuse_request", avpfs_fuzz::seeds::fuse_requests()),
         ("descriptor_chain", avpfs_fuzz::seeds::descriptor_chains()),
         ("virtio_request", avpfs_fuzz::seeds::virtio_requests()),
+        ("p9_codec", avpfs_fuzz::p9::seeds()),
     ];
     for (target, seeds) in sets {
         let out = dir.join(target);

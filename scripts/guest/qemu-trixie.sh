@@ -15,13 +15,14 @@
 #
 # The wrapper (DIR/bin/qemu-system-x86_64) enters a private mount namespace
 # of its own (`unshare --mount`), bind-mounts into the chroot the host's
-# /dev, /proc, /sys, /run and /tmp, the host directories the chroot does not
-# have (e.g. /work) or that hold users' data (/root, /home, /srv, /mnt,
-# /media, /opt), and the caller's working directory, then execs QEMU in the
-# chroot in that directory with the caller's arguments. Every exec keeps
-# the process id, so signals reach QEMU; nothing stays mounted after it
-# exits. Paths elsewhere (e.g. under /usr or /var) are not visible to QEMU.
-#
+# /dev, /proc, /sys, /run and /tmp, and the host's top-level directories
+# that the caller's working directory and the arguments name (e.g. /work
+# for `-kernel /work/k`, /srv for `path=/srv/s.sock`) unless the chroot has
+# a system directory of that name (/usr, /etc, /var, ...), then execs QEMU in
+# the chroot, in the caller's directory, with the caller's arguments. Every
+# exec keeps the process id, so signals reach QEMU; nothing stays mounted
+# after it exits.
+
 # DIR/qemu-version holds `qemu-system-x86_64 --version`'s first line and the
 # package version.
 #
@@ -30,7 +31,50 @@ set -euo pipefail
 dir=${AVPFS_TRIXIE_DIR:-$HOME/.cache/avpfs-trixie}
 root=$dir/root wrapper=$dir/bin/qemu-system-x86_64 stamp=$dir/qemu-version
 
-ready() { [ -f "$stamp" ] && [ -x "$wrapper" ] && [ -x "$root/usr/bin/qemu-system-x86_64" ]; }
+# The wrapper; written again whenever this script's version of it changes.
+wrapper_text() {
+  sed "s|@ROOT@|'$root'|" <<'WRAP'
+#!/bin/sh
+# Runs QEMU from the Debian 13 chroot made by scripts/guest/qemu-trixie.sh, in
+# a private mount namespace, in the caller's directory, with its arguments.
+root=@ROOT@
+if [ "${AVPFS_TRIXIE_NS:-}" != 1 ]; then
+  AVPFS_TRIXIE_NS=1 exec unshare --mount --propagation private -- "$0" "$@"
+fi
+unset AVPFS_TRIXIE_NS
+cwd=$(pwd)
+bind() { mount --rbind "$1" "$root$1" || exit 125; }
+for d in /dev /proc /sys /run /tmp; do bind "$d"; done
+# The host's top-level directories that the working directory and the
+# arguments name (`-kernel /work/k`, `path=/srv/s.sock`, `unix:/x/m`),
+# unless they are the chroot's own system directories (/usr, /etc, ...).
+tops=$({ echo "$cwd"; printf '%s\n' "$@" | grep -oE '(^|[=,:])/[^/,:]+' ; } |
+  sed -E 's/^[=,:]//; s|^(/[^/]+).*|\1|' | sort -u)
+for d in $tops; do
+  case "$d" in /dev|/proc|/sys|/run|/tmp) continue ;; esac
+  [ -d "$d" ] && [ ! -L "$d" ] || continue
+  case "$d" in
+    /root|/home|/srv|/mnt|/media|/opt) bind "$d" ;;
+    *) if [ ! -e "$root$d" ]; then mkdir "$root$d" && bind "$d"
+       elif [ -d "$root$d" ] && [ -z "$(ls -A "$root$d")" ]; then bind "$d"; fi ;;
+  esac
+done
+# A working directory under one of the chroot's own directories: shown at
+# its path if the chroot has nothing there.
+if [ ! "$cwd" -ef "$root$cwd" ]; then
+  [ -e "$root$cwd" ] || mkdir -p "$root$cwd"
+  if [ -d "$root$cwd" ] && [ -z "$(ls -A "$root$cwd")" ]; then bind "$cwd"; fi
+fi
+exec chroot "$root" /usr/bin/env -C "$cwd" /usr/bin/qemu-system-x86_64 "$@"
+WRAP
+}
+write_wrapper() { wrapper_text > "$1" && chmod +x "$1"; }
+ready() {
+  [ -f "$stamp" ] && [ -x "$root/usr/bin/qemu-system-x86_64" ] || return 1
+  if [ ! -x "$wrapper" ] || ! wrapper_text | cmp -s - "$wrapper"; then
+    write_wrapper "$wrapper.new" && mv "$wrapper.new" "$wrapper"
+  fi
+}
 if ready; then
   if [ "${1:-}" = --version ]; then cat "$stamp"; else echo "$wrapper"; fi
   exit 0
@@ -118,36 +162,7 @@ in_chroot apt-get install -y -q --no-install-recommends -t trixie-backports \
   fail "installing qemu-system-x86 in the chroot failed"
 in_chroot apt-get clean >> "$log" 2>&1 || true
 
-cat > "$wrapper.new" <<'WRAP'
-#!/bin/sh
-# Runs QEMU from the Debian 13 chroot made by scripts/guest/qemu-trixie.sh, in
-# a private mount namespace, in the caller's directory, with its arguments.
-root=@ROOT@
-if [ "${AVPFS_TRIXIE_NS:-}" != 1 ]; then
-  AVPFS_TRIXIE_NS=1 exec unshare --mount --propagation private -- "$0" "$@"
-fi
-unset AVPFS_TRIXIE_NS
-cwd=$(pwd)
-bind() { mount --rbind "$1" "$root$1" || exit 125; }
-for d in /dev /proc /sys /run /tmp; do bind "$d"; done
-for d in /*/; do
-  d=${d%/}
-  case "$d" in /dev|/proc|/sys|/run|/tmp|/lost+found) continue ;; esac
-  [ -d "$d" ] && [ ! -L "$d" ] || continue
-  case "$d" in
-    /root|/home|/srv|/mnt|/media|/opt) bind "$d" ;;
-    *) [ -e "$root$d" ] || { mkdir "$root$d" && bind "$d"; } ;;
-  esac
-done
-# The working directory, unless a bind above already shows it or the chroot
-# has a directory of that name of its own (e.g. under /usr).
-if [ ! -e "$root$cwd" ]; then
-  mkdir -p "$root$cwd" && bind "$cwd"
-fi
-exec chroot "$root" /usr/bin/env -C "$cwd" /usr/bin/qemu-system-x86_64 "$@"
-WRAP
-sed -i "s|@ROOT@|'$root'|" "$wrapper.new"
-chmod +x "$wrapper.new"
+write_wrapper "$wrapper.new"
 
 # The firmware the default and -nodefaults PC machines load must be there.
 echo "== check: the machine starts" >> "$log"

@@ -34,7 +34,7 @@ root=$dir/root wrapper=$dir/bin/qemu-system-x86_64 stamp=$dir/qemu-version
 # The wrapper; written again whenever this script's version of it changes.
 wrapper_text() {
   sed "s|@ROOT@|'$root'|" <<'WRAP'
-#!/bin/sh
+#!/bin/bash
 # Runs QEMU from the Debian 13 chroot made by scripts/guest/qemu-trixie.sh, in
 # a private mount namespace, in the caller's directory, with its arguments.
 root=@ROOT@

@@ -55,8 +55,8 @@ for d in $tops; do
   [ -d "$d" ] && [ ! -L "$d" ] || continue
   case "$d" in
     /root|/home|/srv|/mnt|/media|/opt) bind "$d" ;;
-    *) if [ ! -e "$root$d" ]; then mkdir "$root$d" && bind "$d"
-       elif [ -d "$root$d" ] && [ -z "$(ls -A "$root$d")" ]; then bind "$d"; fi ;;
+    *) [ -e "$root$d" ] || mkdir -p "$root$d" # -p: another run may make it too
+       if [ -d "$root$d" ] && [ -z "$(ls -A "$root$d")" ]; then bind "$d"; fi ;;
   esac
 done
 # A working directory under one of the chroot's own directories: shown at

@@ -7,6 +7,7 @@
 #                     [--bin FILE]... [--file FILE]... [--9p-cache MODE]
 #                     [--shell] [--timeout SECONDS]
 #                     [--vsock-uds PATH [--vsock-cid CID]]
+#                     [--fs-device fs|test-device]
 # --bin copies a (static) program into the guest's /bin, --file copies a file
 # into the guest's /data (both in the initramfs); --9p-cache is the 9p mount's
 # cache= option (default none).
@@ -18,12 +19,19 @@
 # The guest loads its vsock and 9p trans=fd modules; with neither --socket
 # nor --9p nothing is mounted on /mnt and the job mounts what it needs
 # (e.g. avpfs-9p-mount, built by build-9p-mount.sh and given with --bin).
+# --fs-device test-device gives the guest the virtio-fs device (virtio id 26)
+# as QEMU's generic vhost-user-test-device-pci instead of vhost-user-fs-pci
+# (the default, "fs"): the back end supplies the whole config space (the tag
+# is the daemon's --tag, which must match --tag here) and, from QEMU 11.1,
+# the shared-memory window (the DAX work); it has 1 + --queues virtqueues,
+# so the daemon must offer exactly --queues request queues. QEMU 11.1 runs
+# from scripts/guest/qemu-trixie.sh (QEMU=$(scripts/guest/qemu-trixie.sh)).
 # The job runs as root in the guest with the share mounted on /mnt; its exit
 # status is printed as "AVPFS-EXIT <n>" and becomes this script's exit status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 kernel="" job="" socket="" tag=avpfs ninep="" ninep_cache=none queues=1 smp=2 mem=1G shell=0 timeout=600 qemu=${QEMU:-qemu-system-x86_64}
-vsock_uds="" vsock_cid=3 vsock_pid=""
+vsock_uds="" vsock_cid=3 vsock_pid="" fs_device=fs
 bins=() files=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,10 +50,15 @@ while [ $# -gt 0 ]; do
     --timeout) timeout=$2; shift 2 ;;
     --vsock-uds) vsock_uds=$2; shift 2 ;;
     --vsock-cid) vsock_cid=$2; shift 2 ;;
+    --fs-device) fs_device=$2; shift 2 ;;
     *) echo "run-guest: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [ -n "$kernel" ] && [ -n "$job" ] || { echo "run-guest: --kernel and --job are required" >&2; exit 2; }
+case "$fs_device" in
+  fs|test-device) ;;
+  *) echo "run-guest: --fs-device is fs or test-device, not $fs_device" >&2; exit 2 ;;
+esac
 
 work=$(mktemp -d)
 cleanup() {
@@ -70,7 +83,13 @@ if [ -n "$ninep" ]; then
   args+=(-fsdev "local,id=f0,path=$ninep,security_model=none" -device "virtio-9p-pci,fsdev=f0,mount_tag=$tag")
 elif [ -n "$socket" ] || [ -z "$vsock_uds" ]; then
   [ -n "$socket" ] || { echo "run-guest: --socket, --9p or --vsock-uds is required" >&2; exit 2; }
-  args+=(-chardev "socket,id=c0,path=$socket" -device "vhost-user-fs-pci,chardev=c0,tag=$tag,queue-size=1024,num-request-queues=$queues")
+  if [ "$fs_device" = test-device ]; then
+    # config_size: struct virtio_fs_config, tag[36] and num_request_queues.
+    args+=(-chardev "socket,id=c0,path=$socket"
+           -device "vhost-user-test-device-pci,chardev=c0,virtio-id=26,num_vqs=$((queues + 1)),config_size=40,vq_size=1024")
+  else
+    args+=(-chardev "socket,id=c0,path=$socket" -device "vhost-user-fs-pci,chardev=c0,tag=$tag,queue-size=1024,num-request-queues=$queues")
+  fi
 fi
 if [ -n "$vsock_uds" ]; then
   vsock_bin=${VHOST_DEVICE_VSOCK:-$("$here/install-vsock.sh")}

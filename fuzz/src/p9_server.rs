@@ -14,7 +14,6 @@ use std::io::{self, Read, Write};
 use std::sync::OnceLock;
 
 use avpfs_9p::{serve_connection, P9Options};
-use avpfs_server::FileSystem;
 use p9_abi::{decode_reply, first_frame, Fid, Reply, Request, Tag, Tattach, Tversion, VERSION_9P2000_L};
 
 /// What the file beside the share holds: no reply may contain it.
@@ -79,7 +78,7 @@ fn held(fs: &Fs) -> (usize, usize) {
 
 #[cfg(not(feature = "passthrough"))]
 fn held(fs: &Fs) -> avpfs_server::Usage {
-    fs.usage()
+    avpfs_server::FileSystem::usage(fs)
 }
 
 /// The `Tversion` and `Tattach` a session starts with.

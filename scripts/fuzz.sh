@@ -5,7 +5,7 @@
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #        scripts/fuzz.sh --gen-corpus      (rewrite the seed corpus only)
 #   SECONDS: per target (default 60), passed as -max_total_time.
-#   TARGET:  fuse_request, descriptor_chain, virtio_request, p9_codec (default: all).
+#   TARGET:  fuse_request, descriptor_chain, virtio_request, p9_codec, p9_server (default: all).
 #
 # Environment:
 #   FUZZ_FS=passthrough|memfs  what fuse_request serves (default: passthrough
@@ -45,7 +45,7 @@ if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   shift
 fi
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuse_request descriptor_chain virtio_request p9_codec)
+[ ${#targets[@]} -gt 0 ] || targets=(fuse_request descriptor_chain virtio_request p9_codec p9_server)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing cargo-fuzz" >&2

@@ -11,6 +11,8 @@
 //!   chain, served over `ChainReader`/`ChainWriter` as avpfs-vhost does.
 //! - `p9_codec` ([`p9`]): the 9P2000.L codec of `p9-abi` on a stream of
 //!   frames: decode, re-encode, error actions.
+//! - `p9_server` ([`p9_server`]): the 9P2000.L server of `avpfs-9p` on a
+//!   stream of frames, against the passthrough or [`memfs`].
 //! - [`seeds`]: the seed corpus, written by `src/bin/gen_corpus.rs`.
 //!
 //! Run them with `scripts/fuzz.sh` at the workspace root.
@@ -22,6 +24,7 @@ pub mod frames;
 pub mod fuse;
 pub mod memfs;
 pub mod p9;
+pub mod p9_server;
 pub mod replies;
 pub mod sandbox;
 pub mod seeds;

@@ -16,6 +16,7 @@ fn run() -> std::io::Result<()> {
         ("descriptor_chain", avpfs_fuzz::seeds::descriptor_chains()),
         ("virtio_request", avpfs_fuzz::seeds::virtio_requests()),
         ("p9_codec", avpfs_fuzz::p9::seeds()),
+        ("p9_server", avpfs_fuzz::p9_server::seeds()),
     ];
     for (target, seeds) in sets {
         let out = dir.join(target);

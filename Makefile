@@ -24,6 +24,7 @@ test:
 	$(CARGO) test --workspace
 	scripts/guest/test-guest.sh
 	scripts/guest/test-libvirt.sh
+	scripts/guest/test-9p-plumbing.sh
 	scripts/fuzz.sh 30
 
 ## Installing: `make install PREFIX=/usr/local DESTDIR=` builds the release

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Proves the guest and VMM side of 9P2000.L over vsock (issue 24) with a
-# stand-in 9P server, before avpfs has its own: Debian's 6.1 guest under
+# 9P2000.L over vsock (issue 24), end to end: Debian's 6.1 guest under
 # QEMU (TCG) gets vsock through vhost-user-vsock-pci and vhost-device-vsock
 # (run-guest.sh --vsock-uds), the project's avpfs-9p-mount connects to the
-# host's port 564 and mounts with trans=fd, and Debian's diod serves a host
-# directory on the unix socket that port reaches (<uds-path>_564). The guest
-# reads a file the host wrote and writes files the host then checks.
+# host's port 564 and mounts with trans=fd, and avpfs's 9P front end (or,
+# for comparison, Debian's diod) serves a host directory on the unix socket
+# that port reaches (<uds-path>_564). The guest reads a file the host wrote
+# and writes files the host then checks; with avpfs, a client walking '..'
+# from the share's root must stay inside. In `make test` (a smoke test: the
+# POSIX suite over 9P is still to come). Installs what it needs (apt group
+# vsock, vhost-device-vsock, the guest kernel, the helper), idempotent;
+# stops what it started.
 #
-# Not part of `make test`: the real test will mount avpfs's own 9P server.
-# Installs what it needs (apt group vsock, vhost-device-vsock, the guest
-# kernel, the helper), idempotent; stops what it started.
-#
-# Usage: test-9p-plumbing.sh
+# Usage: test-9p-plumbing.sh [--server avpfs|diod]
+# --server avpfs (the default) serves the directory with avpfs's own 9P
+# front end (`avpfs --9p-listen unix:...`, sandbox and seccomp on), diod
+# with Debian's diod.
 # Prints "9p-plumbing: N passed, M failed"; exits non-zero on a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-port=564
+port=564 server=avpfs
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --server) server=$2; shift 2 ;;
+    *) echo "test-9p-plumbing: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 scripts/install-deps.sh vsock
 scripts/guest/install-vsock.sh > /dev/null
 kdir=target/guest/kernel-stable
@@ -28,6 +37,7 @@ fail() { failed=$((failed + 1)); echo "9p-plumbing FAILED: $*"; }
 
 work=$(mktemp -d /tmp/avpfs-9p.XXXXXX)
 diod_pid=""
+[ "$server" = avpfs ] && cargo build -q --bin avpfs
 cleanup() {
   if [ -n "$diod_pid" ]; then kill "$diod_pid" 2>/dev/null || true; wait "$diod_pid" 2>/dev/null || true; fi
   rm -rf "$work"
@@ -39,12 +49,18 @@ mkdir "$export_dir"
 head -c 300000 /dev/urandom > "$export_dir/from-host"
 host_sum=$(md5sum < "$export_dir/from-host" | cut -d' ' -f1)
 
-# diod: one export, no authentication (the guest attaches as root), its
-# own empty configuration, listening on the socket the guest's port reaches.
-diod -f -n -c /dev/null -L "$work/diod.log" -e "$export_dir" -l "${uds}_$port" &
+# The server listens on the socket the guest's port reaches. diod: one
+# export, no authentication (the guest attaches as root), its own empty
+# configuration. avpfs: the share, a 9P session per connection.
+case "$server" in
+  diod) diod -f -n -c /dev/null -L "$work/diod.log" -e "$export_dir" -l "${uds}_$port" & ;;
+  avpfs) target/debug/avpfs --shared-dir "$export_dir" --9p-listen "unix:${uds}_$port" --log-level warn \
+           2> "$work/diod.log" & ;;
+  *) echo "test-9p-plumbing: --server avpfs or diod" >&2; exit 2 ;;
+esac
 diod_pid=$!
 for _ in $(seq 100); do [ -S "${uds}_$port" ] && break; sleep 0.05; done
-[ -S "${uds}_$port" ] || { cat "$work/diod.log" >&2; echo "test-9p-plumbing: diod did not listen" >&2; exit 1; }
+[ -S "${uds}_$port" ] || { cat "$work/diod.log" >&2; echo "test-9p-plumbing: $server did not listen" >&2; exit 1; }
 
 # The guest prints "CHECK <name> ok" or "CHECK <name> FAIL <detail>".
 cat > "$work/job.sh" <<JOB
@@ -52,7 +68,7 @@ check() { if [ "\$2" = ok ]; then echo "CHECK \$1 ok"; else echo "CHECK \$1 FAIL
 mkdir -p /tmp/m
 if avpfs-9p-mount $((port + 1)) /tmp/m 2>/tmp/err; then check no-server "mounted"; else
   grep -q 'cannot connect to vsock 2:$((port + 1))' /tmp/err && check no-server ok || check no-server "\$(cat /tmp/err)"; fi
-avpfs-9p-mount $port /mnt -o aname=$export_dir,cache=none || { check mount "exit \$?"; exit 1; }
+avpfs-9p-mount $port /mnt -o $([ "$server" = diod ] && echo "aname=$export_dir,")cache=none || { check mount "exit \$?"; exit 1; }
 opts=\$(grep ' /mnt 9p ' /proc/mounts)
 case "\$opts" in *msize=65536*trans=fd*) check mount ok ;; *) check mount "\$opts" ;; esac
 echo "GUEST-MOUNT \$opts"
@@ -111,7 +127,17 @@ fi
 
 if [ $failed != 0 ]; then
   echo "--- guest console"; tr -d '\r' < "$work/console" | tail -n 40
-  echo "--- diod log"; tail -n 20 "$work/diod.log"
+  echo "--- $server log"; tail -n 20 "$work/diod.log"
+fi
+# avpfs: a client walking '..' from the share's root must not reach a file
+# beside the share (diod lets it: docs/9p.md).
+if [ "$server" = avpfs ]; then
+  echo secret > "$work/secret"
+  out=$(python3 scripts/guest/9p-walk-probe.py "${uds}_$port" "" secret 2>&1 || true)
+  case "$out" in
+    *refused*) pass "host: walking '..' from the root does not leave the share" ;;
+    *) fail "host: walk probe: $out" ;;
+  esac
 fi
 echo "9p-plumbing: $passed passed, $failed failed"
 [ $failed = 0 ]

@@ -57,8 +57,9 @@ type MountFds = Mutex<HashMap<u64, Arc<OwnedFd>>>;
 /// serve: its configuration, root, `/proc/self/fd`, mount descriptors, and
 /// the host files its sessions hold (shared between them, see
 /// `host_files`). Each session ([`Share::session`]) has its own node ids,
-/// lookup counts, handles, locks' owners and INIT state.
-#[derive(Debug)]
+/// lookup counts, handles, locks' owners and INIT state. A clone is the
+/// same share.
+#[derive(Debug, Clone)]
 pub struct Share {
     cfg: Config,
     proc: Arc<ProcSelfFd>,

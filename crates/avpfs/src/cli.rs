@@ -57,6 +57,13 @@ pub struct Cli {
     #[arg(long, value_name = "MOUNTPOINT")]
     pub fuse_mount: Option<PathBuf>,
 
+    /// Also serve the share over 9P2000.L at ADDR: `unix:PATH` (the unix
+    /// socket a vsock device's port reaches, e.g. vhost-device-vsock's
+    /// `UDS_PORT`, or local clients); each connection is a session of its
+    /// own. May be given without --socket-path.
+    #[arg(long = "9p-listen", value_name = "ADDR")]
+    pub p9_listen: Option<String>,
+
     /// vhost-user socket path to listen on.
     #[arg(long, value_name = "PATH")]
     pub socket_path: Option<PathBuf>,

@@ -85,6 +85,19 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Count requests (`--stats`).
     pub stats: bool,
+    /// 9P listeners: each serves its share, a session per connection.
+    pub p9: Vec<P9Listener>,
+}
+
+/// A 9P2000.L listener (`--9p-listen`).
+#[derive(Debug, Clone)]
+pub struct P9Listener {
+    /// The index of its share in [`DaemonConfig::shares`].
+    pub share: usize,
+    /// Where it listens.
+    pub addr: avpfs_9p::ListenAddr,
+    /// The policy of its sessions, when one restricts anything.
+    pub policy: Option<Policy>,
 }
 
 /// virtiofsd's `--translate-uid`, `--translate-gid` and `--xattrmap`,
@@ -207,6 +220,7 @@ fn share_flags_given(cli: &Cli) -> Vec<&'static str> {
         ("--socket-path", cli.socket_path.is_some()),
         ("--fd", cli.fd.is_some()),
         ("--fuse-mount", cli.fuse_mount.is_some()),
+        ("--9p-listen", cli.p9_listen.is_some()),
         ("--socket-group", cli.socket_group.is_some()),
         ("--tag", cli.tag.is_some()),
         ("--request-queues", cli.request_queues.is_some()),
@@ -274,6 +288,7 @@ impl DaemonConfig {
                 other => other,
             },
             stats: cli.stats,
+            p9: Vec::new(),
         })
     }
 
@@ -345,12 +360,19 @@ impl TryFrom<Cli> for DaemonConfig {
         cli.apply_legacy_options().map_err(Error::Usage)?;
         let mut config = Self::process_settings(&cli)?;
         let root = cli.shared_dir.clone().ok_or_else(|| Error::Usage("--shared-dir is required".into()))?;
+        let p9 = match &cli.p9_listen {
+            Some(addr) => {
+                Some(avpfs_9p::ListenAddr::parse(addr).map_err(|e| Error::Usage(format!("--9p-listen {e}")))?)
+            }
+            None => None,
+        };
         let front_end = match (&cli.fuse_mount, &cli.socket_path, cli.fd) {
-            (Some(m), None, None) => FrontEnd::FuseMount(m.clone()),
-            (None, Some(s), None) => FrontEnd::VhostSocket(s.clone()),
-            (None, None, Some(fd)) => FrontEnd::VhostFd(fd),
+            (Some(m), None, None) => Some(FrontEnd::FuseMount(m.clone())),
+            (None, Some(s), None) => Some(FrontEnd::VhostSocket(s.clone())),
+            (None, None, Some(fd)) => Some(FrontEnd::VhostFd(fd)),
+            (None, None, None) if p9.is_some() => None,
             (None, None, None) => {
-                return Err(Error::Usage("one of --socket-path, --fd or --fuse-mount is required".into()))
+                return Err(Error::Usage("one of --socket-path, --fd, --fuse-mount or --9p-listen is required".into()))
             }
             _ => return Err(Error::Usage("--socket-path, --fd and --fuse-mount exclude each other".into())),
         };
@@ -363,15 +385,21 @@ impl TryFrom<Cli> for DaemonConfig {
         }
         config.shares.push(ShareConfig { name: "share".into(), fs: passthrough_config(root, &options) });
         config.reload = Some(ReloadSource::CommandLine(Box::new(cli.clone())));
-        config.sessions.push(SessionConfig {
-            name: "guest".into(),
-            share: 0,
-            front_end,
-            policy: (!policy.is_permissive()).then_some(policy),
-            readonly_mount: cli.readonly,
-            vhost,
-            socket_group: cli.socket_group.clone(),
-        });
+        let policy = (!policy.is_permissive()).then_some(policy);
+        if let Some(addr) = p9 {
+            config.p9.push(P9Listener { share: 0, addr, policy: policy.clone() });
+        }
+        if let Some(front_end) = front_end {
+            config.sessions.push(SessionConfig {
+                name: "guest".into(),
+                share: 0,
+                front_end,
+                policy,
+                readonly_mount: cli.readonly,
+                vhost,
+                socket_group: cli.socket_group.clone(),
+            });
+        }
         Ok(config)
     }
 }

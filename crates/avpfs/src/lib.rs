@@ -191,6 +191,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     // /dev/fuse mounts, the vhost-user sockets (and their groups).
     let opened = config.sessions.iter().map(|s| open_front_end(s, config.sandbox)).collect::<Result<Vec<_>, _>>()?;
     let operations = open_operations(&config)?;
+    let p9_listeners = open_p9_listeners(&config)?;
     let share_entries: Vec<sessions::ShareEntry> = config
         .shares
         .iter()
@@ -217,7 +218,56 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         entries.push(e);
     }
     let registry = Arc::new(sessions::Registry::new(share_entries, entries, config.reload.clone()));
-    serve(&config, ready, registry, operations, confined.reload_channel)
+    let p9: Vec<P9Ready> = config
+        .p9
+        .iter()
+        .zip(p9_listeners)
+        .map(|(l, listener)| p9_ready(&shares[l.share], l.policy.clone(), listener))
+        .collect();
+    serve(&config, ready, registry, operations, confined.reload_channel, p9)
+}
+
+/// A 9P listener with what makes its sessions, ready to accept.
+type P9Ready = Box<dyn FnOnce() + Send>;
+
+/// Binds each `--9p-listen` address (before the sandbox: in the host's
+/// file system); a stale socket file is replaced.
+fn open_p9_listeners(config: &DaemonConfig) -> Result<Vec<std::os::unix::net::UnixListener>, Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut listeners = Vec::new();
+    for l in &config.p9 {
+        if let avpfs_9p::ListenAddr::Unix(path) = &l.addr {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let listener = avpfs_9p::bind_unix(&l.addr).map_err(|e| Error::Usage(format!("--9p-listen: {e}")))?;
+        info!("9P2000.L on {:?}", l.addr);
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Accepting on `listener`: each connection gets a session of `share`
+/// (behind `policy` when there is one).
+fn p9_ready(
+    share: &Share,
+    policy: Option<avpfs_policy::Policy>,
+    listener: std::os::unix::net::UnixListener,
+) -> P9Ready {
+    let share = share.clone();
+    let options = avpfs_9p::P9Options::default();
+    Box::new(move || {
+        let result = match policy {
+            Some(p) => {
+                avpfs_9p::listen(listener, options, move || avpfs_policy::PolicyFs::new(share.session(), p.clone()))
+            }
+            None => avpfs_9p::listen(listener, options, move || share.session()),
+        };
+        if let Err(e) = result {
+            log::error!("9p: {e}");
+        }
+    })
 }
 
 /// `avpfs ctl`: one request to a running daemon's control socket; prints
@@ -306,10 +356,21 @@ fn reserve_descriptor_table() -> Result<(), Error> {
 fn confine(config: &mut DaemonConfig, opened: &[OpenedFrontEnd]) -> Result<Confined, Error> {
     let cleanups: Vec<_> = config.sessions.iter().zip(opened).map(|(s, o)| o.host_cleanup(s)).collect();
     let control_socket = config.control_socket.clone();
+    let p9_sockets: Vec<std::path::PathBuf> = config
+        .p9
+        .iter()
+        .filter_map(|l| match &l.addr {
+            avpfs_9p::ListenAddr::Unix(p) => Some(p.clone()),
+            avpfs_9p::ListenAddr::Vsock(_) => None,
+        })
+        .collect();
     let roots = config.shares.iter().map(|s| s.fs.root.clone());
     let mut sandbox = sandbox::Sandbox::new(config.sandbox, roots).on_host_cleanup(move || {
         cleanups.into_iter().for_each(|c| c());
         if let Some(path) = control_socket {
+            let _ = std::fs::remove_file(path);
+        }
+        for path in p9_sockets {
             let _ = std::fs::remove_file(path);
         }
     });
@@ -543,15 +604,19 @@ fn serve(
     registry: Arc<sessions::Registry>,
     operations: Operations,
     reload_channel: Option<std::os::unix::net::UnixStream>,
+    p9: Vec<P9Ready>,
 ) -> Result<(), Error> {
     seccomp::install(config.seccomp)?;
     let (serves, stops): (Vec<_>, Vec<_>) = ready.into_iter().map(|r| ((r.name, r.serve), r.stop)).unzip();
     let unsandboxed_control = (config.sandbox == sandbox::SandboxMode::None).then(|| config.control_socket.clone());
+    // A daemon with only 9P listeners waits here for the stop.
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     let reloading = registry.clone();
     let reload_channel = std::sync::Mutex::new(reload_channel);
     signals::on_signals(
         move || {
             stops.into_iter().for_each(|stop| stop());
+            let _ = stopped_tx.send(());
             // Without a supervisor, the control socket file is ours to remove.
             if let Some(Some(path)) = &unsandboxed_control {
                 let _ = std::fs::remove_file(path);
@@ -583,6 +648,13 @@ fn serve(
     if let Some(listener) = operations.metrics {
         let r = registry.clone();
         spawn("metrics", Box::new(move || metrics::serve_http(listener, r)))?;
+    }
+    for accept in p9 {
+        spawn("9p-listen", accept)?;
+    }
+    if serves.is_empty() {
+        let _ = stopped_rx.recv();
+        return Ok(());
     }
     if serves.len() == 1 {
         let (_, serve) = serves.into_iter().next().expect("one session");

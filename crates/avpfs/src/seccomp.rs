@@ -183,6 +183,8 @@ allow! {
     SYS_sendto => "vhost-user replies",
     SYS_shutdown => "closing the front end's connection to stop",
     SYS_getsockopt => "socket errors and peer credentials",
+    SYS_getsockname => "the 9P listener names its socket in its log lines",
+    SYS_setsockopt => "a write timeout on each 9P connection (SO_SNDTIMEO), so a client that never reads cannot hold its thread for ever",
     // --- Unmounting the /dev/fuse mount on SIGTERM.
     SYS_umount2 => "without a supervisor the daemon unmounts its /dev/fuse mount itself (it then keeps CAP_SYS_ADMIN); otherwise fails with EPERM",
 }

@@ -65,7 +65,7 @@ fn usage_errors_are_reported() {
     assert!(err.contains("--shared-dir is required"), "{err}");
     let (ok, _, err) = avpfs(&["--shared-dir", "/tmp"]);
     assert!(!ok);
-    assert!(err.contains("--socket-path, --fd or --fuse-mount"), "{err}");
+    assert!(err.contains("--socket-path, --fd, --fuse-mount or --9p-listen"), "{err}");
     let (ok, _, err) = avpfs(&["--shared-dir", "/tmp", "-o", "cache=sometimes", "--socket-path", "/tmp/x"]);
     assert!(!ok);
     assert!(err.contains("cache=sometimes"), "{err}");

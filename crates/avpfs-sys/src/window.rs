@@ -11,7 +11,7 @@
 //! `EFAULT` instead of raising SIGSEGV or SIGBUS.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 
 use crate::util::{cvt, err, off};
 
@@ -80,12 +80,13 @@ impl Window {
 
     /// Maps `len` bytes of `fd` from `file_offset` at `offset` in the window,
     /// shared, readable and, with `writable`, writable; replaces whatever
-    /// was mapped there.
+    /// was mapped there. `fd` is any descriptor source (a borrowed
+    /// descriptor, a file received over a socket).
     pub fn map_file(
         &self,
         offset: u64,
         len: u64,
-        fd: BorrowedFd<'_>,
+        fd: &dyn AsRawFd,
         file_offset: u64,
         writable: bool,
     ) -> io::Result<()> {
@@ -93,8 +94,9 @@ impl Window {
         let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
         // SAFETY: `addr..addr + len` lies inside our own reservation (checked
         // by `range`), which no Rust reference points into, so replacing its
-        // pages cannot invalidate any memory the program uses; `fd` is open
-        // for the call.
+        // pages cannot invalidate any memory the program uses. The
+        // descriptor number is only handed to mmap, which checks it (any
+        // descriptor, even a wrong one, can only fill our own reservation).
         let p = unsafe {
             libc::mmap(
                 addr as *mut libc::c_void,
@@ -199,7 +201,7 @@ mod tests {
         let data: Vec<u8> = (0..2 * page).map(|i| (i % 251) as u8).collect();
         let f = file(&data);
         use std::os::fd::AsFd;
-        w.map_file(page, page, f.as_fd(), page, true).unwrap();
+        w.map_file(page, page, &f.as_fd(), page, true).unwrap();
         let mut buf = vec![0; page as usize];
         w.read(page, &mut buf).unwrap();
         assert_eq!(buf, data[page as usize..]);
@@ -219,7 +221,7 @@ mod tests {
         assert_eq!(w.read(0, &mut b).unwrap_err().raw_os_error(), Some(libc::EFAULT));
         let f = file(b"short");
         use std::os::fd::AsFd;
-        w.map_file(0, 2 * page, f.as_fd(), 0, false).unwrap();
+        w.map_file(0, 2 * page, &f.as_fd(), 0, false).unwrap();
         w.read(0, &mut b).unwrap();
         assert_eq!(&b, b"s");
         assert_eq!(w.read(page, &mut b).unwrap_err().raw_os_error(), Some(libc::EFAULT));
@@ -234,7 +236,7 @@ mod tests {
         use std::os::fd::AsFd;
         for (o, l) in [(0, 3 * page), (page, 2 * page), (1, page), (0, page + 1), (0, 0), (u64::MAX - page + 1, page)] {
             assert_eq!(
-                w.map_file(o, l, f.as_fd(), 0, false).unwrap_err().raw_os_error(),
+                w.map_file(o, l, &f.as_fd(), 0, false).unwrap_err().raw_os_error(),
                 Some(libc::EINVAL),
                 "{o} {l}"
             );

@@ -244,6 +244,15 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
         self.server.reset();
     }
 
+    /// The connection ended: takes the DAX window back from the server
+    /// (after [`Self::reset_server`] dropped its mappings), so that nothing
+    /// is mapped through a closed channel.
+    pub fn release_dax_window(&self) {
+        if self.dax.is_some() {
+            self.server.set_dax_window(None);
+        }
+    }
+
     /// Serves queue `queue` after a kick: the hiprio queue gathers FORGETs
     /// in batches when EVENT_IDX lets it ([`DeviceConfig::forget_batch`]),
     /// every other queue is drained at once (see [`crate::queue_worker`]).

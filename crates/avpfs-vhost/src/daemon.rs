@@ -297,6 +297,7 @@ impl<F: FileSystem + 'static> VhostDaemon<F> {
         }
         info!("front end disconnected: dropping the guest's nodes and handles");
         backend.reset_server();
+        backend.release_dax_window();
         match result {
             Ok(()) => Ok(()),
             Err(DaemonError::HandleRequest(VhostUserError::Disconnected | VhostUserError::PartialMessage)) => Ok(()),

@@ -3,7 +3,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use avpfs_server::{
     Context, CopyRange, CreateRequest, Entry, FallocateRequest, Handle, LockOwner, NodeId, OpenReply, ReadRequest,
@@ -132,6 +132,31 @@ impl PassthroughFs {
                 Err(e)
             }
         }
+    }
+
+    /// The descriptor a DAX mapping of `node` is made from: a duplicate of
+    /// the open file `handle`, which must be open for reading (an mmap
+    /// needs it) and, for a write mapping, for writing (`EACCES`); or, with
+    /// no handle, the node's file opened anew for the access asked.
+    pub(crate) fn do_dax_fd(&self, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
+        let Some(handle) = handle else {
+            let n = self.inodes.get(node)?;
+            if n.kind != libc::S_IFREG {
+                return Err(errno(libc::ENODEV));
+            }
+            let flags = if writable { libc::O_RDWR } else { libc::O_RDONLY };
+            return self.proc.reopen(n.fd()?.as_fd(), flags | libc::O_CLOEXEC);
+        };
+        let of = self.handles.get(handle, node)?;
+        if of.is_dir {
+            return Err(errno(libc::EBADF));
+        }
+        match fs::access_mode(of.fd.as_fd())? {
+            libc::O_RDWR => {}
+            libc::O_RDONLY if !writable => {}
+            _ => return Err(errno(libc::EACCES)),
+        }
+        fs::dup(of.fd.as_fd())
     }
 
     pub(crate) fn do_read(&self, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {

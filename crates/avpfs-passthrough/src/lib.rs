@@ -56,6 +56,7 @@ mod tests;
 
 use std::ffi::CStr;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -248,6 +249,10 @@ impl FileSystem for PassthroughFs {
 
     fn syncfs(&self, _ctx: &Context, node: NodeId) -> io::Result<()> {
         self.do_syncfs(node)
+    }
+
+    fn dax_fd(&self, _ctx: &Context, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
+        self.do_dax_fd(node, handle, writable)
     }
 
     fn statx(

@@ -11,7 +11,9 @@
 //! that modifies the share checks here: SETATTR, MKNOD, MKDIR, SYMLINK,
 //! LINK, UNLINK, RMDIR, RENAME, CREATE, TMPFILE, OPEN for writing (or with
 //! O_TRUNC, O_APPEND, O_CREAT), SETXATTR, REMOVEXATTR, ACCESS with W_OK,
-//! and, on a read-only share, WRITE, FALLOCATE and COPY_FILE_RANGE.
+//! and, on a read-only share, WRITE, FALLOCATE and COPY_FILE_RANGE; a
+//! SETUPMAPPING for writing is checked as a modification, and no file it
+//! hides is ever mapped into a DAX window.
 //!
 //! Each denial is answered with the errno a user would expect and, when
 //! auditing is on, one log line naming the operation, the path inside the
@@ -25,6 +27,7 @@
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -572,6 +575,20 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         let (e, o) = self.opened(parent, r, |(_, o)| o.handle)?;
         let e = self.track("tmpfile", parent, b"(tmpfile)", pos, e)?;
         Ok((e, o))
+    }
+
+    /// A DAX mapping: never of a hidden file (a reload may hide a node the
+    /// guest holds), and writable only where writes are allowed.
+    fn dax_fd(&self, ctx: &Context, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
+        let pos = self.pos(node);
+        if pos.access() == Access::Hidden {
+            return Err(self.deny("setupmapping", node, None, &self.rule_text(pos), libc::ENOENT));
+        }
+        if writable {
+            self.check_writable("setupmapping for writing", node, None)?;
+        }
+        let hctx = self.host_ctx("setupmapping", ctx)?;
+        self.inner.dax_fd(&hctx, node, handle, writable)
     }
 
     fn read(&self, ctx: &Context, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {

@@ -8,6 +8,7 @@
 use std::ffi::CStr;
 use std::fmt;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use fuse_abi::{Attr, FileLock, Kstatfs, Statx};
@@ -518,6 +519,17 @@ pub trait FileSystem: Send + Sync {
         flags: u32,
         mask: u32,
     ) -> io::Result<(Statx, Duration)> {
+        Err(enosys())
+    }
+    /// A descriptor of `node`'s file to map into the DAX window, readable
+    /// and, with `writable`, writable: the open file `handle` (`EBADF` when
+    /// it is not one of `node`'s; `EACCES` when a write mapping is asked
+    /// through a handle not open for writing), or, with `None` (the Linux
+    /// client names no handle), the node's file opened anew. The file
+    /// system refuses what its policy denies (`EROFS`, `ENOENT`). The server
+    /// checks the range and the file's size, and keeps the descriptor only
+    /// for the mapping request.
+    fn dax_fd(&self, ctx: &Context, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
         Err(enosys())
     }
 }

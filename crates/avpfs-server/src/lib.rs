@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod dax;
 pub mod filesystem;
 pub mod interrupt;
 pub mod log_context;
@@ -19,6 +20,7 @@ pub mod server;
 pub mod stats;
 pub mod transport;
 
+pub use dax::{DaxWindow, DAX_ALIGNMENT, DAX_ALIGNMENT_LOG2};
 pub use filesystem::{
     enosys, Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle,
     InitOptions, LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn,

@@ -6,17 +6,18 @@
 //! opcode, in `Server::dispatch`. The method of each opcode, `do_<opcode>`,
 //! is in the `ops` module of its concern: `ops/entries.rs`, `ops/files.rs`,
 //! `ops/attrs.rs`, `ops/xattrs.rs`, `ops/dirs.rs`, `ops/locks.rs` and
-//! `ops/session.rs`.
+//! `ops/session.rs`, and `ops/dax.rs` (over the window state of `dax.rs`).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fuse_abi::{self as abi, opcode};
 use log::debug;
 use zerocopy::FromBytes;
 
 use crate::args::{self, Args};
+use crate::dax::{Dax, DaxWindow};
 use crate::filesystem::{Context, FileSystem, NodeId};
 use crate::interrupt::Interrupts;
 pub use crate::ops::attrs::setattr_in;
@@ -70,6 +71,7 @@ pub struct Server<F: FileSystem> {
     pub(crate) fs: F,
     pub(crate) session: Session,
     pub(crate) interrupts: Interrupts,
+    pub(crate) dax: Dax,
     destroy_lock: Mutex<()>,
     stats: Stats,
 }
@@ -81,6 +83,7 @@ impl<F: FileSystem> Server<F> {
             fs,
             session: Session::default(),
             interrupts: Interrupts::new(),
+            dax: Dax::default(),
             destroy_lock: Mutex::new(()),
             stats: Stats::default(),
         }
@@ -121,7 +124,27 @@ impl<F: FileSystem> Server<F> {
     pub fn reset(&self) {
         let _g = self.destroy_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.session.initialized.store(false, Ordering::Release);
+        // The mappings go before the handles they were made through.
+        self.dax.clear();
         self.fs.destroy();
+    }
+
+    /// Lends the session a DAX window (a transport's shared-memory region),
+    /// or takes it back with `None`. FUSE_INIT announces MAP_ALIGNMENT and
+    /// SETUPMAPPING/REMOVEMAPPING work only while one is set; the mappings
+    /// of a previous window are forgotten.
+    pub fn set_dax_window(&self, window: Option<Arc<dyn DaxWindow>>) {
+        self.dax.set_window(window);
+    }
+
+    /// Whether a DAX window is set.
+    pub fn has_dax_window(&self) -> bool {
+        self.dax.window().is_some()
+    }
+
+    /// How many mappings the DAX window holds now.
+    pub fn dax_mappings(&self) -> usize {
+        self.dax.mapping_count()
     }
 
     /// Handles one request read from `r`, writing the reply to `w`.
@@ -239,6 +262,9 @@ impl<F: FileSystem> Server<F> {
             // ops/locks.rs
             opcode::GETLK => self.do_getlk(rq, a, w),
             opcode::SETLK | opcode::SETLKW => self.do_setlk(rq, a, w),
+            // ops/dax.rs
+            opcode::SETUPMAPPING => self.do_setupmapping(rq, a, w),
+            opcode::REMOVEMAPPING => self.do_removemapping(rq, a, w),
             other => unsupported(other),
         }
     }
@@ -300,6 +326,7 @@ pub fn fixed_reply_size(op: u32) -> Option<usize> {
         opcode::LSEEK => size_of::<abi::LseekOut>(),
         opcode::STATX => size_of::<abi::StatxOut>(),
         opcode::INIT => size_of::<abi::InitOut>(),
+        opcode::SETUPMAPPING | opcode::REMOVEMAPPING => 0,
         opcode::UNLINK
         | opcode::RMDIR
         | opcode::RENAME

@@ -6,6 +6,15 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::util::{cvt, err, off, retry};
 
+/// The access mode an open file description was opened with
+/// (`O_RDONLY`, `O_WRONLY` or `O_RDWR`; `O_PATH` descriptors report
+/// `O_RDONLY`).
+pub fn access_mode(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: F_GETFL takes no argument and `fd` is open for the call.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    Ok(flags & libc::O_ACCMODE)
+}
+
 /// Whether the descriptor number `fd` is open in this process
 /// (`fcntl(F_GETFD)`; only the descriptor table is looked at).
 pub fn fd_is_open(fd: std::os::fd::RawFd) -> bool {
@@ -257,6 +266,20 @@ pub fn reserve_descriptor_table(fd: BorrowedFd<'_>, slots: u32) -> io::Result<u3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_mode_is_the_open_mode() {
+        use std::os::fd::AsFd;
+        let dir = std::env::temp_dir().join(format!("avpfs-access-mode-{}", std::process::id()));
+        std::fs::write(&dir, b"x").unwrap();
+        let ro = std::fs::File::open(&dir).unwrap();
+        let wo = std::fs::OpenOptions::new().write(true).open(&dir).unwrap();
+        let rw = std::fs::OpenOptions::new().read(true).write(true).open(&dir).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(access_mode(ro.as_fd()).unwrap(), libc::O_RDONLY);
+        assert_eq!(access_mode(wo.as_fd()).unwrap(), libc::O_WRONLY);
+        assert_eq!(access_mode(rw.as_fd()).unwrap(), libc::O_RDWR);
+    }
     use crate::open::{open_beneath, open_path};
 
     #[test]

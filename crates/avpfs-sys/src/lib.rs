@@ -40,6 +40,8 @@
 //!   handler, a SIGSYS reporter), signalling one thread (`tgkill`);
 //! - [`poll`](mod@poll): `poll(2)`;
 //! - [`socket`]: the credentials of a unix socket's peer;
+//! - [`window`]: a reserved address range that files are mapped into at
+//!   fixed offsets (the test harness's DAX window);
 //! - [`fmt`]: decimal formatting without allocation (for signal handlers);
 //! - `test_child` (feature `test-utils`): running one test alone in a new
 //!   process, for tests that change process-wide state.
@@ -70,6 +72,7 @@ pub mod socket;
 pub mod stat;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_child;
+pub mod window;
 pub mod xattr;
 
 mod util;

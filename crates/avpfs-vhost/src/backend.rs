@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
-use avpfs_server::{FileSystem, Server};
+use avpfs_server::{DaxWindow, FileSystem, Server};
 use log::{error, info, warn};
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures};
 use vhost::vhost_user::Backend;
 use vhost_user_backend::{VhostUserBackend, VringMutex};
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
@@ -38,6 +38,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
 
 use crate::queue_worker::QueueWorker;
+use crate::shmem::ShmemWindow;
 use crate::virtqueue::Virtqueue;
 
 /// Guest memory as the backend maps it (no dirty-page bitmap: no migration yet).
@@ -67,6 +68,9 @@ pub enum Error {
     /// The queue size is not a power of two in 1..=32768.
     #[error("the queue size must be a power of two up to 32768, not {0}")]
     InvalidQueueSize(u16),
+    /// The DAX window is not a multiple of the page size.
+    #[error("the DAX window must be a multiple of {align} bytes, not {0}", align = avpfs_server::DAX_ALIGNMENT)]
+    InvalidDaxWindow(u64),
 }
 
 /// Settings of one virtio-fs device.
@@ -91,6 +95,8 @@ pub struct DeviceConfig {
     pub forget_batch: Duration,
     /// The session the workers serve, for log lines.
     pub label: Option<Arc<avpfs_server::log_context::SessionLabel>>,
+    /// Size of the DAX window (shared-memory region 0) in bytes; zero: none.
+    pub dax_window: u64,
 }
 
 impl DeviceConfig {
@@ -104,6 +110,9 @@ impl DeviceConfig {
         }
         if !self.queue_size.is_power_of_two() {
             return Err(Error::InvalidQueueSize(self.queue_size));
+        }
+        if !self.dax_window.is_multiple_of(avpfs_server::DAX_ALIGNMENT) {
+            return Err(Error::InvalidDaxWindow(self.dax_window));
         }
         Ok(())
     }
@@ -191,8 +200,10 @@ pub struct VhostUserFsBackend<F: FileSystem> {
     mem: RwLock<Option<GuestMemoryShared>>,
     event_idx: AtomicBool,
     in_flight: InFlight,
-    /// The back-end request channel (for later use: DAX mappings, notifications).
+    /// The back-end request channel (for later use: notifications).
     backend_req: Mutex<Option<Backend>>,
+    /// The DAX window lent to the server, when [`DeviceConfig::dax_window`] is set.
+    dax: Option<Arc<ShmemWindow>>,
     /// Bumped on every reset, so late replies of lock waits are dropped.
     generation: Arc<AtomicU64>,
     /// CPUs this process may run on.
@@ -203,6 +214,8 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     /// A backend that serves `server` with the device settings `config`.
     pub fn new(server: Arc<Server<F>>, config: DeviceConfig) -> Result<Self, Error> {
         config.validate()?;
+        let dax = (config.dax_window > 0).then(|| Arc::new(ShmemWindow::new(config.dax_window)));
+        server.set_dax_window(dax.clone().map(|w| w as Arc<dyn DaxWindow>));
         Ok(VhostUserFsBackend {
             server,
             config,
@@ -210,6 +223,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             event_idx: AtomicBool::new(false),
             in_flight: InFlight::default(),
             backend_req: Mutex::new(None),
+            dax,
             generation: Arc::new(AtomicU64::new(0)),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
@@ -228,6 +242,15 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             warn!("reset: requests still in progress after {QUIESCE_TIMEOUT:?}; resetting anyway");
         }
         self.server.reset();
+    }
+
+    /// The connection ended: takes the DAX window back from the server
+    /// (after [`Self::reset_server`] dropped its mappings), so that nothing
+    /// is mapped through a closed channel.
+    pub fn release_dax_window(&self) {
+        if self.dax.is_some() {
+            self.server.set_dax_window(None);
+        }
     }
 
     /// Serves queue `queue` after a kick: the hiprio queue gathers FORGETs
@@ -298,7 +321,10 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        VhostUserProtocolFeatures::MQ
+        let shmem =
+            if self.dax.is_some() { VhostUserProtocolFeatures::SHMEM } else { VhostUserProtocolFeatures::empty() };
+        shmem
+            | VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
             | VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::BACKEND_REQ
@@ -336,7 +362,17 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
         Ok(())
     }
 
+    fn get_shmem_config(&self) -> io::Result<VhostUserShMemConfig> {
+        match &self.dax {
+            Some(w) => Ok(VhostUserShMemConfig::new(1, &[w.size()])),
+            None => Ok(VhostUserShMemConfig::default()),
+        }
+    }
+
     fn set_backend_req_fd(&self, backend: Backend) {
+        if let Some(w) = &self.dax {
+            w.set_backend(backend.clone());
+        }
         *self.backend_req.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend);
     }
 
@@ -392,6 +428,7 @@ mod tests {
             num_request_queues: queues,
             queue_size: size,
             label: None,
+            dax_window: 0,
         }
     }
 

@@ -90,6 +90,9 @@ pub struct VhostOptions {
     pub forget_batch: std::time::Duration,
     /// The session's guest and share, named in the log lines of its threads.
     pub label: Option<Arc<avpfs_server::log_context::SessionLabel>>,
+    /// Size of the DAX window in bytes (a multiple of the page size; zero:
+    /// no window). The back end offers it as shared-memory region 0.
+    pub dax_window: u64,
 }
 
 impl Default for VhostOptions {
@@ -108,6 +111,7 @@ impl Default for VhostOptions {
             bulk_helper: true,
             forget_batch: DEFAULT_FORGET_BATCH,
             label: None,
+            dax_window: 0,
         }
     }
 }
@@ -122,6 +126,7 @@ impl VhostOptions {
             bulk_helper: self.bulk_helper,
             forget_batch: self.forget_batch,
             label: self.label.clone(),
+            dax_window: self.dax_window,
         }
     }
 }
@@ -292,6 +297,7 @@ impl<F: FileSystem + 'static> VhostDaemon<F> {
         }
         info!("front end disconnected: dropping the guest's nodes and handles");
         backend.reset_server();
+        backend.release_dax_window();
         match result {
             Ok(()) => Ok(()),
             Err(DaemonError::HandleRequest(VhostUserError::Disconnected | VhostUserError::PartialMessage)) => Ok(()),

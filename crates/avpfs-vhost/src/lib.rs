@@ -37,6 +37,7 @@ pub mod descriptor_chain;
 mod guest_io;
 mod poll_window;
 mod queue_worker;
+pub mod shmem;
 mod signal_pacer;
 mod virtqueue;
 

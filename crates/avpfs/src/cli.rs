@@ -97,6 +97,13 @@ pub struct Cli {
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 2000)]
     pub forget_batch_us: u64,
 
+    /// Size of the DAX window, the shared-memory region the VMM maps file
+    /// data into for the guest (bytes, or with a K, M or G suffix, a
+    /// multiple of 4 KiB; needs a front end with vhost-user SHMEM, e.g.
+    /// QEMU 11.1's vhost-user-test-device-pci). Default: no window.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub dax_window: Option<u64>,
+
     /// Let each request queue's worker share large READs with a helper
     /// thread while fewer workers are busy than there are CPUs, so that one
     /// queue's copies use two CPUs: every other READ of 64 KiB or more of a
@@ -419,3 +426,39 @@ fn split_legacy_options(arg: &str) -> Vec<String> {
 
 /// The JSON that `--print-capabilities` prints (vhost-user.json `type: fs`).
 pub const CAPABILITIES_JSON: &str = "{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}";
+
+/// Parses a size: bytes, or a number with a `K`, `M` or `G` suffix (powers
+/// of 1024), a multiple of 4 KiB.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.as_bytes().last() {
+        Some(b'K' | b'k') => (&t[..t.len() - 1], 10),
+        Some(b'M' | b'm') => (&t[..t.len() - 1], 20),
+        Some(b'G' | b'g') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size (bytes, or with K, M or G)"))?;
+    let size = n.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))?;
+    if !size.is_multiple_of(4096) {
+        return Err(format!("{text:?} is not a multiple of 4 KiB"));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_whole_pages() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("4097").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+}

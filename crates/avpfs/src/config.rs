@@ -207,6 +207,7 @@ fn cli_vhost_options(cli: &Cli) -> avpfs_vhost::VhostOptions {
         poll_max: std::time::Duration::from_micros(cli.poll_max_us),
         bulk_helper: cli.bulk_helper,
         forget_batch: std::time::Duration::from_micros(cli.forget_batch_us),
+        dax_window: cli.dax_window.unwrap_or(0),
         ..Default::default()
     }
 }
@@ -336,6 +337,9 @@ impl DaemonConfig {
             }
             if let Some(n) = g.queue_size {
                 vhost.queue_size = n;
+            }
+            if let Some(n) = g.dax_window {
+                vhost.dax_window = n;
             }
             config.sessions.push(SessionConfig {
                 name: g.name.clone(),

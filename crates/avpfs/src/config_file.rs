@@ -19,6 +19,7 @@
 //! tag = "data"                    # default: the share's name
 //! request_queues = 2              # default: one per host core
 //! queue_size = 1024
+//! dax_window = "256M"             # optional: bytes or K/M/G (default: --dax-window)
 //! socket_group = "kvm"            # optional
 //! policy = "/etc/avpfs/vm1-ro.toml"        # optional, no wider than the share's
 //! ```
@@ -116,6 +117,8 @@ pub struct GuestEntry {
     pub request_queues: Option<usize>,
     /// Largest queue size (`None`: the default).
     pub queue_size: Option<u16>,
+    /// Size of the DAX window (`None`: the command line's).
+    pub dax_window: Option<u64>,
     /// The policy its session is served with: its own (checked to be no
     /// wider than the share's) or the share's.
     pub policy: Policy,
@@ -188,7 +191,16 @@ struct RawGuest {
     tag: Option<Spanned<String>>,
     request_queues: Option<Spanned<usize>>,
     queue_size: Option<Spanned<u16>>,
+    dax_window: Option<Spanned<RawSize>>,
     policy: Option<Spanned<PathBuf>>,
+}
+
+/// A size: bytes, or a string with a K/M/G suffix.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 /// Whether `text` (TOML) is a daemon configuration rather than a policy
@@ -379,6 +391,16 @@ pub fn parse_with(file: &Path, src: &str, read: ReadFile<'_>, check_dirs: bool) 
                 return Err(cx.err(q.span(), "guest.queue_size", "a power of two"));
             }
         }
+        let dax_window = match &g.dax_window {
+            Some(d) => Some(
+                match d.get_ref() {
+                    RawSize::Bytes(n) => crate::cli::parse_size(&n.to_string()),
+                    RawSize::Text(t) => crate::cli::parse_size(t),
+                }
+                .map_err(|e| cx.err(d.span(), "guest.dax_window", e))?,
+            ),
+            None => None,
+        };
         let share_policy = &shares[share].policy;
         let policy = match &g.policy {
             Some(p) => {
@@ -404,6 +426,7 @@ pub fn parse_with(file: &Path, src: &str, read: ReadFile<'_>, check_dirs: bool) 
             tag,
             request_queues: g.request_queues.as_ref().map(|q| *q.get_ref()),
             queue_size: g.queue_size.as_ref().map(|q| *q.get_ref()),
+            dax_window,
             policy,
         });
     }
@@ -552,6 +575,17 @@ policy = "ro.toml"
         assert_eq!((g2.tag.as_str(), g2.request_queues), ("other", Some(2)));
         assert_eq!(g2.socket_path, d.tmp.path().join("vm2.sock"));
         assert!(g1.policy.is_permissive() && g2.policy.readonly);
+    }
+
+    #[test]
+    fn a_guest_dax_window_is_a_size() {
+        let d = Dir::new();
+        let with = |v: &str| TWO_GUESTS.replace("request_queues = 2", &format!("request_queues = 2\ndax_window = {v}"));
+        let c = d.parse(&with("\"256M\"")).unwrap();
+        assert_eq!((c.guests[0].dax_window, c.guests[1].dax_window), (None, Some(256 << 20)));
+        assert_eq!(d.parse(&with("8192")).unwrap().guests[1].dax_window, Some(8192));
+        let e = d.parse(&with("\"1000\"")).unwrap_err();
+        assert_eq!(e.key, "guest.dax_window", "{e}");
     }
 
     fn error(src: &str) -> ConfigFileError {

@@ -575,6 +575,34 @@ wire! {
     }
 }
 
+/// `fuse_setupmapping_in.flags` bits.
+#[allow(missing_docs)]
+pub mod setupmapping_flags {
+    pub const WRITE: u64 = 1 << 0;
+    pub const READ: u64 = 1 << 1;
+}
+
+wire! {
+    /// SETUPMAPPING request: map `len` bytes of the file at `foffset` at
+    /// `moffset` in the DAX window. The Linux client sends `fh` = `u64::MAX`
+    /// (no handle: the node's file) and 2 MiB ranges.
+    pub struct SetupMappingIn { pub fh: u64, pub foffset: u64, pub len: u64, pub flags: u64, pub moffset: u64 }
+}
+
+wire! {
+    /// REMOVEMAPPING request header; `count` [`RemoveMappingOne`] follow.
+    pub struct RemoveMappingIn { pub count: u32 }
+}
+
+wire! {
+    /// One range of a REMOVEMAPPING request.
+    pub struct RemoveMappingOne { pub moffset: u64, pub len: u64 }
+}
+
+/// Most ranges one REMOVEMAPPING carries (a 4 KiB page of them, as the
+/// Linux client sends).
+pub const REMOVEMAPPING_MAX_ENTRY: usize = 4096 / core::mem::size_of::<RemoveMappingOne>();
+
 wire! {
     /// SYNCFS request.
     pub struct SyncfsIn { pub padding: u64 }
@@ -697,6 +725,10 @@ mod tests {
         assert_eq!(size_of::<DirentPlus>(), 152);
         assert_eq!(size_of::<ForgetOne>(), 16);
         assert_eq!(size_of::<BatchForgetIn>(), 8);
+        assert_eq!(size_of::<SetupMappingIn>(), 40);
+        assert_eq!(size_of::<RemoveMappingIn>(), 4);
+        assert_eq!(size_of::<RemoveMappingOne>(), 16);
+        assert_eq!(REMOVEMAPPING_MAX_ENTRY, 256);
     }
 
     #[test]

@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod dax;
 pub mod fuse;
 pub mod memory;
 pub mod queue;
@@ -228,6 +229,8 @@ pub struct Harness {
     config_space: Vec<u8>,
     timeout: Duration,
     _backend_channel: Option<UnixStream>,
+    shmem_sizes: Vec<u64>,
+    dax: Option<Arc<dax::DaxFrontEnd>>,
 }
 
 /// Length of the virtio-fs configuration space: tag[36] and num_request_queues.
@@ -258,16 +261,38 @@ impl Harness {
             | VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::BACKEND_REQ
             | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
-            | VhostUserProtocolFeatures::RESET_DEVICE;
+            | VhostUserProtocolFeatures::RESET_DEVICE
+            | VhostUserProtocolFeatures::SHMEM;
         let protocol = protocol & wanted;
         fe.set_protocol_features(protocol)?;
-        // The back-end request channel, as QEMU opens it (nothing is sent on it yet).
-        let backend_channel = if protocol.contains(VhostUserProtocolFeatures::BACKEND_REQ) {
-            let (ours, theirs) = UnixStream::pair()?;
-            fe.set_backend_request_fd(&theirs)?;
-            Some(ours)
+        // With SHMEM, the regions the back end asks for; the first is the
+        // DAX window, which the harness maps for real.
+        let shmem_sizes = if protocol.contains(VhostUserProtocolFeatures::SHMEM) {
+            let c = fe.get_shmem_config()?;
+            let n = (c.nregions as usize).min(c.memory_sizes.len());
+            c.memory_sizes[..n].to_vec()
         } else {
-            None
+            Vec::new()
+        };
+        // The back-end request channel, as QEMU opens it: served on a thread
+        // of its own when there is a window, else left unread.
+        let mut dax = None;
+        let backend_channel = match shmem_sizes.first() {
+            Some(&size) if size > 0 && protocol.contains(VhostUserProtocolFeatures::BACKEND_REQ) => {
+                let (front, mut handler) = dax::handler(size)?;
+                handler.set_reply_ack_flag(protocol.contains(VhostUserProtocolFeatures::REPLY_ACK));
+                fe.set_backend_request_fd(&handler.get_tx_raw_fd())?;
+                dax = Some(front);
+                // Detached: it ends when the back end closes the channel.
+                drop(dax::DaxFrontEnd::serve(handler));
+                None
+            }
+            _ if protocol.contains(VhostUserProtocolFeatures::BACKEND_REQ) => {
+                let (ours, theirs) = UnixStream::pair()?;
+                fe.set_backend_request_fd(&theirs)?;
+                Some(ours)
+            }
+            _ => None,
         };
         let backend_queues = if protocol.contains(VhostUserProtocolFeatures::MQ) { fe.get_queue_num()? } else { 1 };
         if (cfg.num_queues as u64) > backend_queues {
@@ -345,6 +370,8 @@ impl Harness {
             config_space,
             timeout: cfg.timeout,
             _backend_channel: backend_channel,
+            shmem_sizes,
+            dax,
         })
     }
 
@@ -615,6 +642,17 @@ impl Harness {
             reply.extend_from_slice(&self.read_guest(a, n)?);
         }
         Ok(reply)
+    }
+
+    /// The sizes of the shared-memory regions the back end asked for
+    /// (GET_SHMEM_CONFIG; empty without SHMEM).
+    pub fn shmem_sizes(&self) -> &[u64] {
+        &self.shmem_sizes
+    }
+
+    /// The DAX window (shared-memory region 0), when the back end has one.
+    pub fn dax(&self) -> Option<&dax::DaxFrontEnd> {
+        self.dax.as_deref()
     }
 
     /// Sends `RESET_DEVICE`.

@@ -12,6 +12,7 @@
 //! | `xattrs` | SETXATTR GETXATTR LISTXATTR REMOVEXATTR |
 //! | `dirs` | OPENDIR READDIR READDIRPLUS RELEASEDIR FSYNCDIR |
 //! | `locks` | GETLK SETLK SETLKW |
+//! | `dax` | SETUPMAPPING REMOVEMAPPING |
 
 use fuse_abi as abi;
 use zerocopy::IntoBytes;
@@ -22,6 +23,7 @@ use crate::server::Handled;
 use crate::transport::Writer;
 
 pub(crate) mod attrs;
+pub(crate) mod dax;
 pub(crate) mod dirs;
 pub(crate) mod entries;
 pub(crate) mod files;

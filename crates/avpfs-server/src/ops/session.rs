@@ -46,7 +46,10 @@ impl<F: FileSystem> Server<F> {
         }
         let minor = i.minor.min(abi::KERNEL_MINOR_VERSION);
         let wanted = self.fs.init(InitOptions { minor, client_flags: client }).map_err(errno)?;
-        let ours = init::INIT_EXT | init::MAX_PAGES | init::BIG_WRITES;
+        let mut ours = init::INIT_EXT | init::MAX_PAGES | init::BIG_WRITES;
+        if self.dax.window().is_some() {
+            ours |= init::MAP_ALIGNMENT;
+        }
         let enabled = (wanted | ours) & client;
         out.minor = minor;
         out.max_readahead = i.max_readahead;
@@ -57,6 +60,9 @@ impl<F: FileSystem> Server<F> {
         out.max_write = MAX_WRITE;
         out.time_gran = 1;
         out.max_pages = abi::FUSE_DEFAULT_MAX_PAGES;
+        if enabled & init::MAP_ALIGNMENT != 0 {
+            out.map_alignment = crate::dax::DAX_ALIGNMENT_LOG2;
+        }
         self.session.minor.store(minor, Ordering::Release);
         self.session.flags.store(enabled, Ordering::Release);
         self.session.initialized.store(true, Ordering::Release);

@@ -3,6 +3,7 @@
 //! virtio-fs driver.
 
 mod common;
+mod dax;
 mod escape;
 mod exhaustion;
 mod io;

@@ -109,10 +109,15 @@ pub struct Served<F: FileSystem + 'static> {
 impl<F: FileSystem + 'static> Served<F> {
     /// Serves `fs` with `request_queues` request queues and connects.
     pub fn start(fs: F, request_queues: usize) -> Self {
+        Self::start_with(fs, VhostOptions { num_request_queues: request_queues, ..Default::default() })
+    }
+
+    /// Serves `fs` with `options` and connects.
+    pub fn start_with(fs: F, options: VhostOptions) -> Self {
+        let request_queues = options.num_request_queues;
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("vhost.sock");
         let server = Arc::new(Server::new(fs));
-        let options = VhostOptions { num_request_queues: request_queues, ..Default::default() };
         let daemon = VhostDaemon::new(socket.as_path(), server.clone(), options).unwrap();
         let stopper = daemon.stopper();
         let thread = Some(std::thread::spawn(move || daemon.run()));

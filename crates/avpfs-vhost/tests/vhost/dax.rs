@@ -1,0 +1,276 @@
+//! The DAX window through vhost-user: GET_SHMEM_CONFIG, FUSE_INIT's
+//! MAP_ALIGNMENT, and SETUPMAPPING/REMOVEMAPPING turned into SHMEM_MAP and
+//! SHMEM_UNMAP on the back-end channel, which the harness answers by really
+//! mapping the descriptor into its own window. Every bad request gets its
+//! errno and sends nothing to the front end.
+
+use avpfs_passthrough::PassthroughFs;
+use avpfs_policy::{parse, PolicyFs};
+use avpfs_server::FileSystem;
+use avpfs_vhost::VhostOptions;
+use fuse_abi::{self as abi, init_flags as init, opcode, setupmapping_flags as map};
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost_harness::dax::ShmemRequest;
+use vhost_harness::FuseClient;
+use zerocopy::IntoBytes;
+
+use crate::share::{passthrough_config, Guest, Served, Tree};
+
+const PAGE: u64 = 4096;
+const WINDOW: u64 = 64 * PAGE;
+/// The `fh` of the Linux client's requests: no handle.
+const NO_FH: u64 = u64::MAX;
+/// Three pages and a bit.
+const DATA_LEN: usize = 3 * PAGE as usize + 100;
+
+fn data() -> Vec<u8> {
+    (0..DATA_LEN).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn serve_fs<F: FileSystem + 'static>(fs: F, window: u64) -> Served<F> {
+    Served::start_with(fs, VhostOptions { num_request_queues: 1, dax_window: window, ..Default::default() })
+}
+
+/// The share of [`Tree`] with `data` (and `firmware/image`, `secrets/key`)
+/// served by the passthrough under `policy` (None: no policy layer).
+fn tree() -> Tree {
+    let tree = Tree::new();
+    std::fs::write(tree.share.join("data"), data()).unwrap();
+    std::fs::create_dir_all(tree.share.join("firmware")).unwrap();
+    std::fs::write(tree.share.join("firmware/image"), data()).unwrap();
+    std::fs::create_dir_all(tree.share.join("secrets")).unwrap();
+    std::fs::write(tree.share.join("secrets/key"), data()).unwrap();
+    tree
+}
+
+fn setup(fh: u64, foffset: u64, len: u64, flags: u64, moffset: u64) -> Vec<u8> {
+    abi::SetupMappingIn { fh, foffset, len, flags, moffset }.as_bytes().to_vec()
+}
+
+fn remove(ranges: &[(u64, u64)]) -> Vec<u8> {
+    let mut v = abi::RemoveMappingIn { count: ranges.len() as u32 }.as_bytes().to_vec();
+    for &(moffset, len) in ranges {
+        v.extend_from_slice(abi::RemoveMappingOne { moffset, len }.as_bytes());
+    }
+    v
+}
+
+fn requests<F: FileSystem>(s: &Served<F>) -> Vec<ShmemRequest> {
+    s.harness.dax().expect("a DAX window").take_requests()
+}
+
+fn window_bytes<F: FileSystem>(s: &Served<F>, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    s.harness.dax().unwrap().window().read(offset, &mut buf)?;
+    Ok(buf)
+}
+
+#[test]
+fn the_window_is_offered_only_when_configured() {
+    let tree = tree();
+    let s = serve_fs(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW);
+    assert!(s.harness.protocol_features().contains(VhostUserProtocolFeatures::SHMEM));
+    assert_eq!(s.harness.shmem_sizes(), &[WINDOW]);
+    let out = FuseClient::new(&s.harness, 1)
+        .init_with(abi::KERNEL_MINOR_VERSION, init::INIT_EXT | init::MAP_ALIGNMENT)
+        .unwrap();
+    assert_ne!(u64::from(out.flags) & init::MAP_ALIGNMENT, 0);
+    assert_eq!(out.map_alignment, 12);
+
+    let without = serve_fs(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), 0);
+    assert!(!without.harness.protocol_features().contains(VhostUserProtocolFeatures::SHMEM));
+    assert!(without.harness.shmem_sizes().is_empty() && without.harness.dax().is_none());
+    let out = FuseClient::new(&without.harness, 1)
+        .init_with(abi::KERNEL_MINOR_VERSION, init::INIT_EXT | init::MAP_ALIGNMENT)
+        .unwrap();
+    assert_eq!((u64::from(out.flags) & init::MAP_ALIGNMENT, out.map_alignment), (0, 0));
+    let g = Guest::new(&without.harness, 1, &tree);
+    let node = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+    assert_eq!(g.errno(opcode::SETUPMAPPING, node, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]), libc::ENOSYS);
+    assert_eq!(g.errno(opcode::REMOVEMAPPING, node, &[&remove(&[(0, PAGE)])]), libc::ENOSYS);
+}
+
+#[test]
+fn a_mapping_shows_the_file_and_removal_unmaps_it() {
+    let tree = tree();
+    let s = serve_fs(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let node = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+    let fh = g.open(node, libc::O_RDONLY).unwrap();
+    let d = data();
+
+    // Pages 1..3 of the file (the last one partly past the end) at 8 KiB.
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(fh, PAGE, 3 * PAGE, map::READ, 2 * PAGE)]);
+    assert_eq!(
+        requests(&s),
+        [ShmemRequest::Map { shm_offset: 2 * PAGE, len: 3 * PAGE, fd_offset: PAGE, writable: false }]
+    );
+    assert_eq!(window_bytes(&s, 2 * PAGE, DATA_LEN - PAGE as usize).unwrap(), d[PAGE as usize..]);
+    assert_eq!(s.server.dax_mappings(), 1);
+
+    // The Linux client names no handle: the node's file is opened anew.
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(NO_FH, 0, PAGE, map::READ, 10 * PAGE)]);
+    assert_eq!(window_bytes(&s, 10 * PAGE, PAGE as usize).unwrap(), d[..PAGE as usize]);
+    requests(&s);
+
+    g.ok(opcode::REMOVEMAPPING, node, &[&remove(&[(2 * PAGE, 3 * PAGE), (10 * PAGE, PAGE)])]);
+    assert_eq!(
+        requests(&s),
+        [
+            ShmemRequest::Unmap { shm_offset: 2 * PAGE, len: 3 * PAGE },
+            ShmemRequest::Unmap { shm_offset: 10 * PAGE, len: PAGE }
+        ]
+    );
+    assert_eq!(window_bytes(&s, 2 * PAGE, 1).unwrap_err().raw_os_error(), Some(libc::EFAULT));
+    assert_eq!(s.server.dax_mappings(), 0);
+    // Removing what is not mapped is no error and sends nothing.
+    g.ok(opcode::REMOVEMAPPING, node, &[&remove(&[(0, WINDOW)])]);
+    assert!(requests(&s).is_empty());
+}
+
+#[test]
+fn a_writable_mapping_writes_the_file_and_a_covering_one_replaces() {
+    let tree = tree();
+    let s = serve_fs(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let node = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+    let fh = g.open(node, libc::O_RDWR).unwrap();
+
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(fh, 0, PAGE, map::READ, 0)]);
+    // The client makes a read mapping writable by mapping it again.
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(fh, 0, PAGE, map::READ | map::WRITE, 0)]);
+    assert_eq!(
+        requests(&s),
+        [
+            ShmemRequest::Map { shm_offset: 0, len: PAGE, fd_offset: 0, writable: false },
+            ShmemRequest::Unmap { shm_offset: 0, len: PAGE },
+            ShmemRequest::Map { shm_offset: 0, len: PAGE, fd_offset: 0, writable: true },
+        ]
+    );
+    s.harness.dax().unwrap().window().write(5, b"DAX").unwrap();
+    assert_eq!(&std::fs::read(tree.share.join("data")).unwrap()[5..8], b"DAX");
+
+    // A range cutting an existing mapping is refused; one covering it replaces it.
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(fh, 0, 2 * PAGE, map::READ, 4 * PAGE)]);
+    requests(&s);
+    assert_eq!(g.errno(opcode::SETUPMAPPING, node, &[&setup(fh, 0, 2 * PAGE, map::READ, 5 * PAGE)]), libc::EBUSY);
+    assert_eq!(g.errno(opcode::REMOVEMAPPING, node, &[&remove(&[(5 * PAGE, PAGE)])]), libc::EINVAL);
+    assert!(requests(&s).is_empty());
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(fh, 0, 3 * PAGE, map::READ, 3 * PAGE)]);
+    assert_eq!(
+        requests(&s),
+        [
+            ShmemRequest::Unmap { shm_offset: 4 * PAGE, len: 2 * PAGE },
+            ShmemRequest::Map { shm_offset: 3 * PAGE, len: 3 * PAGE, fd_offset: 0, writable: false },
+        ]
+    );
+    assert_eq!(s.server.dax_mappings(), 2);
+}
+
+#[test]
+fn bad_mappings_get_their_errno_and_map_nothing() {
+    let tree = tree();
+    let s = serve_fs(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let node = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+    let other = g.lookup(abi::ROOT_ID, "firmware").unwrap().nodeid;
+    let image = g.lookup(other, "image").unwrap().nodeid;
+    let ro = g.open(node, libc::O_RDONLY).unwrap();
+    let image_fh = g.open(image, libc::O_RDWR).unwrap();
+    let r = map::READ;
+    let cases: &[(&str, Vec<u8>, i32)] = &[
+        ("past the window", setup(ro, 0, PAGE, r, WINDOW), libc::EINVAL),
+        ("ending past the window", setup(ro, 0, 2 * PAGE, r, WINDOW - PAGE), libc::EINVAL),
+        ("unaligned window offset", setup(ro, 0, PAGE, r, 512), libc::EINVAL),
+        ("unaligned length", setup(ro, 0, PAGE + 1, r, 0), libc::EINVAL),
+        ("unaligned file offset", setup(ro, 100, PAGE, r, 0), libc::EINVAL),
+        ("empty", setup(ro, 0, 0, r, 0), libc::EINVAL),
+        ("window offset overflow", setup(ro, 0, 2 * PAGE, r, u64::MAX - PAGE + 1), libc::EINVAL),
+        ("file offset overflow", setup(ro, u64::MAX - PAGE + 1, 2 * PAGE, r, 0), libc::EINVAL),
+        ("unknown flags", setup(ro, 0, PAGE, r | 4, 0), libc::EINVAL),
+        ("unknown handle", setup(ro + 1000, 0, PAGE, r, 0), libc::EBADF),
+        ("another node's handle", setup(image_fh, 0, PAGE, r, 0), libc::EBADF),
+        ("write through a read-only handle", setup(ro, 0, PAGE, r | map::WRITE, 0), libc::EACCES),
+        ("at the end of the file", setup(ro, 4 * PAGE, PAGE, r, 0), libc::ENXIO),
+        ("far past the end of the file", setup(ro, 1 << 30, PAGE, r, 0), libc::ENXIO),
+    ];
+    for (what, body, errno) in cases {
+        assert_eq!(g.errno(opcode::SETUPMAPPING, node, &[body]), *errno, "{what}");
+    }
+    let dir = g.lookup(abi::ROOT_ID, "secrets").unwrap().nodeid;
+    assert_eq!(g.errno(opcode::SETUPMAPPING, dir, &[&setup(NO_FH, 0, PAGE, r, 0)]), libc::ENODEV, "a directory");
+    let removes: &[(&str, Vec<u8>)] = &[
+        ("no range", remove(&[])),
+        ("past the window", remove(&[(WINDOW, PAGE)])),
+        ("unaligned", remove(&[(0, 100)])),
+        ("overflow", remove(&[(u64::MAX - PAGE + 1, 2 * PAGE)])),
+        ("fewer ranges than counted", remove(&[(0, PAGE)])[..12].to_vec()),
+    ];
+    for (what, body) in removes {
+        assert_eq!(g.errno(opcode::REMOVEMAPPING, node, &[body]), libc::EINVAL, "{what}");
+    }
+    assert!(requests(&s).is_empty(), "a bad request reached the front end");
+    assert_eq!(s.server.dax_mappings(), 0);
+}
+
+#[test]
+fn the_policy_denies_hidden_files_and_writes_where_read_only() {
+    let tree = tree();
+    let policy = "[share]\n[paths]\nreadonly = [\"firmware\"]\n";
+    let inner = PassthroughFs::new(passthrough_config(&tree.share)).unwrap();
+    let s = serve_fs(PolicyFs::new(inner, parse(policy).unwrap()), WINDOW);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let firmware = g.lookup(abi::ROOT_ID, "firmware").unwrap().nodeid;
+    let image = g.lookup(firmware, "image").unwrap().nodeid;
+    let rw = map::READ | map::WRITE;
+    assert_eq!(g.errno(opcode::SETUPMAPPING, image, &[&setup(NO_FH, 0, PAGE, rw, 0)]), libc::EROFS);
+    g.ok(opcode::SETUPMAPPING, image, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]);
+    assert_eq!(requests(&s).len(), 1);
+
+    // A node the guest holds that a reload hides.
+    let secrets = g.lookup(abi::ROOT_ID, "secrets").unwrap().nodeid;
+    let key = g.lookup(secrets, "key").unwrap().nodeid;
+    let fh = g.open(key, libc::O_RDONLY).unwrap();
+    s.server.fs().set_policy(parse("[share]\n[paths]\nhidden = [\"secrets\"]\n").unwrap());
+    assert_eq!(g.errno(opcode::SETUPMAPPING, key, &[&setup(fh, 0, PAGE, map::READ, PAGE)]), libc::ENOENT);
+    assert_eq!(g.errno(opcode::SETUPMAPPING, key, &[&setup(NO_FH, 0, PAGE, map::READ, PAGE)]), libc::ENOENT);
+    assert!(requests(&s).is_empty());
+}
+
+#[test]
+fn a_read_only_share_maps_for_reading_only() {
+    let tree = tree();
+    let inner = PassthroughFs::new(passthrough_config(&tree.share)).unwrap();
+    let s = serve_fs(PolicyFs::new(inner, parse("[share]\nreadonly = true\n").unwrap()), WINDOW);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let node = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+    let fh = g.open(node, libc::O_RDONLY).unwrap();
+    let rw = map::READ | map::WRITE;
+    assert_eq!(g.errno(opcode::SETUPMAPPING, node, &[&setup(fh, 0, PAGE, rw, 0)]), libc::EROFS);
+    assert_eq!(g.errno(opcode::SETUPMAPPING, node, &[&setup(NO_FH, 0, PAGE, rw, 0)]), libc::EROFS);
+    assert!(requests(&s).is_empty());
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(fh, 0, PAGE, map::READ, 0)]);
+    assert_eq!(window_bytes(&s, 0, 16).unwrap(), data()[..16]);
+}
+
+#[test]
+fn a_reset_drops_every_mapping() {
+    let tree = tree();
+    let s = serve_fs(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let node = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]);
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(NO_FH, PAGE, PAGE, map::READ, 8 * PAGE)]);
+    requests(&s);
+    s.harness.reset_device().unwrap();
+    let mut got = requests(&s);
+    got.sort_by_key(|r| match r {
+        ShmemRequest::Unmap { shm_offset, .. } | ShmemRequest::Map { shm_offset, .. } => *shm_offset,
+    });
+    assert_eq!(
+        got,
+        [ShmemRequest::Unmap { shm_offset: 0, len: PAGE }, ShmemRequest::Unmap { shm_offset: 8 * PAGE, len: PAGE }]
+    );
+    assert_eq!(s.server.dax_mappings(), 0);
+    assert_eq!(window_bytes(&s, 0, 1).unwrap_err().raw_os_error(), Some(libc::EFAULT));
+}

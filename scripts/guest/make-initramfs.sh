@@ -6,19 +6,21 @@
 # Usage: make-initramfs.sh --kernel DIR --job SCRIPT --out FILE [--tag TAG]
 #                          [--9p] [--9p-cache MODE] [--shell]
 #                          [--bin FILE]... [--file FILE]... [--vsock] [--no-share]
+#                          [--fs-options OPTS]
 # --bin copies a (static) program into the guest's /bin, --file copies a file
 # into the guest's /data; --9p mounts TAG with QEMU's 9p transport instead of
 # virtiofs (--9p-cache: the mount's cache= option, default none); --shell
 # gives a shell on the console instead of running the job; --vsock also
 # loads the guest's vsock (virtio transport) and 9p trans=fd modules;
 # --no-share mounts nothing on /mnt (the job mounts what it needs there,
-# e.g. with avpfs-9p-mount over vsock).
+# e.g. with avpfs-9p-mount over vsock); --fs-options gives the virtiofs
+# mount options (e.g. dax=always).
 # The job runs as root in the guest with the share mounted on /mnt (a failed
 # mount prints "AVPFS-MOUNT-FAILED"); its exit status is printed as
 # "AVPFS-EXIT <n>" on the console (ttyS0) before the guest powers off.
 # Used by run-guest.sh (QEMU started directly) and test-libvirt.sh (libvirt).
 set -euo pipefail
-kernel="" job="" out="" tag=avpfs fstype=virtiofs ninep_cache=none shell=0
+kernel="" job="" out="" tag=avpfs fstype=virtiofs ninep_cache=none shell=0 fs_options=""
 extra_modules=""
 bins=() files=()
 while [ $# -gt 0 ]; do
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --file) files+=("$2"); shift 2 ;;
     --vsock) extra_modules="vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport 9pnet_fd"; shift ;;
     --no-share) fstype=none; shift ;;
+    --fs-options) fs_options=$2; shift 2 ;;
     *) echo "make-initramfs: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -72,7 +75,7 @@ if [ "$fstype" = none ]; then
 elif [ "$fstype" = 9p ]; then
   mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=$ninep_cache $tag /mnt
 else
-  mount -t virtiofs $tag /mnt
+  mount -t virtiofs ${fs_options:+-o $fs_options} $tag /mnt
 fi || echo "AVPFS-MOUNT-FAILED"
 cd /mnt
 if [ $shell = 1 ]; then

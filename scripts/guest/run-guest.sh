@@ -7,7 +7,7 @@
 #                     [--bin FILE]... [--file FILE]... [--9p-cache MODE]
 #                     [--shell] [--timeout SECONDS]
 #                     [--vsock-uds PATH [--vsock-cid CID]]
-#                     [--fs-device fs|test-device]
+#                     [--fs-device fs|test-device] [--fs-options OPTS]
 # --bin copies a (static) program into the guest's /bin, --file copies a file
 # into the guest's /data (both in the initramfs); --9p-cache is the 9p mount's
 # cache= option (default none).
@@ -30,7 +30,7 @@
 # status is printed as "AVPFS-EXIT <n>" and becomes this script's exit status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-kernel="" job="" socket="" tag=avpfs ninep="" ninep_cache=none queues=1 smp=2 mem=1G shell=0 timeout=600 qemu=${QEMU:-qemu-system-x86_64}
+kernel="" job="" socket="" tag=avpfs ninep="" ninep_cache=none queues=1 smp=2 mem=1G shell=0 timeout=600 fs_options="" qemu=${QEMU:-qemu-system-x86_64}
 vsock_uds="" vsock_cid=3 vsock_pid="" fs_device=fs
 bins=() files=()
 while [ $# -gt 0 ]; do
@@ -51,6 +51,7 @@ while [ $# -gt 0 ]; do
     --vsock-uds) vsock_uds=$2; shift 2 ;;
     --vsock-cid) vsock_cid=$2; shift 2 ;;
     --fs-device) fs_device=$2; shift 2 ;;
+    --fs-options) fs_options=$2; shift 2 ;;
     *) echo "run-guest: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -71,6 +72,7 @@ initrd_args=(--kernel "$kernel" --job "$job" --tag "$tag" --out "$work/initrd.gz
 [ -z "$vsock_uds" ] || initrd_args+=(--vsock)
 [ -z "$vsock_uds" ] || [ -n "$ninep" ] || [ -n "$socket" ] || initrd_args+=(--no-share)
 [ $shell = 0 ] || initrd_args+=(--shell)
+[ -z "$fs_options" ] || initrd_args+=(--fs-options "$fs_options")
 for b in "${bins[@]}"; do initrd_args+=(--bin "$b"); done
 for f in "${files[@]}"; do initrd_args+=(--file "$f"); done
 "$here/make-initramfs.sh" "${initrd_args[@]}"

@@ -323,10 +323,14 @@ impl DaemonConfig {
         }
         config.reload =
             Some(ReloadSource::ConfigFile { path: path.to_path_buf(), guests: ReloadSource::guests_of(file) });
-        for s in &file.shares {
+        for (i, s) in file.shares.iter().enumerate() {
             config
                 .shares
                 .push(ShareConfig { name: s.name.clone(), fs: passthrough_config(s.shared_dir.clone(), &s.options) });
+            if let Some(addr) = &s.p9_listen {
+                // Behind the share's policy layer always, as the guests are.
+                config.p9.push(P9Listener { share: i, addr: addr.clone(), policy: Some(s.policy.clone()) });
+            }
         }
         for g in &file.guests {
             let mut vhost = cli_vhost_options(cli);

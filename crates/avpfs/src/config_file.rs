@@ -11,6 +11,7 @@
 //!                                 # allow_direct_io, killpriv_v2,
 //!                                 # announce_submounts, inode_file_handles
 //! policy = "/etc/avpfs/data-policy.toml"   # optional
+//! p9_listen = "unix:/run/avpfs/data.9p"    # optional: also over 9P2000.L
 //!
 //! [[guest]]
 //! name = "vm1"
@@ -98,6 +99,9 @@ pub struct ShareEntry {
     pub options: ShareOptions,
     /// Its policy (with `readonly` folded in); permissive when none.
     pub policy: Policy,
+    /// `p9_listen`: where it is also served over 9P2000.L, a session per
+    /// connection (`unix:PATH`).
+    pub p9_listen: Option<avpfs_9p::ListenAddr>,
 }
 
 /// One `[[guest]]`, checked.
@@ -179,6 +183,7 @@ struct RawShare {
     announce_submounts: Option<bool>,
     inode_file_handles: Option<Spanned<String>>,
     policy: Option<Spanned<PathBuf>>,
+    p9_listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,8 +308,8 @@ pub fn parse_with(file: &Path, src: &str, read: ReadFile<'_>, check_dirs: bool) 
     if raw.share.is_empty() {
         return Err(cx.err(0..0, "share", "no [[share]]: a configuration needs at least one share"));
     }
-    if raw.guest.is_empty() {
-        return Err(cx.err(0..0, "guest", "no [[guest]]: a configuration needs at least one guest"));
+    if raw.guest.is_empty() && raw.share.iter().all(|s| s.get_ref().p9_listen.is_none()) {
+        return Err(cx.err(0..0, "guest", "no [[guest]] and no share's p9_listen: nothing would be served"));
     }
     let mut shares = Vec::new();
     let mut share_lines: HashMap<String, usize> = HashMap::new();
@@ -517,7 +522,15 @@ fn share(cx: &Ctx<'_>, s: &RawShare) -> Result<ShareEntry, ConfigFileError> {
         None => Policy::permissive(),
     };
     policy.readonly |= options.readonly;
-    Ok(ShareEntry { name: s.name.get_ref().clone(), shared_dir, options, policy })
+    let p9_listen = match &s.p9_listen {
+        Some(a) => Some(match avpfs_9p::ListenAddr::parse(a.get_ref()) {
+            Ok(avpfs_9p::ListenAddr::Unix(p)) => avpfs_9p::ListenAddr::Unix(cx.path(&p)),
+            Ok(other) => other,
+            Err(e) => return Err(cx.err(a.span(), "share.p9_listen", e.to_string())),
+        }),
+        None => None,
+    };
+    Ok(ShareEntry { name: s.name.get_ref().clone(), shared_dir, options, policy, p9_listen })
 }
 
 #[cfg(test)]

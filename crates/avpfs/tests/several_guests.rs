@@ -342,3 +342,37 @@ fn the_readme_example_configuration_checks_out() {
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(stdout.contains("guests: vm1, vm2") && stdout.contains("share:          read-only"), "{stdout}");
 }
+
+#[test]
+fn a_share_is_served_over_9p_beside_its_vhost_user_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    std::fs::write(dir.path().join("secret"), "beside the share").unwrap();
+    let text = config(&share, &[("vm1", "")])
+        .replace("cache = \"never\"\n", "cache = \"never\"\np9_listen = \"unix:p9.sock\"\n");
+    let file = dir.path().join("avpfs.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut child = avpfs().arg("--config").arg(&file).spawn().unwrap();
+    let p9 = dir.path().join("p9.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(p9.exists() && dir.path().join("vm1.sock").exists()) {
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "avpfs did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A 9P client attaches, and walking '..' from the root to the file
+    // beside the share is refused.
+    let probe = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/guest/9p-walk-probe.py");
+    let out = Command::new("/usr/bin/python3").arg(probe).arg(&p9).arg("").arg("secret").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("refused"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // The vhost-user guest of the same share is served meanwhile.
+    let h = Harness::start(dir.path().join("vm1.sock"), 2).unwrap();
+    let c = FuseClient::new(&h, 1);
+    c.init().unwrap();
+    c.create(1, "both", 0o644, libc::O_RDWR as u32).unwrap();
+    assert!(share.join("both").exists());
+    let _ = avpfs_sys::process::kill(child.id() as i32, libc::SIGTERM);
+    child.wait().unwrap();
+    assert!(!p9.exists(), "the 9P socket is removed when avpfs stops");
+}

@@ -54,8 +54,8 @@ host_sum=$(md5sum < "$export_dir/from-host" | cut -d' ' -f1)
 # configuration. avpfs: the share, a 9P session per connection.
 case "$server" in
   diod) diod -f -n -c /dev/null -L "$work/diod.log" -e "$export_dir" -l "${uds}_$port" & ;;
-  avpfs) target/debug/avpfs --shared-dir "$export_dir" --9p-listen "unix:${uds}_$port" --log-level warn \
-           2> "$work/diod.log" & ;;
+  avpfs) target/debug/avpfs --shared-dir "$export_dir" --9p-listen "unix:${uds}_$port" \
+           --socket-path "$work/vhost.sock" --keep-listening --cache never --log-level warn 2> "$work/diod.log" & ;;
   *) echo "test-9p-plumbing: --server avpfs or diod" >&2; exit 2 ;;
 esac
 diod_pid=$!
@@ -123,6 +123,40 @@ if [ "$(cat "$export_dir/dir/b" 2>/dev/null)" = renamed ] && [ ! -e "$export_dir
   pass "host: the guest's rename"
 else
   fail "host: the guest's rename"
+fi
+
+# avpfs: one daemon serves the share over 9P to one guest and over
+# virtio-fs to another at the same time; both add to one counter under
+# fcntl locks, which are host locks for both protocols: it must end exact.
+# (The 9P client sleeps locktimeout seconds whenever a lock is busy: the
+# server never waits for one.)
+if [ "$server" = avpfs ]; then
+  conformance=$(scripts/guest/build-conformance.sh)
+  times=40
+  cat > "$work/lock-9p.sh" <<JOB
+avpfs-9p-mount $port /mnt -o cache=none,locktimeout=1 || exit 1
+conformance --add-under-lock /mnt/counter $times fcntl && echo LOCKS-9P-OK
+umount /mnt
+JOB
+  cat > "$work/lock-vfs.sh" <<JOB
+conformance --add-under-lock /mnt/counter $times fcntl && echo LOCKS-VFS-OK
+JOB
+  start=$(date +%s)
+  scripts/guest/run-guest.sh --kernel "$kdir" --vsock-uds "$uds" --bin "$helper" --bin "$conformance" \
+    --job "$work/lock-9p.sh" --timeout 400 > "$work/lock-9p.log" 2>&1 &
+  g1=$!
+  scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/vhost.sock" --tag avpfs --bin "$conformance" \
+    --job "$work/lock-vfs.sh" --timeout 400 > "$work/lock-vfs.log" 2>&1 &
+  g2=$!
+  wait $g1 || true; wait $g2 || true
+  got=$(cat "$export_dir/counter" 2>/dev/null || echo none)
+  if tr -d '\r' < "$work/lock-9p.log" | grep -q LOCKS-9P-OK && tr -d '\r' < "$work/lock-vfs.log" | grep -q LOCKS-VFS-OK &&
+     [ "$got" = $((2 * times)) ]; then
+    pass "a 9P guest and a virtio-fs guest of one daemon, one counter under fcntl locks: $got ($(( $(date +%s) - start )) s)"
+  else
+    fail "9P and virtio-fs guests, one counter under fcntl locks: $got of $((2 * times))"
+    tail -5 "$work/lock-9p.log" "$work/lock-vfs.log"
+  fi
 fi
 
 if [ $failed != 0 ]; then

@@ -18,7 +18,7 @@ demo: build
 ## QEMU (Linux 6.1 single-queue and 6.12 multi-queue), then each fuzz
 ## target for 30 s.
 test:
-	scripts/install-deps.sh build test guest
+	scripts/install-deps.sh build test packaging guest
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what avpfs needs to build and test, idempotently and quietly.
-# Usage: scripts/install-deps.sh [build|test|guest|bench|libvirt|vsock]...
+# Usage: scripts/install-deps.sh [build|test|packaging|guest|bench|libvirt|vsock]...
 set -euo pipefail
 
 want_pkgs=(gcc make pkg-config)
@@ -8,6 +8,10 @@ for what in "$@"; do
   case "$what" in
     build) ;;
     test) want_pkgs+=(python3 python3-prometheus-client) ;;
+    # The packaging checks (crates/avpfs/tests/packaging.rs): man and groff
+    # render the man pages, systemd gives systemd-analyze and
+    # systemd-socket-activate (systemd need not run), util-linux setpriv.
+    packaging) want_pkgs+=(man-db groff-base systemd util-linux gzip) ;;
     guest) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip) ;;
     bench) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip libseccomp-dev libcap-ng-dev fio) ;;
     # The daemon, virsh and the QEMU driver; not the full `libvirt-daemon-system`

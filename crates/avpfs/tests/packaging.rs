@@ -4,7 +4,7 @@
 //! run for real under `systemd-socket-activate` with a vhost-user front end.
 //!
 //! The tools these use (man, systemd-analyze, systemd-socket-activate,
-//! setpriv) are installed by `scripts/install-packaging-deps.sh` when one is
+//! setpriv) are installed by `scripts/install-deps.sh packaging` when one is
 //! missing; a check whose tool still cannot be had is skipped with a message.
 
 use std::collections::BTreeSet;
@@ -38,8 +38,8 @@ fn tool(name: &str) -> Option<PathBuf> {
     static INSTALLED: OnceLock<bool> = OnceLock::new();
     which(name).or_else(|| {
         let installed = *INSTALLED.get_or_init(|| {
-            let script = workspace_root().join("scripts/install-packaging-deps.sh");
-            Command::new(script).status().is_ok_and(|s| s.success())
+            let script = workspace_root().join("scripts/install-deps.sh");
+            Command::new(script).arg("packaging").status().is_ok_and(|s| s.success())
         });
         installed.then(|| which(name)).flatten()
     })
@@ -47,7 +47,7 @@ fn tool(name: &str) -> Option<PathBuf> {
 
 fn skip(check: &str, tool: &str) {
     eprintln!(
-        "SKIPPED {check}: {tool} is missing and scripts/install-packaging-deps.sh could not install it \
+        "SKIPPED {check}: {tool} is missing and scripts/install-deps.sh packaging could not install it \
          (run it as root)"
     );
 }

@@ -135,23 +135,29 @@ impl Ctx<'_> {
     }
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
+/// The 1-based line of byte `offset` of `src`.
+pub fn line_of(src: &str, offset: usize) -> usize {
     src.as_bytes()[..offset.min(src.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Where and what a TOML error of `src` is: its line, the key it names (an
+/// unknown or a missing field), or `(syntax)`, and its message. Shared by
+/// every TOML file avpfs reads (policies, the daemon configuration).
+pub fn toml_error(src: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(1);
+    let message = e.message().to_string();
+    let key = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+        .unwrap_or("(syntax)")
+        .to_string();
+    ConfigError { line, key, message }
 }
 
 /// Parses and checks a policy file.
 pub fn parse(src: &str) -> Result<Policy, ConfigError> {
-    let file: File = toml::from_str(src).map_err(|e| {
-        let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(1);
-        let message = e.message().to_string();
-        let key = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.starts_with("unknown field"))
-            .unwrap_or("(syntax)")
-            .to_string();
-        ConfigError { line, key, message }
-    })?;
+    let file: File = toml::from_str(src).map_err(|e| toml_error(src, &e))?;
     let cx = Ctx { src };
     let mut p = Policy::strict();
     share_section(&cx, &file.share, &mut p)?;

@@ -42,6 +42,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use avpfs_passthrough::{CachePolicy, FileHandleMode};
+use avpfs_policy::config::line_of;
 use avpfs_policy::Policy;
 use serde::Deserialize;
 use toml::Spanned;
@@ -256,10 +257,6 @@ impl Ctx<'_> {
     }
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())].iter().filter(|&&b| b == b'\n').count() + 1
-}
-
 /// Whether `name` may name a share or a guest: 1 to 64 letters, digits,
 /// `-`, `_` or `.`, not `.` or `..` (a share's name is also a directory
 /// name in the sandbox).
@@ -295,15 +292,8 @@ pub fn parse_with(file: &Path, src: &str, read: ReadFile<'_>, check_dirs: bool) 
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let cx = Ctx { file, src, dir, read, check_dirs };
     let raw: RawFile = toml::from_str(src).map_err(|e| {
-        let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(1);
-        let message = e.message().to_string();
-        let key = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
-            .unwrap_or("(syntax)")
-            .to_string();
-        ConfigFileError { file: file.into(), line, key, message }
+        let e = avpfs_policy::config::toml_error(src, &e);
+        ConfigFileError { file: file.into(), line: e.line, key: e.key, message: e.message }
     })?;
     if raw.share.is_empty() {
         return Err(cx.err(0..0, "share", "no [[share]]: a configuration needs at least one share"));

@@ -240,6 +240,24 @@ impl Ctx<'_> {
         }
     }
 
+    /// Checks a `[[share]]` or `[[guest]]` (`table`) name: valid, and not
+    /// one `seen` already (names to the line they were defined on).
+    fn check_name(
+        &self,
+        table: &str,
+        name: &Spanned<String>,
+        seen: &mut HashMap<String, usize>,
+    ) -> Result<(), ConfigFileError> {
+        let (key, text) = (format!("{table}.name"), name.get_ref());
+        if !valid_name(text) {
+            return Err(self.err(name.span(), &key, format!("{text:?}: 1 to 64 letters, digits, '-', '_' or '.'")));
+        }
+        if let Some(line) = seen.insert(text.clone(), line_of(self.src, name.span().start)) {
+            return Err(self.err(name.span(), &key, format!("{table} {text:?} is already defined on line {line}")));
+        }
+        Ok(())
+    }
+
     fn path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
@@ -305,21 +323,7 @@ pub fn parse_with(file: &Path, src: &str, read: ReadFile<'_>, check_dirs: bool) 
     let mut share_lines: HashMap<String, usize> = HashMap::new();
     for s in &raw.share {
         let s = s.get_ref();
-        let name = s.name.get_ref();
-        if !valid_name(name) {
-            return Err(cx.err(
-                s.name.span(),
-                "share.name",
-                format!("{name:?}: 1 to 64 letters, digits, '-', '_' or '.'"),
-            ));
-        }
-        if let Some(line) = share_lines.insert(name.clone(), line_of(src, s.name.span().start)) {
-            return Err(cx.err(
-                s.name.span(),
-                "share.name",
-                format!("share {name:?} is already defined on line {line}"),
-            ));
-        }
+        cx.check_name("share", &s.name, &mut share_lines)?;
         shares.push(share(&cx, s)?);
     }
     let mut guests = Vec::new();
@@ -327,21 +331,8 @@ pub fn parse_with(file: &Path, src: &str, read: ReadFile<'_>, check_dirs: bool) 
     let mut socket_lines: HashMap<PathBuf, (String, usize)> = HashMap::new();
     for g in &raw.guest {
         let g = g.get_ref();
+        cx.check_name("guest", &g.name, &mut guest_lines)?;
         let name = g.name.get_ref();
-        if !valid_name(name) {
-            return Err(cx.err(
-                g.name.span(),
-                "guest.name",
-                format!("{name:?}: 1 to 64 letters, digits, '-', '_' or '.'"),
-            ));
-        }
-        if let Some(line) = guest_lines.insert(name.clone(), line_of(src, g.name.span().start)) {
-            return Err(cx.err(
-                g.name.span(),
-                "guest.name",
-                format!("guest {name:?} is already defined on line {line}"),
-            ));
-        }
         let socket_path = normalize(&cx.path(g.socket_path.get_ref()));
         let line = line_of(src, g.socket_path.span().start);
         if let Some((other, at)) = socket_lines.insert(socket_path.clone(), (name.clone(), line)) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fuse_abi::{self as abi, opcode};
 use vhost_harness::fuse::{request, FuseClient, Reply};
-use vhost_harness::{Chain, Harness, Token};
+use vhost_harness::{Harness, Submitted};
 use zerocopy::IntoBytes;
 
 /// A running `avpfs --config`; stopped on drop.
@@ -195,18 +195,12 @@ fn setlk(c: &FuseClient<'_>, node: u64, l: &abi::LkIn) -> Option<i32> {
 }
 
 /// Submits a SETLKW on queue 1 without waiting for it.
-fn submit_setlkw(h: &Harness, unique: u64, node: u64, l: &abi::LkIn) -> (Token, vm_memory::GuestAddress) {
-    let req = request(opcode::SETLKW, unique, node, &[l.as_bytes()]);
-    let inp = h.alloc(req.len()).unwrap();
-    h.write_guest(inp, &req).unwrap();
-    let out = h.alloc(64).unwrap();
-    let chain = Chain { readable: vec![(inp, req.len() as u32)], writable: vec![(out, 64)], indirect: false };
-    (h.submit(1, &chain).unwrap(), out)
+fn submit_setlkw(h: &Harness, unique: u64, node: u64, l: &abi::LkIn) -> Submitted {
+    h.submit_request(1, &request(opcode::SETLKW, unique, node, &[l.as_bytes()]), 64).unwrap()
 }
 
-fn reply_of(h: &Harness, token: Token, out: vm_memory::GuestAddress, wait: Duration) -> Option<Reply> {
-    let len = h.wait_timeout(token, wait).unwrap()?;
-    Some(Reply::parse(&h.read_guest(out, len as usize).unwrap()).unwrap())
+fn reply_of(h: &Harness, waiting: &Submitted, wait: Duration) -> Option<Reply> {
+    Some(Reply::parse(&h.reply_within(waiting, wait).unwrap()?).unwrap())
 }
 
 #[test]
@@ -228,22 +222,22 @@ fn record_locks_exclude_each_other_across_guests_of_one_daemon() {
     assert_eq!((got.lk.typ, got.lk.start, got.lk.end), (libc::F_WRLCK as u32, 2, 5));
 
     // A SETLKW in guest 2 waits, without holding up guest 2's other requests.
-    let (token, out) = submit_setlkw(&h2, 1 << 40, n2, &lk(fh2, 1, libc::F_WRLCK, 0, 5));
-    assert!(reply_of(&h2, token, out, Duration::from_millis(200)).is_none(), "granted while guest 1 holds it");
+    let waiting = submit_setlkw(&h2, 1 << 40, n2, &lk(fh2, 1, libc::F_WRLCK, 0, 5));
+    assert!(reply_of(&h2, &waiting, Duration::from_millis(200)).is_none(), "granted while guest 1 holds it");
     assert_eq!(c2.read(n2, fh2, 0, 4).unwrap(), b"0123", "guest 2's queue still answers");
     // Guest 1 unlocks: guest 2's wait ends with the lock.
     assert_eq!(setlk(&c1, n1, &lk(fh1, 1, libc::F_UNLCK, 0, u64::MAX)), None);
-    let reply = reply_of(&h2, token, out, Duration::from_secs(10)).expect("SETLKW granted after the unlock");
+    let reply = reply_of(&h2, &waiting, Duration::from_secs(10)).expect("SETLKW granted after the unlock");
     assert_eq!(reply.errno(), None);
     assert_eq!(setlk(&c1, n1, &lk(fh1, 1, libc::F_WRLCK, 0, 0)), Some(libc::EAGAIN), "guest 2 holds it now");
 
     // INTERRUPT ends guest 1's wait for guest 2's lock with EINTR.
     let waiter = 3 << 40;
-    let (token, out) = submit_setlkw(&h1, waiter, n1, &lk(fh1, 1, libc::F_WRLCK, 0, 0));
+    let waiting = submit_setlkw(&h1, waiter, n1, &lk(fh1, 1, libc::F_WRLCK, 0, 0));
     let interrupt = request(opcode::INTERRUPT, c1.next_unique(), 0, &[abi::InterruptIn { unique: waiter }.as_bytes()]);
     let reply = loop {
         h1.request(0, &interrupt, 0).unwrap();
-        if let Some(r) = reply_of(&h1, token, out, Duration::from_millis(50)) {
+        if let Some(r) = reply_of(&h1, &waiting, Duration::from_millis(50)) {
             break r;
         }
     };
@@ -257,7 +251,7 @@ fn a_guest_that_goes_away_loses_its_locks_at_once() {
     let c2 = FuseClient::new(&h2, 1);
     let n2 = c2.lookup(1, "f").unwrap().nodeid;
     let fh2 = c2.open(n2, libc::O_RDWR as u32).unwrap().fh;
-    let (token, out) = {
+    let waiting = {
         let h1 = d.connect("vm1");
         let c1 = FuseClient::new(&h1, 1);
         let n1 = c1.lookup(1, "f").unwrap().nodeid;
@@ -268,11 +262,11 @@ fn a_guest_that_goes_away_loses_its_locks_at_once() {
         assert_eq!(setlk(&c1, n1, &flock), None);
         // Guest 2 waits for guest 1's record lock...
         let waiting = submit_setlkw(&h2, 1 << 40, n2, &lk(fh2, 1, libc::F_WRLCK, 0, u64::MAX));
-        assert!(reply_of(&h2, waiting.0, waiting.1, Duration::from_millis(200)).is_none());
+        assert!(reply_of(&h2, &waiting, Duration::from_millis(200)).is_none());
         waiting
         // ...and guest 1's VMM goes away, holding both locks.
     };
-    let reply = reply_of(&h2, token, out, Duration::from_secs(10)).expect("the waiter proceeds");
+    let reply = reply_of(&h2, &waiting, Duration::from_secs(10)).expect("the waiter proceeds");
     assert_eq!(reply.errno(), None);
     let mut flock = lk(fh2, 2, libc::F_WRLCK, 0, u64::MAX);
     flock.lk_flags = abi::FUSE_LK_FLOCK;

@@ -75,6 +75,14 @@ pub const F_WRITE: u16 = VRING_DESC_F_WRITE as u16;
 /// `VRING_DESC_F_INDIRECT` as the descriptor's `flags` type.
 pub const F_INDIRECT: u16 = VRING_DESC_F_INDIRECT as u16;
 
+/// A request put on a queue by [`Harness::submit_request`], its reply to come.
+#[derive(Debug, Clone, Copy)]
+pub struct Submitted {
+    /// The chain's token.
+    pub token: Token,
+    reply: GuestAddress,
+}
+
 /// Errors of the harness.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -537,6 +545,31 @@ impl Harness {
             q.kick()?;
         }
         Ok(Token { queue, head })
+    }
+
+    /// Puts `request` (one readable buffer) and room for a reply of
+    /// `reply_capacity` bytes on `queue` without waiting: for a request
+    /// that may block in the device (a SETLKW). [`Harness::reply_within`]
+    /// collects the reply.
+    pub fn submit_request(&self, queue: usize, request: &[u8], reply_capacity: usize) -> Result<Submitted, Error> {
+        let inp = self.alloc(request.len())?;
+        self.write_guest(inp, request)?;
+        let reply = self.alloc(reply_capacity)?;
+        let chain = Chain {
+            readable: vec![(inp, request.len() as u32)],
+            writable: vec![(reply, reply_capacity as u32)],
+            indirect: false,
+        };
+        Ok(Submitted { token: self.submit(queue, &chain)?, reply })
+    }
+
+    /// The reply to a [`Harness::submit_request`], or `None` when it has not
+    /// come within `timeout` (it can be waited for again).
+    pub fn reply_within(&self, submitted: &Submitted, timeout: Duration) -> Result<Option<Vec<u8>>, Error> {
+        match self.wait_timeout(submitted.token, timeout)? {
+            Some(len) => Ok(Some(self.read_guest(submitted.reply, len as usize)?)),
+            None => Ok(None),
+        }
     }
 
     /// Waits until the device returns the chain of `token`; returns the

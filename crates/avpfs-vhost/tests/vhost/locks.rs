@@ -11,7 +11,7 @@ use avpfs_server::Server;
 use avpfs_vhost::{VhostDaemon, VhostOptions};
 use fuse_abi::{self as abi, opcode};
 use vhost_harness::fuse::{request, FuseClient, Reply};
-use vhost_harness::{Chain, Harness, HarnessConfig, Token};
+use vhost_harness::{Harness, HarnessConfig, Submitted};
 use zerocopy::IntoBytes;
 
 struct Passthrough {
@@ -55,14 +55,9 @@ fn lk(fh: u64, owner: u64, typ: i32) -> abi::LkIn {
     }
 }
 
-/// Submits a SETLKW without waiting for it.
-fn submit_setlkw(h: &Harness, unique: u64, node: u64, l: &abi::LkIn) -> (Token, vm_memory::GuestAddress) {
-    let req = request(opcode::SETLKW, unique, node, &[l.as_bytes()]);
-    let inp = h.alloc(req.len()).unwrap();
-    h.write_guest(inp, &req).unwrap();
-    let out = h.alloc(64).unwrap();
-    let chain = Chain { readable: vec![(inp, req.len() as u32)], writable: vec![(out, 64)], indirect: false };
-    (h.submit(1, &chain).unwrap(), out)
+/// Submits a SETLKW on queue 1 without waiting for it.
+fn submit_setlkw(h: &Harness, unique: u64, node: u64, l: &abi::LkIn) -> Submitted {
+    h.submit_request(1, &request(opcode::SETLKW, unique, node, &[l.as_bytes()]), 64).unwrap()
 }
 
 #[test]
@@ -77,15 +72,15 @@ fn setlkw_waits_without_stalling_its_queue() {
     let r = c.call(&request(opcode::SETLK, c.next_unique(), node, &[lk(a, 1, libc::F_WRLCK).as_bytes()]), 64).unwrap();
     assert_eq!(r.errno(), None);
     // Owner 2 waits for it on the same queue.
-    let (token, out) = submit_setlkw(&p.harness, 1 << 32, node, &lk(b, 2, libc::F_WRLCK));
+    let waiting = submit_setlkw(&p.harness, 1 << 32, node, &lk(b, 2, libc::F_WRLCK));
     std::thread::sleep(Duration::from_millis(100));
     // The queue still answers: a read, then owner 1's unlock.
     assert_eq!(c.read(node, a, 0, 6).unwrap(), b"locked");
     let r = c.call(&request(opcode::SETLK, c.next_unique(), node, &[lk(a, 1, libc::F_UNLCK).as_bytes()]), 64).unwrap();
     assert_eq!(r.errno(), None);
     // Now the waiter is granted.
-    let len = p.harness.wait(token).unwrap();
-    let reply = Reply::parse(&p.harness.read_guest(out, len as usize).unwrap()).unwrap();
+    let reply = p.harness.reply_within(&waiting, Duration::from_secs(10)).unwrap().expect("the SETLKW's reply");
+    let reply = Reply::parse(&reply).unwrap();
     assert_eq!(reply.errno(), None, "SETLKW granted after the unlock");
     // And owner 1 now conflicts with owner 2.
     let r = c.call(&request(opcode::SETLK, c.next_unique(), node, &[lk(a, 1, libc::F_WRLCK).as_bytes()]), 64).unwrap();
@@ -103,16 +98,16 @@ fn interrupt_ends_a_lock_wait_with_eintr() {
     let r = c.call(&request(opcode::SETLK, c.next_unique(), node, &[lk(a, 1, libc::F_WRLCK).as_bytes()]), 64).unwrap();
     assert_eq!(r.errno(), None);
     let waiter = 7 << 32;
-    let (token, out) = submit_setlkw(&p.harness, waiter, node, &lk(b, 2, libc::F_WRLCK));
+    let waiting = submit_setlkw(&p.harness, waiter, node, &lk(b, 2, libc::F_WRLCK));
     // INTERRUPT goes on the hiprio queue and takes no reply; repeat until the
     // waiter is inside its wait and answers.
     let interrupt = request(opcode::INTERRUPT, c.next_unique(), 0, &[abi::InterruptIn { unique: waiter }.as_bytes()]);
-    let len = loop {
+    let reply = loop {
         p.harness.request(0, &interrupt, 0).unwrap();
-        if let Some(len) = p.harness.wait_timeout(token, Duration::from_millis(50)).unwrap() {
-            break len;
+        if let Some(reply) = p.harness.reply_within(&waiting, Duration::from_millis(50)).unwrap() {
+            break reply;
         }
     };
-    let reply = Reply::parse(&p.harness.read_guest(out, len as usize).unwrap()).unwrap();
+    let reply = Reply::parse(&reply).unwrap();
     assert_eq!(reply.errno(), Some(libc::EINTR));
 }

@@ -372,19 +372,15 @@ fn stats(registry: &Registry) -> Value {
 /// the reply. `reload` sends the configuration's files, read here (outside
 /// any sandbox), the ones the daemon names in `status`.
 pub fn request(path: &Path, command: &str) -> io::Result<Value> {
-    let mut stream = UnixStream::connect(path)?;
+    let stream = UnixStream::connect(path)?;
+    let mut replies = io::BufReader::new(&stream);
     let mut ask = |request: Value| -> io::Result<Value> {
-        stream.write_all(format!("{request}\n").as_bytes())?;
-        let mut reply = Vec::new();
-        let mut byte = [0u8; 1];
-        loop {
-            match stream.read(&mut byte)? {
-                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the daemon closed the connection")),
-                _ if byte[0] == b'\n' => break,
-                _ => reply.push(byte[0]),
-            }
+        (&stream).write_all(format!("{request}\n").as_bytes())?;
+        let mut reply = String::new();
+        if io::BufRead::read_line(&mut replies, &mut reply)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the daemon closed the connection"));
         }
-        serde_json::from_slice(&reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        serde_json::from_str(&reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     };
     if command != "reload" {
         return ask(json!({ "command": command }));

@@ -1,8 +1,6 @@
 //! Attributes (chmod, chown, utimensat) and permission checks made by a
 //! non-root user (set-id bits, sticky directories, groups).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use libc::{O_CREAT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, UTIME_NOW, UTIME_OMIT};
 
 use crate::proc::Creds;
@@ -100,8 +98,11 @@ fn chown(env: &Env, o: &mut Outcome) -> Flow {
     Ok(())
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+/// "Now" by the clock that stamps the files of `d` (the host's, also for
+/// a guest whose own clock drifts from it under TCG): the mtime, in
+/// seconds, of a file written now.
+fn fs_now(d: &Dir, name: &str) -> i64 {
+    d.write_file(name, b"t").and_then(|()| d.stat(name)).map(|s| s.mtime.0).unwrap_or(0)
 }
 
 fn times(d: &Dir, name: &str, follow: bool) -> std::io::Result<String> {
@@ -122,17 +123,17 @@ fn utimensat(env: &Env, o: &mut Outcome) -> Flow {
     o.step("read back", times(d, "f", true));
     o.step("both UTIME_OMIT", d.utimens("f", [ts(0, UTIME_OMIT), ts(0, UTIME_OMIT)], 0));
     o.step("read back", times(d, "f", true));
-    let t0 = now_secs();
+    let t0 = fs_now(d, "clock0");
     o.step("UTIME_NOW mtime, UTIME_OMIT atime", d.utimens("f", [ts(0, UTIME_OMIT), ts(0, UTIME_NOW)], 0));
-    let t1 = now_secs();
+    let t1 = fs_now(d, "clock1");
     let s = d.stat("f");
     o.step(
         "mtime is now, atime kept",
         s.map(|s| (s.mtime.0 >= t0 - 1 && s.mtime.0 <= t1 + 1, s.atime == (1_200_000_000, 999_999_999))),
     );
-    let t0 = now_secs();
+    let t0 = fs_now(d, "clock2");
     o.step("both UTIME_NOW", d.utimens("f", [ts(0, UTIME_NOW), ts(0, UTIME_NOW)], 0));
-    let t1 = now_secs();
+    let t1 = fs_now(d, "clock3");
     o.step(
         "both are now",
         d.stat("f").map(|s| {

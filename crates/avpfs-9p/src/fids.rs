@@ -174,6 +174,13 @@ pub(crate) struct OpenFile {
     pub lock_owners: Vec<LockOwner>,
 }
 
+impl OpenFile {
+    /// Opened for writing (`O_WRONLY` or `O_RDWR`).
+    pub fn writable(&self) -> bool {
+        self.flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32
+    }
+}
+
 /// An extended attribute being written.
 #[derive(Debug)]
 pub(crate) struct XattrWrite {

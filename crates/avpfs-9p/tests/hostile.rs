@@ -279,6 +279,9 @@ fn locks_are_host_locks_shared_with_other_sessions() {
         other => panic!("{other:?}"),
     });
     assert_eq!(got, (LockType::Write, 0, 0));
+    // The Linux client asks with type Unlock (it has lost the type it
+    // tests): another session's lock is still reported.
+    assert_eq!(linux_getlock(&mut c, 7, 2, 3), (LockType::Write, 0, 0));
 
     // Released there: granted here, and now the other session conflicts.
     other.setlk(&ctx, e.nodeid, lock(libc::F_UNLCK), false).unwrap();
@@ -289,9 +292,36 @@ fn locks_are_host_locks_shared_with_other_sessions() {
     assert_eq!((seen.typ as i32, seen.start, seen.end), (libc::F_WRLCK, 2, 4));
     // The same 9P process may take it again; another process may not.
     assert_eq!(status(&mut c, &tlock(LockType::Write, 0)), LockStatus::Success);
+    // The Linux client's test (type Unlock) leaves out this connection's
+    // own holders, whose locks the client has judged itself: its own
+    // lock, and another process's of the same client.
+    assert_eq!(linux_getlock(&mut c, 7, 0, 0).0, LockType::Unlock);
+    assert_eq!(linux_getlock(&mut c, 8, 0, 0).0, LockType::Unlock);
+    // A client that names the type gets exactly that test.
+    let named = Request::Getlock(Tgetlock {
+        fid: Fid(1),
+        lock: Getlock { lock_type: LockType::Write, start: 0, length: 0, proc_id: 8, client_id: b"guest" },
+    });
+    let got = c.ok(&named, |r| match r {
+        Reply::Getlock(g) => (g.lock_type, g.start, g.length, g.proc_id),
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(got, (LockType::Write, 2, 3, 7));
     // Clunking the fid releases the 9P client's locks.
     c.clunk(1);
     other.setlk(&ctx, e.nodeid, lock(libc::F_WRLCK), false).unwrap();
+}
+
+/// A Tgetlock as the Linux client sends it: type Unlock.
+fn linux_getlock(c: &mut Client, proc_id: u32, start: u64, length: u64) -> (LockType, u64, u64) {
+    let req = Request::Getlock(Tgetlock {
+        fid: Fid(1),
+        lock: Getlock { lock_type: LockType::Unlock, start, length, proc_id, client_id: b"guest" },
+    });
+    c.ok(&req, |r| match r {
+        Reply::Getlock(g) => (g.lock_type, g.start, g.length),
+        other => panic!("{other:?}"),
+    })
 }
 
 fn policy_fs(share: &PathBuf, policy: &str) -> Arc<PolicyFs<PassthroughFs>> {

@@ -208,6 +208,19 @@ fn setattr_chmod_truncate_utimes() {
     assert_eq!((meta.mtime(), meta.mtime_nsec(), meta.atime()), (1_000_000, 6, 1_000_000));
     let st = c.getattr(1);
     assert_eq!((st.size, st.mode & 0o777, st.mtime_sec, st.mtime_nsec), (3, 0o604, 1_000_000, 6));
+    // The Linux client truncates an O_TRUNC|O_RDONLY open through the
+    // open fid: the size change must not use the read-only descriptor.
+    c.walk(0, 2, &["f"]);
+    c.lopen(2, RDONLY);
+    c.ok(
+        &Request::Setattr(Tsetattr {
+            fid: Fid(2),
+            attr: SetAttr { valid: setattr::SIZE, uid: u32::MAX, gid: u32::MAX, size: 0, ..SetAttr::default() },
+        }),
+        |_| (),
+    );
+    assert_eq!(fs::metadata(f.share.join("f")).unwrap().len(), 0);
+    c.clunk(2);
     // A nanosecond count out of range.
     let mut bad = set(t, 0, 0, 1);
     if let Request::Setattr(s) = &mut bad {
@@ -403,6 +416,30 @@ fn xattrs() {
         c.errno(&Request::Xattrwalk(Txattrwalk { fid: Fid(1), newfid: Fid(7), name: b"user.test" })),
         libc::ENODATA
     );
+    // An empty value without XATTR_REPLACE is a setxattr of "" (the Linux
+    // client's setxattr with size 0), not a removal.
+    c.walk(1, 8, &[]);
+    c.ok(&Request::Xattrcreate(Txattrcreate { fid: Fid(8), name: b"user.empty", attr_size: 0, flags: 0 }), |_| ());
+    c.clunk(8);
+    let size =
+        c.ok(&Request::Xattrwalk(Txattrwalk { fid: Fid(1), newfid: Fid(9), name: b"user.empty" }), |r| match r {
+            Reply::Xattrwalk { size } => size,
+            other => panic!("{other:?}"),
+        });
+    assert_eq!(size, 0);
+    c.clunk(9);
+    assert_eq!(xattr_of(&f.share.join("f"), "user.empty"), Some(Vec::new()));
+}
+
+/// The value of the extended attribute `name` of `path` on the host.
+fn xattr_of(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = [0u8; 256];
+    // SAFETY: both strings are NUL-terminated and `buf` is writable for its length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| buf[..len as usize].to_vec())
 }
 
 #[test]

@@ -134,6 +134,14 @@ pub enum Error {
         /// The port.
         port: u32,
     },
+    /// `vsock:CID:PORT` names a CID that is not this machine's.
+    #[error("cannot listen on {addr}: CID {cid} is not this machine's (vsock:PORT listens on every CID it has)")]
+    VsockCidNotLocal {
+        /// The address asked for.
+        addr: String,
+        /// The CID.
+        cid: u32,
+    },
     /// AF_VSOCK sockets cannot be made: the kernel has no `vsock` module,
     /// or a service manager refuses the family (systemd's
     /// `RestrictAddressFamilies=`).

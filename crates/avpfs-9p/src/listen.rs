@@ -136,8 +136,9 @@ impl AsFd for Listener {
 }
 
 /// Binds and listens on `addr` (a unix socket's path must not exist yet).
-/// A vsock port already bound is [`Error::VsockPortInUse`]; a kernel
-/// without AF_VSOCK [`Error::NoVsock`].
+/// A vsock port already bound is [`Error::VsockPortInUse`], a CID not
+/// this machine's [`Error::VsockCidNotLocal`], no AF_VSOCK
+/// [`Error::NoVsock`].
 pub fn bind(addr: &ListenAddr) -> Result<Listener, Error> {
     let listen_err = |source| Error::Listen { addr: addr.to_string(), source };
     match addr {
@@ -146,6 +147,9 @@ pub fn bind(addr: &ListenAddr) -> Result<Listener, Error> {
             Ok(l) => Ok(Listener::Vsock(l)),
             Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
                 Err(Error::VsockPortInUse { addr: addr.to_string(), port })
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                Err(Error::VsockCidNotLocal { addr: addr.to_string(), cid })
             }
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 Err(Error::NoVsock { addr: addr.to_string(), source: e })
@@ -331,5 +335,12 @@ mod tests {
         drop(taken);
         let l = bind(&addr).unwrap();
         assert_eq!(l.addr(), addr);
+    }
+
+    #[test]
+    fn a_cid_not_of_this_machine_is_named_in_the_error() {
+        let Some(_vsock_here) = vsock_port() else { return };
+        let e = bind(&ListenAddr::Vsock { cid: 0x7fff_fff0, port: PORT_ANY }).unwrap_err();
+        assert!(matches!(e, Error::VsockCidNotLocal { cid: 0x7fff_fff0, .. }), "{e}");
     }
 }

@@ -154,6 +154,9 @@ fn check_config(file: &std::path::Path) -> Result<(), Error> {
             s.options.cache,
             guests.join(", ")
         );
+        if let Some(addr) = &s.p9_listen {
+            println!("  9P2000.L on {addr}");
+        }
     }
     for g in &c.guests {
         println!();
@@ -191,10 +194,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     signals::raise_nofile_limit(config.rlimit_nofile).map_err(|source| Error::Sys { what: "setrlimit", source })?;
     reserve_descriptor_table()?;
     // What must be done in the host's view happens before the sandbox: the
-    // /dev/fuse mounts, the vhost-user sockets (and their groups).
+    // 9P listeners first (a vsock port in use is found before anything is
+    // mounted or made), the /dev/fuse mounts, the vhost-user sockets (and
+    // their groups).
+    let p9_listeners = open_p9_listeners(&config)?;
     let opened = config.sessions.iter().map(|s| open_front_end(s, config.sandbox)).collect::<Result<Vec<_>, _>>()?;
     let operations = open_operations(&config)?;
-    let p9_listeners = open_p9_listeners(&config)?;
     let share_entries: Vec<sessions::ShareEntry> = config
         .shares
         .iter()

@@ -83,12 +83,15 @@
 //!
 //! # vsock
 //!
-//! `vsock:PORT` needs an `AF_VSOCK` socket, which the standard library
-//! does not offer and which needs `unsafe` code (in `avpfs-sys`, not yet
-//! written). On hosts without `/dev/vhost-vsock` (these machines), guests
-//! reach the host through `vhost-device-vsock`'s unix sockets `U_PORT`, so
-//! `unix:U_564` serves them already; [`ListenAddr::parse`] accepts
-//! `vsock:PORT` and [`listen`] answers [`Error::VsockUnsupported`].
+//! `vsock:PORT` (or `vsock:CID:PORT`) listens on an `AF_VSOCK` stream
+//! socket (`avpfs_sys::vsock`, where its `unsafe` code lives): on a host
+//! with `/dev/vhost-vsock`, guests connect to the host's CID (2) and that
+//! port. [`listen`] serves vsock connections as it serves unix ones: one
+//! accept loop, generic over the stream, one thread and one session per
+//! connection, the same write timeout and limits; the logs name a vsock
+//! peer by its CID and port. On hosts without `/dev/vhost-vsock`, guests
+//! reach the host through `vhost-device-vsock`'s unix sockets `U_PORT`,
+//! and `unix:U_564` serves them.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -104,7 +107,7 @@ use std::time::Duration;
 use avpfs_server::FileSystem;
 use p9_abi::{frame_size, FrameError};
 
-pub use listen::{bind_unix, listen, ListenAddr};
+pub use listen::{bind, listen, ListenAddr, Listener};
 pub use session::Session;
 
 /// Errors of the 9P front end: why a connection or a listener ended.
@@ -120,17 +123,41 @@ pub enum Error {
     /// The client sent an unsound frame; the connection was closed.
     #[error("closing the 9P connection: {0}")]
     Frame(#[from] FrameError),
-    /// A listen address is neither `unix:PATH` nor `vsock:PORT`.
-    #[error("{0:?}: expected unix:PATH or vsock:PORT")]
+    /// A listen address is neither `unix:PATH` nor `vsock:[CID:]PORT`.
+    #[error("{0:?}: expected unix:PATH, vsock:PORT or vsock:CID:PORT (decimal, below 4294967295)")]
     BadAddress(String),
-    /// `vsock:PORT` needs AF_VSOCK, not supported yet.
-    #[error("vsock:{0}: AF_VSOCK listening is not supported yet (use unix:PATH with vhost-device-vsock's U_PORT)")]
-    VsockUnsupported(u32),
-    /// Binding or accepting on the listening socket failed.
-    #[error("9P listener on {path}: {source}")]
+    /// Another socket has bound the vsock port already.
+    #[error("cannot listen on {addr}: vsock port {port} is already in use")]
+    VsockPortInUse {
+        /// The address asked for.
+        addr: String,
+        /// The port.
+        port: u32,
+    },
+    /// `vsock:CID:PORT` names a CID that is not this machine's.
+    #[error("cannot listen on {addr}: CID {cid} is not this machine's (vsock:PORT listens on every CID it has)")]
+    VsockCidNotLocal {
+        /// The address asked for.
+        addr: String,
+        /// The CID.
+        cid: u32,
+    },
+    /// AF_VSOCK sockets cannot be made: the kernel has no `vsock` module,
+    /// or a service manager refuses the family (systemd's
+    /// `RestrictAddressFamilies=`).
+    #[error("cannot listen on {addr}: no AF_VSOCK sockets here (no vsock in the kernel, or the address family is restricted: {source})")]
+    NoVsock {
+        /// The address asked for.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Binding the listening socket failed.
+    #[error("cannot listen on {addr}: {source}")]
     Listen {
-        /// The socket's path.
-        path: String,
+        /// The address (`unix:PATH`, `vsock:PORT`).
+        addr: String,
         /// The cause.
         #[source]
         source: std::io::Error,

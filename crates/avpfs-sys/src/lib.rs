@@ -40,6 +40,7 @@
 //!   handler, a SIGSYS reporter), signalling one thread (`tgkill`);
 //! - [`poll`](mod@poll): `poll(2)`;
 //! - [`socket`]: the credentials of a unix socket's peer;
+//! - [`vsock`]: `AF_VSOCK` stream sockets (a listener, its connections);
 //! - [`window`]: a reserved address range that files are mapped into at
 //!   fixed offsets (the test harness's DAX window);
 //! - [`fmt`]: decimal formatting without allocation (for signal handlers);
@@ -72,6 +73,7 @@ pub mod socket;
 pub mod stat;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_child;
+pub mod vsock;
 pub mod window;
 pub mod xattr;
 

@@ -59,8 +59,11 @@ pub struct Cli {
 
     /// Also serve the share over 9P2000.L at ADDR: `unix:PATH` (the unix
     /// socket a vsock device's port reaches, e.g. vhost-device-vsock's
-    /// `UDS_PORT`, or local clients); each connection is a session of its
-    /// own. May be given without --socket-path.
+    /// `UDS_PORT`, or local clients), or `vsock:PORT` (an AF_VSOCK socket
+    /// on every CID of this machine; `vsock:CID:PORT` on one CID), which
+    /// guests reach through /dev/vhost-vsock at CID 2 and that port; each
+    /// connection is a session of its own. May be given without
+    /// --socket-path.
     #[arg(long = "9p-listen", value_name = "ADDR")]
     pub p9_listen: Option<String>,
 

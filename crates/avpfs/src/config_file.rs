@@ -12,6 +12,7 @@
 //!                                 # announce_submounts, inode_file_handles
 //! policy = "/etc/avpfs/data-policy.toml"   # optional
 //! p9_listen = "unix:/run/avpfs/data.9p"    # optional: also over 9P2000.L
+//!                                 # (or "vsock:PORT", "vsock:CID:PORT")
 //!
 //! [[guest]]
 //! name = "vm1"
@@ -637,6 +638,24 @@ policy = "ro.toml"
         assert_eq!(e.key, "guest", "{e}");
         let e = error("[[guest]]\nname = \"a\"\nshare = \"a\"\n");
         assert_eq!(e.key, "socket_path", "{e}");
+    }
+
+    #[test]
+    fn a_share_is_also_served_over_9p_on_unix_or_vsock() {
+        let d = Dir::new();
+        let with =
+            |v: &str| TWO_GUESTS.replace("cache = \"never\"", &format!("cache = \"never\"\np9_listen = \"{v}\""));
+        let c = d.parse(&with("vsock:5640")).unwrap();
+        assert_eq!(c.shares[0].p9_listen, Some(avpfs_9p::ListenAddr::vsock(5640)));
+        let c = d.parse(&with("vsock:3:5640")).unwrap();
+        assert_eq!(c.shares[0].p9_listen, Some(avpfs_9p::ListenAddr::Vsock { cid: 3, port: 5640 }));
+        let c = d.parse(&with("unix:p9.sock")).unwrap();
+        assert_eq!(c.shares[0].p9_listen, Some(avpfs_9p::ListenAddr::Unix(d.tmp.path().join("p9.sock"))));
+        for bad in ["vsock:", "vsock:abc", "vsock:99999999999", "tcp:564"] {
+            let e = d.parse(&with(bad)).unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (6, "share.p9_listen"), "{bad}: {e}");
+            assert!(e.message.contains(&format!("{bad:?}")), "{e}");
+        }
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub enum Error {
     /// Installing the seccomp filter failed.
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
+    /// A `--9p-listen` (or `p9_listen`) address cannot be listened on.
+    #[error("9P: {0}")]
+    P9Listen(#[source] avpfs_9p::Error),
     /// A system call at start-up failed.
     #[error("{what}: {source}")]
     Sys {
@@ -151,6 +154,9 @@ fn check_config(file: &std::path::Path) -> Result<(), Error> {
             s.options.cache,
             guests.join(", ")
         );
+        if let Some(addr) = &s.p9_listen {
+            println!("  9P2000.L on {addr}");
+        }
     }
     for g in &c.guests {
         println!();
@@ -188,10 +194,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     signals::raise_nofile_limit(config.rlimit_nofile).map_err(|source| Error::Sys { what: "setrlimit", source })?;
     reserve_descriptor_table()?;
     // What must be done in the host's view happens before the sandbox: the
-    // /dev/fuse mounts, the vhost-user sockets (and their groups).
+    // 9P listeners first (a vsock port in use is found before anything is
+    // mounted or made), the /dev/fuse mounts, the vhost-user sockets (and
+    // their groups).
+    let p9_listeners = open_p9_listeners(&config)?;
     let opened = config.sessions.iter().map(|s| open_front_end(s, config.sandbox)).collect::<Result<Vec<_>, _>>()?;
     let operations = open_operations(&config)?;
-    let p9_listeners = open_p9_listeners(&config)?;
     let share_entries: Vec<sessions::ShareEntry> = config
         .shares
         .iter()
@@ -231,8 +239,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 type P9Ready = Box<dyn FnOnce() + Send>;
 
 /// Binds each `--9p-listen` address (before the sandbox: in the host's
-/// file system); a stale socket file is replaced.
-fn open_p9_listeners(config: &DaemonConfig) -> Result<Vec<std::os::unix::net::UnixListener>, Error> {
+/// file system, and before seccomp, which forbids `socket` and `bind`); a
+/// stale unix socket file is replaced. A vsock port in use is an error
+/// naming the port.
+fn open_p9_listeners(config: &DaemonConfig) -> Result<Vec<avpfs_9p::Listener>, Error> {
     use std::os::unix::fs::FileTypeExt;
     let mut listeners = Vec::new();
     for l in &config.p9 {
@@ -241,8 +251,8 @@ fn open_p9_listeners(config: &DaemonConfig) -> Result<Vec<std::os::unix::net::Un
                 let _ = std::fs::remove_file(path);
             }
         }
-        let listener = avpfs_9p::bind_unix(&l.addr).map_err(|e| Error::Usage(format!("--9p-listen: {e}")))?;
-        info!("9P2000.L on {:?}", l.addr);
+        let listener = avpfs_9p::bind(&l.addr).map_err(Error::P9Listen)?;
+        info!("9P2000.L listens on {}", listener.addr());
         listeners.push(listener);
     }
     Ok(listeners)
@@ -250,11 +260,7 @@ fn open_p9_listeners(config: &DaemonConfig) -> Result<Vec<std::os::unix::net::Un
 
 /// Accepting on `listener`: each connection gets a session of `share`
 /// (behind `policy` when there is one).
-fn p9_ready(
-    share: &Share,
-    policy: Option<avpfs_policy::Policy>,
-    listener: std::os::unix::net::UnixListener,
-) -> P9Ready {
+fn p9_ready(share: &Share, policy: Option<avpfs_policy::Policy>, listener: avpfs_9p::Listener) -> P9Ready {
     let share = share.clone();
     let options = avpfs_9p::P9Options::default();
     Box::new(move || {
@@ -361,7 +367,7 @@ fn confine(config: &mut DaemonConfig, opened: &[OpenedFrontEnd]) -> Result<Confi
         .iter()
         .filter_map(|l| match &l.addr {
             avpfs_9p::ListenAddr::Unix(p) => Some(p.clone()),
-            avpfs_9p::ListenAddr::Vsock(_) => None,
+            avpfs_9p::ListenAddr::Vsock { .. } => None,
         })
         .collect();
     let roots = config.shares.iter().map(|s| s.fs.root.clone());

@@ -175,7 +175,7 @@ allow! {
     SYS_poll => "the accept loop waits for a front end or a stop event",
     SYS_ppoll => "the accept loop waits for a front end or a stop event",
     // --- The vhost-user socket (bound before the sandbox; no socket() here).
-    SYS_accept4 => "accepting the front end's connection",
+    SYS_accept4 => "accepting the front end's connection, and 9P clients on unix and vsock listeners",
     SYS_accept => "accepting the front end's connection",
     SYS_recvmsg => "vhost-user messages and the descriptors they carry (SCM_RIGHTS: memory, eventfds)",
     SYS_sendmsg => "vhost-user replies",

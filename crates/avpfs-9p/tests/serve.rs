@@ -473,10 +473,44 @@ fn every_reference_is_returned() {
         c.start();
         c.walk(0, 1, &["a", "b", "c", "f"]);
         c.lopen(1, RDONLY);
-        // Disconnect with fids held.
+        // Disconnect with fids held: the server's thread ends when the
+        // client's end is closed.
+        let server = c.server.take().unwrap();
+        drop(c);
+        server.join().unwrap().unwrap();
     }
-    // The server thread ends when the client end is closed.
-    std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(f.fs.node_count(), before);
+    assert_eq!(f.fs.handle_count(), handles);
+}
+
+/// A guest process killed in the middle of a request: the client sends
+/// Tflush for it without waiting. The server answers the request first
+/// (it serves a connection's requests in order) and then Rflush, so the
+/// client learns of the fid the request made and clunks it: nothing is
+/// left open.
+#[test]
+fn a_flushed_request_is_answered_before_its_rflush() {
+    let f = fixture();
+    let nodes = f.fs.node_count();
+    let handles = f.fs.handle_count();
+    let mut c = f.client();
+    c.start();
+    c.walk(0, 1, &[]);
+    let mut out = Vec::new();
+    lcreate(1, "made", 0o644).encode(Tag(40), MSIZE, &mut out).unwrap();
+    Request::Flush { oldtag: Tag(40) }.encode(Tag(41), MSIZE, &mut out).unwrap();
+    c.send_raw(&out);
+    let first = c.recv().unwrap();
+    let second = c.recv().unwrap();
+    let (tag, reply) = decode_reply(&first, MSIZE).unwrap();
+    assert_eq!(tag, Tag(40));
+    assert!(matches!(reply, Reply::Lcreate(_)), "{reply:?}");
+    assert_eq!(decode_reply(&second, MSIZE).unwrap(), (Tag(41), Reply::Flush));
+    assert!(f.share.join("made").exists());
+    // The client clunks what the answered request made.
+    assert!(f.fs.handle_count() > handles);
+    c.clunk(1);
+    c.clunk(0);
+    assert_eq!(f.fs.node_count(), nodes);
     assert_eq!(f.fs.handle_count(), handles);
 }

@@ -10,6 +10,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -206,8 +207,10 @@ impl Accept for VsockListener {
 
 /// Accepts connections on `listener` for ever, each served on a thread of
 /// its own by [`serve_connection`] over a file system `session()` makes
-/// for it (for a passthrough share: `|| share.session()`, behind the
-/// share's `PolicyFs`), which is dropped when the connection ends. Each
+/// for it (for a passthrough share: `|| Arc::new(share.session())`, behind
+/// the share's `PolicyFs`); the connection's reference is dropped when it
+/// ends, so a caller that keeps a `Weak` (to change the policy of the live
+/// connections, say) sees it go. Each
 /// connection gets [`P9Options::write_timeout`]. A connection that fails
 /// ends alone; the listener goes on. Connections and their ends are
 /// logged with the peer (a unix peer's pid and uid, a vsock peer's CID
@@ -215,7 +218,7 @@ impl Accept for VsockListener {
 pub fn listen<F, M>(listener: impl Into<Listener>, options: P9Options, session: M) -> Result<(), Error>
 where
     F: FileSystem + 'static,
-    M: FnMut() -> F,
+    M: FnMut() -> Arc<F>,
 {
     let listener = listener.into();
     let addr = listener.addr();
@@ -230,7 +233,7 @@ fn accept_loop<L, F, M>(listener: &L, addr: &ListenAddr, options: P9Options, mut
 where
     L: Accept,
     F: FileSystem + 'static,
-    M: FnMut() -> F,
+    M: FnMut() -> Arc<F>,
 {
     let mut next: u64 = 0;
     loop {
@@ -251,7 +254,7 @@ where
         let options = options.clone();
         thread::Builder::new()
             .name(format!("9p-conn-{n}"))
-            .spawn(move || match serve_connection(stream, &fs, &options) {
+            .spawn(move || match serve_connection(stream, &*fs, &options) {
                 Ok(()) => log::info!("9p: connection {n} ({peer}) closed by the client"),
                 Err(e) => log::warn!("9p: connection {n} ({peer}): {e}"),
             })

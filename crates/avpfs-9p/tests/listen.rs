@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use avpfs_9p::{bind, listen, ListenAddr, Listener, P9Options};
@@ -19,7 +20,7 @@ fn serve(listener: Listener, share: &Path) {
     let share = share.to_path_buf();
     std::thread::spawn(move || {
         let options = P9Options { write_timeout: Some(Duration::from_secs(5)), ..P9Options::default() };
-        listen(listener, options, move || PassthroughFs::new(Config::new(&share)).unwrap())
+        listen(listener, options, move || Arc::new(PassthroughFs::new(Config::new(&share)).unwrap()))
     });
 }
 

@@ -442,6 +442,15 @@ pub enum ReloadSource {
     },
 }
 
+/// The policies a reload read.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// Each guest's (session's), in session order; the command line's one.
+    pub guests: Vec<Policy>,
+    /// Each 9P listener's address and its share's policy, in listener order.
+    pub p9: Vec<(String, Policy)>,
+}
+
 /// What a reload may not change of a guest: its name, its share's name and
 /// directory, its socket.
 pub type GuestKey = (String, String, PathBuf, PathBuf);
@@ -467,11 +476,20 @@ impl ReloadSource {
     }
 
     /// Reads the configuration again (files through `read`) and returns
-    /// each session's policy, in session order; an error if it is invalid
-    /// or changes more than policies.
-    pub fn policies(&self, read: ReadFile<'_>) -> Result<Vec<Policy>, String> {
+    /// each session's policy, in session order, and each 9P listener's; an
+    /// error if it is invalid or changes more than policies.
+    pub fn policies(&self, read: ReadFile<'_>) -> Result<Reloaded, String> {
         match self {
-            ReloadSource::CommandLine(cli) => Ok(vec![cli_policy(cli, read).map_err(|e| e.to_string())?]),
+            ReloadSource::CommandLine(cli) => {
+                let policy = cli_policy(cli, read).map_err(|e| e.to_string())?;
+                let p9 = match &cli.p9_listen {
+                    Some(a) => {
+                        vec![(avpfs_9p::ListenAddr::parse(a).map_err(|e| e.to_string())?.to_string(), policy.clone())]
+                    }
+                    None => Vec::new(),
+                };
+                Ok(Reloaded { guests: vec![policy], p9 })
+            }
             ReloadSource::ConfigFile { path, guests } => {
                 let text = read(path).map_err(|e| format!("{}: {e}", path.display()))?;
                 let file = config_file::parse_with(path, &text, read, false).map_err(|e| e.to_string())?;
@@ -480,7 +498,12 @@ impl ReloadSource {
                                 or the guests' sockets changed (restart avpfs for that)"
                         .into());
                 }
-                Ok(file.guests.into_iter().map(|g| g.policy).collect())
+                let p9 = file
+                    .shares
+                    .iter()
+                    .filter_map(|s| Some((s.p9_listen.as_ref()?.to_string(), s.policy.clone())))
+                    .collect();
+                Ok(Reloaded { guests: file.guests.into_iter().map(|g| g.policy).collect(), p9 })
             }
         }
     }

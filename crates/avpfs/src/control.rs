@@ -290,12 +290,25 @@ fn status(registry: &Registry) -> Value {
             json!({"name": s.name, "shared_dir": s.shared_dir.display().to_string(), "cache": s.cache, "guests": guests})
         })
         .collect();
+    let p9: Vec<Value> = registry
+        .p9
+        .iter()
+        .map(|l| {
+            json!({
+                "listen": l.addr,
+                "share": registry.shares[l.share].name,
+                "connections": l.connections(),
+                "accepted": l.accepted(),
+            })
+        })
+        .collect();
     json!({
         "ok": true,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": registry.started.elapsed().as_secs(),
         "shares": shares,
         "guests": guests,
+        "p9": p9,
     })
 }
 

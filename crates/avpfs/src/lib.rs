@@ -225,12 +225,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         ready.push(r);
         entries.push(e);
     }
-    let registry = Arc::new(sessions::Registry::new(share_entries, entries, config.reload.clone()));
+    let p9_entries: Vec<Arc<sessions::P9Entry>> = config
+        .p9
+        .iter()
+        .map(|l| {
+            let policy = l.policy.clone().unwrap_or_else(avpfs_policy::Policy::permissive);
+            Arc::new(sessions::P9Entry::new(l.share, l.addr.to_string(), policy))
+        })
+        .collect();
+    let registry = Arc::new(sessions::Registry::new(share_entries, entries, p9_entries.clone(), config.reload.clone()));
     let p9: Vec<P9Ready> = config
         .p9
         .iter()
         .zip(p9_listeners)
-        .map(|(l, listener)| p9_ready(&shares[l.share], l.policy.clone(), listener))
+        .zip(p9_entries)
+        .map(|((l, listener), entry)| p9_ready(&shares[l.share], entry, listener))
         .collect();
     serve(&config, ready, registry, operations, confined.reload_channel, p9)
 }
@@ -259,17 +268,18 @@ fn open_p9_listeners(config: &DaemonConfig) -> Result<Vec<avpfs_9p::Listener>, E
 }
 
 /// Accepting on `listener`: each connection gets a session of `share`
-/// (behind `policy` when there is one).
-fn p9_ready(share: &Share, policy: Option<avpfs_policy::Policy>, listener: avpfs_9p::Listener) -> P9Ready {
+/// behind a policy layer with `entry`'s policy, which `entry` tracks so
+/// that a reload reaches it.
+fn p9_ready(share: &Share, entry: Arc<sessions::P9Entry>, listener: avpfs_9p::Listener) -> P9Ready {
     let share = share.clone();
     let options = avpfs_9p::P9Options::default();
     Box::new(move || {
-        let result = match policy {
-            Some(p) => {
-                avpfs_9p::listen(listener, options, move || avpfs_policy::PolicyFs::new(share.session(), p.clone()))
-            }
-            None => avpfs_9p::listen(listener, options, move || share.session()),
-        };
+        let result = avpfs_9p::listen(listener, options, move || {
+            let fs = Arc::new(avpfs_policy::PolicyFs::new(share.session(), (*entry.policy()).clone()));
+            let layer: Arc<dyn sessions::PolicyLayer + Send + Sync> = fs.clone();
+            entry.track(&layer);
+            fs
+        });
         if let Err(e) = result {
             log::error!("9p: {e}");
         }

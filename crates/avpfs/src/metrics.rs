@@ -88,6 +88,22 @@ pub fn render(registry: &Registry) -> String {
     family(&mut out, "avpfs_uptime_seconds", "gauge", "Seconds since the daemon started.");
     let _ = writeln!(out, "avpfs_uptime_seconds {:.3}", registry.started.elapsed().as_secs_f64());
 
+    if !registry.p9.is_empty() {
+        let p9: Vec<_> = registry
+            .p9
+            .iter()
+            .map(|l| (l, format!("listen=\"{}\",share=\"{}\"", label(&l.addr), label(&registry.shares[l.share].name))))
+            .collect();
+        family(&mut out, "avpfs_9p_connections", "gauge", "9P connections open on the listener.");
+        for (l, who) in &p9 {
+            let _ = writeln!(out, "avpfs_9p_connections{{{who}}} {}", l.connections());
+        }
+        family(&mut out, "avpfs_9p_connections_accepted_total", "counter", "9P connections accepted.");
+        for (l, who) in &p9 {
+            let _ = writeln!(out, "avpfs_9p_connections_accepted_total{{{who}}} {}", l.accepted());
+        }
+    }
+
     type Gauge = fn(&crate::sessions::SessionEntry, &avpfs_server::Usage) -> u64;
     let gauges: [(&str, &str, Gauge); 4] = [
         ("avpfs_guest_connected", "Whether the guest's front end is connected.", |s, _| u64::from((s.connected)())),

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use avpfs_policy::{Policy, PolicyFs};
@@ -119,12 +120,80 @@ pub struct ShareEntry {
 
 use crate::config::ReloadSource;
 
+/// A 9P listener of the running daemon. Each connection is a session of
+/// its own behind a `PolicyFs`; the listener keeps the policy new
+/// connections start with and a weak reference to each live connection's
+/// policy layer, so that a reload reaches the connections already open.
+pub struct P9Entry {
+    /// The index of its share.
+    pub share: usize,
+    /// The address it listens on, as `--9p-listen` spells it.
+    pub addr: String,
+    policy: Mutex<Arc<Policy>>,
+    live: Mutex<Vec<Weak<dyn PolicyLayer + Send + Sync>>>,
+    accepted: AtomicU64,
+}
+
+impl P9Entry {
+    /// A listener of share `share` on `addr`, its connections under `policy`.
+    pub fn new(share: usize, addr: String, policy: Policy) -> Self {
+        P9Entry {
+            share,
+            addr,
+            policy: Mutex::new(Arc::new(policy)),
+            live: Mutex::default(),
+            accepted: AtomicU64::new(0),
+        }
+    }
+
+    /// The policy a new connection starts with.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts a new connection and keeps a weak reference to its policy
+    /// layer (dropped connections are forgotten here). A reload that came
+    /// between [`P9Entry::policy`] and this call is applied to it now.
+    pub fn track(&self, layer: &Arc<dyn PolicyLayer + Send + Sync>) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(layer));
+        let current = self.policy();
+        if layer.policy() != current {
+            layer.set_policy((*current).clone());
+        }
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// Connections accepted since the start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Puts `policy` in force for new connections and for every open one
+    /// (the same lock as [`P9Entry::track`], so no connection is missed).
+    fn set_policy(&self, policy: Policy) {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.clone());
+        for layer in live.iter().filter_map(Weak::upgrade) {
+            layer.set_policy(policy.clone());
+        }
+    }
+}
+
 /// The running daemon, as the control socket and the metrics see it.
 pub struct Registry {
     /// Its shares.
     pub shares: Vec<ShareEntry>,
     /// Its sessions.
     pub sessions: Vec<SessionEntry>,
+    /// Its 9P listeners.
+    pub p9: Vec<Arc<P9Entry>>,
     /// When it started.
     pub started: Instant,
     reload: Option<ReloadSource>,
@@ -135,8 +204,13 @@ pub struct Registry {
 impl Registry {
     /// A registry of `shares` and `sessions`; `reload` is where a reload
     /// reads the policies again (none: nothing to reload).
-    pub fn new(shares: Vec<ShareEntry>, sessions: Vec<SessionEntry>, reload: Option<ReloadSource>) -> Self {
-        Registry { shares, sessions, started: Instant::now(), reload, reload_lock: Mutex::new(()) }
+    pub fn new(
+        shares: Vec<ShareEntry>,
+        sessions: Vec<SessionEntry>,
+        p9: Vec<Arc<P9Entry>>,
+        reload: Option<ReloadSource>,
+    ) -> Self {
+        Registry { shares, sessions, p9, started: Instant::now(), reload, reload_lock: Mutex::new(()) }
     }
 
     /// The file a reload reads first (the configuration, or the `--policy`
@@ -151,7 +225,8 @@ impl Registry {
     /// by a client outside the sandbox), else from disk. All or nothing: an
     /// invalid file, or a policy a session cannot take (one served without
     /// a policy layer), changes nothing. Returns the names of the sessions
-    /// whose policy changed.
+    /// whose policy changed, and `9p ADDR` for each 9P listener whose
+    /// policy changed (with every connection it has open).
     pub fn reload(&self, files: Option<&HashMap<PathBuf, String>>) -> Result<Vec<String>, String> {
         let _one = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
         let source = self.reload.as_ref().ok_or("nothing to reload: no --config and no --policy file")?;
@@ -163,7 +238,17 @@ impl Registry {
                 None => std::fs::read_to_string(p),
             }
         };
-        let policies = source.policies(&read)?;
+        let reloaded = source.policies(&read)?;
+        let mut policies = reloaded.guests;
+        if matches!(source, ReloadSource::CommandLine(_)) {
+            // The command line's one policy, for its session if it has one.
+            policies.truncate(self.sessions.len());
+        }
+        let p9: Vec<String> = self.p9.iter().map(|l| l.addr.clone()).collect();
+        let p9_now: Vec<String> = reloaded.p9.iter().map(|(a, _)| a.clone()).collect();
+        if p9 != p9_now {
+            return Err(format!("the 9P listeners would change from {p9:?} to {p9_now:?}: that needs a restart"));
+        }
         if policies.len() != self.sessions.len() {
             return Err(format!(
                 "the configuration now has {} guests where {} run: adding or removing guests needs a restart",
@@ -186,6 +271,12 @@ impl Registry {
                     layer.set_policy(p);
                     changed.push(s.name.clone());
                 }
+            }
+        }
+        for (l, (_, p)) in self.p9.iter().zip(reloaded.p9) {
+            if *l.policy() != p {
+                l.set_policy(p);
+                changed.push(format!("9p {}", l.addr));
             }
         }
         Ok(changed)

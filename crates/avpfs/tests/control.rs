@@ -89,11 +89,16 @@ fn free_port() -> u16 {
 }
 
 fn start() -> Daemon {
+    start_with(CONFIG, &["vm1.sock", "vm2.sock", "control.sock"])
+}
+
+/// The daemon on `config`, once each of `sockets` exists.
+fn start_with(config: &str, sockets: &[&str]) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("share")).unwrap();
     std::fs::write(dir.path().join("share/a"), "hello").unwrap();
     std::fs::write(dir.path().join("ro.toml"), "[share]\nreadonly = true\n").unwrap();
-    std::fs::write(dir.path().join("avpfs.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("avpfs.toml"), config).unwrap();
     let port = free_port();
     let child = avpfs()
         .arg("--config")
@@ -104,7 +109,7 @@ fn start() -> Daemon {
         .unwrap();
     let mut d = Daemon { child: Some(child), dir, metrics_port: port };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !["vm1.sock", "vm2.sock", "control.sock"].iter().all(|s| d.path(s).exists()) {
+    while !sockets.iter().all(|s| d.path(s).exists()) {
         if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
             panic!("avpfs exited before listening: {status}");
         }
@@ -381,4 +386,113 @@ fn sigterm_stops_gracefully_releasing_locks_and_removing_sockets() {
     avpfs_sys::lock::ofd_setlk(file.as_fd(), whole, false).unwrap();
     avpfs_sys::lock::flock(file.as_fd(), libc::LOCK_EX, false).unwrap();
     drop(h);
+}
+
+/// A 9P2000.L client of the daemon's `p9_listen` socket, attached to the
+/// share's root as fid 0.
+struct P9Client {
+    stream: UnixStream,
+    tag: u16,
+}
+
+impl P9Client {
+    const MSIZE: u32 = 65536;
+
+    fn connect(path: &Path) -> P9Client {
+        use p9_abi::*;
+        let mut c = P9Client { stream: UnixStream::connect(path).unwrap(), tag: 0 };
+        let v = c.rpc(&Request::Version(Tversion { msize: Self::MSIZE, version: b"9P2000.L" }));
+        assert!(v.is_ok(), "{v:?}");
+        let attach = Tattach { fid: Fid(0), afid: Fid::NOFID, uname: b"root", aname: b"", n_uname: 0 };
+        assert!(c.rpc(&Request::Attach(attach)).is_ok());
+        c
+    }
+
+    /// Sends `req`; Ok, or the errno of its Rlerror.
+    fn rpc(&mut self, req: &p9_abi::Request<'_>) -> Result<(), i32> {
+        use p9_abi::*;
+        self.tag += 1;
+        let tag = if matches!(req, Request::Version(_)) { Tag::NOTAG } else { Tag(self.tag) };
+        let mut out = Vec::new();
+        req.encode(tag, Self::MSIZE, &mut out).unwrap();
+        self.stream.write_all(&out).unwrap();
+        let mut prefix = [0u8; 4];
+        self.stream.read_exact(&mut prefix).unwrap();
+        let mut frame = prefix.to_vec();
+        frame.resize(frame_size(prefix, Self::MSIZE).unwrap(), 0);
+        self.stream.read_exact(&mut frame[4..]).unwrap();
+        match decode_reply(&frame, Self::MSIZE).unwrap().1 {
+            Reply::Lerror { ecode } => Err(ecode as i32),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates `name` in the root (and clunks it); the errno on failure.
+    fn create(&mut self, name: &str) -> Result<(), i32> {
+        use p9_abi::*;
+        let walk = Twalk { fid: Fid(0), newfid: Fid(1), names: WalkNames::from_slice(&[]).unwrap() };
+        self.rpc(&Request::Walk(walk)).unwrap();
+        let name = Name::entry(name.as_bytes()).unwrap();
+        let req = Tlcreate { fid: Fid(1), name, flags: open_flags::RDWR, mode: 0o644, gid: 0 };
+        let created = self.rpc(&Request::Lcreate(req));
+        self.rpc(&Request::Clunk(Fid(1))).unwrap();
+        created
+    }
+}
+
+fn p9_listener(status: &Value) -> &Value {
+    &status["p9"][0]
+}
+
+/// A share also served over 9P: status and the metrics count its
+/// connections, and a reload of the share's policy reaches the 9P
+/// connections already open as well as new ones.
+#[test]
+fn reload_reaches_open_9p_connections_and_status_counts_them() {
+    let config = CONFIG.replace("cache = \"never\"\n", "cache = \"never\"\np9_listen = \"unix:p9.sock\"\n");
+    let d = start_with(&config, &["vm1.sock", "vm2.sock", "control.sock", "p9.sock"]);
+    let mut a = P9Client::connect(&d.path("p9.sock"));
+    a.create("before").unwrap();
+    let b = P9Client::connect(&d.path("p9.sock"));
+    let status = d.ctl_json("status");
+    let l = p9_listener(&status);
+    assert_eq!(l["listen"], format!("unix:{}", d.path("p9.sock").display()), "{status}");
+    assert_eq!(
+        (l["share"].as_str(), l["connections"].as_u64(), l["accepted"].as_u64()),
+        (Some("data"), Some(2), Some(2))
+    );
+    // A closed connection leaves the count.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p9_listener(&d.ctl_json("status"))["connections"] != 1 {
+        assert!(Instant::now() < deadline, "the closed 9P connection is still counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let metrics = d.ctl("metrics").1;
+    let who = format!("listen=\"unix:{}\",share=\"data\"", d.path("p9.sock").display());
+    assert!(metrics.contains(&format!("avpfs_9p_connections{{{who}}} 1")), "{metrics}");
+    assert!(metrics.contains(&format!("avpfs_9p_connections_accepted_total{{{who}}} 2")), "{metrics}");
+    parse_prometheus(&metrics);
+
+    // The share's policy becomes read-only: the open connection and a new one.
+    let ro = config.replace("p9_listen", "policy = \"ro.toml\"\np9_listen");
+    std::fs::write(d.path("avpfs.toml"), &ro).unwrap();
+    let changed = d.ctl_json("reload")["changed"].clone();
+    let p9_name = format!("9p unix:{}", d.path("p9.sock").display());
+    assert_eq!(changed, serde_json::json!(["vm1", "vm2", p9_name]));
+    assert_eq!(a.create("during"), Err(libc::EROFS));
+    let mut c = P9Client::connect(&d.path("p9.sock"));
+    assert_eq!(c.create("new-during"), Err(libc::EROFS));
+    assert!(!d.path("share/during").exists() && !d.path("share/new-during").exists());
+    // Moving the listener needs a restart: refused, nothing changes.
+    std::fs::write(d.path("avpfs.toml"), config.replace("unix:p9.sock", "unix:other.sock")).unwrap();
+    let (ok, text) = d.ctl("reload");
+    assert!(!ok && text.contains("restart"), "{text}");
+    assert_eq!(a.create("during"), Err(libc::EROFS));
+    // And back.
+    std::fs::write(d.path("avpfs.toml"), &config).unwrap();
+    d.ctl_json("reload");
+    a.create("after").unwrap();
+    c.create("new-after").unwrap();
+    assert!(d.path("share/after").exists() && d.path("share/new-after").exists());
 }

@@ -532,6 +532,19 @@ pub trait FileSystem: Send + Sync {
     fn dax_fd(&self, ctx: &Context, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
         Err(enosys())
     }
+    /// Live migration, source side: the client's nodes (with their lookup
+    /// counts and how to find each host file again) and open handles, as
+    /// bytes for [`FileSystem::load_state`] on the destination. Called with
+    /// the device stopped (no request in flight).
+    fn save_state(&self) -> Result<Vec<u8>, crate::MigrationError> {
+        Err(crate::MigrationError::Unsupported)
+    }
+    /// Live migration, destination side: takes over the nodes and handles
+    /// [`FileSystem::save_state`] wrote, before any request of the client.
+    /// All or nothing: on an error the file system is as before.
+    fn load_state(&self, state: &[u8]) -> Result<(), crate::MigrationError> {
+        Err(crate::MigrationError::Unsupported)
+    }
 }
 
 /// The `ENOSYS` error every unimplemented operation returns.

@@ -13,6 +13,7 @@ pub mod dax;
 pub mod filesystem;
 pub mod interrupt;
 pub mod log_context;
+pub mod migration;
 mod ops;
 pub mod ratelimit;
 pub mod reply;
@@ -26,6 +27,7 @@ pub use filesystem::{
     InitOptions, LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn,
     SetxattrRequest, TimeSpec, Usage, WantedFlags, WriteRequest,
 };
+pub use migration::MigrationError;
 pub use server::{Error, Handled, Server, MAX_REQUEST_SIZE, MAX_WRITE};
 pub use stats::{Stats, StatsSnapshot};
 pub use transport::{Reader, SliceReader, VecWriter, Writer, ZeroCopyReader, ZeroCopyWriter};

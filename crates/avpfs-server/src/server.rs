@@ -89,6 +89,22 @@ impl<F: FileSystem> Server<F> {
         }
     }
 
+    /// Live migration, source side: what the client negotiated in
+    /// FUSE_INIT and the file system's state
+    /// ([`FileSystem::save_state`]), as one versioned blob. Called with
+    /// the device stopped.
+    pub fn save_state(&self) -> Result<Vec<u8>, crate::MigrationError> {
+        // Placeholder envelope until the format lands: the file system's bytes.
+        self.fs.save_state()
+    }
+
+    /// Live migration, destination side: restores what
+    /// [`Server::save_state`] wrote, before the client's first request
+    /// (the client does not send FUSE_INIT again).
+    pub fn load_state(&self, state: &[u8]) -> Result<(), crate::MigrationError> {
+        self.fs.load_state(state)
+    }
+
     /// The request statistics of this session (counted from its start, over
     /// reconnects).
     pub fn stats(&self) -> &Stats {

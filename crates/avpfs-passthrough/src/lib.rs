@@ -67,7 +67,7 @@ use avpfs_server::{
 };
 use fuse_abi::{init_flags as init, Attr, FileLock, Kstatfs, Statx};
 
-pub use config::{CachePolicy, Config, FileHandleMode};
+pub use config::{CachePolicy, Config, FileHandleMode, MigrationMode, MigrationOnError, UnknownValue};
 pub use passthrough::{Error, PassthroughFs, Share};
 
 impl FileSystem for PassthroughFs {

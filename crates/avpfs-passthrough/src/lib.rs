@@ -53,6 +53,8 @@ mod util;
 mod xattr;
 
 #[cfg(test)]
+mod migration_tests;
+#[cfg(test)]
 mod tests;
 
 use std::ffi::CStr;
@@ -63,8 +65,8 @@ use std::time::Duration;
 
 use avpfs_server::{
     Context, CopyRange, CreateRequest, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
-    LockRequest, MigrationError, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, Usage,
-    WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
+    LockRequest, MigrationError, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn,
+    SetxattrRequest, Usage, WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
 use fuse_abi::{init_flags as init, Attr, FileLock, Kstatfs, Statx};
 

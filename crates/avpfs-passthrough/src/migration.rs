@@ -191,10 +191,7 @@ impl SavedState {
                 0 => {
                     let p = d.bytes(MAX_PATH)?;
                     check_relative(p).map_err(|why| {
-                        MigrationError::Refused(format!(
-                            "node {id}: path {:?} {why}",
-                            String::from_utf8_lossy(p)
-                        ))
+                        MigrationError::Refused(format!("node {id}: path {:?} {why}", String::from_utf8_lossy(p)))
                     })?;
                     Location::Path(p.to_vec())
                 }
@@ -435,7 +432,8 @@ impl PassthroughFs {
         }
         // Found by path: check the identity when asked (always in
         // file-handles mode, which needs the same file system anyway).
-        let verify = via_handle.is_none() && (self.cfg.migration_verify_handles || st.mode == MigrationMode::FileHandles);
+        let verify =
+            via_handle.is_none() && (self.cfg.migration_verify_handles || st.mode == MigrationMode::FileHandles);
         if verify {
             let same = match (&n.handle, FileHandle::of(fd.as_fd())) {
                 (Some(saved), Ok((h, _))) => *saved == h,
@@ -520,7 +518,9 @@ impl PassthroughFs {
                         h.handle, h.node
                     )));
                 }
-                Err(e) => log::warn!("migration: handle {} of node {}: cannot open it again ({e}): dropped", h.handle, h.node),
+                Err(e) => {
+                    log::warn!("migration: handle {} of node {}: cannot open it again ({e}): dropped", h.handle, h.node)
+                }
             }
         }
         self.inodes.restore(st.root_refs, nodes.into_values().collect(), st.next_node);
@@ -543,7 +543,10 @@ pub(crate) mod testing {
     use super::*;
 
     /// Decodes a passthrough state, lets `f` change it, encodes it again.
-    pub(crate) fn edit(bytes: &[u8], f: impl FnOnce(&mut Vec<(u64, Option<Vec<u8>>, Option<(i32, Vec<u8>)>)>)) -> Vec<u8> {
+    pub(crate) fn edit(
+        bytes: &[u8],
+        f: impl FnOnce(&mut Vec<(u64, Option<Vec<u8>>, Option<(i32, Vec<u8>)>)>),
+    ) -> Vec<u8> {
         let mut st = SavedState::decode(bytes).unwrap();
         let mut view: Vec<_> = st
             .nodes

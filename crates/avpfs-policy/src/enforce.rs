@@ -33,13 +33,13 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
+use avpfs_server::migration::{corrupt, Decoder, Encoder};
+use avpfs_server::MigrationError;
 use avpfs_server::{
     Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions,
     LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest,
     WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
-use avpfs_server::migration::{corrupt, Decoder, Encoder};
-use avpfs_server::MigrationError;
 use fuse_abi::{Attr, FileLock, Kstatfs, Statx};
 
 use crate::paths::{Access, Position};

@@ -1,7 +1,9 @@
 //! What the passthrough is configured with, and the strategies chosen from it
 //! once at start-up.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use fuse_abi::fopen;
@@ -104,6 +106,88 @@ pub enum FileHandleMode {
     Mandatory,
 }
 
+/// How a live-migration source tells the destination where each node's
+/// host file is (virtiofsd's `--migration-mode`). The destination follows
+/// what the state says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MigrationMode {
+    /// By its path beneath the share, found when the state is saved
+    /// (`find-paths`). Works between different file systems with the same
+    /// contents; a file renamed or deleted on the host after the save is
+    /// not found.
+    #[default]
+    FindPaths,
+    /// By its file handle (`file-handles`): found even when renamed, or
+    /// deleted while still open on the source. Source and destination must
+    /// share the same file system, and the destination needs
+    /// `CAP_DAC_READ_SEARCH`.
+    FileHandles,
+}
+
+/// What a live-migration destination does with a node whose host file it
+/// cannot find or that is not the same file (virtiofsd's
+/// `--migration-on-error`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MigrationOnError {
+    /// Refuse the whole state (`abort`): the migration fails and the source
+    /// keeps serving.
+    #[default]
+    Abort,
+    /// Take the state; the node becomes one whose every operation fails
+    /// with `EIO`, and its open handles with `EBADF` (`guest-error`).
+    GuestError,
+}
+
+/// A value of one of the migration options that is not one of its names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value {value:?} (expected {expected})")]
+pub struct UnknownValue {
+    /// What was given.
+    pub value: String,
+    /// The accepted names.
+    pub expected: &'static str,
+}
+
+impl FromStr for MigrationMode {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "find-paths" => Ok(MigrationMode::FindPaths),
+            "file-handles" => Ok(MigrationMode::FileHandles),
+            _ => Err(UnknownValue { value: s.into(), expected: "find-paths or file-handles" }),
+        }
+    }
+}
+
+impl fmt::Display for MigrationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MigrationMode::FindPaths => "find-paths",
+            MigrationMode::FileHandles => "file-handles",
+        })
+    }
+}
+
+impl FromStr for MigrationOnError {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "abort" => Ok(MigrationOnError::Abort),
+            "guest-error" => Ok(MigrationOnError::GuestError),
+            _ => Err(UnknownValue { value: s.into(), expected: "abort or guest-error" }),
+        }
+    }
+}
+
+impl fmt::Display for MigrationOnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MigrationOnError::Abort => "abort",
+            MigrationOnError::GuestError => "guest-error",
+        })
+    }
+}
+
 /// Configuration of a [`PassthroughFs`](crate::PassthroughFs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -135,6 +219,23 @@ pub struct Config {
     /// Where the daemon's `/proc/self/fd` is reached (a sandbox may move it):
     /// `None` for `/proc/self/fd`.
     pub proc_self_fd: Option<PathBuf>,
+    /// Live migration, source: how nodes are found again
+    /// (`--migration-mode`).
+    pub migration_mode: MigrationMode,
+    /// Live migration, destination: a node not found, or not the same
+    /// file, fails the migration or only that node
+    /// (`--migration-on-error`).
+    pub migration_on_error: MigrationOnError,
+    /// Live migration, destination: check that each file found by its
+    /// path is the very file the source had (same file handle, or same
+    /// device and inode when there is no handle)
+    /// (`--migration-verify-handles`). Needs the same file system on both
+    /// sides.
+    pub migration_verify_handles: bool,
+    /// Live migration, source: check right before saving that each path
+    /// still leads to the node's file (`--migration-confirm-paths`); a
+    /// node whose path does not is saved as not found.
+    pub migration_confirm_paths: bool,
 }
 
 impl Default for Config {
@@ -159,11 +260,37 @@ impl Config {
             announce_submounts: false,
             killpriv_v2: false,
             proc_self_fd: None,
+            migration_mode: MigrationMode::FindPaths,
+            migration_on_error: MigrationOnError::Abort,
+            migration_verify_handles: false,
+            migration_confirm_paths: false,
         }
     }
 
     /// The name and attribute timeout in effect.
     pub fn entry_timeout(&self) -> Duration {
         self.timeout.unwrap_or(self.cache.timeout())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_options_parse_and_print_as_virtiofsd_spells_them() {
+        for m in [MigrationMode::FindPaths, MigrationMode::FileHandles] {
+            assert_eq!(m.to_string().parse::<MigrationMode>().unwrap(), m);
+        }
+        for m in [MigrationOnError::Abort, MigrationOnError::GuestError] {
+            assert_eq!(m.to_string().parse::<MigrationOnError>().unwrap(), m);
+        }
+        assert_eq!("file-handles".parse::<MigrationMode>().unwrap(), MigrationMode::FileHandles);
+        assert_eq!("guest-error".parse::<MigrationOnError>().unwrap(), MigrationOnError::GuestError);
+        assert!("paths".parse::<MigrationMode>().is_err());
+        assert!("Abort".parse::<MigrationOnError>().is_err());
+        let c = Config::default();
+        assert_eq!((c.migration_mode, c.migration_on_error), (MigrationMode::FindPaths, MigrationOnError::Abort));
+        assert!(!c.migration_verify_handles && !c.migration_confirm_paths);
     }
 }

@@ -38,13 +38,14 @@ impl PassthroughFs {
         if !n.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
-        let fd = self.proc.reopen(n.fd()?.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK)?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK;
+        let fd = self.proc.reopen(n.fd()?.as_fd(), flags)?;
         // A failed fstat only costs the guest its cached listing.
         let open_flags = self
             .cfg
             .cache
             .dir_open_flags(|| avpfs_sys::stat::fstatx(fd.as_fd()).ok().and_then(|st| mtime_age(&st.stx_mtime)));
-        let handle = self.handles.insert(n, fd, true);
+        let handle = self.handles.insert(n, fd, flags, true);
         Ok(OpenReply { handle, open_flags })
     }
 

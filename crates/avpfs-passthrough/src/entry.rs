@@ -38,7 +38,7 @@ impl PassthroughFs {
     }
 
     /// What a new node keeps: the descriptor, or a file handle.
-    fn node_file(&self, fd: OwnedFd, mnt_id: u64, kind: u32) -> io::Result<NodeFile> {
+    pub(crate) fn node_file(&self, fd: OwnedFd, mnt_id: u64, kind: u32) -> io::Result<NodeFile> {
         if !self.use_handles {
             return Ok(NodeFile::Fd(fd));
         }

@@ -58,7 +58,7 @@ impl PassthroughFs {
         if host & libc::O_TRUNC != 0 && kills_privs(ctx, kill_suidgid) {
             clear_suidgid(fd.as_fd(), ctx)?;
         }
-        Ok(OpenReply { handle: self.handles.insert(n, fd, false), open_flags })
+        Ok(OpenReply { handle: self.handles.insert(n, fd, host, false), open_flags })
     }
 
     /// CREATE (with a name) or TMPFILE (without).
@@ -101,7 +101,7 @@ impl PassthroughFs {
         };
         let path_fd = self.proc.reopen(fd.as_fd(), libc::O_PATH)?;
         let (entry, node) = self.entry_for(path_fd, Some(&p))?;
-        Ok((entry, OpenReply { handle: self.handles.insert(node, fd, false), open_flags }))
+        Ok((entry, OpenReply { handle: self.handles.insert(node, fd, host, false), open_flags }))
     }
 
     /// CREATE without O_EXCL of a name that exists: opens the file as the
@@ -126,7 +126,7 @@ impl PassthroughFs {
             _ => Err(errno(libc::ENXIO)),
         };
         match opened {
-            Ok(fd) => Ok((entry, OpenReply { handle: self.handles.insert(node, fd, false), open_flags })),
+            Ok(fd) => Ok((entry, OpenReply { handle: self.handles.insert(node, fd, host, false), open_flags })),
             Err(e) => {
                 self.inodes.forget(entry.nodeid, 1);
                 Err(e)

@@ -17,12 +17,21 @@ pub(crate) struct OpenFile {
     pub node: Arc<Node>,
     /// The host open file description.
     pub fd: OwnedFd,
+    /// The host open(2) flags it was opened with.
+    pub flags: i32,
     /// Opened with OPENDIR.
     pub is_dir: bool,
     /// Serialises seek + read of a directory listing.
     pub dir_pos: Mutex<()>,
     /// A flock was taken through it (and not given back).
     pub flocked: AtomicBool,
+}
+
+impl OpenFile {
+    /// An open file of `node`.
+    pub fn new(node: Arc<Node>, fd: OwnedFd, flags: i32, is_dir: bool) -> Arc<Self> {
+        Arc::new(OpenFile { node, fd, flags, is_dir, dir_pos: Mutex::new(()), flocked: AtomicBool::new(false) })
+    }
 }
 
 /// The open handles, by id.
@@ -38,11 +47,28 @@ fn ebadf() -> io::Error {
 
 impl HandleTable {
     /// Adds an open file; returns its handle.
-    pub fn insert(&self, node: Arc<Node>, fd: OwnedFd, is_dir: bool) -> Handle {
+    pub fn insert(&self, node: Arc<Node>, fd: OwnedFd, flags: i32, is_dir: bool) -> Handle {
         let h = Handle(self.next.fetch_add(1, Ordering::Relaxed) + 1);
-        let of = Arc::new(OpenFile { node, fd, is_dir, dir_pos: Mutex::new(()), flocked: AtomicBool::new(false) });
-        self.map.write().unwrap_or_else(|e| e.into_inner()).insert(h, of);
+        self.map.write().unwrap_or_else(|e| e.into_inner()).insert(h, OpenFile::new(node, fd, flags, is_dir));
         h
+    }
+
+    /// Every open file by handle, and the last handle given out.
+    pub fn snapshot(&self) -> (Vec<(Handle, Arc<OpenFile>)>, u64) {
+        let m = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = m.iter().map(|(&h, of)| (h, of.clone())).collect();
+        all.sort_by_key(|(h, _)| *h);
+        (all, self.next.load(Ordering::Relaxed))
+    }
+
+    /// Takes over the open files of a live migration, with their handles;
+    /// new handles are numbered after `last` (and after every restored one).
+    pub fn restore(&self, files: Vec<(Handle, Arc<OpenFile>)>, last: u64) {
+        let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
+        m.clear();
+        let last = files.iter().map(|(h, _)| h.get()).fold(last, u64::max);
+        m.extend(files);
+        self.next.store(last, Ordering::Relaxed);
     }
 
     /// The open file `h` of node `node`; `EBADF` when there is none, or when

@@ -46,6 +46,9 @@ pub(crate) enum NodeFile {
     Fd(OwnedFd),
     /// A file handle, and a (non-`O_PATH`) descriptor on its mount to open it with.
     Handle { handle: FileHandle, mount: Arc<OwnedFd> },
+    /// None: a node a live migration could not find again (with
+    /// `guest-error`); every use fails with this errno.
+    Lost(i32),
 }
 
 impl NodeFile {
@@ -56,13 +59,14 @@ impl NodeFile {
             NodeFile::Handle { handle, mount } => {
                 handle.open(mount.as_fd(), libc::O_PATH | libc::O_NOFOLLOW).map(NodeFd::Owned)
             }
+            NodeFile::Lost(errno) => Err(io::Error::from_raw_os_error(*errno)),
         }
     }
 
     /// The file handle, when it is one.
     pub fn handle(&self) -> Option<&FileHandle> {
         match self {
-            NodeFile::Fd(_) => None,
+            NodeFile::Fd(_) | NodeFile::Lost(_) => None,
             NodeFile::Handle { handle, .. } => Some(handle),
         }
     }

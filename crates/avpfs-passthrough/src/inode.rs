@@ -54,6 +54,11 @@ impl Node {
         self.file.file().fd()
     }
 
+    /// Whether a live migration lost the node's file (every use fails).
+    pub fn is_lost(&self) -> bool {
+        matches!(self.file.file(), NodeFile::Lost(_))
+    }
+
     /// The file handle, when the node keeps one.
     pub fn handle(&self) -> Option<&FileHandle> {
         self.file.file().handle()
@@ -70,6 +75,16 @@ impl Node {
     pub fn is_dir(&self) -> bool {
         self.kind == libc::S_IFDIR
     }
+}
+
+/// A node as a live migration restores it.
+#[derive(Debug)]
+pub(crate) struct RestoredNode {
+    pub id: NodeId,
+    pub generation: u64,
+    pub key: InodeKey,
+    pub kind: u32,
+    pub file: NodeFile,
 }
 
 #[derive(Debug)]
@@ -154,10 +169,7 @@ impl InodeStore {
     /// dropped when an existing node is used, or when another session of the
     /// share holds the same host file (the new node shares it).
     pub fn get_or_insert(&self, key: InodeKey, kind: u32, file: NodeFile) -> Arc<Node> {
-        let new_handle = match &file {
-            NodeFile::Handle { handle, .. } => Some(handle),
-            NodeFile::Fd(_) => None,
-        };
+        let new_handle = file.handle();
         let mut m = self.lock();
         if let Some(&id) = m.by_key.get(&key) {
             if let Some(slot) = m.by_id.get_mut(&id) {
@@ -217,6 +229,58 @@ impl InodeStore {
             drop(m);
             avpfs_sys::memory::release_free_heap();
         }
+    }
+
+    /// Every node with its lookup count (the root included), and the id
+    /// the next new node would get.
+    pub fn snapshot(&self) -> (Vec<(Arc<Node>, u64)>, u64) {
+        let m = self.lock();
+        let mut nodes: Vec<_> = m.by_id.values().map(|s| (s.node.clone(), s.refs)).collect();
+        nodes.sort_by_key(|(n, _)| n.id);
+        (nodes, m.next_id)
+    }
+
+    /// Whether the store holds only the root, as a new session's does.
+    pub fn is_fresh(&self) -> bool {
+        self.lock().by_id.len() == 1
+    }
+
+    /// A node of a live migration, made (its host file shared with the
+    /// share's other sessions, as a looked-up node's is) but not yet in
+    /// the store: [`restore`](Self::restore) puts it there.
+    pub fn restored_node(&self, r: RestoredNode) -> Arc<Node> {
+        let file = match r.file {
+            NodeFile::Lost(e) => HostRef::Own(NodeFile::Lost(e)),
+            file => self.host_files.share(r.key, file),
+        };
+        Arc::new(Node { generation: r.generation, ..Node::new(r.id, r.key, r.kind, file) })
+    }
+
+    /// Takes over the nodes of a live migration: the root's lookup count,
+    /// and `nodes` (never the root) with their counts, replacing every
+    /// other node; new nodes get ids from `next_id` on (and after every
+    /// restored one). The table by host inode is rebuilt from the nodes'
+    /// keys, so that a later lookup of the same file finds its restored
+    /// node; a lost node is left out of it.
+    pub fn restore(&self, root_refs: u64, nodes: Vec<(Arc<Node>, u64)>, next_id: u64) {
+        let mut m = self.lock();
+        let root = m.by_id.remove(&NodeId::ROOT);
+        m.by_id.clear();
+        m.by_key.clear();
+        if let Some(mut root) = root {
+            root.refs = root_refs.max(1);
+            m.by_key.insert(root.node.key, NodeId::ROOT);
+            m.by_id.insert(NodeId::ROOT, root);
+        }
+        let mut next = next_id.max(NodeId::ROOT.get() + 1);
+        for (node, refs) in nodes {
+            next = next.max(node.id.get().saturating_add(1));
+            if !node.is_lost() {
+                m.by_key.entry(node.key).or_insert(node.id);
+            }
+            m.by_id.insert(node.id, Slot { node, refs });
+        }
+        m.next_id = next;
     }
 
     /// How many lock owners hold a description on some node.

@@ -45,12 +45,15 @@ mod handle;
 mod host_files;
 mod inode;
 mod locks;
+mod migration;
 mod owner_locks;
 mod passthrough;
 mod statx;
 mod util;
 mod xattr;
 
+#[cfg(test)]
+mod migration_tests;
 #[cfg(test)]
 mod tests;
 
@@ -62,12 +65,12 @@ use std::time::Duration;
 
 use avpfs_server::{
     Context, CopyRange, CreateRequest, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions, LockOwner,
-    LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest, Usage,
-    WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
+    LockRequest, MigrationError, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn,
+    SetxattrRequest, Usage, WantedFlags, WriteRequest, ZeroCopyReader, ZeroCopyWriter,
 };
 use fuse_abi::{init_flags as init, Attr, FileLock, Kstatfs, Statx};
 
-pub use config::{CachePolicy, Config, FileHandleMode};
+pub use config::{CachePolicy, Config, FileHandleMode, MigrationMode, MigrationOnError, UnknownValue};
 pub use passthrough::{Error, PassthroughFs, Share};
 
 impl FileSystem for PassthroughFs {
@@ -253,6 +256,14 @@ impl FileSystem for PassthroughFs {
 
     fn dax_fd(&self, _ctx: &Context, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
         self.do_dax_fd(node, handle, writable)
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>, MigrationError> {
+        self.save_migration_state()
+    }
+
+    fn load_state(&self, state: &[u8]) -> Result<(), MigrationError> {
+        self.load_migration_state(state)
     }
 
     fn statx(

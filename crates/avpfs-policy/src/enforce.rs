@@ -33,6 +33,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
+use avpfs_server::migration::{corrupt, Decoder, Encoder};
+use avpfs_server::MigrationError;
 use avpfs_server::{
     Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle, InitOptions,
     LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn, SetxattrRequest,
@@ -97,39 +99,7 @@ impl<F: FileSystem> PolicyFs<F> {
         let mut nodes = self.write_nodes();
         let policy = Arc::new(policy);
         self.policy.store(policy.clone());
-        // A node's position follows from its parent's and its name: work
-        // them out parents first (a parent outlives its children's lookups,
-        // but one may have been forgotten: such a node starts at the root).
-        let mut done: HashMap<NodeId, Position> = HashMap::with_capacity(nodes.len());
-        let ids: Vec<NodeId> = nodes.keys().copied().collect();
-        for id in ids {
-            let mut chain = vec![id];
-            while let Some(&last) = chain.last() {
-                match nodes.get(&last) {
-                    Some(n) if n.parent != NodeId::ROOT && !done.contains_key(&n.parent) && chain.len() < 4096 => {
-                        chain.push(n.parent)
-                    }
-                    _ => break,
-                }
-            }
-            for &at in chain.iter().rev() {
-                if done.contains_key(&at) {
-                    continue;
-                }
-                let Some(n) = nodes.get(&at) else { continue };
-                let parent = if n.parent == NodeId::ROOT {
-                    policy.paths.root()
-                } else {
-                    done.get(&n.parent).copied().unwrap_or_else(|| policy.paths.root())
-                };
-                done.insert(at, policy.paths.child(parent, &n.name));
-            }
-        }
-        for (id, pos) in done {
-            if let Some(n) = nodes.get_mut(&id) {
-                n.pos = pos;
-            }
-        }
+        place_all(&mut nodes, &policy);
     }
 
     /// The policy, for one request.
@@ -375,6 +345,128 @@ impl<F: FileSystem> PolicyFs<F> {
     }
 }
 
+/// Places every node under `policy`'s subtree rules.
+fn place_all(nodes: &mut HashMap<NodeId, NodeState>, policy: &Policy) {
+    // A node's position follows from its parent's and its name: work
+    // them out parents first (a parent outlives its children's lookups,
+    // but one may have been forgotten: such a node starts at the root).
+    let mut done: HashMap<NodeId, Position> = HashMap::with_capacity(nodes.len());
+    let ids: Vec<NodeId> = nodes.keys().copied().collect();
+    for id in ids {
+        let mut chain = vec![id];
+        while let Some(&last) = chain.last() {
+            match nodes.get(&last) {
+                Some(n) if n.parent != NodeId::ROOT && !done.contains_key(&n.parent) && chain.len() < 4096 => {
+                    chain.push(n.parent)
+                }
+                _ => break,
+            }
+        }
+        for &at in chain.iter().rev() {
+            if done.contains_key(&at) {
+                continue;
+            }
+            let Some(n) = nodes.get(&at) else { continue };
+            let parent = if n.parent == NodeId::ROOT {
+                policy.paths.root()
+            } else {
+                done.get(&n.parent).copied().unwrap_or_else(|| policy.paths.root())
+            };
+            done.insert(at, policy.paths.child(parent, &n.name));
+        }
+    }
+    for (id, pos) in done {
+        if let Some(n) = nodes.get_mut(&id) {
+            n.pos = pos;
+        }
+    }
+}
+
+/// The tag and version of the policy layer's part of a migration state.
+const STATE_TAG: &[u8; 4] = b"PLCY";
+const STATE_VERSION: u32 = 1;
+/// The longest name a node may have in a state.
+const MAX_NAME: usize = 4096;
+
+/// What the policy layer keeps of a session, as a migration state has it.
+type SavedPolicyState<'a> = (&'a [u8], Vec<(NodeId, NodeState)>, Vec<(Handle, NodeId)>);
+
+impl<F: FileSystem> PolicyFs<F> {
+    /// The policy layer's part of a migration state: the inner file
+    /// system's, then each node's lookup count, parent and name (from which
+    /// the destination works out its position under its own policy), and
+    /// each handle's node.
+    fn save_policy_state(&self) -> Result<Vec<u8>, MigrationError> {
+        let inner = self.inner.save_state()?;
+        let nodes = self.read_nodes();
+        let handles = self.handles();
+        let mut e = Encoder::new();
+        e.header(STATE_TAG, STATE_VERSION);
+        e.bytes(&inner);
+        let mut ids: Vec<&NodeId> = nodes.keys().collect();
+        ids.sort();
+        e.u64(ids.len() as u64);
+        for id in ids {
+            let n = &nodes[id];
+            e.u64(id.get());
+            e.u64(n.refs);
+            e.u64(n.parent.get());
+            e.bytes(&n.name);
+        }
+        e.u64(handles.len() as u64);
+        for (h, n) in handles.iter() {
+            e.u64(h.get());
+            e.u64(n.get());
+        }
+        Ok(e.finish())
+    }
+
+    fn decode_policy_state<'a>(&self, state: &'a [u8]) -> Result<SavedPolicyState<'a>, MigrationError> {
+        let mut d = Decoder::new(state);
+        d.header(STATE_TAG, STATE_VERSION)?;
+        let inner = d.bytes(usize::MAX)?;
+        let count = d.count(8 * 4)?;
+        let mut nodes = Vec::with_capacity(count);
+        // Placed for real once all are read.
+        let pos = self.p().paths.root();
+        for _ in 0..count {
+            let id = NodeId(d.u64()?);
+            let refs = d.u64()?;
+            let parent = NodeId(d.u64()?);
+            let name = d.bytes(MAX_NAME)?;
+            if id == NodeId::NONE || id == NodeId::ROOT {
+                return Err(corrupt(format!("policy node id {id}")));
+            }
+            nodes.push((id, NodeState { pos, refs, parent, name: name.into() }));
+        }
+        let count = d.count(16)?;
+        let mut handles = Vec::with_capacity(count);
+        for _ in 0..count {
+            handles.push((Handle(d.u64()?), NodeId(d.u64()?)));
+        }
+        d.end()?;
+        Ok((inner, nodes, handles))
+    }
+
+    /// Restores what [`save_policy_state`](Self::save_policy_state)
+    /// wrote: the inner file system first (all or nothing), then the
+    /// nodes, placed under this layer's policy as a reload would.
+    fn load_policy_state(&self, state: &[u8]) -> Result<(), MigrationError> {
+        let (inner, saved, handles) = self.decode_policy_state(state)?;
+        if !self.read_nodes().is_empty() || !self.handles().is_empty() {
+            return Err(MigrationError::Refused("this session already holds nodes or handles".into()));
+        }
+        self.inner.load_state(inner)?;
+        let mut nodes = self.write_nodes();
+        nodes.extend(saved);
+        place_all(&mut nodes, &self.p());
+        let mut h = self.handles();
+        self.open_handles.store(handles.len() as u64, Ordering::Release);
+        h.extend(handles);
+        Ok(())
+    }
+}
+
 /// A READDIR(PLUS) sink that leaves hidden entries out and records the
 /// positions of the entries it lets through.
 struct FilterSink<'a, F> {
@@ -430,6 +522,14 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
 
     fn usage(&self) -> avpfs_server::Usage {
         self.inner.usage()
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>, MigrationError> {
+        self.save_policy_state()
+    }
+
+    fn load_state(&self, state: &[u8]) -> Result<(), MigrationError> {
+        self.load_policy_state(state)
     }
 
     fn destroy(&self) {

@@ -20,6 +20,7 @@ use crate::args::{self, Args};
 use crate::dax::{Dax, DaxWindow};
 use crate::filesystem::{Context, FileSystem, NodeId};
 use crate::interrupt::Interrupts;
+use crate::migration::{self, Decoder, Encoder, MigrationError};
 pub use crate::ops::attrs::setattr_in;
 use crate::ops::Request;
 use crate::reply::{reply_error, OUT_HEADER_SIZE};
@@ -58,6 +59,10 @@ pub enum Handled {
     NoReply,
 }
 
+/// The tag and version of the server's part of a migration state.
+const SESSION_TAG: &[u8; 4] = b"SESS";
+const SESSION_VERSION: u32 = 1;
+
 /// The protocol state agreed in FUSE_INIT.
 #[derive(Debug, Default)]
 pub(crate) struct Session {
@@ -91,18 +96,61 @@ impl<F: FileSystem> Server<F> {
 
     /// Live migration, source side: what the client negotiated in
     /// FUSE_INIT and the file system's state
-    /// ([`FileSystem::save_state`]), as one versioned blob. Called with
-    /// the device stopped.
-    pub fn save_state(&self) -> Result<Vec<u8>, crate::MigrationError> {
-        // Placeholder envelope until the format lands: the file system's bytes.
-        self.fs.save_state()
+    /// ([`FileSystem::save_state`]), as one versioned blob (the layout is
+    /// in `docs/migration.md`, "State format"). Called with the device
+    /// stopped. Refused while the DAX window holds mappings (they are not
+    /// moved). Nothing changes: on any error the source keeps serving.
+    pub fn save_state(&self) -> Result<Vec<u8>, MigrationError> {
+        let mappings = self.dax.mapping_count();
+        if mappings > 0 {
+            return Err(MigrationError::Refused(format!(
+                "the DAX window holds {mappings} mappings, which are not migrated"
+            )));
+        }
+        let fs = self.fs.save_state()?;
+        let mut e = Encoder::new();
+        e.header(SESSION_TAG, SESSION_VERSION);
+        e.bool(self.is_initialized());
+        e.u32(self.session.minor.load(Ordering::Acquire));
+        e.u64(self.negotiated_flags());
+        e.bytes(&fs);
+        Ok(migration::seal(&e.finish()))
     }
 
     /// Live migration, destination side: restores what
     /// [`Server::save_state`] wrote, before the client's first request
-    /// (the client does not send FUSE_INIT again).
-    pub fn load_state(&self, state: &[u8]) -> Result<(), crate::MigrationError> {
-        self.fs.load_state(state)
+    /// (the client does not send FUSE_INIT again: the session is
+    /// initialized with the saved minor version and flags). The whole
+    /// state is checked (envelope, checksum, version, layout) before the
+    /// file system is asked to restore its part, and the session is
+    /// changed only once the file system took it; a session already
+    /// started is refused.
+    pub fn load_state(&self, state: &[u8]) -> Result<(), MigrationError> {
+        let body = migration::unseal(state)?;
+        let mut d = Decoder::new(body);
+        d.header(SESSION_TAG, SESSION_VERSION)?;
+        let initialized = d.bool()?;
+        let minor = d.u32()?;
+        let flags = d.u64()?;
+        let fs = d.bytes(usize::MAX)?;
+        d.end()?;
+        if initialized && minor > abi::KERNEL_MINOR_VERSION {
+            return Err(MigrationError::Refused(format!(
+                "the client negotiated protocol 7.{minor}; this avpfs speaks up to 7.{}",
+                abi::KERNEL_MINOR_VERSION
+            )));
+        }
+        let _g = self.destroy_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_initialized() {
+            return Err(MigrationError::Refused("the session has already started".into()));
+        }
+        self.fs.load_state(fs)?;
+        if initialized {
+            self.session.minor.store(minor, Ordering::Release);
+            self.session.flags.store(flags, Ordering::Release);
+            self.session.initialized.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// The request statistics of this session (counted from its start, over

@@ -90,6 +90,23 @@ impl FileHandle {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// The file system's handle type (`handle_type`).
+    pub fn handle_type(&self) -> i32 {
+        self.handle_type
+    }
+
+    /// A handle from its type and bytes as [`handle_type`](Self::handle_type)
+    /// and [`as_bytes`](Self::as_bytes) gave them (a handle saved elsewhere,
+    /// such as in a migration state). `EINVAL` when the bytes are longer
+    /// than [`MAX_HANDLE_SZ`] or empty. The kernel checks the rest when the
+    /// handle is opened.
+    pub fn from_parts(handle_type: i32, bytes: &[u8]) -> io::Result<FileHandle> {
+        if bytes.is_empty() || bytes.len() > MAX_HANDLE_SZ {
+            return Err(err(libc::EINVAL));
+        }
+        Ok(FileHandle { handle_type, bytes: bytes.to_vec() })
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +126,8 @@ mod tests {
         };
         let (h2, _) = FileHandle::of(d.as_fd()).unwrap();
         assert_ne!(h, h2);
+        assert_eq!(FileHandle::from_parts(h.handle_type(), h.as_bytes()).unwrap(), h);
+        assert!(FileHandle::from_parts(1, &[0; MAX_HANDLE_SZ + 1]).is_err());
         if !crate::creds::has_effective_cap(crate::creds::CAP_DAC_READ_SEARCH).unwrap() {
             return;
         }

@@ -18,7 +18,7 @@ use crate::config::{Config, GuestConfig, Mode};
 use crate::contenders::{self, Contender, Daemon, DaemonSpec, NINEP_VSOCK_PORT, TAG};
 use crate::error::{Error, IoContext};
 use crate::guest::{self, GuestLine, GuestWorkload};
-use crate::procstat::{find_process_with_arg, CpuSample};
+use crate::procstat::{find_process_with_args, CpuSample};
 use crate::results::{Boot, GuestSetup, Metrics, Results, Row, RunStart, Sample, Setup, Tarball};
 use crate::runner::{names, nr_open, raise_nofile, rotated};
 use crate::share::{DirKind, DiskFs, Share};
@@ -439,7 +439,8 @@ impl Bench<'_> {
         let mut stdout = child.stdout.take().expect("stdout was piped");
         // The vhost-device-vsock that run-guest.sh starts for this guest
         // alone: the only process with our --uds-path.
-        let find_relay = || relay_arg.as_deref().and_then(|a| find_process_with_arg(a.as_os_str()));
+        let find_relay =
+            || relay_arg.as_deref().and_then(|a| find_process_with_args(&["--uds-path".as_ref(), a.as_os_str()]));
         let followed = follow_console(&mut stdout, &out, daemon.as_ref().map(Daemon::pid), find_relay);
         if followed.is_err() {
             // Keep QEMU from blocking on a full pipe until it ends.

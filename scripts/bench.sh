@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks avpfs side by side with virtiofsd and the host (level 1: the
 # daemons driven by the in-process vhost-user front end), or with virtiofsd
-# and QEMU's 9p server under a real guest (level 2).
+# and QEMU's 9p server under a real guest (level 2; also avpfs's 9P server
+# over vsock and QEMU's 9p with mapped-xattr: --contenders avpfs-9p,9p-mapped).
 #
 # Usage: scripts/bench.sh [level2] [quick|full] [avpfs-bench options...]
 #        scripts/bench.sh [quick|full] --level 2 [avpfs-bench options...]
@@ -71,6 +72,12 @@ if [ $level = 2 ]; then
   scripts/guest/fetch-kernel.sh stable target/guest/kernel-stable
   runner=$(scripts/guest/build-guest-workload.sh)
   guest_args=(--guest-kernel target/guest/kernel-stable --guest-workload-bin "$runner")
+  # avpfs-9p: the guest's 9P-over-vsock mount helper and vhost-device-vsock.
+  if printf '%s\n' "$@" | grep -q 'avpfs-9p'; then
+    guest_args+=(--guest-9p-mount-bin "$(scripts/guest/build-9p-mount.sh)")
+    VHOST_DEVICE_VSOCK=$(scripts/guest/install-vsock.sh)
+    export VHOST_DEVICE_VSOCK
+  fi
 fi
 
 exec "$target/release/avpfs-bench" "--$mode" "${level_args[@]}" "${guest_args[@]}" \

@@ -5,12 +5,15 @@
 # Usage: run-guest.sh --kernel DIR --job SCRIPT [--socket SOCK --tag TAG]
 #                     [--9p DIR --tag TAG] [--queues N] [--smp N] [--mem SIZE]
 #                     [--bin FILE]... [--file FILE]... [--9p-cache MODE]
+#                     [--9p-security MODEL]
 #                     [--shell] [--timeout SECONDS]
 #                     [--vsock-uds PATH [--vsock-cid CID]]
 #                     [--fs-device fs|test-device] [--fs-options OPTS]
 # --bin copies a (static) program into the guest's /bin, --file copies a file
 # into the guest's /data (both in the initramfs); --9p-cache is the 9p mount's
-# cache= option (default none).
+# cache= option (default none); --9p-security is QEMU's -fsdev
+# security_model= (none, the default, mapped-xattr, mapped-file or
+# passthrough).
 # --vsock-uds gives the guest a virtio vsock device (QEMU's
 # vhost-user-vsock-pci) served by a vhost-device-vsock that this script
 # starts and stops (scripts/guest/install-vsock.sh installs it; or name one
@@ -30,7 +33,7 @@
 # status is printed as "AVPFS-EXIT <n>" and becomes this script's exit status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-kernel="" job="" socket="" tag=avpfs ninep="" ninep_cache=none queues=1 smp=2 mem=1G shell=0 timeout=600 fs_options="" qemu=${QEMU:-qemu-system-x86_64}
+kernel="" job="" socket="" tag=avpfs ninep="" ninep_cache=none ninep_security=none queues=1 smp=2 mem=1G shell=0 timeout=600 fs_options="" qemu=${QEMU:-qemu-system-x86_64}
 vsock_uds="" vsock_cid=3 vsock_pid="" fs_device=fs
 bins=() files=()
 while [ $# -gt 0 ]; do
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
     --bin) bins+=("$2"); shift 2 ;;
     --file) files+=("$2"); shift 2 ;;
     --9p-cache) ninep_cache=$2; shift 2 ;;
+    --9p-security) ninep_security=$2; shift 2 ;;
     --shell) shell=1; shift ;;
     --timeout) timeout=$2; shift 2 ;;
     --vsock-uds) vsock_uds=$2; shift 2 ;;
@@ -82,7 +86,7 @@ args=(-accel tcg -nic none -m "$mem" -smp "$smp" -nographic -no-reboot
       -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable"
       -object "memory-backend-memfd,id=mem,size=$mem,share=on" -numa node,memdev=mem)
 if [ -n "$ninep" ]; then
-  args+=(-fsdev "local,id=f0,path=$ninep,security_model=none" -device "virtio-9p-pci,fsdev=f0,mount_tag=$tag")
+  args+=(-fsdev "local,id=f0,path=$ninep,security_model=$ninep_security" -device "virtio-9p-pci,fsdev=f0,mount_tag=$tag")
 elif [ -n "$socket" ] || [ -z "$vsock_uds" ]; then
   [ -n "$socket" ] || { echo "run-guest: --socket, --9p or --vsock-uds is required" >&2; exit 2; }
   if [ "$fs_device" = test-device ]; then

@@ -43,7 +43,9 @@ pub struct Cli {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub workloads: Vec<Workload>,
 
-    /// Contenders (default: avpfs,virtiofsd,host; level 2: avpfs,virtiofsd,9p).
+    /// Contenders (default: avpfs,virtiofsd,host; level 2: avpfs,virtiofsd,9p;
+    /// level 2 also has avpfs-9p, avpfs's 9P server over vsock, and
+    /// 9p-mapped, QEMU's 9p with security_model=mapped-xattr).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub contenders: Vec<Contender>,
 
@@ -153,9 +155,16 @@ pub struct Cli {
     #[arg(long, default_value = "auto", value_parser = ["auto", "never", "metadata", "always"])]
     pub cache: String,
 
-    /// Level 2: the 9p mount's cache mode (run-guest.sh's default: none).
+    /// Level 2: the 9p mounts' cache mode (run-guest.sh's default: none),
+    /// QEMU's 9p and avpfs-9p alike.
     #[arg(long, default_value = "none")]
     pub ninep_cache: String,
+
+    /// Level 2: the guest's static 9P-over-vsock mount helper for avpfs-9p
+    /// (scripts/guest/build-9p-mount.sh prints its path; default: looked up
+    /// in the target directories).
+    #[arg(long)]
+    pub guest_9p_mount_bin: Option<PathBuf>,
 
     /// Level 2: directories packed into the tarball the tar workload extracts
     /// (default: the registry sources of crates in Cargo.lock: libc; full mode
@@ -235,10 +244,16 @@ impl TryFrom<Cli> for Config {
                 vec![Contender::Avpfs, Contender::Virtiofsd, Contender::Host]
             };
         }
-        contenders.dedup();
-        let wrong = if cli.level == 2 { Contender::Host } else { Contender::NineP };
-        if contenders.contains(&wrong) {
-            return Err(Error::Usage(format!("contender {} is not part of level {}", wrong.name(), cli.level)));
+        let mut seen = Vec::new();
+        contenders.retain(|c| {
+            !seen.contains(c) && {
+                seen.push(*c);
+                true
+            }
+        });
+        let wrong = |c: &Contender| if cli.level == 2 { *c == Contender::Host } else { c.is_guest_only() };
+        if let Some(c) = contenders.iter().find(|c| wrong(c)) {
+            return Err(Error::Usage(format!("contender {} is not part of level {}", c.name(), cli.level)));
         }
         let preset = if full { GuestSizes::FULL } else { GuestSizes::QUICK };
         let guest_sizes = GuestSizes {
@@ -263,6 +278,7 @@ impl TryFrom<Cli> for Config {
             warmup: cli.guest_warmup,
             timeout_s: cli.guest_timeout.unwrap_or(if full { 1800 } else { 900 }),
             ninep_cache: cli.ninep_cache.clone(),
+            ninep_mount_bin: cli.guest_9p_mount_bin.clone(),
             tar_sources: cli.tar_source.clone(),
             sizes: guest_sizes,
             workloads: if cli.guest_workloads.is_empty() {
@@ -363,7 +379,39 @@ mod tests {
         assert_eq!(f.guest.workloads, vec![GuestWorkload::Create, GuestWorkload::Tar]);
         assert!(Config::try_from(Cli::parse_from(["avpfs-bench", "--level", "2", "--contenders", "host"])).is_err());
         assert!(Config::try_from(Cli::parse_from(["avpfs-bench", "--contenders", "9p"])).is_err());
+        for c in ["avpfs-9p", "9p-mapped"] {
+            assert!(Config::try_from(Cli::parse_from(["avpfs-bench", "--contenders", c])).is_err(), "{c}");
+        }
         assert!(Cli::try_parse_from(["avpfs-bench", "--level", "3"]).is_err());
+    }
+
+    #[test]
+    fn level_two_takes_the_9p_contenders_in_the_order_given() {
+        let c = Config::try_from(Cli::parse_from([
+            "avpfs-bench",
+            "--level",
+            "2",
+            "--contenders",
+            "avpfs-9p,9p,9p-mapped,avpfs,9p",
+            "--ninep-cache",
+            "loose",
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.contenders,
+            vec![Contender::AvpfsNineP, Contender::NineP, Contender::NinePMapped, Contender::Avpfs]
+        );
+        assert_eq!(c.guest.ninep_cache, "loose");
+        assert!(c.guest.ninep_mount_bin.is_none());
+        let c = Config::try_from(Cli::parse_from([
+            "avpfs-bench",
+            "--level=2",
+            "--contenders=avpfs-9p",
+            "--guest-9p-mount-bin",
+            "/m",
+        ]))
+        .unwrap();
+        assert_eq!(c.guest.ninep_mount_bin.as_deref(), Some(std::path::Path::new("/m")));
     }
 
     #[test]

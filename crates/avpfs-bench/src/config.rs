@@ -99,8 +99,10 @@ pub struct GuestConfig {
     pub warmup: usize,
     /// Seconds one guest may run.
     pub timeout_s: u64,
-    /// The 9p mount's `cache=` mode.
+    /// The 9p mounts' `cache=` mode (QEMU's 9p and avpfs-9p).
     pub ninep_cache: String,
+    /// avpfs-9p: the guest's static mount helper (`avpfs-9p-mount`).
+    pub ninep_mount_bin: Option<PathBuf>,
     /// Directories of the tarball (default: registry sources, see [`crate::level2::default_tar_sources`]).
     pub tar_sources: Vec<PathBuf>,
     /// Workload sizes.

@@ -1,6 +1,8 @@
 //! The contenders: the two vhost-user-fs daemons, started on a fresh socket
-//! for each session, and the host's own system calls; where their programs
-//! are found, and how virtiofsd is installed when it is missing.
+//! for each session, avpfs's 9P server on a unix socket (level 2, reached
+//! over vsock), QEMU's own 9p server (level 2) and the host's own system
+//! calls; where their programs are found, and how virtiofsd is installed
+//! when it is missing.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -19,6 +21,12 @@ use crate::error::{Error, IoContext};
 pub enum Contender {
     /// This project's daemon.
     Avpfs,
+    /// This project's daemon serving 9P2000.L on a unix socket
+    /// (`--9p-listen`), which the guest reaches over vsock through
+    /// vhost-device-vsock (level 2 only).
+    #[value(name = "avpfs-9p")]
+    #[serde(rename = "avpfs-9p")]
+    AvpfsNineP,
     /// The reference vhost-user-fs daemon.
     Virtiofsd,
     /// The host's own system calls on the shared directory (no daemon, no FUSE).
@@ -27,6 +35,11 @@ pub enum Contender {
     #[value(name = "9p")]
     #[serde(rename = "9p")]
     NineP,
+    /// QEMU's own 9p server with `security_model=mapped-xattr` (level 2
+    /// only): owners and modes kept in `user.virtfs.*` extended attributes.
+    #[value(name = "9p-mapped")]
+    #[serde(rename = "9p-mapped")]
+    NinePMapped,
 }
 
 impl Contender {
@@ -37,14 +50,35 @@ impl Contender {
             Contender::Virtiofsd => "virtiofsd",
             Contender::Host => "host",
             Contender::NineP => "9p",
+            Contender::AvpfsNineP => "avpfs-9p",
+            Contender::NinePMapped => "9p-mapped",
         }
     }
 
-    /// Whether a vhost-user-fs daemon is started for it.
+    /// Whether a daemon process is started for it (a vhost-user-fs daemon,
+    /// or avpfs's 9P server), whose CPU time the benchmark samples.
     pub fn is_daemon(self) -> bool {
-        matches!(self, Contender::Avpfs | Contender::Virtiofsd)
+        matches!(self, Contender::Avpfs | Contender::Virtiofsd | Contender::AvpfsNineP)
+    }
+
+    /// QEMU's own 9p server's `security_model`, for the contenders it serves.
+    pub fn qemu_9p_security(self) -> Option<&'static str> {
+        match self {
+            Contender::NineP => Some("none"),
+            Contender::NinePMapped => Some("mapped-xattr"),
+            _ => None,
+        }
+    }
+
+    /// Whether it only runs at level 2 (a guest).
+    pub fn is_guest_only(self) -> bool {
+        matches!(self, Contender::NineP | Contender::NinePMapped | Contender::AvpfsNineP)
     }
 }
+
+/// The vsock port the guest's 9P client connects to (vhost-device-vsock
+/// maps it to the unix socket `<uds-path>_564`); 564 is 9P's TCP port.
+pub const NINEP_VSOCK_PORT: u32 = 564;
 
 /// How to start one daemon.
 #[derive(Debug, Clone)]
@@ -67,22 +101,24 @@ pub struct DaemonSpec {
 pub const TAG: &str = "bench";
 
 impl DaemonSpec {
-    /// The arguments for a daemon on `socket` sharing `share`.
+    /// The arguments for a daemon on `socket` sharing `share` (for
+    /// avpfs-9p, `socket` is the 9P listening socket).
     pub fn args(&self, socket: &Path, share: &Path) -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec![
-            "--socket-path".into(),
-            socket.into(),
-            "--shared-dir".into(),
-            share.into(),
-            "--tag".into(),
-            TAG.into(),
+        let mut a: Vec<OsString> = if self.contender == Contender::AvpfsNineP {
+            let mut listen = OsString::from("unix:");
+            listen.push(socket);
+            vec!["--shared-dir".into(), share.into(), "--9p-listen".into(), listen]
+        } else {
+            vec!["--socket-path".into(), socket.into(), "--shared-dir".into(), share.into(), "--tag".into(), TAG.into()]
+        };
+        a.extend([
             "--cache".into(),
             self.cache.clone().into(),
             "--log-level".into(),
             "error".into(),
             "--rlimit-nofile".into(),
             self.rlimit_nofile.to_string().into(),
-        ];
+        ]);
         if self.contender == Contender::Avpfs {
             a.push("--request-queues".into());
             a.push(self.request_queues.to_string().into());
@@ -97,6 +133,17 @@ impl DaemonSpec {
             .chain(self.args(socket, share).iter().map(|a| a.to_string_lossy().into_owned()))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The socket a daemon started with `label` listens on: for avpfs-9p
+    /// `<vsock_uds>_564`, see [`Daemon::vsock_uds`].
+    pub fn socket_path(&self, run_dir: &Path, label: &str) -> PathBuf {
+        let name = self.contender.name();
+        if self.contender == Contender::AvpfsNineP {
+            run_dir.join(format!("{name}-{label}.vsock_{NINEP_VSOCK_PORT}"))
+        } else {
+            run_dir.join(format!("{name}-{label}.sock"))
+        }
     }
 }
 
@@ -113,7 +160,7 @@ impl Daemon {
     /// `label`), and waits until the socket exists.
     pub fn start(spec: &DaemonSpec, share: &Path, run_dir: &Path, label: &str) -> Result<Daemon, Error> {
         let name = spec.contender.name();
-        let socket = run_dir.join(format!("{name}-{label}.sock"));
+        let socket = spec.socket_path(run_dir, label);
         let log = run_dir.join(format!("{name}-{label}.log"));
         let _ = std::fs::remove_file(&socket);
         let log_file = File::create(&log).ctx(|| format!("creating {}", log.display()))?;
@@ -144,9 +191,18 @@ impl Daemon {
         self.child.id()
     }
 
-    /// The vhost-user socket.
+    /// The vhost-user socket (avpfs-9p: the 9P listening socket).
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// avpfs-9p: the `--uds-path` to give vhost-device-vsock, so that the
+    /// guest's connections to port [`NINEP_VSOCK_PORT`] reach the daemon's
+    /// socket (`<uds-path>_564`); `None` for a vhost-user daemon.
+    pub fn vsock_uds(&self) -> Option<PathBuf> {
+        let suffix = format!("_{NINEP_VSOCK_PORT}");
+        let s = self.socket.to_str()?;
+        s.strip_suffix(&suffix).filter(|_| self.name == Contender::AvpfsNineP.name()).map(PathBuf::from)
     }
 
     /// `Some(status)` when the daemon has exited.
@@ -327,7 +383,8 @@ fn run_checked(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// How to start each daemon among `contenders` (installing virtiofsd when
-/// needed), both with `--cache cache` and avpfs with `request_queues`; also
+/// needed), all with `--cache cache` and avpfs with `request_queues`
+/// (avpfs-9p: the same program and extra arguments as avpfs); also
 /// virtiofsd's version ("not run" without it).
 pub fn daemon_specs(
     contenders: &[Contender],
@@ -340,8 +397,10 @@ pub fn daemon_specs(
     let mut virtiofsd_version = "not run".to_string();
     for &contender in contenders {
         let (program, extra_args) = match contender {
-            Contender::Host | Contender::NineP => continue,
-            Contender::Avpfs => (locate_avpfs(programs.avpfs_bin.as_deref())?, programs.avpfs_args.clone()),
+            Contender::Host | Contender::NineP | Contender::NinePMapped => continue,
+            Contender::Avpfs | Contender::AvpfsNineP => {
+                (locate_avpfs(programs.avpfs_bin.as_deref())?, programs.avpfs_args.clone())
+            }
             Contender::Virtiofsd => {
                 let p = ensure_virtiofsd(programs.virtiofsd_bin.as_deref(), &programs.tools_dir, programs.install)?;
                 virtiofsd_version = version_of(&p);
@@ -383,8 +442,62 @@ mod tests {
             "/bin/avpfs --socket-path /s.sock --shared-dir /share --tag bench --cache auto --log-level error \
              --rlimit-nofile 1000 --request-queues 2 --sandbox none"
         );
+        let p = DaemonSpec { contender: Contender::AvpfsNineP, ..spec.clone() };
+        assert_eq!(
+            p.command_line(Path::new("/r/u_564"), Path::new("/share")),
+            "/bin/avpfs --shared-dir /share --9p-listen unix:/r/u_564 --cache auto --log-level error \
+             --rlimit-nofile 1000 --sandbox none"
+        );
+        assert_eq!(p.socket_path(Path::new("/r"), "l2-r0"), Path::new("/r/avpfs-9p-l2-r0.vsock_564"));
+        assert_eq!(spec.socket_path(Path::new("/r"), "l2-r0"), Path::new("/r/avpfs-l2-r0.sock"));
         let v = DaemonSpec { contender: Contender::Virtiofsd, ..spec };
         assert!(!v.command_line(Path::new("/s"), Path::new("/d")).contains("--request-queues"));
+    }
+
+    #[test]
+    fn contenders_by_level_and_9p_security_models() {
+        assert_eq!(Contender::NineP.qemu_9p_security(), Some("none"));
+        assert_eq!(Contender::NinePMapped.qemu_9p_security(), Some("mapped-xattr"));
+        assert_eq!(Contender::AvpfsNineP.qemu_9p_security(), None);
+        assert!(Contender::AvpfsNineP.is_daemon() && !Contender::NinePMapped.is_daemon());
+        let guest_only: Vec<&str> = [
+            Contender::Avpfs,
+            Contender::AvpfsNineP,
+            Contender::Virtiofsd,
+            Contender::Host,
+            Contender::NineP,
+            Contender::NinePMapped,
+        ]
+        .into_iter()
+        .filter(|c| c.is_guest_only())
+        .map(Contender::name)
+        .collect();
+        assert_eq!(guest_only, ["avpfs-9p", "9p", "9p-mapped"]);
+    }
+
+    #[test]
+    fn an_avpfs_9p_daemon_listens_where_vhost_device_vsock_connects() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A stand-in daemon that creates the socket it is given.
+        let script = tmp.path().join("fake-avpfs");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --9p-listen ] && touch \"${2#unix:}\"; shift; done\nsleep 5\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let spec = DaemonSpec {
+            contender: Contender::AvpfsNineP,
+            program: script,
+            extra_args: vec![],
+            request_queues: 1,
+            rlimit_nofile: 1000,
+            cache: "auto".into(),
+        };
+        let d = Daemon::start(&spec, tmp.path(), tmp.path(), "t").unwrap();
+        assert_eq!(d.socket(), tmp.path().join("avpfs-9p-t.vsock_564"));
+        assert_eq!(d.vsock_uds(), Some(tmp.path().join("avpfs-9p-t.vsock")));
+        d.stop();
     }
 
     #[test]

@@ -74,6 +74,23 @@ fn read_schedstat(pid: u32) -> Option<(Duration, Vec<u32>)> {
     Some((Duration::from_nanos(total), tids))
 }
 
+/// The first process (lowest pid) whose command line has the arguments
+/// `args` one after the other, e.g. the vhost-device-vsock that
+/// `run-guest.sh` started with `--uds-path PATH`, PATH being unique to one
+/// guest (run-guest.sh itself has PATH too, after `--vsock-uds`).
+pub fn find_process_with_args(args: &[&std::ffi::OsStr]) -> Option<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut pids: Vec<u32> =
+        fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    pids.sort_unstable();
+    pids.into_iter().find(|pid| {
+        fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let argv: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+            !args.is_empty() && argv.windows(args.len()).any(|w| w.iter().zip(args).all(|(a, b)| *a == b.as_bytes()))
+        })
+    })
+}
+
 /// Memory of a process from `/proc/PID/status`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Memory {
@@ -144,5 +161,26 @@ mod tests {
         assert!(Memory::read(pid).unwrap().rss > 0);
         assert!(fd_count(pid).unwrap() >= 3);
         assert!(thread_cpu_time() > Duration::ZERO);
+    }
+
+    #[test]
+    fn finds_a_process_by_one_of_its_arguments() {
+        let marker = format!("avpfs-bench-marker-{}", std::process::id());
+        let mut child =
+            std::process::Command::new("sh").args(["-c", "sleep 30; :", "--uds-path", &marker]).spawn().unwrap();
+        let args = [std::ffi::OsStr::new("--uds-path"), std::ffi::OsStr::new(&marker)];
+        // The child has exec'd sh once it is visible with its own argv.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        let mut found = None;
+        while found.is_none() && std::time::Instant::now() < until {
+            found = find_process_with_args(&args);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found, Some(child.id()));
+        // The same words in another order, or the path alone after another flag, are not it.
+        assert_eq!(find_process_with_args(&[args[1], args[0]]), None);
+        assert_eq!(find_process_with_args(&[std::ffi::OsStr::new("--vsock-uds"), args[1]]), None);
     }
 }

@@ -105,6 +105,9 @@ pub struct Metrics {
     /// CPU seconds of the front end (the harness playing the guest; 0 for
     /// the host); level 1 only.
     pub fe_cpu_s: Option<f64>,
+    /// CPU seconds of the relay between the guest and the daemon during the
+    /// run: vhost-device-vsock for avpfs-9p (level 2); none for the others.
+    pub relay_cpu_s: Option<f64>,
 }
 
 /// Per operation, in µs.
@@ -121,6 +124,11 @@ impl Metrics {
     /// The front end's CPU time per operation, µs.
     pub fn fe_cpu_us_per_op(&self) -> Option<f64> {
         self.fe_cpu_s.map(|s| per_op_us(s, self.ops))
+    }
+
+    /// The relay's CPU time per operation, µs.
+    pub fn relay_cpu_us_per_op(&self) -> Option<f64> {
+        self.relay_cpu_s.map(|s| per_op_us(s, self.ops))
     }
 }
 
@@ -482,6 +490,7 @@ pub(crate) mod fixtures {
                     p99_us: Some(2e6 / rate),
                     cpu_s: Some(5e-5),
                     fe_cpu_s: Some(1e-5),
+                    relay_cpu_s: None,
                 });
                 samples.push(Sample { row, contender: c, rep, metrics, error: None });
             }
@@ -531,7 +540,17 @@ pub(crate) mod fixtures {
             crate::guest::GuestUnit::Ops => l.ops as f64 / seconds,
             crate::guest::GuestUnit::Bytes => l.bytes as f64 / seconds / 1e6,
         };
-        Metrics { ops: l.ops, units: l.bytes, wall_s: seconds, rate, p50_us: None, p99_us: None, cpu_s, fe_cpu_s: None }
+        Metrics {
+            ops: l.ops,
+            units: l.bytes,
+            wall_s: seconds,
+            rate,
+            p50_us: None,
+            p99_us: None,
+            cpu_s,
+            fe_cpu_s: None,
+            relay_cpu_s: None,
+        }
     }
 
     /// Level 2: three repetitions of create and seqread by every

@@ -31,6 +31,7 @@ fn metrics_of(workload: Workload, mut m: Measurement) -> Metrics {
         p99_us: Some(lat.p99_ns as f64 / 1e3),
         cpu_s: Some(m.cpu.as_secs_f64()),
         fe_cpu_s: Some(m.run.driver_cpu.as_secs_f64()),
+        relay_cpu_s: None,
     }
 }
 
@@ -53,7 +54,7 @@ pub fn applies(c: Contender, case: &Case, cases: &[Case]) -> bool {
     match c {
         Contender::Avpfs => true,
         Contender::Virtiofsd => case.queues == 1,
-        Contender::NineP => false,
+        Contender::NineP | Contender::NinePMapped | Contender::AvpfsNineP => false,
         Contender::Host => {
             cases.iter().find(|k| k.workload == case.workload && k.queues == case.queues).map(|k| k.depth)
                 == Some(case.depth)

@@ -92,6 +92,11 @@ pub struct Summary {
     pub fe_cpu_us_per_op: Option<f64>,
     /// CPU seconds of the daemon during the run.
     pub cpu_s: Option<Spread>,
+    /// CPU seconds of the relay during the run (level 2, avpfs-9p:
+    /// vhost-device-vsock).
+    pub relay_cpu_s: Option<Spread>,
+    /// Median CPU time of the relay per operation, µs.
+    pub relay_cpu_us_per_op: Option<f64>,
     /// Failed repetitions.
     pub failures: usize,
     /// The first failure's message.
@@ -101,8 +106,11 @@ pub struct Summary {
     pub vs_virtiofsd: Option<Ratio>,
     /// Against the host (level 1).
     pub vs_host: Option<Ratio>,
-    /// Against QEMU's 9p (level 2: avpfs).
+    /// Against QEMU's 9p (level 2: avpfs and avpfs-9p).
     pub vs_9p: Option<Ratio>,
+    /// Against QEMU's 9p with security_model=mapped-xattr (level 2: avpfs
+    /// and avpfs-9p).
+    pub vs_9p_mapped: Option<Ratio>,
     /// virtiofsd's p99 / this p99 (above 1: lower tail latency than
     /// virtiofsd; level 1).
     pub p99_gain_vs_virtiofsd: Option<f64>,
@@ -115,26 +123,30 @@ impl Summary {
             Contender::Virtiofsd => self.vs_virtiofsd,
             Contender::Host => self.vs_host,
             Contender::NineP => self.vs_9p,
-            Contender::Avpfs => None,
+            Contender::NinePMapped => self.vs_9p_mapped,
+            Contender::Avpfs | Contender::AvpfsNineP => None,
         }
     }
 
-    /// The median time less the daemon's median CPU time: a floor for what a
-    /// daemon that used no CPU at all could reach (the requests of a level-2
-    /// workload are served one after another, so the daemon's CPU time is at
-    /// most the part of the guest's wait it accounts for).
+    /// The median time less the daemon's median CPU time (and the relay's,
+    /// when there is one): a floor for what a daemon (and relay) that used
+    /// no CPU at all could reach (the requests of a level-2 workload are
+    /// served one after another, so their CPU time is at most the part of
+    /// the guest's wait it accounts for).
     pub fn seconds_without_daemon(&self) -> Option<f64> {
         let t = self.seconds?.median;
-        Some((t - self.cpu_s?.median).max(1e-9))
+        let relay = self.relay_cpu_s.map_or(0.0, |r| r.median);
+        Some((t - self.cpu_s?.median - relay).max(1e-9))
     }
 }
 
 /// The contenders `c`'s summaries are compared with on `row`.
-fn bases(row: &Row, c: Contender) -> &'static [Contender] {
+pub(crate) fn bases(row: &Row, c: Contender) -> &'static [Contender] {
     match (row, c) {
         (Row::Case { .. }, Contender::Host) => &[Contender::Host],
         (Row::Case { .. }, _) => &[Contender::Virtiofsd, Contender::Host],
-        (Row::Guest { .. }, Contender::Avpfs) => &[Contender::Virtiofsd, Contender::NineP],
+        (Row::Guest { .. }, Contender::Avpfs) => &[Contender::Virtiofsd, Contender::NineP, Contender::NinePMapped],
+        (Row::Guest { .. }, Contender::AvpfsNineP) => &[Contender::NineP, Contender::NinePMapped],
         (Row::Guest { .. }, _) => &[],
     }
 }
@@ -161,11 +173,14 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                 cpu_us_per_op: median(&Metrics::cpu_us_per_op),
                 fe_cpu_us_per_op: median(&Metrics::fe_cpu_us_per_op),
                 cpu_s: Spread::of(ok.iter().filter_map(|m| m.cpu_s)),
+                relay_cpu_s: Spread::of(ok.iter().filter_map(|m| m.relay_cpu_s)),
+                relay_cpu_us_per_op: median(&Metrics::relay_cpu_us_per_op),
                 failures: runs.len() - ok.len(),
                 first_error: runs.iter().find_map(|s| s.error.clone()),
                 vs_virtiofsd: None,
                 vs_host: None,
                 vs_9p: None,
+                vs_9p_mapped: None,
                 p99_gain_vs_virtiofsd: None,
             });
         }
@@ -201,7 +216,8 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                 }
                 Contender::Host => s.vs_host = ratio,
                 Contender::NineP => s.vs_9p = ratio,
-                Contender::Avpfs => {}
+                Contender::NinePMapped => s.vs_9p_mapped = ratio,
+                Contender::Avpfs | Contender::AvpfsNineP => {}
             }
         }
     }

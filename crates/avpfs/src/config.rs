@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use avpfs_passthrough::{CachePolicy, Config as PassthroughConfig, FileHandleMode};
 use avpfs_policy::Policy;
 
-use crate::cli::{CacheArg, Cli, FileHandlesArg, SandboxArg, SeccompArg};
+use crate::cli::{CacheArg, Cli, FileHandlesArg, MigrationOptions, SandboxArg, SeccompArg};
 use crate::config_file::{self, ReadFile, ShareOptions};
 use crate::{sandbox, seccomp, Error};
 
@@ -33,6 +33,8 @@ pub struct ShareConfig {
     /// The passthrough file system configuration; its `root` is the shared
     /// directory.
     pub fs: PassthroughConfig,
+    /// Its live-migration settings (see `apply_migration_options`).
+    pub migration: MigrationOptions,
 }
 
 /// One session: a client (a guest's vhost-user connection, or the host's
@@ -161,7 +163,7 @@ fn apply_virtiofsd_translations(cli: &Cli, policy: &mut Policy) -> Result<(), Er
 
 /// The passthrough configuration of a share.
 fn passthrough_config(root: PathBuf, o: &ShareOptions) -> PassthroughConfig {
-    PassthroughConfig {
+    let mut fs = PassthroughConfig {
         root,
         cache: o.cache,
         writeback: o.writeback,
@@ -172,8 +174,21 @@ fn passthrough_config(root: PathBuf, o: &ShareOptions) -> PassthroughConfig {
         announce_submounts: o.announce_submounts,
         killpriv_v2: o.killpriv_v2,
         ..PassthroughConfig::default()
-    }
+    };
+    apply_migration_options(&mut fs, &o.migration);
+    fs
 }
+
+/// Copies a share's live-migration settings into its passthrough
+/// configuration: the one place the flags (`--migration-mode`,
+/// `--migration-on-error`, `--migration-verify-handles`,
+/// `--migration-confirm-paths`) and the `[[share]]` keys of the same
+/// names reach the file system. The passthrough side of these settings
+/// (`PassthroughConfig::migration_mode`, `migration_on_error`,
+/// `migration_verify_handles`, `migration_confirm_paths`) is wired here
+/// when the migration state of avpfs-passthrough is merged; until then the
+/// settings are parsed, checked and kept in [`ShareConfig::migration`].
+fn apply_migration_options(_fs: &mut PassthroughConfig, _m: &MigrationOptions) {}
 
 /// The share options the command line gives.
 fn cli_share_options(cli: &Cli) -> ShareOptions {
@@ -196,6 +211,7 @@ fn cli_share_options(cli: &Cli) -> ShareOptions {
             FileHandlesArg::Prefer => FileHandleMode::Prefer,
             FileHandlesArg::Mandatory => FileHandleMode::Mandatory,
         },
+        migration: cli.migration_options(),
     }
 }
 
@@ -235,6 +251,10 @@ fn share_flags_given(cli: &Cli) -> Vec<&'static str> {
         ("--killpriv-v2", cli.killpriv_v2),
         ("--announce-submounts", cli.announce_submounts),
         ("--inode-file-handles", cli.inode_file_handles != d.inode_file_handles),
+        ("--migration-mode", cli.migration_mode != d.migration_mode),
+        ("--migration-on-error", cli.migration_on_error != d.migration_on_error),
+        ("--migration-verify-handles", cli.migration_verify_handles),
+        ("--migration-confirm-paths", cli.migration_confirm_paths),
         ("--translate-uid", !cli.translate_uid.is_empty()),
         ("--translate-gid", !cli.translate_gid.is_empty()),
         ("--uid-map", !cli.uid_map.is_empty()),
@@ -326,7 +346,11 @@ impl DaemonConfig {
         for (i, s) in file.shares.iter().enumerate() {
             config
                 .shares
-                .push(ShareConfig { name: s.name.clone(), fs: passthrough_config(s.shared_dir.clone(), &s.options) });
+                .push(ShareConfig {
+                    name: s.name.clone(),
+                    fs: passthrough_config(s.shared_dir.clone(), &s.options),
+                    migration: s.options.migration,
+                });
             if let Some(addr) = &s.p9_listen {
                 // Behind the share's policy layer always, as the guests are.
                 config.p9.push(P9Listener { share: i, addr: addr.clone(), policy: Some(s.policy.clone()) });
@@ -391,7 +415,11 @@ impl TryFrom<Cli> for DaemonConfig {
         if let Some(n) = cli.request_queues {
             vhost.num_request_queues = n;
         }
-        config.shares.push(ShareConfig { name: "share".into(), fs: passthrough_config(root, &options) });
+        config.shares.push(ShareConfig {
+            name: "share".into(),
+            fs: passthrough_config(root, &options),
+            migration: options.migration,
+        });
         config.reload = Some(ReloadSource::CommandLine(Box::new(cli.clone())));
         let policy = (!policy.is_permissive()).then_some(policy);
         if let Some(addr) = p9 {

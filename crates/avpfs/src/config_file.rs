@@ -9,7 +9,10 @@
 //! cache = "auto"                  # never, metadata, auto, always
 //! xattr = true                    # also posix_acl, readonly, writeback,
 //!                                 # allow_direct_io, killpriv_v2,
-//!                                 # announce_submounts, inode_file_handles
+//!                                 # announce_submounts, inode_file_handles,
+//!                                 # migration_mode, migration_on_error,
+//!                                 # migration_verify_handles,
+//!                                 # migration_confirm_paths
 //! policy = "/etc/avpfs/data-policy.toml"   # optional
 //! p9_listen = "unix:/run/avpfs/data.9p"    # optional: also over 9P2000.L
 //!                                 # (or "vsock:PORT", "vsock:CID:PORT")
@@ -43,6 +46,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use avpfs_passthrough::{CachePolicy, FileHandleMode};
+
+use crate::cli::{MigrationModeArg, MigrationOnErrorArg, MigrationOptions};
 use avpfs_policy::config::line_of;
 use avpfs_policy::Policy;
 use serde::Deserialize;
@@ -88,6 +93,9 @@ pub struct ShareOptions {
     pub announce_submounts: bool,
     /// `inode_file_handles`.
     pub inode_file_handles: FileHandleMode,
+    /// `migration_mode`, `migration_on_error`, `migration_verify_handles`,
+    /// `migration_confirm_paths`.
+    pub migration: crate::cli::MigrationOptions,
 }
 
 /// One `[[share]]`, checked.
@@ -184,6 +192,10 @@ struct RawShare {
     killpriv_v2: Option<bool>,
     announce_submounts: Option<bool>,
     inode_file_handles: Option<Spanned<String>>,
+    migration_mode: Option<Spanned<String>>,
+    migration_on_error: Option<Spanned<String>>,
+    migration_verify_handles: Option<bool>,
+    migration_confirm_paths: Option<bool>,
     policy: Option<Spanned<PathBuf>>,
     p9_listen: Option<Spanned<String>>,
 }
@@ -487,6 +499,32 @@ fn share(cx: &Ctx<'_>, s: &RawShare) -> Result<ShareEntry, ConfigFileError> {
             }
         },
     };
+    let mode = match &s.migration_mode {
+        None => MigrationModeArg::FindPaths,
+        Some(m) => match m.get_ref().as_str() {
+            "find-paths" => MigrationModeArg::FindPaths,
+            "file-handles" => MigrationModeArg::FileHandles,
+            other => {
+                return Err(cx.err(m.span(), "share.migration_mode", format!("{other:?}: find-paths or file-handles")))
+            }
+        },
+    };
+    let on_error = match &s.migration_on_error {
+        None => MigrationOnErrorArg::Abort,
+        Some(m) => match m.get_ref().as_str() {
+            "abort" => MigrationOnErrorArg::Abort,
+            "guest-error" => MigrationOnErrorArg::GuestError,
+            other => {
+                return Err(cx.err(m.span(), "share.migration_on_error", format!("{other:?}: abort or guest-error")))
+            }
+        },
+    };
+    let migration = MigrationOptions {
+        mode,
+        on_error,
+        verify_handles: s.migration_verify_handles.unwrap_or(false),
+        confirm_paths: s.migration_confirm_paths.unwrap_or(false),
+    };
     let posix_acl = s.posix_acl.unwrap_or(false);
     let options = ShareOptions {
         cache,
@@ -498,6 +536,7 @@ fn share(cx: &Ctx<'_>, s: &RawShare) -> Result<ShareEntry, ConfigFileError> {
         killpriv_v2: s.killpriv_v2.unwrap_or(false),
         announce_submounts: s.announce_submounts.unwrap_or(false),
         inode_file_handles,
+        migration,
     };
     let mut policy = match &s.policy {
         Some(p) => cx.policy(p, "share.policy")?,

@@ -612,6 +612,28 @@ policy = "ro.toml"
     }
 
     #[test]
+    fn a_shares_migration_keys() {
+        use crate::cli::{MigrationModeArg, MigrationOnErrorArg};
+        let d = Dir::new();
+        let with = |keys: &str| TWO_GUESTS.replace("cache = \"never\"", &format!("cache = \"never\"\n{keys}"));
+        assert_eq!(d.parse(TWO_GUESTS).unwrap().shares[0].options.migration, MigrationOptions::default());
+        let c = d
+            .parse(&with(
+                "migration_mode = \"file-handles\"\nmigration_on_error = \"guest-error\"\n\
+                 migration_verify_handles = true\nmigration_confirm_paths = true",
+            ))
+            .unwrap();
+        let m = c.shares[0].options.migration;
+        assert_eq!((m.mode, m.on_error), (MigrationModeArg::FileHandles, MigrationOnErrorArg::GuestError));
+        assert!(m.verify_handles && m.confirm_paths);
+        let e = d.parse(&with("migration_mode = \"paths\"")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (6, "share.migration_mode"), "{e}");
+        assert!(e.message.contains("find-paths or file-handles"), "{e}");
+        let e = d.parse(&with("migration_on_error = \"ignore\"")).unwrap_err();
+        assert_eq!(e.key, "share.migration_on_error", "{e}");
+    }
+
+    #[test]
     fn a_guest_dax_window_is_a_size() {
         let d = Dir::new();
         let with = |v: &str| TWO_GUESTS.replace("request_queues = 2", &format!("request_queues = 2\ndax_window = {v}"));

@@ -344,13 +344,11 @@ impl DaemonConfig {
         config.reload =
             Some(ReloadSource::ConfigFile { path: path.to_path_buf(), guests: ReloadSource::guests_of(file) });
         for (i, s) in file.shares.iter().enumerate() {
-            config
-                .shares
-                .push(ShareConfig {
-                    name: s.name.clone(),
-                    fs: passthrough_config(s.shared_dir.clone(), &s.options),
-                    migration: s.options.migration,
-                });
+            config.shares.push(ShareConfig {
+                name: s.name.clone(),
+                fs: passthrough_config(s.shared_dir.clone(), &s.options),
+                migration: s.options.migration,
+            });
             if let Some(addr) = &s.p9_listen {
                 // Behind the share's policy layer always, as the guests are.
                 config.p9.push(P9Listener { share: i, addr: addr.clone(), policy: Some(s.policy.clone()) });

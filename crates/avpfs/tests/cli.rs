@@ -247,7 +247,9 @@ fn virtiofsd_migration_flags_are_taken() {
     let (ok, _, err) = avpfs(&["--socket-path", "/tmp/x.sock", "--shared-dir", "/tmp", "--migration-mode", "paths"]);
     assert!(!ok && err.contains("--migration-mode"), "{err}");
     let (ok, out, _) = avpfs(&["--help"]);
-    assert!(ok && ["--migration-mode", "--migration-on-error", "--migration-verify-handles", "--migration-confirm-paths"]
-        .iter()
-        .all(|f| out.contains(f)));
+    assert!(
+        ok && ["--migration-mode", "--migration-on-error", "--migration-verify-handles", "--migration-confirm-paths"]
+            .iter()
+            .all(|f| out.contains(f))
+    );
 }

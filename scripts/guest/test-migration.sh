@@ -24,6 +24,8 @@
 #                      refuse, QEMU's migration fails, the source goes on
 # --daemon PATH runs the scenario against another daemon (virtiofsd 1.14:
 # --daemon /root/.cache/avpfs-bench/virtiofsd/bin/virtiofsd).
+# The return-path capability is on (NO_RETURN_PATH=1: off, and a destination
+# that refuses the state leaves the source paused in postmigrate).
 # Not part of `make test`; about 1 minute per variant on 2 cores.
 #
 # Usage: test-migration.sh [--daemon PATH] [--dst-daemon PATH]
@@ -244,6 +246,15 @@ run_variant() { # variant
     fail "$name: the source guest did not start its job: $(tr -d '\r' < "$work/src-$v.serial" | tail -n3 | tr '\n' '|')"
     stop_vm "src-$v" "$src"; stop_vm "dst-$v" "$dst"; kill "$src_d" "$dst_d" 2>/dev/null || true
     return
+  fi
+  # The return path lets the destination report a state it refused: the
+  # source then fails the migration and resumes the guest, instead of
+  # stopping in postmigrate with nobody running the guest.
+  if [ -z "${NO_RETURN_PATH:-}" ]; then
+    for side in src dst; do
+      "$qmp" "$work/$side-$v.qmp" migrate-set-capabilities \
+        '{"capabilities": [{"capability": "return-path", "state": true}]}' > /dev/null
+    done
   fi
   local t rc=0 ms
   t=$(now_ms)

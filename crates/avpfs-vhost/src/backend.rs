@@ -28,8 +28,12 @@ use std::time::Duration;
 
 use avpfs_server::{DaxWindow, FileSystem, Server};
 use log::{error, info, warn};
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::{
+    VhostTransferStateDirection, VhostTransferStatePhase, VhostUserProtocolFeatures, VhostUserShMemConfig,
+    VhostUserVirtioFeatures,
+};
 use vhost::vhost_user::Backend;
+use vhost_user_backend::bitmap::BitmapMmapRegion;
 use vhost_user_backend::{VhostUserBackend, VringMutex};
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
@@ -37,12 +41,16 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
 
+use crate::device_state::DeviceState;
 use crate::queue_worker::QueueWorker;
 use crate::shmem::ShmemWindow;
 use crate::virtqueue::Virtqueue;
 
-/// Guest memory as the backend maps it (no dirty-page bitmap: no migration yet).
-pub type GuestMemory = GuestMemoryMmap<()>;
+/// Guest memory as the backend maps it, with the dirty-page bitmap of live
+/// migration: empty until the front end sends `SET_LOG_BASE`, then every
+/// write through vm-memory marks its pages in the front end's log (and the
+/// zero-copy path marks its own, see `guest_io`).
+pub type GuestMemory = GuestMemoryMmap<BitmapMmapRegion>;
 /// The guest memory shared between the vhost-user thread and the workers.
 pub type GuestMemoryShared = GuestMemoryAtomic<GuestMemory>;
 
@@ -208,6 +216,8 @@ pub struct VhostUserFsBackend<F: FileSystem> {
     generation: Arc<AtomicU64>,
     /// CPUs this process may run on.
     cpus: usize,
+    /// The live-migration state transfer in progress.
+    device_state: DeviceState,
 }
 
 impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
@@ -226,6 +236,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
             dax,
             generation: Arc::new(AtomicU64::new(0)),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            device_state: DeviceState::default(),
         })
     }
 
@@ -298,7 +309,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
 }
 
 impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
-    type Bitmap = ();
+    type Bitmap = BitmapMmapRegion;
     type Vring = VringMutex<GuestMemoryShared>;
 
     fn num_queues(&self) -> usize {
@@ -314,6 +325,8 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
             | (1 << VIRTIO_RING_F_INDIRECT_DESC)
             | (1 << VIRTIO_RING_F_EVENT_IDX)
             | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+            // Live migration: the front end may ask for dirty-page logging.
+            | VhostUserVirtioFeatures::LOG_ALL.bits()
     }
 
     fn acked_features(&self, features: u64) {
@@ -330,6 +343,8 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
             | VhostUserProtocolFeatures::BACKEND_REQ
             | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
             | VhostUserProtocolFeatures::RESET_DEVICE
+            | VhostUserProtocolFeatures::LOG_SHMFD
+            | VhostUserProtocolFeatures::DEVICE_STATE
     }
 
     fn reset_device(&self) {
@@ -360,6 +375,28 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFsBackend<F> {
     fn update_memory(&self, mem: GuestMemoryShared) -> io::Result<()> {
         *self.mem.write().unwrap_or_else(|e| e.into_inner()) = Some(mem);
         Ok(())
+    }
+
+    fn set_device_state_fd(
+        &self,
+        direction: VhostTransferStateDirection,
+        phase: VhostTransferStatePhase,
+        file: std::fs::File,
+    ) -> io::Result<Option<std::fs::File>> {
+        avpfs_server::log_context::enter(self.config.label.as_ref());
+        info!("migration: device state transfer {direction:?} in phase {phase:?}");
+        let quiesce = || {
+            if !self.in_flight.wait_idle(QUIESCE_TIMEOUT) {
+                warn!("migration: requests still in progress after {QUIESCE_TIMEOUT:?}; saving anyway");
+            }
+        };
+        self.device_state.start(&self.server, direction, phase, file, self.config.label.clone(), quiesce)?;
+        // The front end's pipe carries the bytes: no channel of our own.
+        Ok(None)
+    }
+
+    fn check_device_state(&self) -> io::Result<()> {
+        self.device_state.check()
     }
 
     fn get_shmem_config(&self) -> io::Result<VhostUserShMemConfig> {

@@ -6,6 +6,7 @@
 //! ([`deal_out`]).
 
 use fuse_abi::InHeader;
+use vhost_user_backend::bitmap::BitmapMmapRegion;
 use vm_memory::GuestMemoryLoadGuard;
 use zerocopy::FromBytes;
 
@@ -121,7 +122,7 @@ fn request_opcode(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -
 #[inline]
 pub(crate) fn request_header(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain) -> Option<InHeader> {
     let readable = SplitChain { readable: chain.readable.clone(), writable: Buffers::new() };
-    let mut r = ChainReader::<()>::new(&**mem, &readable).ok()?;
+    let mut r = ChainReader::<BitmapMmapRegion>::new(&**mem, &readable).ok()?;
     let mut hdr = [0u8; std::mem::size_of::<InHeader>()];
     avpfs_server::Reader::read_exact(&mut r, &mut hdr).ok()?;
     InHeader::read_from_bytes(&hdr[..]).ok()

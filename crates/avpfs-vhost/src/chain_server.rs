@@ -6,6 +6,7 @@
 
 use avpfs_server::{FileSystem, Handled, Server, Writer};
 use fuse_abi::OutHeader;
+use vhost_user_backend::bitmap::BitmapMmapRegion;
 use vm_memory::GuestMemoryLoadGuard;
 use zerocopy::IntoBytes;
 
@@ -66,7 +67,7 @@ impl<F: FileSystem> ChainServer<'_, F> {
 /// matches replies by chain, not by `unique`). Returns the used length.
 pub(crate) fn error_reply(mem: &GuestMemoryLoadGuard<GuestMemory>, chain: &SplitChain, errno: i32) -> u32 {
     let unique = request_header(mem, chain).map_or(0, |h| h.unique);
-    let Ok(mut w) = ChainWriter::<()>::from_buffers(&**mem, &chain.writable) else {
+    let Ok(mut w) = ChainWriter::<BitmapMmapRegion>::from_buffers(&**mem, &chain.writable) else {
         return 0;
     };
     let len = std::mem::size_of::<OutHeader>() as u32;

@@ -12,6 +12,7 @@ use avpfs_server::{FileSystem, Server};
 use avpfs_sys::poll::{poll, PollFd};
 use log::{info, warn};
 use vhost::vhost_user::{Error as VhostUserError, Listener};
+use vhost_user_backend::bitmap::BitmapMmapRegion;
 use vhost_user_backend::{Error as DaemonError, ShutdownHandle, VhostUserDaemon};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -281,7 +282,7 @@ impl<F: FileSystem + 'static> VhostDaemon<F> {
     /// Accepts the pending connection and serves it until it ends.
     fn serve_one(&mut self) -> Result<(), Error> {
         let backend = Arc::new(VhostUserFsBackend::new(self.server.clone(), self.options.device_config())?);
-        let memory = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+        let memory = GuestMemoryAtomic::new(GuestMemoryMmap::<BitmapMmapRegion>::new());
         let mut daemon = VhostUserDaemon::new("avpfs-vhost".into(), backend.clone(), memory)?;
         daemon.start(&mut self.listener)?;
         info!("front end connected");

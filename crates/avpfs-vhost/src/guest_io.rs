@@ -42,14 +42,41 @@ pub(crate) fn vectored_io<'s, 'a: 's, B: BitmapSlice + 's>(
     dir: Direction,
 ) -> io::Result<usize> {
     let off = i64::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mapped = MappedIovecs::new(slices, count, dir);
+    let slices: Vec<_> = slices.take(IOV_MAX).collect();
+    let mapped = MappedIovecs::new(slices.iter().copied(), count, dir);
     if mapped.iovecs.is_empty() {
         return Ok(0);
     }
     // SAFETY: `mapped` keeps every iovec's guest memory mapped (it borrows
     // the slices and holds their pointer guards) until it is dropped, after
     // the call.
-    unsafe { transfer(fd.as_raw_fd(), &mapped.iovecs, off, dir) }
+    let n = unsafe { transfer(fd.as_raw_fd(), &mapped.iovecs, off, dir) }?;
+    if dir == Direction::FileToGuest {
+        mark_dirty(&slices, 0, n);
+    }
+    Ok(n)
+}
+
+/// Marks bytes `[start, start + len)` of `slices` (taken end to end) in the
+/// dirty-page log of live migration (a no-op while the front end logs
+/// nothing). The kernel wrote them behind vm-memory's back, so its
+/// bitmap did not see the write; marking after the write is what the
+/// protocol asks (the front end sends a page again if its bit is set when
+/// it syncs the log).
+fn mark_dirty<B: BitmapSlice>(slices: &[&VolatileSlice<'_, B>], mut start: usize, mut len: usize) {
+    for s in slices {
+        if len == 0 {
+            break;
+        }
+        if start >= s.len() {
+            start -= s.len();
+            continue;
+        }
+        let n = len.min(s.len() - start);
+        s.bitmap().mark_dirty(start, n);
+        len -= n;
+        start = 0;
+    }
 }
 
 /// Reads up to `count` bytes of `fd` at `off` into the leading bytes of
@@ -71,7 +98,8 @@ pub(crate) fn split_read<'s, 'a: 's, B: BitmapSlice + 's>(
     let (Ok(off), Some(_)) = (i64::try_from(off), end) else {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     };
-    let mapped = MappedIovecs::new(slices, count, Direction::FileToGuest);
+    let slices: Vec<_> = slices.take(IOV_MAX).collect();
+    let mapped = MappedIovecs::new(slices.iter().copied(), count, Direction::FileToGuest);
     let (first, second) = cut_iovecs(&mapped.iovecs, at);
     let raw_fd = fd.as_raw_fd();
     let theirs = Arc::new(Mutex::new(None));
@@ -92,9 +120,12 @@ pub(crate) fn split_read<'s, 'a: 's, B: BitmapSlice + 's>(
         ours = Some(unsafe { transfer(raw_fd, &first, off, Direction::FileToGuest) });
     });
     drop(mapped);
-    let first = ours.unwrap_or(Ok(0))?;
+    let first = ours.unwrap_or(Ok(0));
     let second = theirs.lock().unwrap_or_else(|e| e.into_inner()).take().and_then(Result::ok).unwrap_or(0);
-    Ok((first, second))
+    // Both halves may have written, whatever the first's result.
+    mark_dirty(&slices, 0, *first.as_ref().unwrap_or(&0));
+    mark_dirty(&slices, at, second);
+    Ok((first?, second))
 }
 
 /// The iovecs of the leading `count` bytes of some guest memory slices
@@ -281,5 +312,44 @@ mod tests {
         let dir = std::fs::File::open("/").unwrap();
         let err = split_read(dir.as_fd(), slices.iter(), 0x9000, 0, 0x4000, on_two_threads(&used)).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EISDIR));
+    }
+
+    #[test]
+    fn reads_into_guest_memory_mark_their_pages_dirty_and_only_them() {
+        use vm_memory::bitmap::{AtomicBitmap, Bitmap as _};
+        use vm_memory::GuestMemoryRegion as _;
+        type Logged = GuestMemoryMmap<AtomicBitmap>;
+        let mem = Logged::from_ranges(&[(GuestAddress(0), 0x10000), (GuestAddress(0x10000), 0x10000)]).unwrap();
+        let dirty = |mem: &Logged| -> Vec<u64> {
+            let mut pages = Vec::new();
+            for r in mem.iter() {
+                for off in (0..r.len()).step_by(0x1000) {
+                    if r.bitmap().dirty_at(off as usize) {
+                        pages.push((r.start_addr().0 + off) / 0x1000);
+                    }
+                }
+            }
+            pages
+        };
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[7u8; 0x9000]).unwrap();
+        // 0x1800 bytes at 0xf000 (two pages of the first region), then 0x2000 at 0x13000.
+        let slices = [
+            mem.get_slice(GuestAddress(0xf000), 0x1000).unwrap(),
+            mem.get_slice(GuestAddress(0x13000), 0x2000).unwrap(),
+        ];
+        // Writing the file from guest memory dirties nothing.
+        vectored_io(file.as_fd(), slices.iter(), 0x3000, 0, Direction::GuestToFile).unwrap();
+        assert_eq!(dirty(&mem), Vec::<u64>::new());
+        // 0x1800 bytes read: the first buffer's page and the first page of the second.
+        assert_eq!(vectored_io(file.as_fd(), slices.iter(), 0x1800, 0, Direction::FileToGuest).unwrap(), 0x1800);
+        assert_eq!(dirty(&mem), vec![0xf, 0x13]);
+        // A split read marks both halves.
+        let mem2 = Logged::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
+        let slices = [mem2.get_slice(GuestAddress(0x10000), 0x8000).unwrap()];
+        let used = std::cell::Cell::new(false);
+        let got = split_read(file.as_fd(), slices.iter(), 0x8000, 0, 0x4000, on_two_threads(&used)).unwrap();
+        assert_eq!(got, (0x4000, 0x4000));
+        assert_eq!(dirty(&mem2), (0x10..0x18).collect::<Vec<u64>>());
     }
 }

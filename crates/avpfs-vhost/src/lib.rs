@@ -34,6 +34,7 @@ mod chain_reader_writer;
 mod chain_server;
 pub mod daemon;
 pub mod descriptor_chain;
+mod device_state;
 mod guest_io;
 mod poll_window;
 mod queue_worker;

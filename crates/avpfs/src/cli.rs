@@ -152,6 +152,33 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = FileHandlesArg::Never, num_args = 0..=1, default_missing_value = "prefer")]
     pub inode_file_handles: FileHandlesArg,
 
+    /// Live migration, source side: how the guest's files are described to
+    /// the destination: find-paths (their paths in the share, found at
+    /// migration time) or file-handles (file handles; source and
+    /// destination must share the very same directory on the same file
+    /// system, and the destination needs CAP_DAC_READ_SEARCH).
+    #[arg(long, value_enum, default_value_t = MigrationModeArg::FindPaths)]
+    pub migration_mode: MigrationModeArg,
+
+    /// Live migration, destination side: what to do when a file of the
+    /// guest cannot be found again: abort (fail the migration; the guest
+    /// stays on the source) or guest-error (finish it; the guest gets
+    /// errors on that file).
+    #[arg(long, value_enum, default_value_t = MigrationOnErrorArg::Abort)]
+    pub migration_on_error: MigrationOnErrorArg,
+
+    /// Live migration with find-paths: the source adds each file's handle
+    /// and the destination checks it opened the very same file (same
+    /// shared directory on the same file system only).
+    #[arg(long)]
+    pub migration_verify_handles: bool,
+
+    /// Live migration with find-paths: just before switching over, the
+    /// source checks each path still leads to its file and corrects it
+    /// when a third party renamed it.
+    #[arg(long)]
+    pub migration_confirm_paths: bool,
+
     /// Enable writeback caching in the guest.
     #[arg(long)]
     pub writeback: bool,
@@ -332,6 +359,51 @@ pub enum FileHandlesArg {
     Prefer,
     /// Use file handles; fail where they are not supported.
     Mandatory,
+}
+
+/// `--migration-mode` (virtiofsd's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum MigrationModeArg {
+    /// Send each file's path in the share, found at migration time.
+    #[default]
+    FindPaths,
+    /// Send each file's file handle.
+    FileHandles,
+}
+
+/// `--migration-on-error` (virtiofsd's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum MigrationOnErrorArg {
+    /// Fail the migration: the guest keeps running on the source.
+    #[default]
+    Abort,
+    /// Finish the migration; the guest gets errors on the files not found again.
+    GuestError,
+}
+
+/// The live-migration settings of a share (command line or `[[share]]` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MigrationOptions {
+    /// `--migration-mode`, `migration_mode`.
+    pub mode: MigrationModeArg,
+    /// `--migration-on-error`, `migration_on_error`.
+    pub on_error: MigrationOnErrorArg,
+    /// `--migration-verify-handles`, `migration_verify_handles`.
+    pub verify_handles: bool,
+    /// `--migration-confirm-paths`, `migration_confirm_paths`.
+    pub confirm_paths: bool,
+}
+
+impl Cli {
+    /// The command line's migration settings.
+    pub fn migration_options(&self) -> MigrationOptions {
+        MigrationOptions {
+            mode: self.migration_mode,
+            on_error: self.migration_on_error,
+            verify_handles: self.migration_verify_handles,
+            confirm_paths: self.migration_confirm_paths,
+        }
+    }
 }
 
 /// `--log-format`.

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use avpfs_passthrough::{CachePolicy, Config as PassthroughConfig, FileHandleMode};
 use avpfs_policy::Policy;
 
-use crate::cli::{CacheArg, Cli, FileHandlesArg, SandboxArg, SeccompArg};
+use crate::cli::{
+    CacheArg, Cli, FileHandlesArg, MigrationModeArg, MigrationOnErrorArg, MigrationOptions, SandboxArg, SeccompArg,
+};
 use crate::config_file::{self, ReadFile, ShareOptions};
 use crate::{sandbox, seccomp, Error};
 
@@ -33,6 +35,8 @@ pub struct ShareConfig {
     /// The passthrough file system configuration; its `root` is the shared
     /// directory.
     pub fs: PassthroughConfig,
+    /// Its live-migration settings (see `apply_migration_options`).
+    pub migration: MigrationOptions,
 }
 
 /// One session: a client (a guest's vhost-user connection, or the host's
@@ -161,7 +165,7 @@ fn apply_virtiofsd_translations(cli: &Cli, policy: &mut Policy) -> Result<(), Er
 
 /// The passthrough configuration of a share.
 fn passthrough_config(root: PathBuf, o: &ShareOptions) -> PassthroughConfig {
-    PassthroughConfig {
+    let mut fs = PassthroughConfig {
         root,
         cache: o.cache,
         writeback: o.writeback,
@@ -172,7 +176,28 @@ fn passthrough_config(root: PathBuf, o: &ShareOptions) -> PassthroughConfig {
         announce_submounts: o.announce_submounts,
         killpriv_v2: o.killpriv_v2,
         ..PassthroughConfig::default()
-    }
+    };
+    apply_migration_options(&mut fs, &o.migration);
+    fs
+}
+
+/// Copies a share's live-migration settings into its passthrough
+/// configuration: the one place the flags (`--migration-mode`,
+/// `--migration-on-error`, `--migration-verify-handles`,
+/// `--migration-confirm-paths`) and the `[[share]]` keys of the same
+/// names reach the file system.
+fn apply_migration_options(fs: &mut PassthroughConfig, m: &MigrationOptions) {
+    use avpfs_passthrough::{MigrationMode, MigrationOnError};
+    fs.migration_mode = match m.mode {
+        MigrationModeArg::FindPaths => MigrationMode::FindPaths,
+        MigrationModeArg::FileHandles => MigrationMode::FileHandles,
+    };
+    fs.migration_on_error = match m.on_error {
+        MigrationOnErrorArg::Abort => MigrationOnError::Abort,
+        MigrationOnErrorArg::GuestError => MigrationOnError::GuestError,
+    };
+    fs.migration_verify_handles = m.verify_handles;
+    fs.migration_confirm_paths = m.confirm_paths;
 }
 
 /// The share options the command line gives.
@@ -196,6 +221,7 @@ fn cli_share_options(cli: &Cli) -> ShareOptions {
             FileHandlesArg::Prefer => FileHandleMode::Prefer,
             FileHandlesArg::Mandatory => FileHandleMode::Mandatory,
         },
+        migration: cli.migration_options(),
     }
 }
 
@@ -235,6 +261,10 @@ fn share_flags_given(cli: &Cli) -> Vec<&'static str> {
         ("--killpriv-v2", cli.killpriv_v2),
         ("--announce-submounts", cli.announce_submounts),
         ("--inode-file-handles", cli.inode_file_handles != d.inode_file_handles),
+        ("--migration-mode", cli.migration_mode != d.migration_mode),
+        ("--migration-on-error", cli.migration_on_error != d.migration_on_error),
+        ("--migration-verify-handles", cli.migration_verify_handles),
+        ("--migration-confirm-paths", cli.migration_confirm_paths),
         ("--translate-uid", !cli.translate_uid.is_empty()),
         ("--translate-gid", !cli.translate_gid.is_empty()),
         ("--uid-map", !cli.uid_map.is_empty()),
@@ -324,9 +354,11 @@ impl DaemonConfig {
         config.reload =
             Some(ReloadSource::ConfigFile { path: path.to_path_buf(), guests: ReloadSource::guests_of(file) });
         for (i, s) in file.shares.iter().enumerate() {
-            config
-                .shares
-                .push(ShareConfig { name: s.name.clone(), fs: passthrough_config(s.shared_dir.clone(), &s.options) });
+            config.shares.push(ShareConfig {
+                name: s.name.clone(),
+                fs: passthrough_config(s.shared_dir.clone(), &s.options),
+                migration: s.options.migration,
+            });
             if let Some(addr) = &s.p9_listen {
                 // Behind the share's policy layer always, as the guests are.
                 config.p9.push(P9Listener { share: i, addr: addr.clone(), policy: Some(s.policy.clone()) });
@@ -391,7 +423,11 @@ impl TryFrom<Cli> for DaemonConfig {
         if let Some(n) = cli.request_queues {
             vhost.num_request_queues = n;
         }
-        config.shares.push(ShareConfig { name: "share".into(), fs: passthrough_config(root, &options) });
+        config.shares.push(ShareConfig {
+            name: "share".into(),
+            fs: passthrough_config(root, &options),
+            migration: options.migration,
+        });
         config.reload = Some(ReloadSource::CommandLine(Box::new(cli.clone())));
         let policy = (!policy.is_permissive()).then_some(policy);
         if let Some(addr) = p9 {
@@ -511,4 +547,37 @@ impl ReloadSource {
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(2) * 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn migration_flags_reach_the_passthrough_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = |extra: &[&str]| {
+            let mut a = vec!["avpfs", "--socket-path", "/tmp/unused.sock", "--shared-dir"];
+            a.push(dir.path().to_str().unwrap());
+            a.extend_from_slice(extra);
+            DaemonConfig::try_from(Cli::parse_from(a)).unwrap()
+        };
+        let fs = &args(&[]).shares[0].fs;
+        assert_eq!(fs.migration_mode, avpfs_passthrough::MigrationMode::FindPaths);
+        assert_eq!(fs.migration_on_error, avpfs_passthrough::MigrationOnError::Abort);
+        assert!(!fs.migration_verify_handles && !fs.migration_confirm_paths);
+        let c = args(&[
+            "--migration-mode",
+            "file-handles",
+            "--migration-on-error",
+            "guest-error",
+            "--migration-verify-handles",
+            "--migration-confirm-paths",
+        ]);
+        let fs = &c.shares[0].fs;
+        assert_eq!(fs.migration_mode, avpfs_passthrough::MigrationMode::FileHandles);
+        assert_eq!(fs.migration_on_error, avpfs_passthrough::MigrationOnError::GuestError);
+        assert!(fs.migration_verify_handles && fs.migration_confirm_paths);
+    }
 }

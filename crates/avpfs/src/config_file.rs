@@ -9,7 +9,10 @@
 //! cache = "auto"                  # never, metadata, auto, always
 //! xattr = true                    # also posix_acl, readonly, writeback,
 //!                                 # allow_direct_io, killpriv_v2,
-//!                                 # announce_submounts, inode_file_handles
+//!                                 # announce_submounts, inode_file_handles,
+//!                                 # migration_mode, migration_on_error,
+//!                                 # migration_verify_handles,
+//!                                 # migration_confirm_paths
 //! policy = "/etc/avpfs/data-policy.toml"   # optional
 //! p9_listen = "unix:/run/avpfs/data.9p"    # optional: also over 9P2000.L
 //!                                 # (or "vsock:PORT", "vsock:CID:PORT")
@@ -43,6 +46,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use avpfs_passthrough::{CachePolicy, FileHandleMode};
+
+use crate::cli::{MigrationModeArg, MigrationOnErrorArg, MigrationOptions};
 use avpfs_policy::config::line_of;
 use avpfs_policy::Policy;
 use serde::Deserialize;
@@ -88,6 +93,9 @@ pub struct ShareOptions {
     pub announce_submounts: bool,
     /// `inode_file_handles`.
     pub inode_file_handles: FileHandleMode,
+    /// `migration_mode`, `migration_on_error`, `migration_verify_handles`,
+    /// `migration_confirm_paths`.
+    pub migration: crate::cli::MigrationOptions,
 }
 
 /// One `[[share]]`, checked.
@@ -184,6 +192,10 @@ struct RawShare {
     killpriv_v2: Option<bool>,
     announce_submounts: Option<bool>,
     inode_file_handles: Option<Spanned<String>>,
+    migration_mode: Option<Spanned<String>>,
+    migration_on_error: Option<Spanned<String>>,
+    migration_verify_handles: Option<bool>,
+    migration_confirm_paths: Option<bool>,
     policy: Option<Spanned<PathBuf>>,
     p9_listen: Option<Spanned<String>>,
 }
@@ -487,6 +499,32 @@ fn share(cx: &Ctx<'_>, s: &RawShare) -> Result<ShareEntry, ConfigFileError> {
             }
         },
     };
+    let mode = match &s.migration_mode {
+        None => MigrationModeArg::FindPaths,
+        Some(m) => match m.get_ref().as_str() {
+            "find-paths" => MigrationModeArg::FindPaths,
+            "file-handles" => MigrationModeArg::FileHandles,
+            other => {
+                return Err(cx.err(m.span(), "share.migration_mode", format!("{other:?}: find-paths or file-handles")))
+            }
+        },
+    };
+    let on_error = match &s.migration_on_error {
+        None => MigrationOnErrorArg::Abort,
+        Some(m) => match m.get_ref().as_str() {
+            "abort" => MigrationOnErrorArg::Abort,
+            "guest-error" => MigrationOnErrorArg::GuestError,
+            other => {
+                return Err(cx.err(m.span(), "share.migration_on_error", format!("{other:?}: abort or guest-error")))
+            }
+        },
+    };
+    let migration = MigrationOptions {
+        mode,
+        on_error,
+        verify_handles: s.migration_verify_handles.unwrap_or(false),
+        confirm_paths: s.migration_confirm_paths.unwrap_or(false),
+    };
     let posix_acl = s.posix_acl.unwrap_or(false);
     let options = ShareOptions {
         cache,
@@ -498,6 +536,7 @@ fn share(cx: &Ctx<'_>, s: &RawShare) -> Result<ShareEntry, ConfigFileError> {
         killpriv_v2: s.killpriv_v2.unwrap_or(false),
         announce_submounts: s.announce_submounts.unwrap_or(false),
         inode_file_handles,
+        migration,
     };
     let mut policy = match &s.policy {
         Some(p) => cx.policy(p, "share.policy")?,
@@ -570,6 +609,28 @@ policy = "ro.toml"
         assert_eq!((g2.tag.as_str(), g2.request_queues), ("other", Some(2)));
         assert_eq!(g2.socket_path, d.tmp.path().join("vm2.sock"));
         assert!(g1.policy.is_permissive() && g2.policy.readonly);
+    }
+
+    #[test]
+    fn a_shares_migration_keys() {
+        use crate::cli::{MigrationModeArg, MigrationOnErrorArg};
+        let d = Dir::new();
+        let with = |keys: &str| TWO_GUESTS.replace("cache = \"never\"", &format!("cache = \"never\"\n{keys}"));
+        assert_eq!(d.parse(TWO_GUESTS).unwrap().shares[0].options.migration, MigrationOptions::default());
+        let c = d
+            .parse(&with(
+                "migration_mode = \"file-handles\"\nmigration_on_error = \"guest-error\"\n\
+                 migration_verify_handles = true\nmigration_confirm_paths = true",
+            ))
+            .unwrap();
+        let m = c.shares[0].options.migration;
+        assert_eq!((m.mode, m.on_error), (MigrationModeArg::FileHandles, MigrationOnErrorArg::GuestError));
+        assert!(m.verify_handles && m.confirm_paths);
+        let e = d.parse(&with("migration_mode = \"paths\"")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (6, "share.migration_mode"), "{e}");
+        assert!(e.message.contains("find-paths or file-handles"), "{e}");
+        let e = d.parse(&with("migration_on_error = \"ignore\"")).unwrap_err();
+        assert_eq!(e.key, "share.migration_on_error", "{e}");
     }
 
     #[test]

@@ -212,3 +212,44 @@ fn the_descriptor_table_is_grown_at_start_up_and_an_unsandboxed_daemon_stops_cle
     d.stop_cleanly();
     assert!(slots >= 4096, "a table of {slots} slots under a limit of 4096 descriptors");
 }
+
+/// virtiofsd's migration flags, with its names and values, reach the
+/// share's settings; a bad value is a usage error naming the flag.
+#[test]
+fn virtiofsd_migration_flags_are_taken() {
+    use avpfs::cli::{Cli, MigrationModeArg, MigrationOnErrorArg, MigrationOptions};
+    use clap::Parser;
+    let config = |extra: &[&str]| {
+        let mut args = vec!["avpfs", "--socket-path", "/tmp/unused.sock", "--shared-dir", "/tmp", "--sandbox", "none"];
+        args.extend_from_slice(extra);
+        avpfs::DaemonConfig::try_from(Cli::try_parse_from(args).unwrap())
+    };
+    assert_eq!(config(&[]).unwrap().shares[0].migration, MigrationOptions::default());
+    let c = config(&[
+        "--migration-mode",
+        "file-handles",
+        "--migration-on-error=guest-error",
+        "--migration-verify-handles",
+        "--migration-confirm-paths",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.shares[0].migration,
+        MigrationOptions {
+            mode: MigrationModeArg::FileHandles,
+            on_error: MigrationOnErrorArg::GuestError,
+            verify_handles: true,
+            confirm_paths: true,
+        }
+    );
+    let d = MigrationOptions::default();
+    assert_eq!((d.mode, d.on_error), (MigrationModeArg::FindPaths, MigrationOnErrorArg::Abort));
+    let (ok, _, err) = avpfs(&["--socket-path", "/tmp/x.sock", "--shared-dir", "/tmp", "--migration-mode", "paths"]);
+    assert!(!ok && err.contains("--migration-mode"), "{err}");
+    let (ok, out, _) = avpfs(&["--help"]);
+    assert!(
+        ok && ["--migration-mode", "--migration-on-error", "--migration-verify-handles", "--migration-confirm-paths"]
+            .iter()
+            .all(|f| out.contains(f))
+    );
+}

@@ -14,6 +14,9 @@
 //!   in, a kick when the device asks for one, the call eventfd and the used
 //!   ring out.
 //!
+//! [`migration`] drives live migration's side of the protocol: the
+//! dirty-page log and the device state.
+//!
 //! [`Harness::request`] sends one request and returns the reply bytes;
 //! [`Harness::submit`], [`Harness::submit_raw`] and [`Harness::wait`] build
 //! any chain, malformed ones included; [`fuse`] builds FUSE requests.
@@ -42,6 +45,7 @@ pub mod batch;
 pub mod dax;
 pub mod fuse;
 pub mod memory;
+pub mod migration;
 pub mod queue;
 
 use std::os::fd::AsRawFd;
@@ -64,6 +68,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 pub use fuse::FuseClient;
+pub use migration::StateError;
 pub use queue::Desc;
 
 /// Index of the high-priority queue of a virtio-fs device.
@@ -239,6 +244,8 @@ pub struct Harness {
     _backend_channel: Option<UnixStream>,
     shmem_sizes: Vec<u64>,
     dax: Option<Arc<dax::DaxFrontEnd>>,
+    /// The dirty-page log, once [`Harness::start_dirty_log`] set it.
+    dirty_log: Mutex<Option<migration::DirtyLog>>,
 }
 
 /// Length of the virtio-fs configuration space: tag[36] and num_request_queues.
@@ -270,7 +277,9 @@ impl Harness {
             | VhostUserProtocolFeatures::BACKEND_REQ
             | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
             | VhostUserProtocolFeatures::RESET_DEVICE
-            | VhostUserProtocolFeatures::SHMEM;
+            | VhostUserProtocolFeatures::SHMEM
+            | VhostUserProtocolFeatures::LOG_SHMFD
+            | VhostUserProtocolFeatures::DEVICE_STATE;
         let protocol = protocol & wanted;
         fe.set_protocol_features(protocol)?;
         // With SHMEM, the regions the back end asks for; the first is the
@@ -380,6 +389,7 @@ impl Harness {
             _backend_channel: backend_channel,
             shmem_sizes,
             dax,
+            dirty_log: Mutex::new(None),
         })
     }
 

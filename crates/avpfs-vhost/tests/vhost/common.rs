@@ -13,13 +13,16 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use avpfs_server::{
-    Context, CreateRequest, Entry, FileSystem, Handle, InitOptions, LockOwner, NodeId, OpenReply, ReadRequest, Server,
-    WriteRequest,
+    Context, CreateRequest, Entry, FileSystem, Handle, InitOptions, LockOwner, MigrationError, NodeId, OpenReply,
+    ReadRequest, Server, WriteRequest,
 };
 use avpfs_server::{ZeroCopyReader, ZeroCopyWriter};
 use avpfs_vhost::{Stopper, VhostDaemon, VhostOptions};
 use fuse_abi::{self as abi, init_flags};
 use vhost_harness::{Harness, HarnessConfig};
+
+/// First word of a [`MemFs`] state.
+const MEMFS_STATE: &str = "MEMFS-STATE-1";
 
 fn enoent() -> io::Error {
     io::Error::from_raw_os_error(libc::ENOENT)
@@ -61,6 +64,9 @@ pub struct MemFs {
     /// How long each READ takes (as a slow host file system would).
     read_delay: Mutex<Duration>,
     forget_delay: Mutex<Duration>,
+    /// Whether `save_state`/`load_state` work (else: Unsupported, as a file
+    /// system without migration support answers).
+    migratable: std::sync::atomic::AtomicBool,
 }
 
 impl MemFs {
@@ -78,6 +84,7 @@ impl MemFs {
             forget_tid: AtomicI32::new(0),
             read_delay: Mutex::new(Duration::ZERO),
             forget_delay: Mutex::new(Duration::ZERO),
+            migratable: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -104,6 +111,11 @@ impl MemFs {
     /// Makes every FORGET take `delay` longer.
     pub fn set_forget_delay(&self, delay: Duration) {
         *self.forget_delay.lock().unwrap() = delay;
+    }
+
+    /// Makes `save_state`/`load_state` answer Unsupported (false) or work.
+    pub fn set_migratable(&self, on: bool) {
+        self.migratable.store(on, Ordering::SeqCst);
     }
 
     /// Open handles.
@@ -308,6 +320,87 @@ impl FileSystem for MemFs {
             .remove(&handle)
             .map(drop)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    /// The whole tree, file data included, with lookup counts and handles,
+    /// as text lines (a test double: the destination is another `MemFs`).
+    fn save_state(&self) -> Result<Vec<u8>, MigrationError> {
+        use std::os::unix::fs::FileExt;
+        if !self.migratable.load(Ordering::SeqCst) {
+            return Err(MigrationError::Unsupported);
+        }
+        let inner = self.inner.lock().unwrap();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let mut out = format!("{MEMFS_STATE} {} {}\n", inner.next_node, inner.next_handle);
+        for (id, n) in &inner.nodes {
+            let data = match &n.kind {
+                Kind::Dir => "-".to_string(),
+                Kind::File(f) => {
+                    let mut data = vec![0u8; f.metadata()?.len() as usize];
+                    f.read_exact_at(&mut data, 0)?;
+                    hex(&data) + "."
+                }
+            };
+            out += &format!("node {} {} {} {} {} {data}\n", id.0, n.parent.0, n.mode, n.lookups, hex(&n.name) + ".");
+        }
+        for (h, id) in &inner.handles {
+            out += &format!("handle {} {}\n", h.0, id.0);
+        }
+        Ok(out.into_bytes())
+    }
+
+    fn load_state(&self, state: &[u8]) -> Result<(), MigrationError> {
+        use std::os::unix::fs::FileExt;
+        if !self.migratable.load(Ordering::SeqCst) {
+            return Err(MigrationError::Unsupported);
+        }
+        let corrupt = |what: &str| MigrationError::Corrupt(what.to_string());
+        let text = std::str::from_utf8(state).map_err(|_| corrupt("not text"))?;
+        let unhex = |s: &str| -> Result<Vec<u8>, MigrationError> {
+            let s = s.strip_suffix('.').ok_or_else(|| corrupt("bad hex"))?;
+            (0..s.len())
+                .step_by(2)
+                .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or_else(|| corrupt("bad hex")))
+                .collect()
+        };
+        let num = |s: Option<&str>| -> Result<u64, MigrationError> {
+            s.and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("bad number"))
+        };
+        let mut lines = text.lines();
+        let mut head = lines.next().ok_or_else(|| corrupt("empty"))?.split(' ');
+        if head.next() != Some(MEMFS_STATE) {
+            return Err(corrupt("not a MemFs state"));
+        }
+        let mut new = Inner { next_node: num(head.next())?, next_handle: num(head.next())?, ..Default::default() };
+        for line in lines {
+            let mut f = line.split(' ');
+            match f.next() {
+                Some("node") => {
+                    let (id, parent, mode, lookups) = (num(f.next())?, num(f.next())?, num(f.next())?, num(f.next())?);
+                    let name = unhex(f.next().ok_or_else(|| corrupt("no name"))?)?;
+                    let kind = match f.next() {
+                        Some("-") => Kind::Dir,
+                        Some(data) => {
+                            let file = tempfile::tempfile()?;
+                            file.write_all_at(&unhex(data)?, 0)?;
+                            Kind::File(file)
+                        }
+                        None => return Err(corrupt("no data")),
+                    };
+                    let mode = u32::try_from(mode).map_err(|_| corrupt("bad mode"))?;
+                    new.nodes.insert(NodeId(id), Node { parent: NodeId(parent), name, kind, mode, lookups });
+                }
+                Some("handle") => {
+                    new.handles.insert(Handle(num(f.next())?), NodeId(num(f.next())?));
+                }
+                _ => return Err(corrupt("unknown line")),
+            }
+        }
+        if !new.nodes.contains_key(&NodeId::ROOT) {
+            return Err(corrupt("no root"));
+        }
+        *self.inner.lock().unwrap() = new;
+        Ok(())
     }
 
     fn statfs(&self, _: &Context, _: NodeId) -> io::Result<abi::Kstatfs> {

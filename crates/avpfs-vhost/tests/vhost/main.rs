@@ -10,6 +10,7 @@ mod io;
 mod lifecycle;
 mod locks;
 mod malformed;
+mod migration;
 mod policy;
 mod protocol;
 mod share;

@@ -407,7 +407,12 @@ fn confine(config: &mut DaemonConfig, opened: &[OpenedFrontEnd]) -> Result<Confi
     }
     let sandboxed = config.sandbox != sandbox::SandboxMode::None;
     if sandboxed || config.modcaps != sandbox::ModCaps::default() {
-        let file_handles = config.shares.iter().any(|s| s.fs.inode_file_handles != FileHandleMode::Never);
+        // open_by_handle_at needs CAP_DAC_READ_SEARCH: for nodes held by
+        // file handle, and for a migration state in file-handles mode.
+        let file_handles = config.shares.iter().any(|s| {
+            s.fs.inode_file_handles != FileHandleMode::Never
+                || s.fs.migration_mode == avpfs_passthrough::MigrationMode::FileHandles
+        });
         let mut keep = sandbox::keep_set(file_handles, &config.modcaps);
         if config.sessions.iter().any(|s| matches!(s.front_end, FrontEnd::FuseMount(_))) && !root.supervised {
             // Nobody else can unmount the /dev/fuse mount at the end.

@@ -674,8 +674,9 @@ pub fn parse_modcaps(spec: &str) -> Result<ModCaps, SandboxError> {
 }
 
 /// The capabilities to keep: [`DEFAULT_CAPABILITIES`], plus
-/// `CAP_DAC_READ_SEARCH` when nodes hold file handles (`open_by_handle_at`
-/// needs it), changed by `modcaps`. Pure.
+/// `CAP_DAC_READ_SEARCH` when nodes hold file handles or a migration
+/// state is read in file-handles mode (`open_by_handle_at` needs it),
+/// changed by `modcaps`. Pure.
 pub fn keep_set(inode_file_handles: bool, modcaps: &ModCaps) -> HashSet<Capability> {
     let mut keep: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
     if inode_file_handles {

@@ -25,6 +25,7 @@ test:
 	scripts/guest/test-guest.sh
 	scripts/guest/test-libvirt.sh
 	scripts/guest/test-9p-plumbing.sh
+	scripts/guest/test-migration.sh
 	scripts/fuzz.sh 30
 
 ## Installing: `make install PREFIX=/usr/local DESTDIR=` builds the release

@@ -18,7 +18,10 @@
 #                      destination with --migration-on-error abort
 #   delete-guest-error the same with --migration-on-error guest-error
 #   upgrade            the destination daemon is another build (--dst-daemon,
-#                      default: a release build of this tree)
+#                      default: this tree built with the `upgrade` profile)
+#   config             each daemon started with --config: two guests (the
+#                      migrated one with 2 request queues), the share behind
+#                      a policy hiding /hidden, which must stay hidden
 #   refuse             the destination serves a directory without the
 #                      guest's files, --migration-on-error abort: it must
 #                      refuse, QEMU's migration fails, the source goes on
@@ -35,7 +38,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 daemon="" dst_daemon="" ticks=50
-variants="base file-handles rename delete-abort delete-guest-error upgrade refuse"
+variants="base file-handles rename delete-abort delete-guest-error upgrade refuse config"
 while [ $# -gt 0 ]; do
   case "$1" in
     --daemon) daemon=$2; shift 2 ;;
@@ -70,9 +73,9 @@ kind=avpfs
 case "$("$daemon" --version 2>&1)" in virtiofsd*) kind=virtiofsd ;; esac
 if [ -z "$dst_daemon" ]; then
   if [ $kind = avpfs ]; then
-    # Another build of the same tree: the release profile, in its own target directory.
-    CARGO_TARGET_DIR=${AVPFS_UPGRADE_TARGET:-target/upgrade} cargo build -q --release --bin avpfs
-    dst_daemon=$PWD/${AVPFS_UPGRADE_TARGET:-target/upgrade}/release/avpfs
+    # Another build of the same tree: the `upgrade` profile (Cargo.toml).
+    cargo build -q --profile upgrade --bin avpfs
+    dst_daemon=$PWD/target/upgrade/avpfs
   else
     dst_daemon=$daemon
   fi
@@ -96,6 +99,7 @@ while [ \$i -lt $ticks ]; do
   c=\$(dd bs=65536 count=1 <&3 2>/dev/null | md5sum | cut -c1-32)
   if dd bs=16384 count=1 <&5 > /tmp/v 2>/dev/null; then v=\$(md5sum < /tmp/v | cut -c1-32); else v=error; fi
   p=\$(md5sum < /mnt/small | cut -c1-32)
+  [ -e /mnt/hidden ] && echo "HIDDEN-VISIBLE \$i"
   echo "line \$i \$c" >&4 || echo "WRITE-FAILED \$i"
   echo "TICK \$i \$c \$v \$p"
   sleep 0.5
@@ -134,7 +138,19 @@ start_vm() { # name [qemu args...]; sets vm_pid
   pids+=("$vm_pid")
   "$qmp" "$work/$name.qmp" --wait-socket --timeout 30
 }
-fsdev() { echo "-chardev socket,id=c0,path=$1 -device vhost-user-fs-pci,chardev=c0,tag=mig,queue-size=1024"; }
+fsdev() { # socket [request queues]
+  echo "-chardev socket,id=c0,path=$1 -device vhost-user-fs-pci,chardev=c0,tag=mig,queue-size=1024,num-request-queues=${2:-1}"
+}
+start_config_daemon() { # binary config socket name; sets daemon_pid
+  local bin=$1 config=$2 sock=$3 name=$4
+  rm -f "$sock"
+  "$bin" --config "$config" --log-level info > "$work/$name.log" 2>&1 &
+  daemon_pid=$!
+  pids+=("$daemon_pid")
+  for _ in $(seq 200); do [ -S "$sock" ] && return 0; sleep 0.05; done
+  echo "test-migration: $bin did not create $sock: $(tail -n3 "$work/$name.log")" >&2
+  return 1
+}
 wait_serial() { # name pattern seconds
   local end=$(($(date +%s) + $3))
   while [ "$(date +%s)" -lt $end ]; do
@@ -235,18 +251,51 @@ run_variant() { # variant
     delete-abort) action=delete dst_flags=(--migration-on-error abort) expect=fail ;;
     delete-guest-error) action=delete dst_flags=(--migration-on-error guest-error) ;;
     upgrade) dst_bin=$dst_daemon ;;
+    config) if [ $kind != avpfs ]; then echo "migration: $kind config: skipped (avpfs's --config)"; return; fi ;;
     refuse) dst_share=$work/share-$1-empty dst_flags=(--migration-on-error abort) expect=fail
       mkdir -p "$dst_share" ;;
     *) fail "$v: unknown variant"; return ;;
   esac
   local name="$kind $v"
+  local queues=1
+  if [ "$v" = config ]; then
+    # Each daemon serves two guests from a --config file (the migrated one
+    # with two request queues), the share behind a policy that hides
+    # /hidden; the other guest's session must stay as it is.
+    queues=2
+    echo "kept from the guest" > "$share/hidden"
+    printf '[paths]\nhidden = ["hidden"]\n' > "$work/policy.toml"
+    for side in src dst; do
+      cat > "$work/$side.toml" <<CONF
+[daemon]
+control_socket = "$work/$side-$v.ctl"
+[[share]]
+name = "data"
+shared_dir = "$share"
+policy = "$work/policy.toml"
+[[guest]]
+name = "mig"
+socket_path = "$work/$side.sock"
+share = "data"
+tag = "mig"
+request_queues = 2
+[[guest]]
+name = "other"
+socket_path = "$work/$side-other.sock"
+share = "data"
+CONF
+    done
+    start_config_daemon "$daemon" "$work/src.toml" "$work/src.sock" "src-$v"; local src_d=$daemon_pid
+    start_config_daemon "$dst_bin" "$work/dst.toml" "$work/dst.sock" "dst-$v"; local dst_d=$daemon_pid
+  else
   start_daemon "$daemon" "$share" "$work/src.sock" "src-$v" "${src_flags[@]}"; local src_d=$daemon_pid
   start_daemon "$dst_bin" "$dst_share" "$work/dst.sock" "dst-$v" "${dst_flags[@]}"; local dst_d=$daemon_pid
+  fi
   rm -f "$work/mig.sock"
   # shellcheck disable=SC2046 # the device's words are meant to split
-  start_vm "src-$v" $(fsdev "$work/src.sock"); local src=$vm_pid
+  start_vm "src-$v" $(fsdev "$work/src.sock" $queues); local src=$vm_pid
   # shellcheck disable=SC2046
-  start_vm "dst-$v" $(fsdev "$work/dst.sock") -incoming "unix:$work/mig.sock"; local dst=$vm_pid
+  start_vm "dst-$v" $(fsdev "$work/dst.sock" $queues) -incoming "unix:$work/mig.sock"; local dst=$vm_pid
   if ! wait_serial "src-$v" "TICK 6 " 180; then
     fail "$name: the source guest did not start its job: $(tr -d '\r' < "$work/src-$v.serial" | tail -n3 | tr '\n' '|')"
     stop_vm "src-$v" "$src"; stop_vm "dst-$v" "$dst"; kill "$src_d" "$dst_d" 2>/dev/null || true
@@ -316,6 +365,13 @@ PY
         *) fail "$name: $what: $rest" ;;
       esac
     done < <(verify "$work/src-$v.serial" "$work/dst-$v.serial")
+    if [ "$v" = config ]; then
+      if grep -q HIDDEN-VISIBLE "$work/src-$v.serial" "$work/dst-$v.serial"; then
+        fail "$name: the policy's hidden file was visible: $(grep -h HIDDEN-VISIBLE "$work/src-$v.serial" "$work/dst-$v.serial" | head -n2 | tr -d '\r' | tr '\n' ' ')"
+      else
+        pass "$name: the policy's hidden file stayed hidden before and after the switch"
+      fi
+    fi
     local log
     log=$(verify_log "$share")
     [ "$log" = ok ] && pass "$name: the log written through the open handle has every line right" ||

@@ -172,24 +172,6 @@ impl<'a, B: BitmapSlice> ChainWriter<'a, B> {
         self
     }
 
-    /// Accounts bytes the kernel wrote through raw pointers: `len` bytes from
-    /// `start` (counted from the cursor) are marked dirty in the bitmap.
-    fn mark_dirty(slices: &[VolatileSlice<'a, B>], mut start: usize, mut len: usize) {
-        for s in slices {
-            if len == 0 {
-                break;
-            }
-            if start >= s.len() {
-                start -= s.len();
-                continue;
-            }
-            let k = len.min(s.len() - start);
-            s.bitmap().mark_dirty(start, k);
-            len -= k;
-            start = 0;
-        }
-    }
-
     /// Moves the cursor forward by `n` written bytes.
     fn advance(&mut self, mut n: usize) {
         self.written += n;
@@ -245,8 +227,8 @@ impl<B: BitmapSlice> ZeroCopyWriter for ChainWriter<'_, B> {
             return Ok(0);
         }
         let slices: Vec<_> = self.unwritten().collect();
+        // vectored_io marks what it wrote in the dirty-page log.
         let n = vectored_io(fd, slices.iter(), count, off, Direction::FileToGuest)?;
-        Self::mark_dirty(&slices, 0, n);
         self.advance(n);
         Ok(n)
     }
@@ -261,10 +243,8 @@ impl<B: BitmapSlice> ZeroCopyWriter for ChainWriter<'_, B> {
         let (first, second) = split_read(fd, slices.iter(), count, off, at, |job, ours: &mut dyn FnMut()| {
             crate::bulk_helper::run_split(|| crate::bulk_helper::thread_name(queue), job, ours)
         })?;
-        // Both halves may have written guest memory, even when the first
-        // came up short and the reply ends there.
-        Self::mark_dirty(&slices, 0, first);
-        Self::mark_dirty(&slices, at, second);
+        // split_read marks both halves in the dirty-page log, even when the
+        // first came up short and the reply ends there.
         let n = if first < at { first } else { at + second };
         self.advance(n);
         Ok(n)

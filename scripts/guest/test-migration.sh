@@ -151,25 +151,7 @@ start_config_daemon() { # binary config socket name; sets daemon_pid
   echo "test-migration: $bin did not create $sock: $(tail -n3 "$work/$name.log")" >&2
   return 1
 }
-wait_serial() { # name pattern seconds
-  local end=$(($(date +%s) + $3))
-  while [ "$(date +%s)" -lt $end ]; do
-    grep -q "$2" "$work/$1.serial" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-wait_exit() { # pid seconds
-  local end=$(($(date +%s) + $2))
-  while kill -0 "$1" 2>/dev/null; do
-    [ "$(date +%s)" -lt $end ] || return 1
-    sleep 0.1
-  done
-}
-stop_vm() { # name pid
-  "$qmp" "$work/$1.qmp" quit > /dev/null 2>&1 || true
-  wait_exit "$2" 10 || kill "$2" 2>/dev/null || true
-}
+. scripts/guest/vm-wait.sh
 
 # Checks a finished job: every TICK's checksums against the host's files,
 # the log's lines, the log's line count. Prints "ok ..." / "bad ..." lines.

@@ -177,25 +177,7 @@ JOB
     pids+=("$vm_pid")
     "$qmp" "$work/$name.qmp" --wait-socket --timeout 30
   }
-  wait_serial() { # name pattern seconds
-    local end=$(($(date +%s) + $3))
-    while [ "$(date +%s)" -lt $end ]; do
-      grep -q "$2" "$work/$1.serial" 2>/dev/null && return 0
-      sleep 0.1
-    done
-    return 1
-  }
-  wait_exit() { # pid seconds
-    local end=$(($(date +%s) + $2))
-    while kill -0 "$1" 2>/dev/null; do
-      [ "$(date +%s)" -lt $end ] || return 1
-      sleep 0.1
-    done
-  }
-  stop_vm() { # name pid
-    "$qmp" "$work/$1.qmp" quit > /dev/null 2>&1 || true
-    wait_exit "$2" 10 || kill "$2" 2>/dev/null || true
-  }
+  . scripts/guest/vm-wait.sh
 
   # 3a. No virtio-fs device: the migration machinery itself.
   for _ in 1 2; do

@@ -19,6 +19,10 @@
 //!   (`EROFS`: a write mapping where writes are denied; `ENOENT`: a hidden
 //!   file);
 //! - not a regular file: `ENODEV`;
+//! - under per-inode DAX (FUSE_HAS_INODE_DAX negotiated), a file the file
+//!   system does not pick ([`FileSystem::dax_pick`], which decides
+//!   FUSE_ATTR_DAX too): `EPERM`, so that a client cannot map what it was
+//!   not offered;
 //! - `foffset` at or past the end of the file: `ENXIO`. A mapping may
 //!   extend past the end of the file (the Linux client maps 2 MiB ranges
 //!   whatever the file size, and never touches the pages past its end): the

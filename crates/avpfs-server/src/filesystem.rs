@@ -532,6 +532,16 @@ pub trait FileSystem: Send + Sync {
     fn dax_fd(&self, ctx: &Context, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
         Err(enosys())
     }
+    /// Per-inode DAX (the client's `dax=inode`): whether the client should
+    /// map the regular file `node`, of `st_mode` `mode`, through the DAX
+    /// window. Asked only when the session negotiated FUSE_HAS_INODE_DAX
+    /// (it has a window and the client offered it); the server then sets
+    /// FUSE_ATTR_DAX on every entry and attribute reply of a regular file
+    /// exactly when this is true, and refuses a SETUPMAPPING of a file it
+    /// is false for with `EPERM`. The default picks no file.
+    fn dax_pick(&self, node: NodeId, mode: u32) -> bool {
+        false
+    }
     /// Live migration, source side: the client's nodes (with their lookup
     /// counts and how to find each host file again) and open handles, as
     /// bytes for [`FileSystem::load_state`] on the destination. Called with

@@ -189,6 +189,15 @@ pub mod init_flags {
     pub const ALLOW_IDMAP: u64 = 1 << 40;
 }
 
+/// `fuse_attr.flags` bits (FUSE_ATTR_*).
+pub mod attr_flags {
+    /// The directory is the root of a host mount (with FUSE_SUBMOUNTS).
+    pub const SUBMOUNT: u32 = 1 << 0;
+    /// Per-inode DAX (with FUSE_HAS_INODE_DAX): the client maps this file
+    /// through the DAX window.
+    pub const DAX: u32 = 1 << 1;
+}
+
 /// `fuse_setattr_in.valid` bits.
 #[allow(missing_docs)]
 pub mod fattr {

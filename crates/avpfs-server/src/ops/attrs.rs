@@ -19,13 +19,13 @@ impl<F: FileSystem> Server<F> {
         let g: abi::GetattrIn = a.fetch()?;
         let fh = (g.getattr_flags & abi::FUSE_GETATTR_FH != 0).then_some(Handle(g.fh));
         let (attr, t) = self.fs.getattr(&rq.ctx, rq.node, fh).map_err(errno)?;
-        rq.ok(w, &[attr_out(attr, t).as_bytes()])
+        rq.ok(w, &[attr_out(self.dax_attr(rq.node, attr), t).as_bytes()])
     }
 
     pub(crate) fn do_setattr(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
         let s: abi::SetattrIn = a.fetch()?;
         let (attr, t) = self.fs.setattr(&rq.ctx, rq.node, setattr_in(&s)).map_err(errno)?;
-        rq.ok(w, &[attr_out(attr, t).as_bytes()])
+        rq.ok(w, &[attr_out(self.dax_attr(rq.node, attr), t).as_bytes()])
     }
 
     pub(crate) fn do_statx(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {

@@ -1,12 +1,14 @@
 //! DAX window opcodes: SETUPMAPPING and REMOVEMAPPING (the rules are
-//! [`crate::dax`]'s).
+//! [`crate::dax`]'s), and per-inode DAX: the one place where FUSE_ATTR_DAX
+//! is set or cleared on the entries and attributes the server replies.
 
-use fuse_abi::{self as abi, setupmapping_flags as map};
+use fuse_abi::{self as abi, attr_flags, init_flags as init, setupmapping_flags as map};
+use zerocopy::IntoBytes;
 
 use super::Request;
 use crate::args::Args;
 use crate::dax::DAX_ALIGNMENT;
-use crate::filesystem::{FileSystem, Handle};
+use crate::filesystem::{Entry, FileSystem, Handle, NodeId};
 use crate::server::{errno, Handled, Server};
 use crate::transport::Writer;
 
@@ -14,6 +16,42 @@ use crate::transport::Writer;
 const NO_HANDLE: u64 = u64::MAX;
 
 impl<F: FileSystem> Server<F> {
+    /// Whether the session negotiated per-inode DAX (FUSE_HAS_INODE_DAX:
+    /// it has a window and the client offered it).
+    #[inline]
+    pub(crate) fn inode_dax(&self) -> bool {
+        self.negotiated_flags() & init::HAS_INODE_DAX != 0
+    }
+
+    /// `attr` of `node` as the client gets it: FUSE_ATTR_DAX set exactly
+    /// when the session negotiated per-inode DAX, the node is a regular
+    /// file and the file system picks it ([`FileSystem::dax_pick`]);
+    /// cleared otherwise, whatever the file system returned.
+    #[inline]
+    pub(crate) fn dax_attr(&self, node: NodeId, mut attr: abi::Attr) -> abi::Attr {
+        attr.flags &= !attr_flags::DAX;
+        if attr.mode & libc::S_IFMT == libc::S_IFREG && self.inode_dax() && self.fs.dax_pick(node, attr.mode) {
+            attr.flags |= attr_flags::DAX;
+        }
+        attr
+    }
+
+    /// An entry as the client gets it (see [`Server::dax_attr`]); a
+    /// negative entry is left alone.
+    #[inline]
+    pub(crate) fn dax_entry(&self, e: Entry) -> Entry {
+        if e.nodeid == NodeId::NONE {
+            return e;
+        }
+        Entry { attr: self.dax_attr(e.nodeid, e.attr), ..e }
+    }
+
+    /// Writes the entry reply of LOOKUP, MKNOD, MKDIR, SYMLINK and LINK.
+    #[inline]
+    pub(crate) fn reply_entry(&self, rq: &Request<'_>, w: &mut dyn Writer, e: Entry) -> Result<Handled, i32> {
+        rq.ok(w, &[crate::reply::entry_out(&self.dax_entry(e)).as_bytes()])
+    }
+
     pub(crate) fn do_setupmapping(
         &self,
         rq: &Request<'_>,
@@ -36,6 +74,10 @@ impl<F: FileSystem> Server<F> {
         let st = avpfs_sys::stat::fstat(std::os::fd::AsFd::as_fd(&fd)).map_err(errno)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(libc::ENODEV);
+        }
+        // Per-inode DAX: only a file the client was told to map.
+        if self.inode_dax() && !self.fs.dax_pick(rq.node, st.st_mode) {
+            return Err(libc::EPERM);
         }
         if m.foffset >= u64::try_from(st.st_size).unwrap_or(0) {
             return Err(libc::ENXIO);

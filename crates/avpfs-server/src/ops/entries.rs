@@ -13,7 +13,7 @@ use crate::transport::Writer;
 impl<F: FileSystem> Server<F> {
     #[inline]
     pub(crate) fn do_lookup(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
-        rq.entry(w, self.fs.lookup(&rq.ctx, rq.node, a.name()?).map_err(errno)?)
+        self.reply_entry(rq, w, self.fs.lookup(&rq.ctx, rq.node, a.name()?).map_err(errno)?)
     }
 
     #[inline]
@@ -51,18 +51,18 @@ impl<F: FileSystem> Server<F> {
         if target.is_empty() {
             return Err(libc::ENOENT);
         }
-        rq.entry(w, self.fs.symlink(&rq.ctx, target, rq.node, name).map_err(errno)?)
+        self.reply_entry(rq, w, self.fs.symlink(&rq.ctx, target, rq.node, name).map_err(errno)?)
     }
 
     pub(crate) fn do_mknod(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
         let m: abi::MknodIn = a.fetch()?;
         let req = MknodRequest { mode: m.mode, rdev: m.rdev, umask: m.umask };
-        rq.entry(w, self.fs.mknod(&rq.ctx, rq.node, a.name()?, req).map_err(errno)?)
+        self.reply_entry(rq, w, self.fs.mknod(&rq.ctx, rq.node, a.name()?, req).map_err(errno)?)
     }
 
     pub(crate) fn do_mkdir(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
         let m: abi::MkdirIn = a.fetch()?;
-        rq.entry(w, self.fs.mkdir(&rq.ctx, rq.node, a.name()?, m.mode, m.umask).map_err(errno)?)
+        self.reply_entry(rq, w, self.fs.mkdir(&rq.ctx, rq.node, a.name()?, m.mode, m.umask).map_err(errno)?)
     }
 
     pub(crate) fn do_unlink(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
@@ -92,6 +92,6 @@ impl<F: FileSystem> Server<F> {
 
     pub(crate) fn do_link(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
         let l: abi::LinkIn = a.fetch()?;
-        rq.entry(w, self.fs.link(&rq.ctx, NodeId(l.oldnodeid), rq.node, a.name()?).map_err(errno)?)
+        self.reply_entry(rq, w, self.fs.link(&rq.ctx, NodeId(l.oldnodeid), rq.node, a.name()?).map_err(errno)?)
     }
 }

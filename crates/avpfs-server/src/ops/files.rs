@@ -29,14 +29,14 @@ impl<F: FileSystem> Server<F> {
         let name = a.name()?;
         let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
         let (e, o) = self.fs.create(&rq.ctx, rq.node, name, req).map_err(errno)?;
-        rq.ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
+        rq.ok(w, &[entry_out(&self.dax_entry(e)).as_bytes(), open_out(o).as_bytes()])
     }
 
     pub(crate) fn do_tmpfile(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
         let c: abi::CreateIn = a.fetch()?;
         let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
         let (e, o) = self.fs.tmpfile(&rq.ctx, rq.node, req).map_err(errno)?;
-        rq.ok(w, &[entry_out(&e).as_bytes(), open_out(o).as_bytes()])
+        rq.ok(w, &[entry_out(&self.dax_entry(e)).as_bytes(), open_out(o).as_bytes()])
     }
 
     /// READ: the file system writes the data straight into the reply, after

@@ -12,13 +12,12 @@
 //! | `xattrs` | SETXATTR GETXATTR LISTXATTR REMOVEXATTR |
 //! | `dirs` | OPENDIR READDIR READDIRPLUS RELEASEDIR FSYNCDIR |
 //! | `locks` | GETLK SETLK SETLKW |
-//! | `dax` | SETUPMAPPING REMOVEMAPPING |
+//! | `dax` | SETUPMAPPING REMOVEMAPPING, and FUSE_ATTR_DAX on every entry and attribute reply |
 
 use fuse_abi as abi;
-use zerocopy::IntoBytes;
 
-use crate::filesystem::{Context, Entry, NodeId, OpenReply};
-use crate::reply::{entry_out, reply_ok};
+use crate::filesystem::{Context, NodeId, OpenReply};
+use crate::reply::reply_ok;
 use crate::server::Handled;
 use crate::transport::Writer;
 
@@ -53,12 +52,6 @@ impl Request<'_> {
     #[inline]
     pub(crate) fn empty(&self, w: &mut dyn Writer) -> Result<Handled, i32> {
         self.ok(w, &[])
-    }
-
-    /// Writes an entry reply.
-    #[inline]
-    pub(crate) fn entry(&self, w: &mut dyn Writer, e: Entry) -> Result<Handled, i32> {
-        self.ok(w, &[entry_out(&e).as_bytes()])
     }
 }
 

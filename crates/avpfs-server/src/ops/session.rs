@@ -47,9 +47,15 @@ impl<F: FileSystem> Server<F> {
         let minor = i.minor.min(abi::KERNEL_MINOR_VERSION);
         let wanted = self.fs.init(InitOptions { minor, client_flags: client }).map_err(errno)?;
         let mut ours = init::INIT_EXT | init::MAX_PAGES | init::BIG_WRITES;
-        if self.dax.window().is_some() {
-            ours |= init::MAP_ALIGNMENT;
-        }
+        let dax_flags = init::MAP_ALIGNMENT | init::HAS_INODE_DAX;
+        let wanted = if self.dax.window().is_some() {
+            ours |= dax_flags;
+            wanted
+        } else {
+            // Without a window neither may be announced, whatever the file
+            // system wants.
+            wanted & !dax_flags
+        };
         let enabled = (wanted | ours) & client;
         out.minor = minor;
         out.max_readahead = i.max_readahead;

@@ -25,6 +25,11 @@
 //!   { prefix = "trusted.", action = "deny" },
 //!   { prefix = "security.", rename = "user.avpfs.security." },
 //! ]
+//!
+//! [dax]                                  # guests mounting with dax=inode
+//! files = "paths"                        # "none" (no [dax]: the same), "all",
+//!                                        # "read-only", "executables", "paths"
+//! paths = ["bin", "usr/lib"]             # with "paths" only: these subtrees
 //! ```
 
 use std::ops::Range;
@@ -35,7 +40,7 @@ use toml::Spanned;
 use crate::idmap::{IdMap, IdRange, Unmapped};
 use crate::paths::{Access, PathRules};
 use crate::xattr::{XattrAction, XattrRule, XattrRules};
-use crate::{FileTypes, Policy};
+use crate::{DaxFiles, FileTypes, Policy};
 
 /// A policy file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +64,7 @@ struct File {
     uid: Option<IdSection>,
     gid: Option<IdSection>,
     xattr: Option<XattrSection>,
+    dax: Option<DaxSection>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -125,6 +131,13 @@ struct XattrEntry {
     rename: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaxSection {
+    files: Spanned<String>,
+    paths: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
 struct Ctx<'a> {
     src: &'a str,
 }
@@ -170,6 +183,9 @@ pub fn parse(src: &str) -> Result<Policy, ConfigError> {
     }
     if let Some(x) = &file.xattr {
         p.xattr = xattr_rules(&cx, x)?;
+    }
+    if let Some(d) = &file.dax {
+        p.dax = Some(dax_rule(&cx, d, &mut p.paths)?);
     }
     Ok(p)
 }
@@ -226,6 +242,35 @@ fn path_rules(cx: &Ctx<'_>, paths: &PathsSection) -> Result<PathRules, ConfigErr
         }
     }
     Ok(tree)
+}
+
+/// `[dax]`: which files get per-inode DAX; the `paths` subtrees are marked
+/// in `paths`.
+fn dax_rule(cx: &Ctx<'_>, d: &DaxSection, paths: &mut PathRules) -> Result<DaxFiles, ConfigError> {
+    let files = &d.files;
+    let choice = DaxFiles::from_name(files.get_ref()).ok_or_else(|| {
+        cx.err(
+            files.span(),
+            "dax.files",
+            format!("{:?}: expected \"none\", \"all\", \"read-only\", \"executables\" or \"paths\"", files.get_ref()),
+        )
+    })?;
+    match (&d.paths, choice) {
+        (None, DaxFiles::Paths) => Err(cx.err(files.span(), "dax.paths", "files = \"paths\" needs a paths list")),
+        (Some(list), DaxFiles::Paths) if list.get_ref().is_empty() => {
+            Err(cx.err(list.span(), "dax.paths", "files = \"paths\" needs at least one path"))
+        }
+        (Some(list), DaxFiles::Paths) => {
+            for path in list.get_ref() {
+                paths.add_dax(path.get_ref()).map_err(|e| cx.err(path.span(), "dax.paths", e.to_string()))?;
+            }
+            Ok(choice)
+        }
+        (Some(list), _) => {
+            Err(cx.err(list.span(), "dax.paths", format!("only with files = \"paths\", not \"{choice}\"")))
+        }
+        (None, _) => Ok(choice),
+    }
 }
 
 /// `[xattr]`: the default and the prefix rules.
@@ -381,6 +426,47 @@ rules = [
         let e = parse("[share\n").unwrap_err();
         assert_eq!(e.line, 1, "{e}");
         assert_eq!(e.to_string().split(':').next().unwrap(), "line 1");
+    }
+
+    #[test]
+    fn the_dax_table_parses() {
+        assert_eq!(parse("").unwrap().dax, None);
+        for (name, files) in [
+            ("none", DaxFiles::None),
+            ("all", DaxFiles::All),
+            ("read-only", DaxFiles::ReadOnly),
+            ("executables", DaxFiles::Executables),
+        ] {
+            let p = parse(&format!("[dax]\nfiles = \"{name}\"\n")).unwrap();
+            assert_eq!(p.dax, Some(files), "{name}");
+            assert!(p.paths.dax_list().is_empty());
+        }
+        let p =
+            parse("[paths]\nreadonly = [\"bin\"]\n[dax]\nfiles = \"paths\"\npaths = [\"bin\", \"usr/lib\"]\n").unwrap();
+        assert_eq!(p.dax, Some(DaxFiles::Paths));
+        assert_eq!(p.paths.dax_list(), ["bin", "usr/lib"]);
+        assert_eq!(p.paths.list().len(), 1);
+        assert!(p.to_string().contains("dax=inode:      files under bin, usr/lib"), "{p}");
+        assert!(parse("").unwrap().to_string().contains("dax=inode:      no file (no [dax] rule)"));
+    }
+
+    #[test]
+    fn dax_errors_name_the_line_and_key() {
+        let cases = [
+            ("[dax]\nfiles = \"always\"\n", 2, "dax.files", "always"),
+            ("[dax]\nfiles = \"paths\"\n", 2, "dax.paths", "needs a paths list"),
+            ("[dax]\nfiles = \"paths\"\npaths = []\n", 3, "dax.paths", "at least one"),
+            ("[dax]\nfiles = \"all\"\npaths = [\"bin\"]\n", 3, "dax.paths", "only with files = \"paths\""),
+            ("[dax]\nfiles = \"paths\"\npaths = [\"bin\",\n  \"../etc\"]\n", 4, "dax.paths", "'..'"),
+            ("[dax]\nfiles = \"paths\"\npaths = [\"a\", \"a/\"]\n", 3, "dax.paths", "two rules"),
+            ("[dax]\nfiles = \"all\"\nmode = 1\n", 3, "mode", "unknown field"),
+            ("\n[dax]\npaths = [\"a\"]\n", 2, "files", "missing field"),
+        ];
+        for (src, line, key, what) in cases {
+            let e = parse(src).unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{src}: {e}");
+            assert!(e.message.contains(what), "{src}: {e}");
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! O_TRUNC, O_APPEND, O_CREAT), SETXATTR, REMOVEXATTR, ACCESS with W_OK,
 //! and, on a read-only share, WRITE, FALLOCATE and COPY_FILE_RANGE; a
 //! SETUPMAPPING for writing is checked as a modification, and no file it
-//! hides is ever mapped into a DAX window.
+//! hides is ever mapped into a DAX window. `[dax] files` decides which
+//! files a `dax=inode` guest maps ([`FileSystem::dax_pick`]).
 //!
 //! Each denial is answered with the errno a user would expect and, when
 //! auditing is on, one log line naming the operation, the path inside the
@@ -689,6 +690,13 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
         }
         let hctx = self.host_ctx("setupmapping", ctx)?;
         self.inner.dax_fd(&hctx, node, handle, writable)
+    }
+
+    /// `[dax] files`: picked by the node's place under the rules in force
+    /// (a hidden file never is).
+    fn dax_pick(&self, node: NodeId, mode: u32) -> bool {
+        let p = self.p();
+        p.dax.is_some_and(|files| files.picks(mode, self.pos(node), p.readonly))
     }
 
     fn read(&self, ctx: &Context, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod dax;
 pub mod enforce;
 pub mod idmap;
 pub mod narrowing;
@@ -19,6 +20,7 @@ use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
 pub use config::{parse, ConfigError};
+pub use dax::DaxFiles;
 pub use enforce::PolicyFs;
 pub use idmap::{IdMap, IdRange, OneWay, Unmapped};
 pub use narrowing::Widening;
@@ -124,6 +126,11 @@ pub struct Policy {
     pub gid: IdMap,
     /// Extended attribute name rules.
     pub xattr: XattrRules,
+    /// Which files a guest mounting with `dax=inode` maps through the DAX
+    /// window (`[dax] files`; the `paths` subtrees are marked in
+    /// [`Policy::paths`]). `None`, no `[dax]` table: no file, and each
+    /// guest of the share may choose with its own policy.
+    pub dax: Option<DaxFiles>,
 }
 
 impl Policy {
@@ -141,6 +148,7 @@ impl Policy {
             uid: IdMap::identity(),
             gid: IdMap::identity(),
             xattr: XattrRules::default(),
+            dax: None,
         }
     }
 
@@ -196,6 +204,15 @@ impl fmt::Display for Policy {
             }
             writeln!(f, "xattr default:  {}", if self.xattr.default_allow() { "allow" } else { "deny" })?;
         }
+        let dax = match self.dax {
+            None => "no file (no [dax] rule)".to_string(),
+            Some(DaxFiles::None) => "no file".to_string(),
+            Some(DaxFiles::All) => "every regular file".to_string(),
+            Some(DaxFiles::ReadOnly) => "files of read-only subtrees or share".to_string(),
+            Some(DaxFiles::Executables) => "executable files".to_string(),
+            Some(DaxFiles::Paths) => format!("files under {}", self.paths.dax_list().join(", ")),
+        };
+        writeln!(f, "dax=inode:      {dax}")?;
         Ok(())
     }
 }

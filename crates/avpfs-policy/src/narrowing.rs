@@ -2,7 +2,8 @@
 //! may have its own policy, narrower than the share's (read-only, fewer file
 //! types, lower limits, more hidden paths), never wider.
 
-use crate::Policy;
+use crate::paths::{Access, Position};
+use crate::{DaxFiles, Policy};
 
 /// How a guest's policy would grant more than its share's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +70,53 @@ impl Policy {
         if !share.xattr.is_passthrough() && self.xattr != share.xattr {
             return wide("the xattr rules differ from the share's");
         }
-        Ok(())
+        self.check_dax_narrower_than(share)
+    }
+
+    /// `[dax]`: a share without the table leaves the choice to each guest;
+    /// a share with one bounds it: the guest's files must be a subset of
+    /// the share's, whatever the files hold. So a guest may always pick no
+    /// file (no table, or "none"), pick what the share picks, or, under a
+    /// share's "all", anything; under "paths" it may name subtrees inside
+    /// the share's; under "read-only" it may name "paths" or "read-only"
+    /// inside what is read-only for the share. Anything else (e.g.
+    /// "executables" under "read-only") is wider.
+    fn check_dax_narrower_than(&self, share: &Policy) -> Result<(), Widening> {
+        // No share table: the guest chooses; no guest table: no file.
+        let (Some(s), Some(g)) = (share.dax, self.dax) else { return Ok(()) };
+        // Whether each place the guest marks is inside a place of the share
+        // for which `inside` holds.
+        let places_within = |places: Vec<String>, inside: &dyn Fn(Position) -> bool| {
+            places.into_iter().find(|p| {
+                let pos = p
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .fold(share.paths.root(), |pos, c| share.paths.child(pos, c.as_bytes()));
+                !inside(pos)
+            })
+        };
+        let share_ro = |pos: Position| share.readonly || pos.access() >= Access::ReadOnly;
+        let outside = match (s, g) {
+            (_, DaxFiles::None) | (DaxFiles::All, _) => None,
+            (s, g) if s == g && s != DaxFiles::Paths && s != DaxFiles::ReadOnly => None,
+            (DaxFiles::Paths, DaxFiles::Paths) => places_within(self.paths.dax_list(), &|p| p.dax()),
+            (DaxFiles::ReadOnly, DaxFiles::Paths) => places_within(self.paths.dax_list(), &share_ro),
+            (DaxFiles::ReadOnly, DaxFiles::ReadOnly) => {
+                if self.readonly && !share.readonly {
+                    Some("the whole share (read-only for the guest only)".to_string())
+                } else {
+                    let ro = self.paths.list().into_iter().filter(|(_, a)| *a == Access::ReadOnly);
+                    places_within(ro.map(|(p, _)| p).collect(), &share_ro)
+                }
+            }
+            _ => return Err(Widening(format!("[dax] files is \"{g}\"; the share's is \"{s}\""))),
+        };
+        match outside {
+            None => Ok(()),
+            Some(place) => Err(Widening(format!(
+                "[dax] files = \"{g}\" picks files in {place:?}, which the share's \"{s}\" does not"
+            ))),
+        }
     }
 }
 
@@ -120,6 +167,61 @@ mod tests {
             let guest = Policy { paths: PathRules::new(rules.clone()).unwrap(), ..strict() };
             let e = guest.check_narrower_than(&share).unwrap_err();
             assert!(e.to_string().contains("path \"a/b\""), "{rules:?}: {e}");
+        }
+    }
+
+    /// A policy with the read-only subtree "ro" and `dax` as its `[dax]`
+    /// table.
+    fn dax(dax: &str) -> Policy {
+        crate::parse(&format!("[paths]\nreadonly = [\"ro\"]\n{dax}")).unwrap()
+    }
+
+    fn files(f: &str) -> Policy {
+        dax(&format!("[dax]\nfiles = \"{f}\"\n"))
+    }
+
+    fn paths(list: &str) -> Policy {
+        dax(&format!("[dax]\nfiles = \"paths\"\npaths = [{list}]\n"))
+    }
+
+    #[test]
+    fn a_guest_may_only_narrow_the_shares_dax_files() {
+        let (no_table, none, all, exe, ro) =
+            (dax(""), files("none"), files("all"), files("executables"), files("read-only"));
+        let bin_lib = paths("\"bin\", \"lib\"");
+        // No guest table or "none": narrower than anything; no share table: the guest chooses.
+        for share in [&no_table, &none, &all, &exe, &ro, &bin_lib] {
+            assert!(no_table.check_narrower_than(share).is_ok());
+            assert!(none.check_narrower_than(share).is_ok());
+            assert!(share.check_narrower_than(&no_table).is_ok());
+        }
+        // Under "all", anything; the same choice is no wider.
+        for g in [&exe, &ro, &bin_lib, &all] {
+            assert!(g.check_narrower_than(&all).is_ok());
+            assert!(g.check_narrower_than(g).is_ok());
+        }
+        // Paths inside the share's paths, or inside its read-only places.
+        assert!(paths("\"bin/x\", \"lib\"").check_narrower_than(&bin_lib).is_ok());
+        assert!(paths("\"ro/x\"").check_narrower_than(&ro).is_ok());
+        // A guest of a read-only share may pick what is read-only for it.
+        let ro_share = Policy { readonly: true, ..ro.clone() };
+        assert!(Policy { readonly: true, ..paths("\"x\"") }.check_narrower_than(&ro_share).is_ok());
+        // Wider: another kind, paths outside, more read-only places.
+        let more_ro = crate::parse("[paths]\nreadonly = [\"ro\", \"home\"]\n[dax]\nfiles = \"read-only\"\n").unwrap();
+        let cases = [
+            (&all, &exe, "files is \"all\"; the share's is \"executables\""),
+            (&exe, &none, "files is \"executables\""),
+            (&exe, &ro, "the share's is \"read-only\""),
+            (&ro, &bin_lib, "the share's is \"paths\""),
+            (&paths("\"etc\""), &bin_lib, "picks files in \"etc\""),
+            (&paths("\"bin\", \"ro\""), &bin_lib, "picks files in \"ro\""),
+            (&paths("\"bin\""), &ro, "picks files in \"bin\""),
+            (&more_ro, &ro, "picks files in \"home\""),
+            (&Policy { readonly: true, ..ro.clone() }, &ro, "the whole share"),
+        ];
+        for (guest, share, what) in cases {
+            let e = guest.check_narrower_than(share).unwrap_err();
+            assert!(e.to_string().contains(what), "{e} should say {what}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! Subtree rules: parts of a share that are hidden from the guest or
-//! read-only inside a writable share.
+//! read-only inside a writable share, and the subtrees whose files the
+//! guest maps through the DAX window (`[dax] paths`).
 //!
 //! Rules name paths relative to the share root, one component at a time, in a
 //! small tree. The enforcement layer keeps a [`Position`] per node it has
@@ -35,6 +36,10 @@ struct RuleNode {
     children: HashMap<Vec<u8>, usize>,
     access: Option<Access>,
     rule: String,
+    /// A `[dax] paths` subtree starts here.
+    dax: bool,
+    /// The path of the DAX rule, as written.
+    dax_rule: String,
 }
 
 /// Where a node sits relative to the rules: cheap to copy and store per node.
@@ -43,12 +48,18 @@ pub struct Position {
     node: Option<usize>,
     access: Access,
     rule: Option<usize>,
+    dax: bool,
 }
 
 impl Position {
     /// The access that applies here (the strictest rule on the path).
     pub fn access(&self) -> Access {
         self.access
+    }
+
+    /// Whether this is inside a `[dax] paths` subtree.
+    pub fn dax(&self) -> bool {
+        self.dax
     }
 }
 
@@ -90,6 +101,30 @@ impl PathRules {
 
     /// Adds one rule.
     pub fn add(&mut self, path: &str, access: Access) -> Result<(), PathRuleError> {
+        let at = self.node_for(path)?;
+        if self.nodes[at].access.is_some() {
+            return Err(PathRuleError::Duplicate(path.into()));
+        }
+        self.nodes[at].access = Some(access);
+        self.nodes[at].rule = path.into();
+        Ok(())
+    }
+
+    /// Marks a subtree whose files the guest maps through the DAX window
+    /// (`[dax] paths`). Independent of the access rules: a path may have
+    /// both.
+    pub fn add_dax(&mut self, path: &str) -> Result<(), PathRuleError> {
+        let at = self.node_for(path)?;
+        if self.nodes[at].dax {
+            return Err(PathRuleError::Duplicate(path.into()));
+        }
+        self.nodes[at].dax = true;
+        self.nodes[at].dax_rule = path.into();
+        Ok(())
+    }
+
+    /// The rule tree node of `path`, made when missing.
+    fn node_for(&mut self, path: &str) -> Result<usize, PathRuleError> {
         if path.starts_with('/') {
             return Err(PathRuleError::NotNormal(path.into()));
         }
@@ -112,12 +147,7 @@ impl PathRules {
                 }
             };
         }
-        if self.nodes[at].access.is_some() {
-            return Err(PathRuleError::Duplicate(path.into()));
-        }
-        self.nodes[at].access = Some(access);
-        self.nodes[at].rule = path.into();
-        Ok(())
+        Ok(at)
     }
 
     /// Whether there are no rules.
@@ -127,7 +157,7 @@ impl PathRules {
 
     /// The position of the share root.
     pub fn root(&self) -> Position {
-        Position { node: Some(0), access: Access::Normal, rule: None }
+        Position { node: Some(0), access: Access::Normal, rule: None, dax: false }
     }
 
     /// The position of `name` inside a directory at `parent`.
@@ -137,7 +167,8 @@ impl PathRules {
             Some((a, n)) if a > parent.access => (a, Some(n)),
             _ => (parent.access, parent.rule),
         };
-        Position { node, access, rule }
+        let dax = parent.dax || node.is_some_and(|n| self.nodes[n].dax);
+        Position { node, access, rule, dax }
     }
 
     /// The rule text that decided `pos`, for audit lines.
@@ -148,6 +179,13 @@ impl PathRules {
     /// Every rule, for printing the effective policy.
     pub fn list(&self) -> Vec<(String, Access)> {
         let mut v: Vec<_> = self.nodes.iter().filter_map(|n| n.access.map(|a| (n.rule.clone(), a))).collect();
+        v.sort();
+        v
+    }
+
+    /// Every `[dax] paths` subtree, sorted.
+    pub fn dax_list(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.nodes.iter().filter(|n| n.dax).map(|n| n.dax_rule.clone()).collect();
         v.sort();
         v
     }
@@ -190,6 +228,21 @@ mod tests {
         assert_eq!(walk(&r, "ro/hidden/x").access(), Access::Hidden);
         assert_eq!(walk(&r, "ro/other").access(), Access::ReadOnly);
         assert_eq!(walk(&r, "h/ro").access(), Access::Hidden, "a looser rule below a stricter one changes nothing");
+    }
+
+    #[test]
+    fn dax_subtrees_are_marked_beside_the_access_rules() {
+        let mut r = PathRules::new([("bin", Access::ReadOnly), ("secrets", Access::Hidden)]).unwrap();
+        r.add_dax("bin").unwrap();
+        r.add_dax("usr/lib").unwrap();
+        assert!(walk(&r, "bin/ls").dax() && walk(&r, "bin/ls").access() == Access::ReadOnly);
+        assert!(walk(&r, "usr/lib/x/libc.so").dax());
+        assert!(!walk(&r, "usr").dax() && !walk(&r, "usr/libexec").dax() && !walk(&r, "secrets/k").dax());
+        assert_eq!(r.dax_list(), ["bin", "usr/lib"]);
+        assert_eq!(r.list().len(), 2, "DAX marks are not access rules");
+        assert_eq!(r.add_dax("usr/lib/"), Err(PathRuleError::Duplicate("usr/lib/".into())));
+        assert_eq!(r.add_dax(".."), Err(PathRuleError::NotNormal("..".into())));
+        assert_eq!(r.add_dax("/"), Err(PathRuleError::NotNormal("/".into())));
     }
 
     #[test]

@@ -2,13 +2,17 @@
 //! MAP_ALIGNMENT, and SETUPMAPPING/REMOVEMAPPING turned into SHMEM_MAP and
 //! SHMEM_UNMAP on the back-end channel, which the harness answers by really
 //! mapping the descriptor into its own window. Every bad request gets its
-//! errno and sends nothing to the front end.
+//! errno and sends nothing to the front end. Per-inode DAX (`dax=inode`):
+//! HAS_INODE_DAX, FUSE_ATTR_DAX as `[dax] files` picks, and SETUPMAPPING
+//! refused for the files not picked.
 
 use avpfs_passthrough::PassthroughFs;
 use avpfs_policy::{parse, PolicyFs};
 use avpfs_server::FileSystem;
 use avpfs_vhost::VhostOptions;
-use fuse_abi::{self as abi, init_flags as init, opcode, setupmapping_flags as map};
+use std::os::unix::fs::PermissionsExt;
+
+use fuse_abi::{self as abi, attr_flags, init_flags as init, opcode, setupmapping_flags as map};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_harness::dax::ShmemRequest;
 use vhost_harness::FuseClient;
@@ -273,4 +277,135 @@ fn a_reset_drops_every_mapping() {
     );
     assert_eq!(s.server.dax_mappings(), 0);
     assert_eq!(window_bytes(&s, 0, 1).unwrap_err().raw_os_error(), Some(libc::EFAULT));
+}
+
+/// FUSE_INIT as a Linux guest mounting with `-o dax=inode` sends it
+/// (again: [`Served`] started the session without DAX flags).
+fn init_inode_dax<F: FileSystem>(s: &Served<F>) -> abi::InitOut {
+    let flags = init::INIT_EXT | init::MAP_ALIGNMENT | init::HAS_INODE_DAX | init::DO_READDIRPLUS | init::MAX_PAGES;
+    FuseClient::new(&s.harness, 1).init_with(abi::KERNEL_MINOR_VERSION, flags).unwrap()
+}
+
+fn negotiated(out: &abi::InitOut) -> u64 {
+    u64::from(out.flags) | u64::from(out.flags2) << 32
+}
+
+fn has_dax(a: &abi::Attr) -> bool {
+    a.flags & attr_flags::DAX != 0
+}
+
+/// [`tree`] with an executable `tool`, served through `policy`.
+fn serve_policy(policy: &str, window: u64) -> (Tree, Served<PolicyFs<PassthroughFs>>) {
+    let tree = tree();
+    std::fs::write(tree.share.join("tool"), data()).unwrap();
+    std::fs::set_permissions(tree.share.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let inner = PassthroughFs::new(passthrough_config(&tree.share)).unwrap();
+    let s = serve_fs(PolicyFs::new(inner, parse(policy).unwrap()), window);
+    (tree, s)
+}
+
+/// Whether each entry of a READDIRPLUS listing of `dir` has FUSE_ATTR_DAX.
+fn listed_dax(g: &Guest<'_>, dir: u64) -> Vec<(String, bool)> {
+    let mut v: Vec<_> = g
+        .list_plus(dir)
+        .into_iter()
+        .filter(|(n, e)| e.nodeid != 0 && n != "." && n != "..")
+        .map(|(n, e)| (n, has_dax(&e.attr)))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn inode_dax_marks_and_maps_only_the_files_the_policy_picks() {
+    let (tree, s) = serve_policy("[paths]\nreadonly = [\"firmware\"]\n[dax]\nfiles = \"read-only\"\n", WINDOW);
+    let out = init_inode_dax(&s);
+    assert_ne!(negotiated(&out) & init::HAS_INODE_DAX, 0, "HAS_INODE_DAX with a window");
+    assert_ne!(out.flags2 & 2, 0, "bit 1 of flags2");
+    assert_eq!(out.map_alignment, 12);
+    let g = Guest::new(&s.harness, 1, &tree);
+
+    // LOOKUP, GETATTR and READDIRPLUS agree: the read-only subtree's file only.
+    let firmware = g.lookup(abi::ROOT_ID, "firmware").unwrap();
+    assert!(!has_dax(&firmware.attr), "a directory never");
+    let image = g.lookup(firmware.nodeid, "image").unwrap();
+    assert!(has_dax(&image.attr));
+    assert!(has_dax(&g.getattr(image.nodeid).unwrap()));
+    let data = g.lookup(abi::ROOT_ID, "data").unwrap();
+    assert!(!has_dax(&data.attr));
+    assert!(!has_dax(&g.getattr(data.nodeid).unwrap()));
+    assert_eq!(listed_dax(&g, firmware.nodeid), [("image".to_string(), true)]);
+    assert!(listed_dax(&g, abi::ROOT_ID).iter().all(|(_, dax)| !dax));
+
+    // A file not picked cannot be mapped anyway; a picked one can.
+    let fh = g.open(data.nodeid, libc::O_RDONLY).unwrap();
+    assert_eq!(g.errno(opcode::SETUPMAPPING, data.nodeid, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]), libc::EPERM);
+    assert_eq!(g.errno(opcode::SETUPMAPPING, data.nodeid, &[&setup(fh, 0, PAGE, map::READ, 0)]), libc::EPERM);
+    assert!(requests(&s).is_empty(), "a refused mapping reached the front end");
+    g.ok(opcode::SETUPMAPPING, image.nodeid, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]);
+    assert_eq!(window_bytes(&s, 0, 16).unwrap(), self::data()[..16]);
+
+    // A reload that drops the rule takes the flag and the mapping right away.
+    s.server.fs().set_policy(parse("[paths]\nreadonly = [\"firmware\"]\n").unwrap());
+    assert!(!has_dax(&g.getattr(image.nodeid).unwrap()));
+    assert_eq!(g.errno(opcode::SETUPMAPPING, image.nodeid, &[&setup(NO_FH, 0, PAGE, map::READ, PAGE)]), libc::EPERM);
+}
+
+#[test]
+fn inode_dax_follows_the_mode_of_executables() {
+    let (tree, s) = serve_policy("[dax]\nfiles = \"executables\"\n", WINDOW);
+    init_inode_dax(&s);
+    let g = Guest::new(&s.harness, 1, &tree);
+    assert!(has_dax(&g.lookup(abi::ROOT_ID, "tool").unwrap().attr));
+    assert!(!has_dax(&g.lookup(abi::ROOT_ID, "data").unwrap().attr));
+
+    // CREATE, SETATTR and MKNOD replies carry it as well.
+    let (e, _) = g.create(abi::ROOT_ID, "script", 0o750, libc::O_RDWR).unwrap();
+    assert!(has_dax(&e.attr));
+    let chmod = |mode| abi::SetattrIn { valid: abi::fattr::MODE, mode, ..Default::default() };
+    assert!(!has_dax(&g.setattr(e.nodeid, chmod(0o640)).unwrap()));
+    assert!(has_dax(&g.setattr(e.nodeid, chmod(0o641)).unwrap()));
+    let n = g.mknod(abi::ROOT_ID, "plain", libc::S_IFREG | 0o644, 0).unwrap();
+    assert!(!has_dax(&n.attr));
+    let listed = listed_dax(&g, abi::ROOT_ID);
+    for (name, dax) in [("tool", true), ("script", true), ("plain", false), ("data", false)] {
+        assert!(listed.contains(&(name.to_string(), dax)), "{name}: {listed:?}");
+    }
+}
+
+#[test]
+fn no_window_no_offer_or_no_rule_marks_no_file() {
+    // No window: HAS_INODE_DAX is never announced, whatever the policy.
+    let (tree, s) = serve_policy("[dax]\nfiles = \"all\"\n", 0);
+    let out = init_inode_dax(&s);
+    assert_eq!(negotiated(&out) & (init::HAS_INODE_DAX | init::MAP_ALIGNMENT), 0);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let data = g.lookup(abi::ROOT_ID, "data").unwrap();
+    assert!(!has_dax(&data.attr) && !has_dax(&g.getattr(data.nodeid).unwrap()));
+    assert!(listed_dax(&g, abi::ROOT_ID).iter().all(|(_, dax)| !dax));
+
+    // A guest that does not offer it (dax=always, or an older kernel): no
+    // flag, and the rule does not restrict its mappings.
+    let (tree, s) = serve_policy("[dax]\nfiles = \"executables\"\n", WINDOW);
+    let g = Guest::new(&s.harness, 1, &tree);
+    assert_eq!(s.server.negotiated_flags() & init::HAS_INODE_DAX, 0);
+    assert!(!has_dax(&g.lookup(abi::ROOT_ID, "tool").unwrap().attr));
+    let data = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+    assert!(!has_dax(&g.getattr(data).unwrap()));
+    g.ok(opcode::SETUPMAPPING, data, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]);
+
+    // No [dax] rule, or no policy layer at all: HAS_INODE_DAX is announced
+    // and no file is picked or mapped.
+    let tree = self::tree();
+    let s = serve_fs(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW);
+    assert_ne!(negotiated(&init_inode_dax(&s)) & init::HAS_INODE_DAX, 0);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let data = g.lookup(abi::ROOT_ID, "data").unwrap();
+    assert!(!has_dax(&data.attr));
+    assert_eq!(g.errno(opcode::SETUPMAPPING, data.nodeid, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]), libc::EPERM);
+    let (tree, s) = serve_policy("[paths]\nreadonly = [\"firmware\"]\n", WINDOW);
+    init_inode_dax(&s);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let firmware = g.lookup(abi::ROOT_ID, "firmware").unwrap().nodeid;
+    assert!(!has_dax(&g.lookup(firmware, "image").unwrap().attr));
 }

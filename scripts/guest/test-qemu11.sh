@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of QEMU 11.1 from the Debian 13 chroot (scripts/guest/qemu-trixie.sh),
-# the ground that issues 21 (DAX) and 23 (migration) build on:
+# the ground the DAX and migration work builds on:
 #  1. the chroot is made (or found) and its QEMU is 11.1;
 #  2. Debian's 6.1 and 6.12 guests mount an avpfs share on it, through
 #     vhost-user-fs-pci and through vhost-user-test-device-pci with
@@ -9,9 +9,8 @@
 #     the guest's dmesg shows virtiofs probing without a DAX window;
 #  3. migration between two QEMU 11.1 processes over a unix socket, driven
 #     by QMP (scripts/guest/qmp.py): a guest without virtio-fs migrates mid-
-#     job and finishes on the destination; a guest with an avpfs virtio-fs
-#     device is refused (avpfs has no dirty-page logging yet) and keeps
-#     running on the source.
+#     job and finishes on the destination (with an avpfs share:
+#     scripts/guest/test-migration.sh, in make test).
 # Not part of `make test`. Installs what it needs; stops what it started.
 #
 # Usage: test-qemu11.sh [--sections "chroot guests migration"] [--kernels "stable backports"]
@@ -150,19 +149,16 @@ if want migration; then
   kdir=target/guest/kernel-stable
   [ -d "$kdir" ] || scripts/guest/fetch-kernel.sh stable "$kdir"
   qmp=scripts/guest/qmp.py
-  # The guest prints a numbered line every 0.25 s, and with a share also
-  # appends it to /mnt/ticks; then exits.
+  # The guest prints a numbered line every 0.25 s, then exits.
   cat > "$work/tick-job.sh" <<'JOB'
 i=0
 while [ $i -lt 40 ]; do
   i=$((i + 1))
   echo "TICK $i"
-  [ -d /mnt/ticks.d ] && echo "tick $i" >> /mnt/ticks.d/ticks
   sleep 0.25
 done
 JOB
   scripts/guest/make-initramfs.sh --kernel "$kdir" --job "$work/tick-job.sh" --no-share --out "$work/plain.gz"
-  scripts/guest/make-initramfs.sh --kernel "$kdir" --job "$work/tick-job.sh" --tag q11 --out "$work/share.gz"
 
   start_vm() { # name initrd [qemu args...]; sets vm_pid; serial to $work/NAME.serial
     local name=$1 initrd=$2; shift 2
@@ -221,40 +217,7 @@ PY
   fi
   stop_vm plain-src "$src"; stop_vm plain-dst "$dst"
 
-  # 3b. An avpfs virtio-fs device, a daemon for each QEMU on one directory.
-  share=$work/share-mig
-  mkdir -p "$share/ticks.d"
-  start_avpfs "$share" "$work/src.sock" --tag q11; src_avpfs=$avpfs_pid
-  start_avpfs "$share" "$work/dst.sock" --tag q11; dst_avpfs=$avpfs_pid
-  rm -f "$work/mig.sock"
-  fsdev() { echo "-chardev socket,id=c0,path=$1 -device vhost-user-fs-pci,chardev=c0,tag=q11,queue-size=1024"; }
-  # shellcheck disable=SC2046 # the device's words are meant to split
-  start_vm fs-src "$work/share.gz" $(fsdev "$work/src.sock"); src=$vm_pid
-  # shellcheck disable=SC2046
-  start_vm fs-dst "$work/share.gz" $(fsdev "$work/dst.sock") -incoming "unix:$work/mig.sock"; dst=$vm_pid
-  if wait_serial fs-src "TICK 4" 120; then
-    rc=0
-    "$qmp" "$work/fs-src.qmp" migrate "{\"uri\": \"unix:$work/mig.sock\"}" > "$work/fs-migrate.out" 2> "$work/fs-migrate.err" || rc=$?
-    msg=$(sed 's/^qmp: //' "$work/fs-migrate.err")
-    if [ $rc != 0 ] && grep -q "LOG_SHMFD" "$work/fs-migrate.err"; then
-      pass "migration with avpfs virtio-fs: refused: $msg"
-    elif [ $rc = 0 ]; then
-      info=$("$qmp" "$work/fs-src.qmp" --wait-migration --timeout 60 || true)
-      fail "migration with avpfs virtio-fs: not refused at once; query-migrate: $info"
-    else
-      fail "migration with avpfs virtio-fs: refused with another message: $msg"
-    fi
-    if wait_exit "$src" 120 && grep -q "AVPFS-EXIT 0" "$work/fs-src.serial" &&
-       [ "$(wc -l < "$share/ticks.d/ticks")" = 40 ]; then
-      pass "migration with avpfs virtio-fs: the source guest went on and wrote its 40 lines to the share"
-    else
-      fail "migration with avpfs virtio-fs: the source guest did not finish: $(tr -d '\r' < "$work/fs-src.serial" | tail -n2 | tr '\n' '|')"
-    fi
-  else
-    fail "migration with avpfs virtio-fs: the source guest did not start its job: $(tr -d '\r' < "$work/fs-src.serial" | tail -n3 | tr '\n' '|') $(cat "$work/fs-src.stderr")"
-  fi
-  stop_vm fs-src "$src"; stop_vm fs-dst "$dst"
-  kill "$src_avpfs" "$dst_avpfs" 2>/dev/null || true
+  # Migration with an avpfs share: scripts/guest/test-migration.sh.
 fi
 
 echo "qemu11: $passed passed, $failed failed"

@@ -129,26 +129,31 @@ pub struct P9Entry {
     pub share: usize,
     /// The address it listens on, as `--9p-listen` spells it.
     pub addr: String,
-    policy: Mutex<Arc<Policy>>,
-    live: Mutex<Vec<Weak<dyn PolicyLayer + Send + Sync>>>,
+    state: Mutex<P9State>,
     accepted: AtomicU64,
+}
+
+/// A 9P listener's policy and its open connections' policy layers, under
+/// one lock so that a reload and a new connection cannot miss each other.
+struct P9State {
+    policy: Arc<Policy>,
+    live: Vec<Weak<dyn PolicyLayer + Send + Sync>>,
 }
 
 impl P9Entry {
     /// A listener of share `share` on `addr`, its connections under `policy`.
     pub fn new(share: usize, addr: String, policy: Policy) -> Self {
-        P9Entry {
-            share,
-            addr,
-            policy: Mutex::new(Arc::new(policy)),
-            live: Mutex::default(),
-            accepted: AtomicU64::new(0),
-        }
+        let state = P9State { policy: Arc::new(policy), live: Vec::new() };
+        P9Entry { share, addr, state: Mutex::new(state), accepted: AtomicU64::new(0) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, P9State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The policy a new connection starts with.
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.state().policy.clone()
     }
 
     /// Counts a new connection and keeps a weak reference to its policy
@@ -156,18 +161,17 @@ impl P9Entry {
     /// between [`P9Entry::policy`] and this call is applied to it now.
     pub fn track(&self, layer: &Arc<dyn PolicyLayer + Send + Sync>) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.retain(|w| w.strong_count() > 0);
-        live.push(Arc::downgrade(layer));
-        let current = self.policy();
-        if layer.policy() != current {
-            layer.set_policy((*current).clone());
+        let mut state = self.state();
+        state.live.retain(|w| w.strong_count() > 0);
+        state.live.push(Arc::downgrade(layer));
+        if layer.policy() != state.policy {
+            layer.set_policy((*state.policy).clone());
         }
     }
 
     /// Connections open now.
     pub fn connections(&self) -> usize {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|w| w.strong_count() > 0).count()
+        self.state().live.iter().filter(|w| w.strong_count() > 0).count()
     }
 
     /// Connections accepted since the start.
@@ -176,11 +180,11 @@ impl P9Entry {
     }
 
     /// Puts `policy` in force for new connections and for every open one
-    /// (the same lock as [`P9Entry::track`], so no connection is missed).
+    /// (under the lock [`P9Entry::track`] takes, so no connection is missed).
     fn set_policy(&self, policy: Policy) {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.clone());
-        for layer in live.iter().filter_map(Weak::upgrade) {
+        let mut state = self.state();
+        state.policy = Arc::new(policy.clone());
+        for layer in state.live.iter().filter_map(Weak::upgrade) {
             layer.set_policy(policy.clone());
         }
     }

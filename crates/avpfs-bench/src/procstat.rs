@@ -18,9 +18,9 @@ pub struct CpuSample {
     /// utime + stime from `/proc/PID/stat` (clock-tick resolution; includes
     /// threads that have exited).
     pub ticks: Duration,
-    /// Sum of the threads' on-CPU time from `/proc/PID/task/*/schedstat`
-    /// (nanosecond resolution), with the thread ids it was summed over.
-    pub sched: Option<(Duration, Vec<u32>)>,
+    /// Each thread's on-CPU time from `/proc/PID/task/*/schedstat`
+    /// (nanosecond resolution), by thread id, in thread-id order.
+    pub sched: Option<Vec<(u32, Duration)>>,
 }
 
 impl CpuSample {
@@ -34,12 +34,22 @@ impl CpuSample {
         Ok(CpuSample { ticks, sched: read_schedstat(pid) })
     }
 
-    /// CPU time used between `earlier` and `self`: the precise schedstat sum
-    /// when the same threads were alive at both samples, else the tick count.
+    /// CPU time used between `earlier` and `self`. schedstat is precise
+    /// for the threads alive now (a thread started since counts whole), but
+    /// misses the time of threads that exited in between, which the tick
+    /// count (coarse: whole clock ticks) includes: the larger of the two.
+    /// When the same threads were alive at both samples that is the
+    /// schedstat difference.
     pub fn since(&self, earlier: &CpuSample) -> Duration {
-        match (&self.sched, &earlier.sched) {
-            (Some((now, tids_now)), Some((then, tids_then))) if tids_now == tids_then && now >= then => *now - *then,
-            _ => self.ticks.saturating_sub(earlier.ticks),
+        let ticks = self.ticks.saturating_sub(earlier.ticks);
+        let (Some(now), Some(then)) = (&self.sched, &earlier.sched) else { return ticks };
+        let before = |tid: u32| then.binary_search_by_key(&tid, |&(t, _)| t).map_or(Duration::ZERO, |i| then[i].1);
+        let precise: Duration = now.iter().map(|&(tid, cpu)| cpu.saturating_sub(before(tid))).sum();
+        let same_threads = now.len() == then.len() && now.iter().zip(then).all(|(a, b)| a.0 == b.0);
+        if same_threads {
+            precise
+        } else {
+            precise.max(ticks)
         }
     }
 }
@@ -60,18 +70,18 @@ fn ticks_to_duration(ticks: u64) -> Duration {
     Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz)
 }
 
-fn read_schedstat(pid: u32) -> Option<(Duration, Vec<u32>)> {
+fn read_schedstat(pid: u32) -> Option<Vec<(u32, Duration)>> {
     let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     tids.sort_unstable();
-    let mut total = 0u64;
-    for tid in &tids {
+    let mut threads = Vec::with_capacity(tids.len());
+    for tid in tids {
         let s = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
-        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        threads.push((tid, Duration::from_nanos(s.split_whitespace().next()?.parse().ok()?)));
     }
-    Some((Duration::from_nanos(total), tids))
+    Some(threads)
 }
 
 /// The first process (lowest pid) whose command line has the arguments
@@ -145,6 +155,22 @@ mod tests {
     fn parses_status_memory() {
         let s = "Name:\tx\nVmRSS:\t  2048 kB\nRssAnon:\t  1024 kB\nRssFile:\t 1024 kB\n";
         assert_eq!(parse_status_memory(s), Memory { rss: 2048 * 1024, anon: 1024 * 1024 });
+    }
+
+    #[test]
+    fn cpu_since_counts_each_thread_and_the_ones_that_exited() {
+        let ms = Duration::from_millis;
+        let sample = |ticks, sched: &[(u32, Duration)]| CpuSample { ticks: ms(ticks), sched: Some(sched.to_vec()) };
+        // The same threads: the schedstat difference, not the coarse ticks.
+        let a = sample(100, &[(1, ms(10)), (2, ms(20))]);
+        assert_eq!(sample(200, &[(1, ms(15)), (2, ms(80))]).since(&a), ms(65));
+        // Thread 3 started (counted whole) and thread 2 kept running.
+        assert_eq!(sample(110, &[(1, ms(10)), (2, ms(80)), (3, ms(5))]).since(&a), ms(65));
+        // Thread 2 exited after working: only the ticks saw that time.
+        assert_eq!(sample(190, &[(1, ms(15))]).since(&a), ms(90));
+        // No schedstat: the ticks.
+        let t = CpuSample { ticks: ms(130), sched: None };
+        assert_eq!(t.since(&a), ms(30));
     }
 
     #[test]

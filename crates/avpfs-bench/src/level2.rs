@@ -751,9 +751,9 @@ mod tests {
         assert!(c.tail.ends_with("AVPFS-EXIT 1"));
     }
 
-    #[test]
-    fn runner_arguments_and_tarball() {
-        let mut g = GuestConfig {
+    /// A guest configuration for the tests: quick sizes, every workload.
+    fn test_guest() -> GuestConfig {
+        GuestConfig {
             kernel: "/k".into(),
             runner: None,
             run_guest: "/r".into(),
@@ -767,7 +767,12 @@ mod tests {
             tar_sources: vec![],
             sizes: GuestSizes::QUICK,
             workloads: GuestWorkload::ALL.to_vec(),
-        };
+        }
+    }
+
+    #[test]
+    fn runner_arguments_and_tarball() {
+        let mut g = test_guest();
         assert_eq!(
             runner_args(&g),
             "--dir /mnt/avpfs-l2 --files 2000 --small-files 1000 --seq-mib 64 --rand-ops 2000 --readdir-passes 5 \
@@ -788,21 +793,7 @@ mod tests {
 
     #[test]
     fn each_contender_names_its_device_and_mount() {
-        let g = GuestConfig {
-            kernel: "/k".into(),
-            runner: None,
-            run_guest: "/r".into(),
-            qemu: "qemu".into(),
-            smp: 2,
-            mem: "1G".into(),
-            warmup: 0,
-            timeout_s: 10,
-            ninep_cache: "none".into(),
-            ninep_mount_bin: None,
-            tar_sources: vec![],
-            sizes: GuestSizes::QUICK,
-            workloads: GuestWorkload::ALL.to_vec(),
-        };
+        let g = test_guest();
         let line = |c| device_line(c, &g, "vhost-device-vsock 0.3.0");
         assert!(line(Contender::NineP).contains("security_model=none -device virtio-9p-pci"));
         assert!(line(Contender::NinePMapped).contains("security_model=mapped-xattr -device virtio-9p-pci"));

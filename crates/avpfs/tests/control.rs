@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use serde_json::Value;
 use vhost_harness::fuse::FuseClient;
 use vhost_harness::Harness;
@@ -396,12 +398,10 @@ struct P9Client {
 }
 
 impl P9Client {
-    const MSIZE: u32 = 65536;
-
     fn connect(path: &Path) -> P9Client {
         use p9_abi::*;
         let mut c = P9Client { stream: UnixStream::connect(path).unwrap(), tag: 0 };
-        let v = c.rpc(&Request::Version(Tversion { msize: Self::MSIZE, version: b"9P2000.L" }));
+        let v = c.rpc(&Request::Version(Tversion { msize: common::P9_MSIZE, version: b"9P2000.L" }));
         assert!(v.is_ok(), "{v:?}");
         let attach = Tattach { fid: Fid(0), afid: Fid::NOFID, uname: b"root", aname: b"", n_uname: 0 };
         assert!(c.rpc(&Request::Attach(attach)).is_ok());
@@ -413,15 +413,8 @@ impl P9Client {
         use p9_abi::*;
         self.tag += 1;
         let tag = if matches!(req, Request::Version(_)) { Tag::NOTAG } else { Tag(self.tag) };
-        let mut out = Vec::new();
-        req.encode(tag, Self::MSIZE, &mut out).unwrap();
-        self.stream.write_all(&out).unwrap();
-        let mut prefix = [0u8; 4];
-        self.stream.read_exact(&mut prefix).unwrap();
-        let mut frame = prefix.to_vec();
-        frame.resize(frame_size(prefix, Self::MSIZE).unwrap(), 0);
-        self.stream.read_exact(&mut frame[4..]).unwrap();
-        match decode_reply(&frame, Self::MSIZE).unwrap().1 {
+        let frame = common::p9_rpc(&mut self.stream, tag, req);
+        match decode_reply(&frame, common::P9_MSIZE).unwrap().1 {
             Reply::Lerror { ecode } => Err(ecode as i32),
             _ => Ok(()),
         }

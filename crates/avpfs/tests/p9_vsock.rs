@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use avpfs_sys::vsock::{VsockAddr, VsockListener, VsockStream, CID_ANY, CID_LOCAL, PORT_ANY};
+use common::{p9_rpc as rpc, P9_MSIZE as MSIZE};
 use p9_abi::*;
 
 fn avpfs() -> Command {
@@ -90,20 +91,6 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
-}
-
-const MSIZE: u32 = 65536;
-
-fn rpc<S: Read + Write>(stream: &mut S, tag: Tag, req: &Request<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    req.encode(tag, MSIZE, &mut out).unwrap();
-    stream.write_all(&out).unwrap();
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).unwrap();
-    let mut frame = prefix.to_vec();
-    frame.resize(frame_size(prefix, MSIZE).unwrap(), 0);
-    stream.read_exact(&mut frame[4..]).unwrap();
-    frame
 }
 
 /// Tversion, Tattach of the root and a walk to `name` over `stream`; the

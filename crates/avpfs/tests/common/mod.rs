@@ -95,3 +95,24 @@ impl Drop for Mounted {
         }
     }
 }
+
+/// The msize the tests' 9P clients ask for.
+pub const P9_MSIZE: u32 = 65536;
+
+/// A 9P2000.L client's one exchange with the daemon's 9P listener over
+/// `stream`: sends `req` with `tag` and reads the reply frame.
+pub fn p9_rpc<S: std::io::Read + std::io::Write>(
+    stream: &mut S,
+    tag: p9_abi::Tag,
+    req: &p9_abi::Request<'_>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    req.encode(tag, P9_MSIZE, &mut out).unwrap();
+    stream.write_all(&out).unwrap();
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let mut frame = prefix.to_vec();
+    frame.resize(p9_abi::frame_size(prefix, P9_MSIZE).unwrap(), 0);
+    stream.read_exact(&mut frame[4..]).unwrap();
+    frame
+}

@@ -189,6 +189,7 @@ impl Session {
             memory_size,
             event_idx: true,
             timeout: Duration::from_secs(60),
+            qemu11_shmem: false,
         };
         // The daemon creates its socket before it listens: retry briefly.
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -137,15 +137,24 @@ impl PassthroughFs {
     /// The descriptor a DAX mapping of `node` is made from: a duplicate of
     /// the open file `handle`, which must be open for reading (an mmap
     /// needs it) and, for a write mapping, for writing (`EACCES`); or, with
-    /// no handle, the node's file opened anew for the access asked.
-    pub(crate) fn do_dax_fd(&self, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
+    /// no handle, the node's file opened anew for the access asked, with
+    /// the caller's credentials (the host checks the access as for OPEN).
+    pub(crate) fn do_dax_fd(
+        &self,
+        ctx: &Context,
+        node: NodeId,
+        handle: Option<Handle>,
+        writable: bool,
+    ) -> io::Result<OwnedFd> {
         let Some(handle) = handle else {
             let n = self.inodes.get(node)?;
             if n.kind != libc::S_IFREG {
                 return Err(errno(libc::ENODEV));
             }
             let flags = if writable { libc::O_RDWR } else { libc::O_RDONLY };
-            return self.proc.reopen(n.fd()?.as_fd(), flags | libc::O_CLOEXEC);
+            let pfd = n.fd()?;
+            let _creds = self.as_caller_on(ctx, pfd.as_fd())?;
+            return self.proc.reopen(pfd.as_fd(), flags | libc::O_CLOEXEC);
         };
         let of = self.handles.get(handle, node)?;
         if of.is_dir {

@@ -254,8 +254,12 @@ impl FileSystem for PassthroughFs {
         self.do_syncfs(node)
     }
 
-    fn dax_fd(&self, _ctx: &Context, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
-        self.do_dax_fd(node, handle, writable)
+    fn dax_fd(&self, ctx: &Context, node: NodeId, handle: Option<Handle>, writable: bool) -> io::Result<OwnedFd> {
+        self.do_dax_fd(ctx, node, handle, writable)
+    }
+
+    fn host_inode(&self, node: NodeId) -> Option<(u64, u64)> {
+        self.inodes.get(node).ok().map(|n| (n.key.dev, n.key.ino))
     }
 
     fn save_state(&self) -> Result<Vec<u8>, MigrationError> {

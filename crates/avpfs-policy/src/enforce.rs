@@ -694,9 +694,15 @@ impl<F: FileSystem> FileSystem for PolicyFs<F> {
 
     /// `[dax] files`: picked by the node's place under the rules in force
     /// (a hidden file never is).
-    fn dax_pick(&self, node: NodeId, mode: u32) -> bool {
+    fn dax_pick(&self, node: NodeId, mode: u32, writable: bool) -> bool {
         let p = self.p();
-        p.dax.is_some_and(|files| files.picks(mode, self.pos(node), p.readonly))
+        let pos = self.pos(node);
+        let may_write = !p.readonly && pos.access() == Access::Normal;
+        p.dax.is_some_and(|files| files.picks(mode, pos, p.readonly)) && (may_write || !writable)
+    }
+
+    fn host_inode(&self, node: NodeId) -> Option<(u64, u64)> {
+        self.inner.host_inode(node)
     }
 
     fn read(&self, ctx: &Context, node: NodeId, req: ReadRequest, w: &mut dyn ZeroCopyWriter) -> io::Result<usize> {

@@ -538,9 +538,18 @@ pub trait FileSystem: Send + Sync {
     /// (it has a window and the client offered it); the server then sets
     /// FUSE_ATTR_DAX on every entry and attribute reply of a regular file
     /// exactly when this is true, and refuses a SETUPMAPPING of a file it
-    /// is false for with `EPERM`. The default picks no file.
-    fn dax_pick(&self, node: NodeId, mode: u32) -> bool {
+    /// is false for with `EPERM`. With `writable`, only a file the
+    /// client may write is picked (a front end that maps every file
+    /// writable can map no other). The default picks no file.
+    fn dax_pick(&self, node: NodeId, mode: u32, writable: bool) -> bool {
         false
+    }
+    /// The host file of `node`: (device, inode number), as `fstat` of a
+    /// descriptor [`FileSystem::dax_fd`] gives would report them. The DAX
+    /// window keys its mappings by it, to refit them when avpfs changes the
+    /// file's size. `None` (the default): unknown, no refit.
+    fn host_inode(&self, node: NodeId) -> Option<(u64, u64)> {
+        None
     }
     /// Live migration, source side: the client's nodes (with their lookup
     /// counts and how to find each host file again) and open handles, as

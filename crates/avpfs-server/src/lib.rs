@@ -21,7 +21,7 @@ pub mod server;
 pub mod stats;
 pub mod transport;
 
-pub use dax::{DaxWindow, DAX_ALIGNMENT, DAX_ALIGNMENT_LOG2};
+pub use dax::{DaxFrontEnd, DaxWindow, DAX_ALIGNMENT, DAX_ALIGNMENT_LOG2};
 pub use filesystem::{
     enosys, Context, CopyRange, CreateRequest, DirEntry, DirSink, Entry, FallocateRequest, FileSystem, Handle,
     InitOptions, LockOwner, LockRequest, MknodRequest, NodeId, OpenReply, ReadRequest, RenameRequest, SetattrIn,

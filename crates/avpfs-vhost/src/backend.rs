@@ -105,6 +105,8 @@ pub struct DeviceConfig {
     pub label: Option<Arc<avpfs_server::log_context::SessionLabel>>,
     /// Size of the DAX window (shared-memory region 0) in bytes; zero: none.
     pub dax_window: u64,
+    /// How the front end maps what the back end asks it to map.
+    pub dax_front_end: avpfs_server::DaxFrontEnd,
 }
 
 impl DeviceConfig {
@@ -224,7 +226,7 @@ impl<F: FileSystem + 'static> VhostUserFsBackend<F> {
     /// A backend that serves `server` with the device settings `config`.
     pub fn new(server: Arc<Server<F>>, config: DeviceConfig) -> Result<Self, Error> {
         config.validate()?;
-        let dax = (config.dax_window > 0).then(|| Arc::new(ShmemWindow::new(config.dax_window)));
+        let dax = (config.dax_window > 0).then(|| Arc::new(ShmemWindow::new(config.dax_window, config.dax_front_end)));
         server.set_dax_window(dax.clone().map(|w| w as Arc<dyn DaxWindow>));
         Ok(VhostUserFsBackend {
             server,
@@ -466,6 +468,7 @@ mod tests {
             queue_size: size,
             label: None,
             dax_window: 0,
+            dax_front_end: Default::default(),
         }
     }
 

@@ -94,6 +94,9 @@ pub struct VhostOptions {
     /// Size of the DAX window in bytes (a multiple of the page size; zero:
     /// no window). The back end offers it as shared-memory region 0.
     pub dax_window: u64,
+    /// How the front end maps what the back end asks it to map (see
+    /// [`avpfs_server::DaxFrontEnd`]).
+    pub dax_front_end: avpfs_server::DaxFrontEnd,
 }
 
 impl Default for VhostOptions {
@@ -113,6 +116,7 @@ impl Default for VhostOptions {
             forget_batch: DEFAULT_FORGET_BATCH,
             label: None,
             dax_window: 0,
+            dax_front_end: Default::default(),
         }
     }
 }
@@ -128,6 +132,7 @@ impl VhostOptions {
             forget_batch: self.forget_batch,
             label: self.label.clone(),
             dax_window: self.dax_window,
+            dax_front_end: self.dax_front_end,
         }
     }
 }

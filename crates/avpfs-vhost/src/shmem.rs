@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 
-use avpfs_server::DaxWindow;
+use avpfs_server::{DaxFrontEnd, DaxWindow};
 use vhost::vhost_user::message::{VhostUserMMap, VhostUserMMapFlags};
 use vhost::vhost_user::{Backend, VhostUserFrontendReqHandler};
 
@@ -21,14 +21,16 @@ pub const DAX_SHMID: u8 = 0;
 /// The DAX window of one front-end connection.
 pub struct ShmemWindow {
     size: u64,
+    front_end: DaxFrontEnd,
     /// The back-end request channel, once the front end has sent it.
     backend: Mutex<Option<Backend>>,
 }
 
 impl ShmemWindow {
-    /// A window of `size` bytes, without a channel yet.
-    pub fn new(size: u64) -> Self {
-        ShmemWindow { size, backend: Mutex::new(None) }
+    /// A window of `size` bytes mapped by a front end that maps as
+    /// `front_end` says, without a channel yet.
+    pub fn new(size: u64, front_end: DaxFrontEnd) -> Self {
+        ShmemWindow { size, front_end, backend: Mutex::new(None) }
     }
 
     /// Sets the back-end request channel (SET_BACKEND_REQ_FD).
@@ -59,6 +61,10 @@ fn front_end_error(e: io::Error) -> io::Error {
 impl DaxWindow for ShmemWindow {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn front_end(&self) -> DaxFrontEnd {
+        self.front_end
     }
 
     fn map(&self, fd: BorrowedFd<'_>, foffset: u64, moffset: u64, len: u64, writable: bool) -> io::Result<()> {

@@ -107,6 +107,15 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub dax_window: Option<u64>,
 
+    /// How the VMM maps the files avpfs lends it in the DAX window.
+    /// `qemu-11.1`: every mapping shared and writable, none longer than
+    /// the file (QEMU 11.1; a refused request closes the channel): a read
+    /// mapping is made from a writable descriptor, so only files the guest
+    /// may write are mapped, and the last, partial page of a file is lent
+    /// as a copy. `mmap`: read mappings read-only, as mmap(2) maps.
+    #[arg(long, value_name = "FRONT_END", default_value = "qemu-11.1", value_parser = parse_dax_front_end)]
+    pub dax_front_end: avpfs_server::DaxFrontEnd,
+
     /// Let each request queue's worker share large READs with a helper
     /// thread while fewer workers are busy than there are CPUs, so that one
     /// queue's copies use two CPUs: every other READ of 64 KiB or more of a
@@ -501,6 +510,12 @@ fn split_legacy_options(arg: &str) -> Vec<String> {
 
 /// The JSON that `--print-capabilities` prints (vhost-user.json `type: fs`).
 pub const CAPABILITIES_JSON: &str = "{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}";
+
+/// Parses a DAX front end: `qemu-11.1` or `mmap`.
+pub fn parse_dax_front_end(text: &str) -> Result<avpfs_server::DaxFrontEnd, String> {
+    avpfs_server::DaxFrontEnd::from_name(text)
+        .ok_or_else(|| format!("{text:?} is not a DAX front end (qemu-11.1, mmap)"))
+}
 
 /// Parses a size: bytes, or a number with a `K`, `M` or `G` suffix (powers
 /// of 1024), a multiple of 4 KiB.

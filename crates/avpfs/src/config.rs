@@ -234,6 +234,7 @@ fn cli_vhost_options(cli: &Cli) -> avpfs_vhost::VhostOptions {
         bulk_helper: cli.bulk_helper,
         forget_batch: std::time::Duration::from_micros(cli.forget_batch_us),
         dax_window: cli.dax_window.unwrap_or(0),
+        dax_front_end: cli.dax_front_end,
         ..Default::default()
     }
 }

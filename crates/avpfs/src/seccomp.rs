@@ -109,6 +109,7 @@ allow! {
     SYS_ftruncate => "SETATTR size, OPEN with O_TRUNC",
     SYS_fallocate => "FALLOCATE (all modes)",
     SYS_copy_file_range => "COPY_FILE_RANGE",
+    SYS_memfd_create => "DAX: the copy of a file's last, partial page lent to QEMU 11.1 (a 4 KiB memfd)",
     SYS_fsync => "FSYNC/FSYNCDIR",
     SYS_fdatasync => "FSYNC with the datasync flag",
     SYS_syncfs => "SYNCFS",

@@ -27,6 +27,12 @@ pub enum ShmemRequest {
         /// A writable mapping.
         writable: bool,
     },
+    /// A SHMEM_MAP that QEMU 11.1 refuses (and then closes the channel):
+    /// longer than the file, or of a read-only descriptor.
+    Refused {
+        /// Offset in the window.
+        shm_offset: u64,
+    },
     /// SHMEM_UNMAP.
     Unmap {
         /// Offset in the window.
@@ -39,13 +45,15 @@ pub enum ShmemRequest {
 /// The DAX window of the harness: shared-memory region 0.
 pub struct DaxFrontEnd {
     window: Window,
+    qemu11: bool,
     requests: Mutex<Vec<ShmemRequest>>,
 }
 
 impl DaxFrontEnd {
-    /// A window of `size` bytes.
-    pub fn new(size: u64) -> io::Result<Self> {
-        Ok(DaxFrontEnd { window: Window::new(size)?, requests: Mutex::new(Vec::new()) })
+    /// A window of `size` bytes, answering as QEMU 11.1 does with `qemu11`
+    /// (see [`crate::HarnessConfig::qemu11_shmem`]).
+    pub fn new(size: u64, qemu11: bool) -> io::Result<Self> {
+        Ok(DaxFrontEnd { window: Window::new(size)?, qemu11, requests: Mutex::new(Vec::new()) })
     }
 
     /// The window.
@@ -93,6 +101,21 @@ impl VhostUserFrontendReqHandler for DaxFrontEnd {
         let writable = flags & VhostUserMMapFlags::WRITABLE.bits() != 0;
         self.record(ShmemRequest::Map { shm_offset, len, fd_offset, writable });
         shmid_ok(req)?;
+        if self.qemu11 {
+            // QEMU 11.1 checks the file's size, then maps shared and writable.
+            let size = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok().map(|m| m.len());
+            let r = match size {
+                Some(size) if size >= fd_offset.saturating_add(len) => {
+                    self.window.map_file(shm_offset, len, fd, fd_offset, true)
+                }
+                _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            };
+            if let Err(e) = r {
+                self.record(ShmemRequest::Refused { shm_offset });
+                return Err(e);
+            }
+            return Ok(0);
+        }
         self.window.map_file(shm_offset, len, fd, fd_offset, writable)?;
         Ok(0)
     }
@@ -107,8 +130,8 @@ impl VhostUserFrontendReqHandler for DaxFrontEnd {
 }
 
 /// The handler and its window, for [`crate::Harness`].
-pub(crate) fn handler(size: u64) -> io::Result<(Arc<DaxFrontEnd>, FrontendReqHandler<DaxFrontEnd>)> {
-    let dax = Arc::new(DaxFrontEnd::new(size)?);
+pub(crate) fn handler(size: u64, qemu11: bool) -> io::Result<(Arc<DaxFrontEnd>, FrontendReqHandler<DaxFrontEnd>)> {
+    let dax = Arc::new(DaxFrontEnd::new(size, qemu11)?);
     let handler = FrontendReqHandler::new(dax.clone()).map_err(io::Error::other)?;
     Ok((dax, handler))
 }

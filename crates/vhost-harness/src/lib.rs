@@ -141,6 +141,11 @@ pub struct HarnessConfig {
     pub event_idx: bool,
     /// How long to wait for a used buffer.
     pub timeout: Duration,
+    /// Answer SHMEM_MAP as QEMU 11.1 does: every mapping shared and
+    /// writable (a read-only descriptor fails with EACCES), none longer
+    /// than the file ([`dax::ShmemRequest::Refused`] is recorded for
+    /// each); else as mmap(2) maps.
+    pub qemu11_shmem: bool,
 }
 
 impl Default for HarnessConfig {
@@ -151,6 +156,7 @@ impl Default for HarnessConfig {
             memory_size: 64 << 20,
             event_idx: true,
             timeout: Duration::from_secs(10),
+            qemu11_shmem: false,
         }
     }
 }
@@ -296,7 +302,7 @@ impl Harness {
         let mut dax = None;
         let backend_channel = match shmem_sizes.first() {
             Some(&size) if size > 0 && protocol.contains(VhostUserProtocolFeatures::BACKEND_REQ) => {
-                let (front, mut handler) = dax::handler(size)?;
+                let (front, mut handler) = dax::handler(size, cfg.qemu11_shmem)?;
                 handler.set_reply_ack_flag(protocol.contains(VhostUserProtocolFeatures::REPLY_ACK));
                 fe.set_backend_request_fd(&handler.get_tx_raw_fd())?;
                 dax = Some(front);

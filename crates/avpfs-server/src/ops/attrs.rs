@@ -8,6 +8,7 @@ use zerocopy::IntoBytes;
 
 use super::Request;
 use crate::args::Args;
+use crate::dax::Resize;
 use crate::filesystem::{FileSystem, Handle, SetattrIn, TimeSpec};
 use crate::reply::timeout_parts;
 use crate::server::{errno, Handled, Server};
@@ -24,7 +25,10 @@ impl<F: FileSystem> Server<F> {
 
     pub(crate) fn do_setattr(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
         let s: abi::SetattrIn = a.fetch()?;
-        let (attr, t) = self.fs.setattr(&rq.ctx, rq.node, setattr_in(&s)).map_err(errno)?;
+        let set = setattr_in(&s);
+        // A truncation refits the DAX mappings of the file first.
+        let _resize = set.size.map(|size| Resize::begin(|| self.fs.host_inode(rq.node), Some(size)));
+        let (attr, t) = self.fs.setattr(&rq.ctx, rq.node, set).map_err(errno)?;
         rq.ok(w, &[attr_out(self.dax_attr(rq.node, attr), t).as_bytes()])
     }
 

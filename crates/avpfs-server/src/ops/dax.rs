@@ -7,7 +7,7 @@ use zerocopy::IntoBytes;
 
 use super::Request;
 use crate::args::Args;
-use crate::dax::DAX_ALIGNMENT;
+use crate::dax::{DaxFrontEnd, DAX_ALIGNMENT};
 use crate::filesystem::{Entry, FileSystem, Handle, NodeId};
 use crate::server::{errno, Handled, Server};
 use crate::transport::Writer;
@@ -30,10 +30,18 @@ impl<F: FileSystem> Server<F> {
     #[inline]
     pub(crate) fn dax_attr(&self, node: NodeId, mut attr: abi::Attr) -> abi::Attr {
         attr.flags &= !attr_flags::DAX;
-        if attr.mode & libc::S_IFMT == libc::S_IFREG && self.inode_dax() && self.fs.dax_pick(node, attr.mode) {
+        if attr.mode & libc::S_IFMT == libc::S_IFREG && self.inode_dax() && self.dax_pick(node, attr.mode) {
             attr.flags |= attr_flags::DAX;
         }
         attr
+    }
+
+    /// Whether the file system picks `node` for per-inode DAX, asking for a
+    /// file the client may write when the window's front end maps every
+    /// file writable.
+    fn dax_pick(&self, node: NodeId, mode: u32) -> bool {
+        let writable = self.dax.window().is_none_or(|w| w.front_end() == DaxFrontEnd::Qemu11);
+        self.fs.dax_pick(node, mode, writable)
     }
 
     /// An entry as the client gets it (see [`Server::dax_attr`]); a
@@ -70,19 +78,27 @@ impl<F: FileSystem> Server<F> {
             return Err(libc::EINVAL);
         }
         let handle = (m.fh != NO_HANDLE).then_some(Handle(m.fh));
-        let fd = self.fs.dax_fd(&rq.ctx, rq.node, handle, writable).map_err(errno)?;
+        // A front end that maps every request writable needs a writable
+        // descriptor even for a read mapping: the guest gets no more than
+        // a write mapping would give it, and the same checks.
+        let fd_writable = writable || window.front_end() == DaxFrontEnd::Qemu11;
+        // No size change by avpfs from the size read here to the mapping.
+        let _sizes = crate::dax::steady_sizes();
+        let fd = self.fs.dax_fd(&rq.ctx, rq.node, handle, fd_writable).map_err(errno)?;
         let st = avpfs_sys::stat::fstat(std::os::fd::AsFd::as_fd(&fd)).map_err(errno)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(libc::ENODEV);
         }
         // Per-inode DAX: only a file the client was told to map.
-        if self.inode_dax() && !self.fs.dax_pick(rq.node, st.st_mode) {
+        if self.inode_dax() && !self.dax_pick(rq.node, st.st_mode) {
             return Err(libc::EPERM);
         }
-        if m.foffset >= u64::try_from(st.st_size).unwrap_or(0) {
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        if m.foffset >= size {
             return Err(libc::ENXIO);
         }
-        self.dax.setup(&*window, &fd, m.foffset, m.moffset, m.len, writable)?;
+        let file = (st.st_dev, st.st_ino);
+        self.dax.setup(&*window, fd, file, size, m.foffset, m.moffset, m.len, writable)?;
         rq.empty(w)
     }
 

@@ -8,6 +8,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use super::{open_out, reply, Request, LOG_TARGET};
 use crate::args::Args;
+use crate::dax::{self, Resize};
 use crate::filesystem::{
     Context, CopyRange, CreateRequest, FallocateRequest, FileSystem, Handle, LockOwner, NodeId, ReadRequest,
     WriteRequest,
@@ -20,6 +21,8 @@ impl<F: FileSystem> Server<F> {
     pub(crate) fn do_open(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
         let o: abi::OpenIn = a.fetch()?;
         let kill = o.open_flags & abi::FUSE_OPEN_KILL_SUIDGID != 0;
+        let truncates = o.flags & libc::O_TRUNC as u32 != 0;
+        let _resize = truncates.then(|| Resize::begin(|| self.fs.host_inode(rq.node), Some(0)));
         let reply = self.fs.open(&rq.ctx, rq.node, o.flags, kill).map_err(errno)?;
         rq.ok(w, &[open_out(reply).as_bytes()])
     }
@@ -29,6 +32,10 @@ impl<F: FileSystem> Server<F> {
         let name = a.name()?;
         let req = CreateRequest { mode: c.mode, umask: c.umask, flags: c.flags };
         let (e, o) = self.fs.create(&rq.ctx, rq.node, name, req).map_err(errno)?;
+        if c.flags & libc::O_TRUNC as u32 != 0 {
+            // It may have truncated an existing file some guest maps.
+            dax::resized(|| self.fs.host_inode(e.nodeid));
+        }
         rq.ok(w, &[entry_out(&self.dax_entry(e)).as_bytes(), open_out(o).as_bytes()])
     }
 
@@ -99,6 +106,7 @@ impl<F: FileSystem> Server<F> {
             flags: wi.flags,
         };
         let n = self.fs.write(&ctx, NodeId(h.nodeid), req, r).map_err(errno)?;
+        dax::grown(|| self.fs.host_inode(NodeId(h.nodeid)));
         reply(w, h.unique, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
     }
 
@@ -130,7 +138,14 @@ impl<F: FileSystem> Server<F> {
     pub(crate) fn do_fallocate(&self, rq: &Request<'_>, a: &mut Args<'_>, w: &mut dyn Writer) -> Result<Handled, i32> {
         let f: abi::FallocateIn = a.fetch()?;
         let req = FallocateRequest { handle: Handle(f.fh), mode: f.mode, offset: f.offset, length: f.length };
+        // Collapsing a range shrinks the file: its DAX mappings are
+        // unmapped until it is done; any other mode may grow it.
+        let moves = f.mode & (libc::FALLOC_FL_COLLAPSE_RANGE | libc::FALLOC_FL_INSERT_RANGE) as u32 != 0;
+        let resize = moves.then(|| Resize::begin(|| self.fs.host_inode(rq.node), None));
         self.fs.fallocate(&rq.ctx, rq.node, req).map_err(errno)?;
+        if resize.is_none() {
+            dax::grown(|| self.fs.host_inode(rq.node));
+        }
         rq.empty(w)
     }
 
@@ -159,6 +174,7 @@ impl<F: FileSystem> Server<F> {
             flags: c.flags,
         };
         let n = self.fs.copy_file_range(&rq.ctx, range).map_err(errno)?;
+        dax::grown(|| self.fs.host_inode(NodeId(c.nodeid_out)));
         rq.ok(w, &[abi::WriteOut { size: n as u32, padding: 0 }.as_bytes()])
     }
 }

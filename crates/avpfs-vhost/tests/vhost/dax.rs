@@ -8,7 +8,7 @@
 
 use avpfs_passthrough::PassthroughFs;
 use avpfs_policy::{parse, PolicyFs};
-use avpfs_server::FileSystem;
+use avpfs_server::{DaxFrontEnd, FileSystem};
 use avpfs_vhost::VhostOptions;
 use std::os::unix::fs::PermissionsExt;
 
@@ -31,8 +31,18 @@ fn data() -> Vec<u8> {
     (0..DATA_LEN).map(|i| (i * 7 % 251) as u8).collect()
 }
 
+/// Serves `fs` with a window of `window` bytes to a front end that maps
+/// as mmap(2) does.
 fn serve_fs<F: FileSystem + 'static>(fs: F, window: u64) -> Served<F> {
-    Served::start_with(fs, VhostOptions { num_request_queues: 1, dax_window: window, ..Default::default() })
+    serve_for(fs, window, DaxFrontEnd::Mmap)
+}
+
+/// Serves `fs` with a window of `window` bytes to a front end that maps
+/// as `front_end` says (the harness behaves so).
+fn serve_for<F: FileSystem + 'static>(fs: F, window: u64, front_end: DaxFrontEnd) -> Served<F> {
+    let options =
+        VhostOptions { num_request_queues: 1, dax_window: window, dax_front_end: front_end, ..Default::default() };
+    Served::start_with(fs, options)
 }
 
 /// The share of [`Tree`] with `data` (and `firmware/image`, `secrets/key`)
@@ -269,7 +279,9 @@ fn a_reset_drops_every_mapping() {
     s.harness.reset_device().unwrap();
     let mut got = requests(&s);
     got.sort_by_key(|r| match r {
-        ShmemRequest::Unmap { shm_offset, .. } | ShmemRequest::Map { shm_offset, .. } => *shm_offset,
+        ShmemRequest::Unmap { shm_offset, .. }
+        | ShmemRequest::Map { shm_offset, .. }
+        | ShmemRequest::Refused { shm_offset } => *shm_offset,
     });
     assert_eq!(
         got,
@@ -408,4 +420,168 @@ fn no_window_no_offer_or_no_rule_marks_no_file() {
     let g = Guest::new(&s.harness, 1, &tree);
     let firmware = g.lookup(abi::ROOT_ID, "firmware").unwrap().nodeid;
     assert!(!has_dax(&g.lookup(firmware, "image").unwrap().attr));
+}
+
+fn write_in(fh: u64, offset: u64, data: &[u8]) -> Vec<u8> {
+    let w = abi::WriteIn { fh, offset, size: data.len() as u32, write_flags: 0, lock_owner: 0, flags: 0, padding: 0 };
+    let mut v = w.as_bytes().to_vec();
+    v.extend_from_slice(data);
+    v
+}
+
+fn truncate_to(size: u64) -> abi::SetattrIn {
+    abi::SetattrIn { valid: abi::fattr::SIZE, size, ..Default::default() }
+}
+
+/// [`data`] padded with zeros to `len` bytes: a page of a mapping that ends
+/// inside the file's last page.
+fn data_then_zeros(len: usize) -> Vec<u8> {
+    let mut d = data();
+    d.resize(len, 0);
+    d
+}
+
+#[test]
+fn qemu11_gets_whole_pages_then_a_copy_of_the_last_one() {
+    let tree = tree();
+    let s = serve_for(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW, DaxFrontEnd::Qemu11);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let node = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+
+    // 8 pages asked (the Linux client asks 2 MiB whatever the size); the
+    // file has 3 pages and 100 bytes: its pages, then a copy of the last.
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(NO_FH, 0, 8 * PAGE, map::READ, 0)]);
+    assert_eq!(
+        requests(&s),
+        [
+            ShmemRequest::Map { shm_offset: 0, len: 3 * PAGE, fd_offset: 0, writable: false },
+            ShmemRequest::Map { shm_offset: 3 * PAGE, len: PAGE, fd_offset: 0, writable: false },
+        ]
+    );
+    assert_eq!(window_bytes(&s, 0, 4 * PAGE as usize).unwrap(), data_then_zeros(4 * PAGE as usize));
+    // Past the file's last page: a hole, no page of the file.
+    assert_eq!(window_bytes(&s, 4 * PAGE, 1).unwrap_err().raw_os_error(), Some(libc::EFAULT));
+
+    // The read mapping was made from a writable descriptor (QEMU 11.1 maps
+    // it writable): a store reaches the file, as a write mapping's would.
+    s.harness.dax().unwrap().window().write(0, b"RW").unwrap();
+    assert_eq!(&std::fs::read(tree.share.join("data")).unwrap()[..2], b"RW");
+
+    // A write mapping over the partial last page cannot be lent (stores to
+    // a copy reach no file): EOPNOTSUPP, nothing sent. Whole pages can.
+    let rw = map::READ | map::WRITE;
+    assert_eq!(g.errno(opcode::SETUPMAPPING, node, &[&setup(NO_FH, 0, 8 * PAGE, rw, 16 * PAGE)]), libc::EOPNOTSUPP);
+    assert!(requests(&s).is_empty());
+    g.ok(opcode::SETUPMAPPING, node, &[&setup(NO_FH, 0, 2 * PAGE, rw, 16 * PAGE)]);
+    assert_eq!(
+        requests(&s),
+        [ShmemRequest::Map { shm_offset: 16 * PAGE, len: 2 * PAGE, fd_offset: 0, writable: true }]
+    );
+
+    // Removal unmaps each piece exactly as it was mapped.
+    g.ok(opcode::REMOVEMAPPING, node, &[&remove(&[(0, 8 * PAGE)])]);
+    assert_eq!(
+        requests(&s),
+        [ShmemRequest::Unmap { shm_offset: 0, len: 3 * PAGE }, ShmemRequest::Unmap { shm_offset: 3 * PAGE, len: PAGE }]
+    );
+    assert_eq!(s.server.dax_mappings(), 1);
+}
+
+#[test]
+fn qemu11_maps_only_files_the_guest_may_write() {
+    let tree = tree();
+    let policy = "[share]\n[paths]\nreadonly = [\"firmware\"]\n[dax]\nfiles = \"all\"\n";
+    let inner = PassthroughFs::new(passthrough_config(&tree.share)).unwrap();
+    let s = serve_for(PolicyFs::new(inner, parse(policy).unwrap()), WINDOW, DaxFrontEnd::Qemu11);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let firmware = g.lookup(abi::ROOT_ID, "firmware").unwrap().nodeid;
+    let image = g.lookup(firmware, "image").unwrap().nodeid;
+    // Only a writable descriptor can be lent, and the policy denies one.
+    assert_eq!(g.errno(opcode::SETUPMAPPING, image, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]), libc::EROFS);
+    assert!(requests(&s).is_empty(), "QEMU 11.1 would have refused it and closed the channel");
+
+    // Per-inode DAX offers only the files that can be mapped.
+    init_inode_dax(&s);
+    let g = Guest::new(&s.harness, 1, &tree);
+    let firmware = g.lookup(abi::ROOT_ID, "firmware").unwrap().nodeid;
+    assert!(!has_dax(&g.lookup(firmware, "image").unwrap().attr));
+    let data = g.lookup(abi::ROOT_ID, "data").unwrap();
+    assert!(has_dax(&data.attr));
+    g.ok(opcode::SETUPMAPPING, data.nodeid, &[&setup(NO_FH, 0, PAGE, map::READ, 0)]);
+    assert_eq!(requests(&s).len(), 1);
+}
+
+#[test]
+fn a_file_that_grows_through_avpfs_shows_its_new_pages() {
+    for front_end in [DaxFrontEnd::Qemu11, DaxFrontEnd::Mmap] {
+        let tree = tree();
+        let s = serve_for(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW, front_end);
+        let g = Guest::new(&s.harness, 1, &tree);
+        let node = g.lookup(abi::ROOT_ID, "data").unwrap().nodeid;
+        g.ok(opcode::SETUPMAPPING, node, &[&setup(NO_FH, 0, 8 * PAGE, map::READ, 0)]);
+        requests(&s);
+
+        // The client appends with WRITE (Linux does, in DAX mode): the
+        // mapping is made again for the new size.
+        let fh = g.open(node, libc::O_WRONLY).unwrap();
+        let tail = vec![b'N'; 2 * PAGE as usize];
+        g.ok(opcode::WRITE, node, &[&write_in(fh, DATA_LEN as u64, &tail)]);
+        let size = DATA_LEN as u64 + 2 * PAGE;
+        let mut want = data();
+        want.extend_from_slice(&tail);
+        let shown = window_bytes(&s, 0, size as usize).unwrap();
+        assert!(shown == want, "{front_end:?}: the window does not show the appended bytes");
+        let got = requests(&s);
+        assert!(got.iter().all(|r| !matches!(r, ShmemRequest::Refused { .. })), "{front_end:?}: {got:?}");
+        // Still no page past the end of the file.
+        assert_eq!(
+            window_bytes(&s, size.next_multiple_of(PAGE), 1).unwrap_err().raw_os_error(),
+            Some(libc::EFAULT),
+            "{front_end:?}"
+        );
+    }
+}
+
+#[test]
+fn a_truncation_by_another_guest_unmaps_the_pages_past_the_new_end_first() {
+    let tree = tree();
+    std::fs::write(tree.share.join("big"), vec![b'B'; 8 * PAGE as usize]).unwrap();
+    let a = serve_for(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW, DaxFrontEnd::Qemu11);
+    let b = serve_for(PassthroughFs::new(passthrough_config(&tree.share)).unwrap(), WINDOW, DaxFrontEnd::Mmap);
+    let ga = Guest::new(&a.harness, 1, &tree);
+    let gb = Guest::new(&b.harness, 1, &tree);
+    let on_a = ga.lookup(abi::ROOT_ID, "big").unwrap().nodeid;
+    ga.ok(opcode::SETUPMAPPING, on_a, &[&setup(NO_FH, 0, 8 * PAGE, map::READ | map::WRITE, 0)]);
+    assert_eq!(requests(&a), [ShmemRequest::Map { shm_offset: 0, len: 8 * PAGE, fd_offset: 0, writable: true }]);
+
+    // B, another guest of the same process, truncates the file to a page
+    // and a bit: A's mapping is cut to the new end before the file shrinks
+    // (else A's VMM would die of SIGBUS on the pages past it).
+    let on_b = gb.lookup(abi::ROOT_ID, "big").unwrap().nodeid;
+    gb.setattr(on_b, truncate_to(PAGE + 10)).unwrap();
+    assert_eq!(
+        requests(&a),
+        [
+            ShmemRequest::Unmap { shm_offset: 0, len: 8 * PAGE },
+            ShmemRequest::Map { shm_offset: 0, len: PAGE, fd_offset: 0, writable: true },
+            ShmemRequest::Map { shm_offset: PAGE, len: PAGE, fd_offset: 0, writable: true },
+        ]
+    );
+    let mut want = vec![b'B'; PAGE as usize + 10];
+    want.resize(2 * PAGE as usize, 0);
+    assert_eq!(window_bytes(&a, 0, 2 * PAGE as usize).unwrap(), want);
+    assert_eq!(window_bytes(&a, 2 * PAGE, 1).unwrap_err().raw_os_error(), Some(libc::EFAULT));
+
+    // An open with O_TRUNC empties it: nothing of the file stays mapped.
+    gb.open(on_b, libc::O_RDWR | libc::O_TRUNC).unwrap();
+    assert_eq!(
+        requests(&a),
+        [ShmemRequest::Unmap { shm_offset: 0, len: PAGE }, ShmemRequest::Unmap { shm_offset: PAGE, len: PAGE }]
+    );
+    assert_eq!(window_bytes(&a, 0, 1).unwrap_err().raw_os_error(), Some(libc::EFAULT));
+    assert_eq!(std::fs::metadata(tree.share.join("big")).unwrap().len(), 0);
+    // The guest's own removal of the emptied range is no error.
+    ga.ok(opcode::REMOVEMAPPING, on_a, &[&remove(&[(0, 8 * PAGE)])]);
+    assert!(requests(&a).is_empty());
+    assert_eq!(a.server.dax_mappings(), 0);
 }

@@ -115,13 +115,14 @@ impl<F: FileSystem + 'static> Served<F> {
     /// Serves `fs` with `options` and connects.
     pub fn start_with(fs: F, options: VhostOptions) -> Self {
         let request_queues = options.num_request_queues;
+        let qemu11_shmem = options.dax_front_end == avpfs_server::DaxFrontEnd::Qemu11;
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("vhost.sock");
         let server = Arc::new(Server::new(fs));
         let daemon = VhostDaemon::new(socket.as_path(), server.clone(), options).unwrap();
         let stopper = daemon.stopper();
         let thread = Some(std::thread::spawn(move || daemon.run()));
-        let cfg = HarnessConfig { num_queues: request_queues + 1, ..Default::default() };
+        let cfg = HarnessConfig { num_queues: request_queues + 1, qemu11_shmem, ..Default::default() };
         let harness = Harness::connect(&socket, cfg).unwrap();
         FuseClient::new(&harness, 1).init().unwrap();
         Served { harness, server, stopper, thread, _dir: dir }

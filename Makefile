@@ -15,8 +15,9 @@ demo: build
 
 ## Every test: formatting, lints, unit and integration tests (the POSIX
 ## suite through /dev/fuse, the vhost-user harness), then real guests under
-## QEMU (Linux 6.1 single-queue and 6.12 multi-queue), then each fuzz
-## target for 30 s.
+## QEMU (Linux 6.1 single-queue and 6.12 multi-queue; 9P over vsock; live
+## migration and the DAX window on QEMU 11.1), then each fuzz target for
+## 30 s.
 test:
 	scripts/install-deps.sh build test packaging guest
 	$(CARGO) fmt --all -- --check
@@ -26,6 +27,7 @@ test:
 	scripts/guest/test-libvirt.sh
 	scripts/guest/test-9p-plumbing.sh
 	scripts/guest/test-migration.sh
+	scripts/guest/test-dax.sh
 	scripts/fuzz.sh 30
 
 ## Installing: `make install PREFIX=/usr/local DESTDIR=` builds the release

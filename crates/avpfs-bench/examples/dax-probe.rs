@@ -22,7 +22,7 @@
 //!   i and stores i in the pong slot, and prints `pong ok ROUNDS`. `ping`
 //!   stores i in the ping slot and spins until the pong slot holds i, timing
 //!   each round trip, and prints
-//!   `ping ROUNDS rounds: min_us=<n> median_us=<n> max_us=<n>`. Either gives
+//!   `ping ROUNDS rounds: min_us=<n> median_us=<n> max_us=<n> min_ns=<n> median_ns=<n>`. Either gives
 //!   up (exit status 1, the round on stderr) when one wait exceeds TIMEOUT_MS;
 //!   pong's first wait includes the time ping takes to start.
 //! - `watch FILE OFFSET VALUE TIMEOUT_MS`: maps the page holding OFFSET
@@ -60,7 +60,7 @@ usage: dax-probe COMMAND ARGS...   (numbers are decimal)
   mmap-sum FILE                       the same through a shared mapping: <fnv1a64> <size>
   mmap-fill FILE OFFSET LEN BYTE      set LEN bytes at OFFSET to BYTE through a shared mapping, msync: ok
   pong FILE ROUNDS TIMEOUT_MS         answer ROUNDS pings (u64 at 0) with pongs (u64 at 64): pong ready, pong ok ROUNDS
-  ping FILE ROUNDS TIMEOUT_MS         send ROUNDS pings, time the round trips: ping ROUNDS rounds: min_us= median_us= max_us=
+  ping FILE ROUNDS TIMEOUT_MS         send ROUNDS pings, time the round trips: ping ROUNDS rounds: min_us= median_us= max_us= min_ns= median_ns=
   watch FILE OFFSET VALUE TIMEOUT_MS  spin until the u64 at OFFSET equals VALUE: seen after <us> us
   store FILE OFFSET VALUE             store the u64 at OFFSET through a shared mapping, no msync: stored
   rand-read FILE COUNT SEED           COUNT u64 reads at random 4 KiB pages of a shared mapping
@@ -408,10 +408,12 @@ fn ping(path: &Path, rounds: u64, timeout_ms: u64) -> Res<()> {
     trips.sort_unstable();
     let median = if n % 2 == 1 { trips[n / 2] } else { (trips[n / 2 - 1] + trips[n / 2]) / 2 };
     say(&format!(
-        "ping {rounds} rounds: min_us={} median_us={} max_us={}",
+        "ping {rounds} rounds: min_us={} median_us={} max_us={} min_ns={} median_ns={}",
         trips[0].as_micros(),
         median.as_micros(),
-        trips[n - 1].as_micros()
+        trips[n - 1].as_micros(),
+        trips[0].as_nanos(),
+        median.as_nanos()
     ))
 }
 

@@ -40,7 +40,7 @@ fi
 kdir=target/guest/kernel-stable
 scripts/guest/fetch-kernel.sh stable "$kdir"
 cargo build -q --bin avpfs
-probe=$(scripts/guest/build-dax-probe.sh)
+probe=$(scripts/guest/build-guest-workload.sh dax-probe)
 
 passed=0 failed=0
 pass() { passed=$((passed + 1)); echo "dax ok: $*"; }
@@ -211,18 +211,24 @@ case "\$(grep ' /mnt virtiofs ' /proc/mounts)" in *dax=inode*) echo "CHECK dax-i
 \$p ping /mnt/shared $rounds 300000 | sed 's/^/GUEST-PING /'
 \$p watch /mnt/shared 256 7 200000 > /dev/null && truncate -s 4096 /mnt/victim && echo "CHECK truncated ok" || echo "CHECK truncated FAIL"
 JOB
+# Boots guests A and B at once on the part-2 daemon, with mount options
+# $1 and $2, running job-a$3.sh and job-b$3.sh; consoles console-a$3 and
+# console-b$3; exit statuses in rca and rcb.
+two_guests() {
+  rca=0 rcb=0
+  QEMU=$qemu scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/a2.sock" --tag avpfs --fs-device test-device \
+    --fs-options "$1" --bin "$probe" --job "$work/job-a$3.sh" --timeout 900 > "$work/console-a$3" 2>&1 &
+  local qa=$!
+  QEMU=$qemu scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/b2.sock" --tag avpfs --fs-device test-device \
+    --fs-options "$2" --bin "$probe" --job "$work/job-b$3.sh" --timeout 900 > "$work/console-b$3" 2>&1 || rcb=$?
+  wait $qa || rca=$?
+}
 control2=$work/control2.sock
 target/debug/avpfs --config "$work/avpfs.toml" --seccomp kill --control-socket "$control2" --log-level warn 2> "$work/daemon2.log" &
 daemon=$!
 pids+=("$daemon")
 wait_sockets "$work/a2.sock" "$work/b2.sock" "$control2"
-rca=0 rcb=0
-QEMU=$qemu scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/a2.sock" --tag avpfs --fs-device test-device \
-  --fs-options dax=always --bin "$probe" --job "$work/job-a.sh" --timeout 900 > "$work/console-a" 2>&1 &
-qa=$!
-QEMU=$qemu scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/b2.sock" --tag avpfs --fs-device test-device \
-  --fs-options dax=inode --bin "$probe" --job "$work/job-b.sh" --timeout 900 > "$work/console-b" 2>&1 || rcb=$?
-wait $qa || rca=$?
+two_guests dax=always dax=inode ""
 target/debug/avpfs ctl --control-socket "$control2" stats > "$work/stats2.json" || true
 for g in a b; do tr -d '\r' < "$work/console-$g" | grep -oE '(CHECK|GUEST-[A-Z]+) .*' | sed "s/^/  guest $g: /" || true; done
 [ $rca = 0 ] && pass "guest A's QEMU ran its job to the end (the truncation did not kill it)" || fail "guest A exit $rca"
@@ -259,13 +265,7 @@ JOB
 cat > "$work/job-b3.sh" <<JOB
 /bin/dax-probe ping /mnt/shared 3 20000 > /tmp/ping 2>&1; echo "GUEST-PING-EXIT \$?"
 JOB
-rca=0 rcb=0
-QEMU=$qemu scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/a2.sock" --tag avpfs --fs-device test-device \
-  --fs-options dax=never --bin "$probe" --job "$work/job-a3.sh" --timeout 600 > "$work/console-a3" 2>&1 &
-qa=$!
-QEMU=$qemu scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/b2.sock" --tag avpfs --fs-device test-device \
-  --fs-options dax=never --bin "$probe" --job "$work/job-b3.sh" --timeout 600 > "$work/console-b3" 2>&1 || rcb=$?
-wait $qa || rca=$?
+two_guests dax=never dax=never 3
 if [ $rca = 0 ] && [ $rcb = 0 ] && [ "$(said "$work/console-b3" GUEST-PING-EXIT)" = 1 ] \
   && [ "$(said "$work/console-a3" GUEST-PONG-EXIT)" = 1 ]; then
   pass "without DAX the other guest's mapping never sees the store (ping and pong time out)"

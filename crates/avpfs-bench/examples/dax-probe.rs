@@ -1,6 +1,6 @@
 //! dax-probe: a small static program for the DAX tests (issue 21). It runs
 //! inside the test guest (a static binary in the busybox initramfs, see
-//! scripts/guest/build-dax-probe.sh) on a virtio-fs share mounted with
+//! scripts/guest/build-guest-workload.sh dax-probe) on a virtio-fs share mounted with
 //! `-o dax=always`, and on the host, where it prints the same lines, so that a
 //! test can compare the two sides. It uses std and libc only (no argument
 //! parser): `dax-probe COMMAND ARGS...`, numbers in decimal, one line on

@@ -77,16 +77,18 @@ elif [ "$fstype" = 9p ]; then
 else
   mount -t virtiofs ${fs_options:+-o $fs_options} $tag /mnt
 fi || echo "AVPFS-MOUNT-FAILED"
-cd /mnt
 if [ $shell = 1 ]; then
   echo "avpfs guest: the share is mounted on /mnt; exit the shell to power off"
+  cd /mnt
   setsid cttyhack sh
   rc=0
+  cd /
 else
-  sh /job.sh
+  # In /mnt, from a shell of its own: this one stays out of the share, so
+  # that the job can unmount it.
+  (cd /mnt && sh /job.sh)
   rc=\$?
 fi
-cd /
 sync
 umount /mnt 2>/dev/null
 echo "AVPFS-EXIT \$rc"

@@ -9,6 +9,7 @@
 #                     [--shell] [--timeout SECONDS]
 #                     [--vsock-uds PATH [--vsock-cid CID]]
 #                     [--fs-device fs|test-device] [--fs-options OPTS]
+#                     [--allow-reboot]
 # --bin copies a (static) program into the guest's /bin, --file copies a file
 # into the guest's /data (both in the initramfs); --9p-cache is the 9p mount's
 # cache= option (default none); --9p-security is QEMU's -fsdev
@@ -29,12 +30,15 @@
 # the shared-memory window (the DAX work); it has 1 + --queues virtqueues,
 # so the daemon must offer exactly --queues request queues. QEMU 11.1 runs
 # from scripts/guest/qemu-trixie.sh (QEMU=$(scripts/guest/qemu-trixie.sh)).
+# --allow-reboot lets the job reboot the guest (`reboot -f`): QEMU resets
+# the machine and boots it again, running the job again (without it a
+# reboot ends QEMU).
 # The job runs as root in the guest with the share mounted on /mnt; its exit
 # status is printed as "AVPFS-EXIT <n>" and becomes this script's exit status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 kernel="" job="" socket="" tag=avpfs ninep="" ninep_cache=none ninep_security=none queues=1 smp=2 mem=1G shell=0 timeout=600 fs_options="" qemu=${QEMU:-qemu-system-x86_64}
-vsock_uds="" vsock_cid=3 vsock_pid="" fs_device=fs
+vsock_uds="" vsock_cid=3 vsock_pid="" fs_device=fs allow_reboot=0
 bins=() files=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -56,6 +60,7 @@ while [ $# -gt 0 ]; do
     --vsock-cid) vsock_cid=$2; shift 2 ;;
     --fs-device) fs_device=$2; shift 2 ;;
     --fs-options) fs_options=$2; shift 2 ;;
+    --allow-reboot) allow_reboot=1; shift ;;
     *) echo "run-guest: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -81,10 +86,11 @@ for b in "${bins[@]}"; do initrd_args+=(--bin "$b"); done
 for f in "${files[@]}"; do initrd_args+=(--file "$f"); done
 "$here/make-initramfs.sh" "${initrd_args[@]}"
 
-args=(-accel tcg -nic none -m "$mem" -smp "$smp" -nographic -no-reboot
+args=(-accel tcg -nic none -m "$mem" -smp "$smp" -nographic
       -kernel "$kernel/vmlinuz" -initrd "$work/initrd.gz"
       -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable"
       -object "memory-backend-memfd,id=mem,size=$mem,share=on" -numa node,memdev=mem)
+[ $allow_reboot = 1 ] || args+=(-no-reboot)
 if [ -n "$ninep" ]; then
   args+=(-fsdev "local,id=f0,path=$ninep,security_model=$ninep_security" -device "virtio-9p-pci,fsdev=f0,mount_tag=$tag")
 elif [ -n "$socket" ] || [ -z "$vsock_uds" ]; then

@@ -13,7 +13,8 @@
 # The host compares every checksum (the same FNV-1a-64 program,
 # dax-probe, runs on both sides), and avpfs's control socket shows the
 # data went through SETUPMAPPING, not READ, and that mappings were
-# recycled (REMOVEMAPPING).
+# recycled (REMOVEMAPPING). Then the guest reboots: the window works in
+# the next boot, and the mappings of the first are dropped.
 #
 # Part 2, VM to VM: one avpfs (--config) serves one share to two guests at
 # once, A with -o dax=always, B with -o dax=inode (the share's policy
@@ -161,6 +162,45 @@ read_bytes=$(op_count "$work/stats1.json" 0 READ bytes_out 2>/dev/null || echo u
 [ "$read_bytes" != unknown ] && [ "$read_bytes" -lt 1000000 ] && pass "READ carried $read_bytes bytes of the ~70 MB read: the data went through the window" \
   || fail "READ carried $read_bytes bytes"
 kill -0 "$daemon" 2>/dev/null && pass "avpfs (sandbox, --seccomp kill) still runs" || fail "avpfs died: $(tail -3 "$work/daemon1.log")"
+
+# A guest reboot: the first boot maps all of the 8 MiB window (24 MiB
+# file), unmounts and reboots; the second maps two chunks of `odd` and
+# waits while the host asks avpfs how many mappings the window holds: the
+# first boot's are gone (else at least 4).
+cat > "$work/job-reboot.sh" <<JOB
+p=/bin/dax-probe
+if [ -e /mnt/booted-once ]; then
+  echo "GUEST-BOOT2 \$(\$p mmap-sum /mnt/odd | cut -d' ' -f1)"
+  echo "GUEST-BOOT2-MAPPED"
+  sleep 8
+else
+  touch /mnt/booted-once
+  \$p mmap-sum /mnt/big > /dev/null
+  echo "GUEST-BOOT1-MAPPED"
+  # As an init system reboots: unmount (FUSE_DESTROY), then reset.
+  cd / && umount /mnt && echo "GUEST-UNMOUNTED"
+  reboot -f
+fi
+JOB
+QEMU=$qemu scripts/guest/run-guest.sh --kernel "$kdir" --socket "$sock" --tag avpfs --queues 2 \
+  --fs-device test-device --fs-options dax=always --bin "$probe" --allow-reboot \
+  --job "$work/job-reboot.sh" --timeout 600 > "$work/console-reboot" 2>&1 &
+qr=$!
+mapped=""
+for _ in $(seq 1200); do
+  kill -0 $qr 2>/dev/null || break
+  if grep -q GUEST-BOOT2-MAPPED "$work/console-reboot" 2>/dev/null; then
+    mapped=$(target/debug/avpfs ctl --control-socket "$control" stats \
+      | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["guests"][0]["dax_mappings"])' || true)
+    break
+  fi
+  sleep 0.25
+done
+rc=0; wait $qr || rc=$?
+grep -q GUEST-UNMOUNTED "$work/console-reboot" && [ $rc = 0 ] && [ "$(said "$work/console-reboot" GUEST-BOOT2)" = "$sum_odd" ] \
+  && pass "after a guest reboot the window works: odd reads right" || fail "reboot: exit $rc, boot 2 read '$(said "$work/console-reboot" GUEST-BOOT2)'"
+[ -n "$mapped" ] && [ "$mapped" -le 2 ] && pass "after the reboot the window holds $mapped mappings: the first boot's were dropped" \
+  || fail "after the reboot the window holds '${mapped}' mappings"
 kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true
 
 # ---------------------------------------------------------------- part 2
@@ -274,7 +314,7 @@ else
 fi
 
 if [ $failed != 0 ]; then
-  for c in console1 console-a console-b console-a3 console-b3; do [ -f "$work/$c" ] && { echo "--- $c"; tr -d '\r' < "$work/$c" | tail -n 25; }; done
+  for c in console1 console-reboot console-a console-b console-a3 console-b3; do [ -f "$work/$c" ] && { echo "--- $c"; tr -d '\r' < "$work/$c" | tail -n 25; }; done
   for d in daemon1.log daemon2.log; do [ -f "$work/$d" ] && { echo "--- $d"; tail -n 15 "$work/$d"; }; done
 fi
 echo "dax: $passed passed, $failed failed"

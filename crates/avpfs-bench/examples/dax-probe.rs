@@ -37,6 +37,10 @@
 //!   `rand-read COUNT reads in <us> us, <n> per s, xor <hex>`.
 //! - `seq-read FILE BUFSIZE`: read(2)s the file from start to end with a
 //!   BUFSIZE-byte buffer; `seq-read <bytes> bytes in <us> us, <x.y> MiB/s`.
+//! - `exec-time RUNS PROGRAM [ARGS...]`: runs PROGRAM RUNS times, one after
+//!   the other (output discarded), timing each from the fork to the wait:
+//!   `exec-time RUNS runs: first_us=<n> rest_mean_us=<n>` (the first run
+//!   starts cold, the others find what it loaded).
 //! - `help`: this usage on stdout.
 //!
 //! Times are CLOCK_MONOTONIC (`std::time::Instant`), in whole microseconds.
@@ -65,6 +69,7 @@ usage: dax-probe COMMAND ARGS...   (numbers are decimal)
   store FILE OFFSET VALUE             store the u64 at OFFSET through a shared mapping, no msync: stored
   rand-read FILE COUNT SEED           COUNT u64 reads at random 4 KiB pages of a shared mapping
   seq-read FILE BUFSIZE               read(2) FILE with a BUFSIZE-byte buffer, timed
+  exec-time RUNS PROGRAM [ARGS...]    run PROGRAM RUNS times, waiting for each: exec-time RUNS runs: first_us= rest_mean_us=
 exit status: 0 done, 1 a wait timed out, 2 bad arguments or an error";
 
 /// The ping-pong area: the first 4096 bytes, the ping slot at 0 and the
@@ -482,6 +487,32 @@ fn seq_read(path: &Path, bufsize: u64) -> Res<()> {
     say(&format!("seq-read {bytes} bytes in {} us, {mib_s:.1} MiB/s", took.as_micros()))
 }
 
+/// Runs `program` `runs` times, one after the other, and times each run
+/// from the fork to the end of the wait (its output is discarded).
+fn exec_time(runs: u64, program: &OsStr, args: &[OsString]) -> Res<()> {
+    if runs == 0 {
+        return Err(error("RUNS must be at least 1"));
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let status = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| error(format!("cannot run {program:?}: {e}")))?;
+        times.push(start.elapsed());
+        if status.code().is_none() {
+            return Err(error(format!("{program:?} died: {status}")));
+        }
+    }
+    let rest = &times[1..];
+    let rest_us =
+        if rest.is_empty() { 0 } else { rest.iter().map(|t| t.as_micros()).sum::<u128>() / rest.len() as u128 };
+    say(&format!("exec-time {runs} runs: first_us={} rest_mean_us={rest_us}", times[0].as_micros()))
+}
+
 /// A decimal argument.
 fn number(arg: &OsStr, name: &str) -> Res<u64> {
     let digits = arg.to_str().filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
@@ -539,6 +570,20 @@ fn run(args: &[OsString]) -> Res<()> {
             let [file, bufsize] = take(rest, "seq-read FILE BUFSIZE")?;
             let bufsize = number(bufsize, "BUFSIZE")?;
             (Path::new(file), seq_read(Path::new(file), bufsize))
+        }
+        "exec-time" => {
+            let Some((runs, cmd)) = rest.split_first() else {
+                return Err(Failure::Usage(
+                    "wrong number of arguments: dax-probe exec-time RUNS PROGRAM [ARGS...]".into(),
+                ));
+            };
+            let Some((program, program_args)) = cmd.split_first() else {
+                return Err(Failure::Usage(
+                    "wrong number of arguments: dax-probe exec-time RUNS PROGRAM [ARGS...]".into(),
+                ));
+            };
+            let runs = number(runs, "RUNS")?;
+            (Path::new(program), exec_time(runs, program, program_args))
         }
         _ => return Err(Failure::Usage(format!("unknown command {:?}", args[0]))),
     };

@@ -358,6 +358,7 @@ fn stats(registry: &Registry) -> Value {
                 "open_files": usage.handles,
                 "cached_inodes": usage.nodes,
                 "locks": usage.locks,
+                "dax_mappings": s.server.dax_mappings(),
                 "ops": snap.ops.iter().map(op_json).collect::<Vec<_>>(),
             })
         })

@@ -19,6 +19,8 @@ pub trait ServerView: Send + Sync {
     fn usage(&self) -> Usage;
     /// The FUSE minor version negotiated (0: no FUSE_INIT yet).
     fn fuse_minor(&self) -> u32;
+    /// The mappings its DAX window holds now (0 without a window).
+    fn dax_mappings(&self) -> usize;
     /// Puts `policy` in force; `None` when the session has no policy layer.
     fn policy_layer(&self) -> Option<&dyn PolicyLayer>;
 }
@@ -70,6 +72,10 @@ impl<F: FileSystem + MaybePolicy> ServerView for Server<F> {
 
     fn fuse_minor(&self) -> u32 {
         self.negotiated_minor()
+    }
+
+    fn dax_mappings(&self) -> usize {
+        Server::dax_mappings(self)
     }
 
     fn policy_layer(&self) -> Option<&dyn PolicyLayer> {

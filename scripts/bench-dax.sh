@@ -16,7 +16,9 @@
 # Contenders run interleaved for ROUNDS (default 3) rounds; the report gives
 # the best and the median of each, and ratios. Then two guests at once on
 # one avpfs read the same file, with and without DAX: the `Cached` growth
-# of each guest.
+# of each guest; and they play 1000 rounds of ping-pong through one mapped
+# file (with DAX: the time a store takes to reach the other VM's mapping;
+# without: it never does, and the first ping times out after 10 s).
 #
 # Usage: scripts/bench-dax.sh   (root; ROUNDS, SIZE_MIB, GUEST_MEM env)
 # Results: bench/results/dax/README.md and results.tsv.
@@ -38,6 +40,9 @@ scripts/guest/fetch-kernel.sh stable "$kdir"
 probe=$(scripts/guest/build-guest-workload.sh dax-probe)
 out=bench/results/dax
 mkdir -p "$out"
+# The window: a power of two (a PCI BAR) larger than the file.
+window=1
+while [ $window -le "$size_mib" ]; do window=$((window * 2)); done
 
 work=$(mktemp -d /tmp/avpfs-bench-dax.XXXXXX)
 daemon=""
@@ -68,7 +73,7 @@ start_daemon() { # contender socket
   rm -f "$2"
   case "$1" in
     avpfs-dax) "$avpfs" --socket-path "$2" --shared-dir "$share" --tag avpfs --request-queues 1 \
-                 --dax-window $(( (size_mib + 64) ))M --log-level warn 2> "$work/daemon.log" & ;;
+                 --dax-window ${window}M --log-level warn 2> "$work/daemon.log" & ;;
     avpfs) "$avpfs" --socket-path "$2" --shared-dir "$share" --tag avpfs --request-queues 1 \
              --log-level warn 2> "$work/daemon.log" & ;;
     virtiofsd) "$virtiofsd" --socket-path "$2" --shared-dir "$share" --tag avpfs --cache auto \
@@ -97,15 +102,15 @@ for round in $(seq "$rounds"); do
       --mem "$mem" $(device_args "$c") --bin "$probe" --job "$work/job.sh" --timeout 1200 > "$work/console" 2>&1 \
       || { echo "bench-dax: the $c guest failed:" >&2; tr -d '\r' < "$work/console" | tail -n 15 >&2; exit 1; }
     stop_daemon
-    tr -d '\r' < "$work/console" | sed -n "s/^RESULT /$round\t$c\t/p" >> "$work/results.tsv"
+    tr -d '\r' < "$work/console" | sed -n "s/^.*RESULT /$round\t$c\t/p" >> "$work/results.tsv"
   done
 done
 
 # Two guests at once on one avpfs, with and without DAX.
 for c in avpfs-dax avpfs; do
   echo "bench-dax: two guests: $c" >&2
-  window=""
-  [ $c = avpfs-dax ] && window="dax_window = \"$(( size_mib + 64 ))M\""
+  window_key=""
+  [ $c = avpfs-dax ] && window_key="dax_window = \"${window}M\""
   cat > "$work/two.toml" <<TOML
 [[share]]
 name = "s"
@@ -116,14 +121,14 @@ socket_path = "$work/a.sock"
 share = "s"
 tag = "avpfs"
 request_queues = 1
-$window
+$window_key
 [[guest]]
 name = "b"
 socket_path = "$work/b.sock"
 share = "s"
 tag = "avpfs"
 request_queues = 1
-$window
+$window_key
 TOML
   rm -f "$work/a.sock" "$work/b.sock"
   "$avpfs" --config "$work/two.toml" --log-level warn 2> "$work/daemon.log" &
@@ -131,16 +136,23 @@ TOML
   for _ in $(seq 200); do [ -S "$work/a.sock" ] && [ -S "$work/b.sock" ] && break; sleep 0.05; done
   dev=(--fs-device test-device)
   [ $c = avpfs-dax ] && dev+=(--fs-options dax=always)
+  # Then ping-pong through one mapped file: B stores, A answers.
+  head -c 4096 /dev/zero > "$share/pp"
+  wait_ms=120000
+  [ $c = avpfs ] && wait_ms=10000
+  { cat "$work/job.sh"; echo "echo \"RESULT pong \$(/bin/dax-probe pong /mnt/pp 1000 $wait_ms 2>&1 | tail -1)\""; } > "$work/job-a.sh"
+  { cat "$work/job.sh"; echo "echo \"RESULT ping \$(/bin/dax-probe ping /mnt/pp 1000 $wait_ms 2>&1 | tail -1)\""; } > "$work/job-b.sh"
   for g in a b; do
     QEMU=$qemu scripts/guest/run-guest.sh --kernel "$kdir" --socket "$work/$g.sock" --tag avpfs --mem "$mem" \
-      "${dev[@]}" --bin "$probe" --job "$work/job.sh" --timeout 1200 > "$work/console-$g" 2>&1 &
+      "${dev[@]}" --bin "$probe" --job "$work/job-$g.sh" --timeout 1200 > "$work/console-$g" 2>&1 &
     eval "q$g=\$!"
   done
   # shellcheck disable=SC2154 # qa and qb are set by the eval above
   wait "$qa" && wait "$qb" || { echo "bench-dax: a two-guest run failed" >&2; exit 1; }
   stop_daemon
   for g in a b; do
-    tr -d '\r' < "$work/console-$g" | sed -n "s/^RESULT cached-kib /two\t$c-$g\tcached-kib /p" >> "$work/results.tsv"
+    tr -d '\r' < "$work/console-$g" | sed -n -e "s/^.*RESULT cached-kib /two\t$c-$g\tcached-kib /p" \
+      -e "s/^.*RESULT ping /pingpong\t$c\t/p" >> "$work/results.tsv"
   done
 done
 cp "$work/results.tsv" "$out/results.tsv"
@@ -151,12 +163,16 @@ path, rounds, size, mem, qemu = sys.argv[1:6]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 vals = {}  # (contender, metric) -> [values]
 two = {}
+pingpong = {}
 def put(c, m, v):
     vals.setdefault((c, m), []).append(v)
 for rnd, c, text in rows:
     kind, _, rest = text.partition(" ")
     if rnd == "two":
         two[c] = int(rest)
+        continue
+    if rnd == "pingpong":
+        pingpong[c] = text
         continue
     if kind in ("seq-cold", "seq-warm"):
         put(c, kind, float(re.search(r"([0-9.]+) MiB/s", rest).group(1)))
@@ -216,5 +232,21 @@ for c in ("avpfs-dax", "avpfs"):
     print(f"| {c} | {a / 1024:.0f} | {b / 1024:.0f} | {(a + b) / 1024:.0f} |")
 print("\nWith DAX the file's pages are the host's page cache, mapped into each guest's window: "
       "neither guest keeps a copy. Without DAX each guest keeps its own.")
+print("\n## VM to VM: a store in one guest's mapping, seen in the other's\n")
+print("Then the two guests play 1000 rounds of ping-pong through one mapped 4 KiB file: B stores a "
+      "number in its mapping and spins until A's answer appears in it; A spins until B's number "
+      "appears, and answers. One round trip is two crossings.\n")
+print("| | round trip, min | round trip, median | one crossing, median |")
+print("|---|---|---|---|")
+for c in ("avpfs-dax", "avpfs"):
+    t = pingpong.get(c)
+    if t is None:
+        continue
+    m = re.search(r"min_ns=(\d+) median_ns=(\d+)", t)
+    if m:
+        lo, med = int(m.group(1)), int(m.group(2))
+        print(f"| {c} | {lo / 1000:.2f} us | {med / 1000:.2f} us | {med / 2000:.2f} us |")
+    else:
+        print(f"| {c} | never: `{t.strip()}` | | |")
 PY
 cat "$out/README.md"

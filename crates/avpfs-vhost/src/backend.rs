@@ -76,8 +76,8 @@ pub enum Error {
     /// The queue size is not a power of two in 1..=32768.
     #[error("the queue size must be a power of two up to 32768, not {0}")]
     InvalidQueueSize(u16),
-    /// The DAX window is not a multiple of the page size.
-    #[error("the DAX window must be a multiple of {align} bytes, not {0}", align = avpfs_server::DAX_ALIGNMENT)]
+    /// The DAX window is not a power of two of at least the page size.
+    #[error("the DAX window must be a power of two of at least {align} bytes, not {0}", align = avpfs_server::DAX_ALIGNMENT)]
     InvalidDaxWindow(u64),
 }
 
@@ -121,7 +121,9 @@ impl DeviceConfig {
         if !self.queue_size.is_power_of_two() {
             return Err(Error::InvalidQueueSize(self.queue_size));
         }
-        if !self.dax_window.is_multiple_of(avpfs_server::DAX_ALIGNMENT) {
+        if self.dax_window != 0
+            && (!self.dax_window.is_power_of_two() || self.dax_window < avpfs_server::DAX_ALIGNMENT)
+        {
             return Err(Error::InvalidDaxWindow(self.dax_window));
         }
         Ok(())

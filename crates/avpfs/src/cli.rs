@@ -102,9 +102,9 @@ pub struct Cli {
 
     /// Size of the DAX window, the shared-memory region the VMM maps file
     /// data into for the guest (bytes, or with a K, M or G suffix, a
-    /// multiple of 4 KiB; needs a front end with vhost-user SHMEM, e.g.
+    /// power of two, 4 KiB or more; needs a front end with vhost-user SHMEM, e.g.
     /// QEMU 11.1's vhost-user-test-device-pci). Default: no window.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_dax_window)]
     pub dax_window: Option<u64>,
 
     /// How the VMM maps the files avpfs lends it in the DAX window.
@@ -515,6 +515,17 @@ pub const CAPABILITIES_JSON: &str = "{\n  \"type\": \"fs\",\n  \"features\": [\n
 pub fn parse_dax_front_end(text: &str) -> Result<avpfs_server::DaxFrontEnd, String> {
     avpfs_server::DaxFrontEnd::from_name(text)
         .ok_or_else(|| format!("{text:?} is not a DAX front end (qemu-11.1, mmap)"))
+}
+
+/// Parses the size of a DAX window: a size (see [`parse_size`]) that is 0
+/// or a power of two (the window is a PCI BAR, and QEMU aborts on any other
+/// size).
+pub fn parse_dax_window(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if size != 0 && !size.is_power_of_two() {
+        return Err(format!("{text:?} is not a power of two (the DAX window is a PCI BAR)"));
+    }
+    Ok(size)
 }
 
 /// Parses a size: bytes, or a number with a `K`, `M` or `G` suffix (powers

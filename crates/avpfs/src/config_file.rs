@@ -393,8 +393,8 @@ pub fn parse_with(file: &Path, src: &str, read: ReadFile<'_>, check_dirs: bool) 
         let dax_window = match &g.dax_window {
             Some(d) => Some(
                 match d.get_ref() {
-                    RawSize::Bytes(n) => crate::cli::parse_size(&n.to_string()),
-                    RawSize::Text(t) => crate::cli::parse_size(t),
+                    RawSize::Bytes(n) => crate::cli::parse_dax_window(&n.to_string()),
+                    RawSize::Text(t) => crate::cli::parse_dax_window(t),
                 }
                 .map_err(|e| cx.err(d.span(), "guest.dax_window", e))?,
             ),
@@ -642,6 +642,8 @@ policy = "ro.toml"
         assert_eq!(d.parse(&with("8192")).unwrap().guests[1].dax_window, Some(8192));
         let e = d.parse(&with("\"1000\"")).unwrap_err();
         assert_eq!(e.key, "guest.dax_window", "{e}");
+        let e = d.parse(&with("\"96M\"")).unwrap_err();
+        assert!(e.to_string().contains("power of two"), "{e}");
     }
 
     fn error(src: &str) -> ConfigFileError {

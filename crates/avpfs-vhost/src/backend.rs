@@ -121,8 +121,7 @@ impl DeviceConfig {
         if !self.queue_size.is_power_of_two() {
             return Err(Error::InvalidQueueSize(self.queue_size));
         }
-        if self.dax_window != 0
-            && (!self.dax_window.is_power_of_two() || self.dax_window < avpfs_server::DAX_ALIGNMENT)
+        if self.dax_window != 0 && (!self.dax_window.is_power_of_two() || self.dax_window < avpfs_server::DAX_ALIGNMENT)
         {
             return Err(Error::InvalidDaxWindow(self.dax_window));
         }

@@ -479,8 +479,9 @@ pub(crate) struct Resize {
 }
 
 impl Resize {
-    /// Before avpfs changes the size of `file` (`None`: unknown, nothing
-    /// to do) to at most `new_size` (`None`: it may grow or shrink by an
+    /// Before avpfs changes the size of the host file `file` names (asked
+    /// only when some session has a window; `None`: unknown, nothing to
+    /// do) to at most `new_size` (`None`: it may grow or shrink by an
     /// unknown amount, e.g. a collapsing fallocate; everything is unmapped
     /// until the change is done): every mapping is refitted to the
     /// smaller size first, and no mapping is made until the drop, which

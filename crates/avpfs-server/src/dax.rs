@@ -100,6 +100,12 @@ impl DaxFrontEnd {
         }
     }
 
+    /// Whether it maps every request writable, a read mapping too (so a
+    /// read mapping needs a writable descriptor).
+    pub fn maps_all_writable(self) -> bool {
+        self == DaxFrontEnd::Qemu11
+    }
+
     /// The front end of `name` (see [`DaxFrontEnd::name`]).
     pub fn from_name(name: &str) -> Option<Self> {
         [DaxFrontEnd::Qemu11, DaxFrontEnd::Mmap].into_iter().find(|f| f.name() == name)
@@ -492,11 +498,8 @@ impl Resize {
         }
         let Some(file) = file() else { return Resize { file: None, _sizes: None } };
         let sizes = SIZES.write().unwrap_or_else(|e| e.into_inner());
-        let file = Some(file);
-        if let Some(f) = file {
-            refit(f, Some(new_size.unwrap_or(0)), false, true);
-        }
-        Resize { file, _sizes: Some(sizes) }
+        refit(file, Some(new_size.unwrap_or(0)), false, true);
+        Resize { file: Some(file), _sizes: Some(sizes) }
     }
 }
 

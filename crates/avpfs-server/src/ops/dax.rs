@@ -7,7 +7,7 @@ use zerocopy::IntoBytes;
 
 use super::Request;
 use crate::args::Args;
-use crate::dax::{DaxFrontEnd, DAX_ALIGNMENT};
+use crate::dax::DAX_ALIGNMENT;
 use crate::filesystem::{Entry, FileSystem, Handle, NodeId};
 use crate::server::{errno, Handled, Server};
 use crate::transport::Writer;
@@ -40,7 +40,7 @@ impl<F: FileSystem> Server<F> {
     /// file the client may write when the window's front end maps every
     /// file writable.
     fn dax_pick(&self, node: NodeId, mode: u32) -> bool {
-        let writable = self.dax.window().is_none_or(|w| w.front_end() == DaxFrontEnd::Qemu11);
+        let writable = self.dax.window().is_none_or(|w| w.front_end().maps_all_writable());
         self.fs.dax_pick(node, mode, writable)
     }
 
@@ -81,7 +81,7 @@ impl<F: FileSystem> Server<F> {
         // A front end that maps every request writable needs a writable
         // descriptor even for a read mapping: the guest gets no more than
         // a write mapping would give it, and the same checks.
-        let fd_writable = writable || window.front_end() == DaxFrontEnd::Qemu11;
+        let fd_writable = writable || window.front_end().maps_all_writable();
         // No size change by avpfs from the size read here to the mapping.
         let _sizes = crate::dax::steady_sizes();
         let fd = self.fs.dax_fd(&rq.ctx, rq.node, handle, fd_writable).map_err(errno)?;

@@ -27,12 +27,7 @@ cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3} size_mib=${SIZE_MIB:-256} mem=${GUEST_MEM:-1G}
 scripts/install-deps.sh guest
 qemu=$(scripts/guest/qemu-trixie.sh)
-tools="${AVPFS_BENCH_TOOLS:-$HOME/.cache/avpfs-bench}"
-virtiofsd=$tools/virtiofsd/bin/virtiofsd
-if [ ! -x "$virtiofsd" ]; then
-  echo "bench-dax: installing virtiofsd 1.14.0 into $tools/virtiofsd" >&2
-  cargo install --locked virtiofsd --version 1.14.0 --root "$tools/virtiofsd" -j "${JOBS:-2}"
-fi
+virtiofsd=$(scripts/install-virtiofsd.sh)
 cargo build -q --release -j "${JOBS:-2}" --bin avpfs
 avpfs=${CARGO_TARGET_DIR:-target}/release/avpfs
 kdir=target/guest/kernel-stable

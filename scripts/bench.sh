@@ -40,27 +40,10 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-# Build dependencies of virtiofsd (cargo install) and the usual tool chain;
-# QEMU, busybox and cpio for level 2's guests.
+# The usual tool chain; QEMU, busybox and cpio for level 2's guests; and
+# virtiofsd.
 if [ $level = 2 ]; then scripts/install-deps.sh guest; else scripts/install-deps.sh build; fi
-missing=()
-for p in libseccomp-dev libcap-ng-dev pkg-config; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-tools="${AVPFS_BENCH_TOOLS:-}"
-if [ -z "$tools" ]; then
-  if [ -d /work/tools ]; then tools=/work/tools; else tools="$HOME/.cache/avpfs-bench"; fi
-fi
-if [ ! -x "$tools/virtiofsd/bin/virtiofsd" ]; then
-  echo "bench.sh: installing virtiofsd 1.14.0 into $tools/virtiofsd" >&2
-  cargo install --locked virtiofsd --version 1.14.0 --root "$tools/virtiofsd" -j "${JOBS:-2}"
-fi
+virtiofsd=$(scripts/install-virtiofsd.sh)
 
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -j "${JOBS:-2}" --bin avpfs --bin avpfs-bench
@@ -82,5 +65,5 @@ fi
 
 exec "$target/release/avpfs-bench" "--$mode" "${level_args[@]}" "${guest_args[@]}" \
   --avpfs-bin "$target/release/avpfs" \
-  --virtiofsd-bin "$tools/virtiofsd/bin/virtiofsd" \
+  --virtiofsd-bin "$virtiofsd" \
   --out bench/results "$@"   # a later --out wins

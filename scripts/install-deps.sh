@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what avpfs needs to build and test, idempotently and quietly.
-# Usage: scripts/install-deps.sh [build|test|packaging|guest|bench|libvirt|vsock]...
+# Usage: scripts/install-deps.sh [build|test|packaging|guest|bench|virtiofsd|libvirt|vsock]...
 set -euo pipefail
 
 want_pkgs=(gcc make pkg-config)
@@ -14,6 +14,8 @@ for what in "$@"; do
     packaging) want_pkgs+=(man-db groff-base systemd util-linux gzip) ;;
     guest) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip) ;;
     bench) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip libseccomp-dev libcap-ng-dev fio) ;;
+    # Building virtiofsd with cargo install (scripts/install-virtiofsd.sh).
+    virtiofsd) want_pkgs+=(libseccomp-dev libcap-ng-dev) ;;
     # The daemon, virsh and the QEMU driver; not the full `libvirt-daemon-system`
     # (systemd units, default networks), which a test does not need.
     libvirt) want_pkgs+=(qemu-system-x86 busybox-static cpio gzip libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu) ;;
